@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Result stores: OpenStack Swift, or a local directory with the same layout.
+
+Every program that lists or reads results goes through a :class:`ResultStore`.
+The interface is deliberately the small subset of Swift that we use, so the
+local directory store (demo, small sites, tests of the web layer) behaves
+like Swift for every caller, including the listing semantics of
+``prefix``/``delimiter``/``marker``/``limit``.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from webcontrol.config import Config
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered with an unexpected error."""
+
+
+class ContainerNotFound(StoreError):
+    """The container does not exist."""
+
+
+class ObjectNotFound(StoreError):
+    """The object does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One row of a container listing.
+
+    For a delimiter roll-up row, ``subdir`` holds the common prefix (ending
+    in the delimiter) and the other fields are empty.
+    """
+
+    name: str
+    bytes: int = 0
+    last_modified: datetime.datetime | None = None
+    content_type: str = ""
+    subdir: str | None = None
+
+
+@dataclass
+class ObjectStream:
+    """An object being read: its headers and an iterator over its bytes.
+
+    ``close()`` must be called (or the iterator exhausted) so that a Swift
+    connection is returned.
+    """
+
+    content_type: str
+    content_encoding: str | None
+    content_length: int | None
+    last_modified: datetime.datetime | None
+    chunks: Iterator[bytes]
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+PAGE_LIMIT = 1000
+
+
+class ResultStore(abc.ABC):
+    """Read access to result containers, plus writes for demo, tests and backups."""
+
+    @abc.abstractmethod
+    def list_containers(self, prefix: str | None = None) -> list[str]:
+        """All container names (every page), sorted. Raises StoreError."""
+
+    @abc.abstractmethod
+    def list_objects(
+        self,
+        container: str,
+        prefix: str | None = None,
+        delimiter: str | None = None,
+        marker: str | None = None,
+        limit: int = PAGE_LIMIT,
+    ) -> list[ObjectInfo]:
+        """One page of a listing, in name order, names strictly after ``marker``.
+
+        Raises ContainerNotFound, StoreError.
+        """
+
+    def iter_objects(
+        self,
+        container: str,
+        prefix: str | None = None,
+        delimiter: str | None = None,
+        marker: str | None = None,
+        page_size: int = PAGE_LIMIT,
+    ) -> Iterator[ObjectInfo]:
+        """Every object of a listing, paging by the last name of each page."""
+        while True:
+            page = self.list_objects(container, prefix, delimiter, marker, page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            last = page[-1]
+            marker = last.subdir if last.subdir is not None else last.name
+
+    @abc.abstractmethod
+    def get_object(self, container: str, name: str) -> bytes:
+        """The whole object. Raises ObjectNotFound, ContainerNotFound, StoreError."""
+
+    @abc.abstractmethod
+    def open_object(self, container: str, name: str) -> ObjectStream:
+        """Stream an object. Raises ObjectNotFound, ContainerNotFound, StoreError."""
+
+    @abc.abstractmethod
+    def put_object(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+    ) -> None:
+        """Write an object, creating the container if needed. Raises StoreError."""
+
+    @abc.abstractmethod
+    def delete_object(self, container: str, name: str) -> None:
+        """Delete an object. Raises ObjectNotFound, StoreError."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def guess_content_headers(name: str) -> tuple[str, str | None]:
+    """Content type and encoding the workers give to an object of this name."""
+    if name.endswith(".gz") and not name.endswith(".tar.gz"):
+        return "text/plain; charset=UTF-8", "gzip"
+    if name.endswith(".tar.gz"):
+        return "application/gzip", None
+    if name.endswith(".tar"):
+        return "application/x-tar", None
+    if name.endswith(".json"):
+        return "application/json", None
+    return "application/octet-stream", None
+
+
+def open_store(config: "Config") -> ResultStore:
+    """The store selected by ``[web] results_store``. Raises ConfigError."""
+    kind = config.results_store
+    if kind == "local":
+        from webcontrol.store.local import LocalStore
+
+        return LocalStore(config.need("web", "results_dir"))
+    from webcontrol.store.swift import SwiftStore
+
+    return SwiftStore.from_config(config)
