@@ -1,0 +1,254 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""RabbitMQ: connections from ``[amqp] uri``, declarations, publishing, one consumer base.
+
+The consumer base owns the loop every long-running consumer needs:
+reconnect with backoff when the broker goes away, reject a malformed message
+once without requeue (the broker dead-letters it if the operator set a
+policy), hand valid messages to the subclass in batches, and ack only after
+the subclass returned (its work is durable by then).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Generic, Iterable, TypeVar
+
+import pika
+import pika.exceptions
+
+from webcontrol.messages import MalformedMessage
+
+log = logging.getLogger(__name__)
+
+CONFIRM_TIMEOUT_S = 60
+PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
+
+class BrokerError(Exception):
+    """The broker is unreachable or did not confirm a publish."""
+
+
+def connection_parameters(uri: str, **overrides: Any) -> pika.ConnectionParameters:
+    """Parameters for ``amqp://user:password@host[:port][/vhost]``. Raises ValueError.
+
+    The port defaults to 5672 and the vhost to ``/``; a percent-encoded vhost
+    (``/%2F``) is honoured.
+    """
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme not in ("amqp", "amqps") or not parsed.hostname:
+        raise ValueError(f"not an amqp:// URI: {uri!r}")
+    vhost = urllib.parse.unquote(parsed.path[1:]) if len(parsed.path) > 1 else "/"
+    credentials = pika.PlainCredentials(
+        urllib.parse.unquote(parsed.username or "guest"), urllib.parse.unquote(parsed.password or "guest")
+    )
+    options: dict[str, Any] = {
+        "host": parsed.hostname,
+        "port": parsed.port or (5671 if parsed.scheme == "amqps" else 5672),
+        "virtual_host": vhost,
+        "credentials": credentials,
+        "heartbeat": 60,
+        "blocked_connection_timeout": CONFIRM_TIMEOUT_S,
+        "socket_timeout": 10,
+        "connection_attempts": 1,
+        "client_properties": {"connection_name": f"autopkgtest-web@{socket.gethostname()}"},
+    }
+    if parsed.scheme == "amqps":
+        import ssl
+
+        options["ssl_options"] = pika.SSLOptions(ssl.create_default_context(), parsed.hostname)
+    options.update(overrides)
+    return pika.ConnectionParameters(**options)
+
+
+def connect(uri: str, **overrides: Any) -> pika.BlockingConnection:
+    """A blocking connection. Raises BrokerError."""
+    try:
+        return pika.BlockingConnection(connection_parameters(uri, **overrides))
+    except (pika.exceptions.AMQPError, OSError) as err:
+        raise BrokerError(f"cannot connect to RabbitMQ: {err!r}") from err
+
+
+def host_queue_name(base: str) -> str:
+    """Our consumer queues are per host so each web host gets its own copy."""
+    return f"{base}-{socket.getfqdn()}"
+
+
+def declare_exchange(
+    connection: pika.BlockingConnection, channel, name: str, durable: bool, auto_delete: bool = False
+):
+    """Declare a fanout exchange; on 406 (it exists with other flags) redeclare passively.
+
+    Returns the channel to use (a 406 closes the one it happened on).
+    """
+    try:
+        channel.exchange_declare(name, exchange_type="fanout", durable=durable, auto_delete=auto_delete)
+        return channel
+    except pika.exceptions.ChannelClosedByBroker as err:
+        if err.reply_code != 406:
+            raise
+        log.warning("exchange %s exists with other parameters (%s); using it as it is", name, err.reply_text)
+        channel = connection.channel()
+        channel.exchange_declare(name, passive=True)
+        return channel
+
+
+def declare_request_queue(channel, name: str) -> None:
+    """The ``debci-*`` queues: durable, not auto-delete, no arguments."""
+    channel.queue_declare(name, durable=True, auto_delete=False)
+
+
+def publish_requests(uri: str, messages: Iterable[tuple[str, bytes]]) -> None:
+    """Publish ``(queue, body)`` pairs with publisher confirms. Raises BrokerError.
+
+    Either every message is confirmed by the broker, or BrokerError is raised
+    (callers then report that nothing was submitted).
+    """
+    connection = connect(uri)
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for queue, body in messages:
+            declare_request_queue(channel, queue)
+            channel.basic_publish("", queue, body, PERSISTENT, mandatory=True)
+    except (pika.exceptions.AMQPError, OSError) as err:
+        raise BrokerError(f"publish not confirmed: {err!r}") from err
+    finally:
+        try:
+            connection.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Delivery(Generic[T]):
+    tag: int
+    message: T
+    redelivered: bool
+
+
+class Consumer(Generic[T]):
+    """Base of download-results and amqp-status-collector.
+
+    Subclasses set ``exchange``/``queue`` attributes and implement
+    :meth:`parse` (bytes → message, raising MalformedMessage) and
+    :meth:`process` (a batch of parsed messages; when it returns, they are
+    acked). :meth:`tick` runs at least every ``tick_seconds`` for periodic
+    work. ``stop()`` only sets a flag; the loop ends at its next turn.
+    """
+
+    exchange: str
+    exchange_durable = True
+    exchange_auto_delete = False
+    queue: str
+    queue_durable = True
+    queue_auto_delete = False
+    prefetch = 500
+    batch_size = 200
+    batch_seconds = 0.2
+    tick_seconds = 1.0
+    backoff_max_seconds = 30.0
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._stopping = False
+        self.rejected = 0
+
+    # Subclass API ---------------------------------------------------------------
+
+    def parse(self, body: bytes) -> T:
+        raise NotImplementedError
+
+    def process(self, deliveries: list[Delivery[T]]) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Periodic work (flush files, expire state)."""
+
+    # Loop -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def run_forever(self) -> None:
+        """Consume until stop(); reconnect with backoff on broker failures."""
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                self._consume()
+                backoff = 1.0
+            except (BrokerError, pika.exceptions.AMQPError, OSError) as err:
+                if self._stopping:
+                    break
+                log.warning("broker connection lost (%r); reconnecting in %.0f s", err, backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max_seconds)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            self.tick()
+            time.sleep(min(self.tick_seconds, max(0.0, deadline - time.monotonic())))
+
+    def declare(self, connection: pika.BlockingConnection, channel):
+        """Declare our exchange and queue and bind them; returns the channel."""
+        channel = declare_exchange(
+            connection, channel, self.exchange, self.exchange_durable, self.exchange_auto_delete
+        )
+        channel.queue_declare(self.queue, durable=self.queue_durable, auto_delete=self.queue_auto_delete)
+        channel.queue_bind(self.queue, self.exchange)
+        return channel
+
+    def _consume(self) -> None:
+        connection = connect(self.uri)
+        try:
+            channel = self.declare(connection, connection.channel())
+            channel.basic_qos(prefetch_count=self.prefetch)
+            log.info("consuming %s from %s", self.queue, self.exchange)
+            pending: list[Delivery[T]] = []
+            batch_started = time.monotonic()
+            last_tick = time.monotonic()
+            for method, properties, body in channel.consume(self.queue, inactivity_timeout=self.batch_seconds):
+                if method is not None:
+                    delivery = self._parse_delivery(channel, method, body)
+                    if delivery is not None:
+                        if not pending:
+                            batch_started = time.monotonic()
+                        pending.append(delivery)
+                now = time.monotonic()
+                if pending and (
+                    method is None or len(pending) >= self.batch_size or now - batch_started >= self.batch_seconds
+                ):
+                    self.process(pending)
+                    channel.basic_ack(pending[-1].tag, multiple=True)
+                    pending = []
+                if now - last_tick >= self.tick_seconds:
+                    self.tick()
+                    last_tick = now
+                if self._stopping:
+                    break
+            if pending:
+                self.process(pending)
+                channel.basic_ack(pending[-1].tag, multiple=True)
+            channel.cancel()
+        finally:
+            try:
+                connection.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+
+    def _parse_delivery(self, channel, method, body: bytes) -> Delivery[T] | None:
+        try:
+            message = self.parse(body)
+        except MalformedMessage as err:
+            self.rejected += 1
+            log.error("rejecting malformed message, delivery tag %s on %s: %s", method.delivery_tag, self.queue, err)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            return None
+        return Delivery(method.delivery_tag, message, bool(method.redelivered))

@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Files other programs read are replaced whole: temp file, fsync, rename.
+
+A reader (Apache, browse.cgi, ubuntu-dev-tools) therefore sees either the
+old or the new content, never a half-written file (CONTRACT §6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Group-readable: the web server's user shares the service group (CONTRACT §12.2).
+PUBLIC_MODE = 0o644
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = PUBLIC_MODE) -> None:
+    """Replace ``path`` with ``data`` atomically. Raises OSError."""
+    target = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any, mode: int = PUBLIC_MODE) -> None:
+    """Serialise ``value`` as JSON and replace ``path`` atomically. Raises OSError."""
+    write_atomic(path, json.dumps(value, ensure_ascii=False), mode)
+
+
+def read_json(path: str | os.PathLike | None, default: Any) -> Any:
+    """A JSON file's content, or ``default`` when it is missing or unreadable.
+
+    Every reader treats a missing or broken cache file as empty (CONTRACT §6).
+    """
+    if not path:
+        return default
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return default

@@ -1,0 +1,347 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The results DB: schema, migrations, connections and the one write routine.
+
+The column names and declared types are read by britney and other tools
+from the published copy, so they never change (CONTRACT §5). Migrations are
+counted by ``PRAGMA user_version``; a legacy DB from the old scripts
+(version 0 with tables, no ``env``/``uuid``) is upgraded in place.
+
+Writers (download-results, download-all-results) call :func:`record_results`
+in short ``BEGIN IMMEDIATE`` transactions. Web apps only ever open the
+public copy with :func:`connect_ro`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
+MARKER_TABLE = "ingest_marker"
+
+_CREATE_TEST = """
+CREATE TABLE IF NOT EXISTS test (
+    id INTEGER PRIMARY KEY,
+    release CHAR[20],
+    arch CHAR[20],
+    package char[120])
+"""
+_CREATE_RESULT = """
+CREATE TABLE IF NOT EXISTS result (
+    test_id INTEGER,
+    run_id CHAR[30],
+    version VARCHAR[200],
+    triggers TEXT,
+    duration INTEGER,
+    exitcode INTEGER,
+    requester TEXT,
+    env TEXT,
+    uuid TEXT UNIQUE,
+    PRIMARY KEY(test_id, run_id),
+    FOREIGN KEY(test_id) REFERENCES test(id))
+"""
+_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS test_package_uix ON test(package, release, arch)",
+    "CREATE INDEX IF NOT EXISTS test_id_ix ON test(id)",
+    "CREATE INDEX IF NOT EXISTS result_run_ix ON result(run_id DESC)",
+    "CREATE INDEX IF NOT EXISTS result_requester_idx ON result(requester)",
+    "CREATE INDEX IF NOT EXISTS result_test_id_ix ON result(test_id)",
+)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _migration_1_base_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, or bring a legacy DB (no env/uuid) up to them."""
+    conn.execute(_CREATE_TEST)
+    conn.execute(_CREATE_RESULT)
+    columns = _columns(conn, "result")
+    if "env" not in columns:
+        conn.execute("ALTER TABLE result ADD COLUMN env TEXT")
+    if "uuid" not in columns:
+        # ADD COLUMN cannot carry UNIQUE; a unique index gives the same guarantee.
+        conn.execute("ALTER TABLE result ADD COLUMN uuid TEXT")
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS result_uuid_uix ON result(uuid)")
+    for statement in _INDEXES:
+        conn.execute(statement)
+
+
+def _migration_2_ingest_marker(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} ("
+        " container TEXT PRIMARY KEY, marker TEXT NOT NULL, updated TEXT NOT NULL)"
+    )
+
+
+#: Numbered migrations; ``PRAGMA user_version`` = how many have been applied.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migration_1_base_schema,
+    _migration_2_ingest_marker,
+)
+
+
+class DatabaseError(Exception):
+    """The DB cannot be opened, migrated or written."""
+
+
+def connect_rw(path: str | Path, migrate_schema: bool = True) -> sqlite3.Connection:
+    """Open (creating if needed) the rw DB in WAL mode, migrated. Raises DatabaseError.
+
+    The connection is in autocommit mode: writers open their own
+    ``BEGIN IMMEDIATE`` transactions through :func:`write_transaction`.
+    """
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if migrate_schema:
+            migrate(conn)
+    except sqlite3.Error as err:
+        raise DatabaseError(f"cannot open results DB {path}: {err}") from err
+    return conn
+
+
+def connect_ro(path: str | Path, timeout_ms: int | None = None) -> sqlite3.Connection:
+    """Open a DB read-only (``mode=ro`` URI). Raises DatabaseError.
+
+    With ``timeout_ms``, every statement is interrupted after that long
+    (browse pages must not hang on an expensive query).
+    """
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA query_only = 1")
+    except sqlite3.Error as err:
+        raise DatabaseError(f"cannot open DB {path} read-only: {err}") from err
+    conn.row_factory = sqlite3.Row
+    if timeout_ms:
+        set_statement_timeout(conn, timeout_ms)
+    return conn
+
+
+def set_statement_timeout(conn: sqlite3.Connection, timeout_ms: int) -> None:
+    """Interrupt any statement running longer than ``timeout_ms`` (OperationalError)."""
+    state = {"deadline": 0.0}
+
+    def trace(statement: str) -> None:
+        state["deadline"] = time.monotonic() + timeout_ms / 1000
+
+    def progress() -> int:
+        return 1 if state["deadline"] and time.monotonic() > state["deadline"] else 0
+
+    conn.set_trace_callback(trace)
+    conn.set_progress_handler(progress, 10_000)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction. Returns the version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with write_transaction(conn):
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {number}")
+        log.info("results DB migrated to version %d (%s)", number, step.__name__.lstrip("_"))
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, attempts: int = 30) -> Iterator[sqlite3.Connection]:
+    """``with write_transaction(conn):`` runs BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error.
+
+    "database is locked" beyond the busy timeout is retried after a random
+    0.1-2 s pause (CONTRACT §5.1); BEGIN is the only statement that can meet
+    the lock, so retrying it is safe. Raises sqlite3.Error.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as err:
+            if ("locked" not in str(err) and "busy" not in str(err)) or attempt == attempts:
+                raise
+            pause = random.uniform(0.1, 2.0)
+            log.warning("results DB locked (attempt %d), retrying in %.1f s", attempt, pause)
+            time.sleep(pause)
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+# Ingest ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One finished distro run, as stored in ``test`` + ``result``."""
+
+    release: str
+    arch: str
+    package: str
+    run_id: str
+    version: str | None
+    triggers: str
+    duration: int | None
+    exitcode: int
+    requester: str = ""
+    env: str = ""
+    uuid: str | None = None
+
+
+class Outcome(Enum):
+    INSERTED = "inserted"
+    DUPLICATE = "duplicate"  # the same (test, run_id) is already stored
+    UUID_CLEARED = "uuid-cleared"  # stored, but its uuid belonged to another run
+
+
+def _test_id(conn: sqlite3.Connection, record: ResultRecord) -> int:
+    key = (record.package, record.release, record.arch)
+    row = conn.execute("SELECT id FROM test WHERE package = ? AND release = ? AND arch = ?", key).fetchone()
+    if row:
+        return row[0]
+    try:
+        return conn.execute(
+            "INSERT INTO test(release, arch, package) VALUES (?, ?, ?)",
+            (record.release, record.arch, record.package),
+        ).lastrowid
+    except sqlite3.IntegrityError:
+        # Another writer inserted it first: the unique index guarantees one row.
+        return conn.execute("SELECT id FROM test WHERE package = ? AND release = ? AND arch = ?", key).fetchone()[0]
+
+
+def _insert(conn: sqlite3.Connection, record: ResultRecord) -> Outcome:
+    test_id = _test_id(conn, record)
+    if conn.execute("SELECT 1 FROM result WHERE test_id = ? AND run_id = ?", (test_id, record.run_id)).fetchone():
+        return Outcome.DUPLICATE
+    uuid = record.uuid
+    outcome = Outcome.INSERTED
+    if uuid:
+        owner = conn.execute("SELECT test_id, run_id FROM result WHERE uuid = ?", (uuid,)).fetchone()
+        if owner:
+            log.warning(
+                "uuid %s of %s/%s/%s run %s already belongs to test %s run %s; storing the result without uuid",
+                uuid, record.release, record.arch, record.package, record.run_id, owner[0], owner[1],
+            )  # fmt: skip
+            uuid = None
+            outcome = Outcome.UUID_CLEARED
+    conn.execute(
+        "INSERT INTO result(test_id, run_id, version, triggers, duration, exitcode, requester, env, uuid)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            test_id,
+            record.run_id,
+            record.version,
+            record.triggers,
+            record.duration,
+            record.exitcode,
+            record.requester,
+            record.env,
+            uuid,
+        ),
+    )
+    return outcome
+
+
+def record_results(
+    conn: sqlite3.Connection,
+    records: Sequence[ResultRecord],
+    marker: tuple[str, str] | None = None,
+) -> list[Outcome]:
+    """Store results in one transaction; the shared write routine of both ingesters.
+
+    Idempotent: a run already stored is reported DUPLICATE and left as it is.
+    With ``marker=(container, last_object_name)`` the listing marker of
+    download-all-results is committed in the same transaction, so a killed
+    run resumes exactly after what it stored. Raises sqlite3.Error.
+    """
+    with write_transaction(conn):
+        outcomes = [_insert(conn, record) for record in records]
+        if marker is not None:
+            set_marker(conn, *marker)
+    return outcomes
+
+
+def set_marker(conn: sqlite3.Connection, container: str, marker: str) -> None:
+    """Record download-all-results' position (call inside a write transaction)."""
+    conn.execute(
+        f"INSERT INTO {MARKER_TABLE}(container, marker, updated) VALUES (?, ?, datetime('now'))"
+        " ON CONFLICT(container) DO UPDATE SET marker = excluded.marker, updated = excluded.updated",
+        (container, marker),
+    )
+
+
+def get_marker(conn: sqlite3.Connection, container: str) -> str | None:
+    row = conn.execute(f"SELECT marker FROM {MARKER_TABLE} WHERE container = ?", (container,)).fetchone()
+    return row[0] if row else None
+
+
+def has_result(conn: sqlite3.Connection, release: str, arch: str, package: str, run_id: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM result JOIN test ON test.id = result.test_id"
+            " WHERE test.package = ? AND test.release = ? AND test.arch = ? AND result.run_id = ?",
+            (package, release, arch, run_id),
+        ).fetchone()
+        is not None
+    )
+
+
+def releases_by_age(conn: sqlite3.Connection) -> list[str]:
+    """Releases present in the DB, ordered by their oldest run id."""
+    rows = conn.execute(
+        "SELECT test.release, MIN(result.run_id) AS first FROM test JOIN result ON result.test_id = test.id"
+        " GROUP BY test.release ORDER BY first"
+    )
+    return [row[0] for row in rows]
+
+
+def result_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+
+
+# Public DB extras (CONTRACT §5.2) ----------------------------------------------------
+
+_PUBLIC_TABLES = (
+    "CREATE TABLE IF NOT EXISTS current_version (release CHAR[20], pocket CHAR[40], component CHAR[10],"
+    " package CHAR[50], version CHAR[120], PRIMARY KEY(release, package))",
+    "CREATE TABLE IF NOT EXISTS url_last_checked (url CHAR[100], timestamp CHAR[50], PRIMARY KEY(url))",
+)
+
+
+def ensure_public_tables(conn: sqlite3.Connection) -> None:
+    """Create ``current_version``/``url_last_checked``; upgrade an old current_version."""
+    for statement in _PUBLIC_TABLES:
+        conn.execute(statement)
+    columns = _columns(conn, "current_version")
+    for column, declared in (("pocket", "CHAR[40]"), ("component", "CHAR[10]")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE current_version ADD COLUMN {column} {declared}")
+    conn.execute("CREATE INDEX IF NOT EXISTS current_version_pocket_ix ON current_version(pocket, component)")
+
+
+def create_public_schema(conn: sqlite3.Connection, extra: Iterable[str] = ()) -> None:
+    """The full public-DB schema in an empty DB (tests and benchmarks build fixtures with it)."""
+    conn.execute(_CREATE_TEST)
+    conn.execute(_CREATE_RESULT)
+    for statement in _INDEXES:
+        conn.execute(statement)
+    ensure_public_tables(conn)
+    for statement in extra:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")

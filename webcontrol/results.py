@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Domain vocabulary of autopkgtest results, defined once and imported everywhere.
+
+Exit codes and their names, run ids, store paths, queue names, name and
+version patterns, the running.json run key, and the human formats of dates
+and durations.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Mapping
+
+# Exit codes (CONTRACT §3.4) -------------------------------------------------
+
+RESULT_NAMES: dict[int, str] = {
+    0: "pass",
+    2: "pass",
+    4: "fail",
+    6: "fail",
+    8: "neutral",
+    12: "fail",
+    14: "fail",
+    16: "tmpfail",
+    20: "error",
+    99: "denylisted",
+}
+#: Result names a user may filter on, in display order.
+FILTERABLE_RESULTS = ("pass", "fail", "neutral", "denylisted", "tmpfail", "error")
+#: Exit codes counted as a passing run by statistics and britney (PASS/NEUTRAL).
+PASSING_CODES = frozenset({0, 2, 8})
+#: Exit codes for which a missing tested version is stored as ``unknown``.
+UNKNOWN_VERSION_CODES = frozenset({4, 12, 20})
+#: Results that never get a retry link.
+NO_RETRY_RESULTS = frozenset({"pass", "neutral", "denylisted"})
+
+
+def result_name(exitcode: int | None) -> str:
+    """The result name (also the CSS class) of an exit code."""
+    if exitcode is None:
+        return "otherfail"
+    return RESULT_NAMES.get(exitcode, "otherfail")
+
+
+def codes_for_result(name: str) -> list[int]:
+    """The exit codes that carry a result name (for SQL filters)."""
+    return sorted(code for code, value in RESULT_NAMES.items() if value == name)
+
+
+def github_state(exitcode: int | None) -> str:
+    """The GitHub commit-status state of a finished run (CONTRACT §10.1)."""
+    if exitcode in (0, 2):
+        return "success"
+    if exitcode in (4, 6, 12, 14):
+        return "failure"
+    return "error"
+
+
+def show_retry(exitcode: int | None) -> bool:
+    return result_name(exitcode) not in NO_RETRY_RESULTS
+
+
+# Names -----------------------------------------------------------------------
+
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
+VERSION_RE = re.compile(r"^[a-zA-Z0-9.+:~-]+$")
+#: Releases, arches and contexts never contain "-" (workers split queue names on it).
+SERIES_RE = re.compile(r"^[a-z0-9][a-z0-9.+]*$")
+ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+RUN_ID_RE = re.compile(r"^[0-9]{8}_[0-9]{6}(_[0-9a-f]{5})?@$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MIGRATION_REFERENCE = "migration-reference/0"
+
+
+def is_package_name(name: str) -> bool:
+    return bool(PACKAGE_RE.match(name))
+
+
+def is_run_id(value: str) -> bool:
+    return bool(RUN_ID_RE.match(value))
+
+
+# Store layout (CONTRACT §3) -----------------------------------------------------
+
+
+def srchash(package: str) -> str:
+    """The path prefix of a source package: first letter, or 4 for ``lib*``."""
+    return package[:4] if package.startswith("lib") else package[:1]
+
+
+def distro_container(release: str) -> str:
+    return f"autopkgtest-{release}"
+
+
+def ppa_container(release: str, ppa: str) -> str:
+    """Container of a PPA run, named after the (last) PPA ``owner/name``.
+
+    Credentials (``user:token@``) and a ``:FINGERPRINT`` suffix are not part of
+    the name.
+    """
+    spec = ppa.rsplit("@", 1)[-1].split(":", 1)[0]
+    return f"autopkgtest-{release}-{spec.replace('/', '-')}"
+
+
+def run_dir(release: str, arch: str, package: str, run_id: str) -> str:
+    """``<release>/<arch>/<prefix>/<package>/<run_id>``."""
+    return f"{release}/{arch}/{srchash(package)}/{package}/{run_id}"
+
+
+def parse_run_dir(path: str) -> tuple[str, str, str, str] | None:
+    """``(release, arch, package, run_id)`` of an object path, or None if off-layout."""
+    parts = path.split("/")
+    if len(parts) < 5:
+        return None
+    release, arch, prefix, package, run_id = parts[:5]
+    if prefix != srchash(package) or not RUN_ID_RE.match(run_id):
+        return None
+    return release, arch, package, run_id
+
+
+# Run ids and time -------------------------------------------------------------
+
+
+def run_id_time(run_id: str) -> datetime.datetime:
+    """The UTC end time a run id encodes. Raises ValueError."""
+    return datetime.datetime.strptime(run_id[:15], "%Y%m%d_%H%M%S").replace(tzinfo=datetime.timezone.utc)
+
+
+def run_id_for_date(date: datetime.date) -> str:
+    """Smallest run id on or after a date (for ``run_id >= ?`` comparisons)."""
+    return date.strftime("%Y%m%d_000000")
+
+
+def human_date(run_id: str) -> str:
+    """``YYYY-MM-DD HH:MM:SS UTC`` from a run id; the raw id if it is off-format."""
+    try:
+        return run_id_time(run_id).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return run_id
+
+
+def human_duration(seconds: int | None) -> str:
+    """``Hh MMm SSs`` (``0h 05m 03s``); empty for unknown."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s"
+
+
+# Queues (CONTRACT §4) ----------------------------------------------------------
+
+CONTEXTS = ("ubuntu", "huge", "ppa", "upstream")
+COMPLETE_EXCHANGE = "testcomplete.fanout"
+STATUS_EXCHANGE = "teststatus.fanout"
+
+
+def queue_name(context: str, release: str, arch: str) -> str:
+    """``debci-[<ctx>-]<release>-<arch>``; the ``ubuntu`` context has no infix."""
+    if context == "ubuntu":
+        return f"debci-{release}-{arch}"
+    return f"debci-{context}-{release}-{arch}"
+
+
+# Requests and running state ----------------------------------------------------
+
+
+def run_key(params: Mapping[str, Any]) -> str:
+    """The running.json run key: ``<key>_<value>;`` over sorted keys.
+
+    Lists are written as Python list literals, strings as they are, exactly
+    as the clients that parse running.json expect.
+    """
+    return "".join(f"{key}_{params[key]};" for key in sorted(params))
+
+
+def ppa_has_credentials(ppa: str) -> bool:
+    return "@" in ppa
+
+
+def is_private_request(params: Mapping[str, Any]) -> bool:
+    """True when a request must be hidden (``private job`` / ``private-test``)."""
+    if params.get("readable-by") or params.get("swiftuser"):
+        return True
+    ppas = params.get("ppas") or []
+    return isinstance(ppas, list) and any(isinstance(p, str) and ppa_has_credentials(p) for p in ppas)
+
+
+def split_triggers(value: str | None) -> list[str]:
+    return value.split() if value else []
+
+
+def env_string(all_proposed: bool, testname: str | None) -> str:
+    """The stored env column: ``all-proposed=1,testname=foo`` or ``""``."""
+    parts = []
+    if all_proposed:
+        parts.append("all-proposed=1")
+    if testname:
+        parts.append(f"testname={testname}")
+    return ",".join(parts)
+
+
+def parse_env_string(env: str | None) -> dict[str, str]:
+    result = {}
+    for item in (env or "").split(","):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            result[key] = value
+    return result

@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Flask setup shared by browse.cgi, request.cgi and private-results.
+
+- Config is resolved on the first request (``AUTOPKGTEST_CLOUD_CONF`` from
+  the WSGI environ, where Apache's ``SetEnv`` puts it), never at import.
+- One secret key in ``<state_dir>/secret_key``, created once atomically and
+  shared, so a login made through request.cgi is valid on browse pages.
+- The ``session`` cookie: HttpOnly, SameSite=Lax, Secure over https, 31 days.
+- Errors: :class:`WebError` subclasses carry their HTTP status; one handler
+  renders them; anything unexpected becomes a 500 page with an incident id
+  (the traceback goes to the log only).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import secrets
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Callable
+
+import flask
+import jinja2
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from webcontrol import config as configmod
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY_BYTES = 24
+SECRET_KEY_WAIT_S = 5.0
+SESSION_LIFETIME = datetime.timedelta(days=31)
+SHARED_TEMPLATES = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+# Errors ---------------------------------------------------------------------------
+
+
+class WebError(Exception):
+    """An error page with a status and a user-facing message (plain text, escaped when shown)."""
+
+    status = 500
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(WebError):
+    status = 400
+
+
+class Unauthorized(WebError):
+    status = 401
+
+
+class Forbidden(WebError):
+    status = 403
+
+
+class NotFound(WebError):
+    status = 404
+
+
+class MethodNotAllowed(WebError):
+    status = 405
+
+
+class TooManyRequests(WebError):
+    status = 429
+
+
+class ServiceUnavailable(WebError):
+    status = 503
+
+
+# Secret key -----------------------------------------------------------------------
+
+
+def load_secret_key(state_dir: Path) -> bytes:
+    """The shared session key, created on first use. Raises OSError.
+
+    Created by writing a private temp file and hard-linking it into place:
+    the link is atomic and fails if another process won, so nobody ever
+    reads a partial key and a key is never regenerated.
+    """
+    path = Path(state_dir) / "secret_key"
+    deadline = time.monotonic() + SECRET_KEY_WAIT_S
+    while True:
+        try:
+            key = path.read_bytes()
+            if len(key) >= SECRET_KEY_BYTES:
+                return key
+        except FileNotFoundError:
+            _create_secret_key(path)
+            continue
+        if time.monotonic() > deadline:
+            raise OSError(f"{path} is shorter than {SECRET_KEY_BYTES} bytes; remove it to make a new key")
+        time.sleep(0.05)
+
+
+def _create_secret_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".secret_key.{os.getpid()}.{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(SECRET_KEY_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+# Session cookie ---------------------------------------------------------------------
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, Secure whenever the request came over https."""
+
+    def get_cookie_secure(self, app: flask.Flask) -> bool:
+        return flask.request.scheme == "https" if flask.has_request_context() else True
+
+
+def current_nick() -> str | None:
+    """The logged-in Launchpad nickname, if any."""
+    nick = flask.session.get("nickname")
+    return nick if isinstance(nick, str) and nick else None
+
+
+def site_url() -> str:
+    """``<site>`` without trailing slash: ``[web] site_url``, else from the request."""
+    configured = app_config().get("web", "site_url")
+    if configured:
+        return configured.rstrip("/")
+    return flask.request.host_url.rstrip("/")
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a relative path or a URL on this site, else ``/`` (CONTRACT §8)."""
+    if not target:
+        return "/"
+    parsed = urllib.parse.urlsplit(target)
+    if not parsed.scheme and not parsed.netloc:
+        if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+            return target
+        return "/"
+    site = urllib.parse.urlsplit(site_url())
+    if (parsed.scheme, parsed.netloc) == (site.scheme, site.netloc):
+        return target
+    return "/"
+
+
+def app_config() -> configmod.Config:
+    return flask.current_app.config["AUTOPKGTEST"]
+
+
+# App factory support -----------------------------------------------------------------
+
+
+def create_flask_app(name: str, config: configmod.Config, template_folder: str | Path | None = None) -> flask.Flask:
+    """A Flask app with the shared settings; each web app adds its blueprints."""
+    app = flask.Flask(name, template_folder=None, static_folder=None)
+    loaders = [jinja2.FileSystemLoader(str(template_folder))] if template_folder else []
+    loaders.append(jinja2.FileSystemLoader(str(SHARED_TEMPLATES)))
+    app.jinja_loader = jinja2.ChoiceLoader(loaders)
+    app.config["AUTOPKGTEST"] = config
+    app.config.update(
+        SESSION_COOKIE_NAME="session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        MAX_CONTENT_LENGTH=8 * 1024 * 1024,
+    )
+    app.session_interface = SessionInterface()
+    app.secret_key = load_secret_key(config.state_dir)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0)
+    app.jinja_env.globals.update(current_nick=current_nick, site_url=site_url)
+    app.register_error_handler(WebError, _render_web_error)
+    app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(Exception, _render_unexpected)
+    return app
+
+
+def wants_json() -> bool:
+    return flask.request.path.startswith("/api/") or flask.request.path.endswith(".json")
+
+
+def error_response(status: int, message: str, incident: str | None = None, headers: dict | None = None):
+    if wants_json():
+        body = {"error": message, "status": status}
+        if incident:
+            body["incident"] = incident
+        response = flask.jsonify(body)
+    else:
+        response = flask.make_response(
+            flask.render_template("error.html", status=status, message=message, incident=incident)
+        )
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _render_web_error(err: WebError):
+    return error_response(err.status, err.message, headers=err.headers)
+
+
+def _render_http_exception(err: HTTPException):
+    headers = {}
+    if err.code == 405 and getattr(err, "valid_methods", None):
+        headers["Allow"] = ", ".join(err.valid_methods)
+    if err.code and 300 <= err.code < 400:
+        return err.get_response()
+    return error_response(err.code or 500, err.description or err.name, headers=headers)
+
+
+def _render_unexpected(err: Exception):
+    incident = secrets.token_hex(6)
+    log.exception("incident %s: unexpected error on %s %s", incident, flask.request.method, flask.request.path)
+    return error_response(500, "A server error has occurred; please try again later.", incident=incident)
+
+
+class LazyApplication:
+    """The WSGI ``application`` of a ``.cgi`` file: builds the app on the first request.
+
+    The config path comes from the WSGI environ (Apache ``SetEnv``), then
+    the process environment, then the search path. A broken config gives a
+    plain 500 and a log line, never a traceback to the client.
+    """
+
+    def __init__(self, factory: Callable[[configmod.Config], flask.Flask]):
+        self.factory = factory
+        self.app: flask.Flask | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            with self.lock:
+                if self.app is None:
+                    try:
+                        self.app = self.factory(configmod.load(environ=environ))
+                    except (configmod.ConfigError, OSError) as err:
+                        log.error("cannot start web app: %s", err)
+                        start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
+                        return [b"Error 500: the service is misconfigured; details are in the server log.\n"]
+        return self.app(environ, start_response)
