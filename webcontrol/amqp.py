@@ -14,8 +14,9 @@ import logging
 import socket
 import time
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pika
 import pika.exceptions
@@ -77,9 +78,7 @@ def host_queue_name(base: str) -> str:
     return f"{base}-{socket.getfqdn()}"
 
 
-def declare_exchange(
-    connection: pika.BlockingConnection, channel, name: str, durable: bool, auto_delete: bool = False
-):
+def declare_exchange(connection: pika.BlockingConnection, channel, name: str, durable: bool, auto_delete: bool = False):
     """Declare a fanout exchange; on 406 (it exists with other flags) redeclare passively.
 
     Returns the channel to use (a 406 closes the one it happened on).
@@ -198,9 +197,7 @@ class Consumer(Generic[T]):
 
     def declare(self, connection: pika.BlockingConnection, channel):
         """Declare our exchange and queue and bind them; returns the channel."""
-        channel = declare_exchange(
-            connection, channel, self.exchange, self.exchange_durable, self.exchange_auto_delete
-        )
+        channel = declare_exchange(connection, channel, self.exchange, self.exchange_durable, self.exchange_auto_delete)
         channel.queue_declare(self.queue, durable=self.queue_durable, auto_delete=self.queue_auto_delete)
         channel.queue_bind(self.queue, self.exchange)
         return channel
@@ -214,7 +211,7 @@ class Consumer(Generic[T]):
             pending: list[Delivery[T]] = []
             batch_started = time.monotonic()
             last_tick = time.monotonic()
-            for method, properties, body in channel.consume(self.queue, inactivity_timeout=self.batch_seconds):
+            for method, _properties, body in channel.consume(self.queue, inactivity_timeout=self.batch_seconds):
                 if method is not None:
                     delivery = self._parse_delivery(channel, method, body)
                     if delivery is not None:

@@ -13,9 +13,10 @@ import configparser
 import datetime
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,7 @@ class Config:
                 try:
                     return setting.parse(raw)
                 except ValueError as err:
-                    raise ConfigError(
-                        f"{self.path}: [{setting.section}] {name} = {raw!r} is invalid: {err}"
-                    ) from None
+                    raise ConfigError(f"{self.path}: [{setting.section}] {name} = {raw!r} is invalid: {err}") from None
         return setting.default
 
     def get(self, section: str, key: str) -> Any:

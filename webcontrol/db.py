@@ -17,11 +17,11 @@ import logging
 import random
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 

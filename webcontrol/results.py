@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # Exit codes (CONTRACT §3.4) -------------------------------------------------
 

@@ -20,8 +20,8 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import flask
 import jinja2
