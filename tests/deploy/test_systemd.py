@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped systemd units: systemd-analyze accepts them and they say what operators rely on."""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
+SHIPPED_BIN = "/opt/autopkgtest-web/venv/bin/"
+CONF = "/etc/autopkgtest-web/autopkgtest-cloud.conf"
+UNITS = sorted(p for p in SYSTEMD_DIR.iterdir() if p.suffix in (".service", ".timer", ".target"))
+
+# unit name stem -> (program, schedule in seconds between runs, TimeoutStartSec in seconds)
+TIMED = {
+    "publish-db": ("publish-db", 60, 300),
+    "cache-amqp": ("cache-amqp", 30, 600),
+    "stats": ("autopkgtest-stats", 3600, None),
+    "update-github-jobs": ("update-github-jobs", 60, 600),
+    "download-all-results": ("download-all-results", 3600, None),
+    "cache-ppa-containers": ("cache-ppa-containers", 60, None),
+    "db-backup": ("db-backup", 86400, None),
+}
+DAEMONS = {"download-results": "download-results", "amqp-status-collector": "amqp-status-collector"}
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+
+
+def read_unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    parser.read_string(path.read_text())
+    return parser
+
+
+def seconds(value: str) -> int:
+    units = {"s": 1, "min": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+)(s|min|h)", value)
+    assert match, f"unexpected time span {value!r}"
+    return int(match[1]) * units[match[2]]
+
+
+def console_script(program: str) -> Path:
+    """The installed console script of this environment (the project is installed, see setup.py)."""
+    for candidate in (Path(sys.executable).parent / program, Path(shutil.which(program) or "/nonexistent")):
+        if candidate.exists():
+            return candidate
+    pytest.fail(f"console script {program} is not installed; run pip install -e .")
+
+
+def test_every_program_has_units():
+    names = {p.name for p in UNITS}
+    for stem in TIMED:
+        assert f"autopkgtest-web-{stem}.service" in names
+        assert f"autopkgtest-web-{stem}.timer" in names
+    for stem in DAEMONS:
+        assert f"autopkgtest-web-{stem}.service" in names
+    assert "autopkgtest-web.target" in names
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_analyze_verify(unit, tmp_path):
+    """Verify a copy whose ExecStart points at this environment's console script.
+
+    systemd-analyze refuses a missing executable, and the shipped path
+    (/opt/autopkgtest-web/venv/bin) exists only on a deployed machine; nothing
+    else in the copy changes. Any message (even an ignored unknown key) fails.
+    """
+    for path in UNITS:  # timers and the target need their sibling units
+        text = path.read_text()
+        for program in re.findall(r"^ExecStart=" + re.escape(SHIPPED_BIN) + r"(\S+)", text, re.M):
+            text = text.replace(SHIPPED_BIN + program, str(console_script(program)))
+        (tmp_path / path.name).write_text(text)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / unit.name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
+        result.stdout + result.stderr
+    )
+
+
+@pytest.mark.parametrize("path", [p for p in UNITS if p.suffix == ".service"], ids=lambda p: p.name)
+def test_service_runs_hardened_as_service_user(path):
+    service = read_unit(path)["Service"]
+    assert service["User"] == "autopkgtest-web" and service["Group"] == "autopkgtest-web"
+    assert service["UMask"] == "0027"
+    assert service["ProtectSystem"] == "strict"
+    assert set(service["ReadWritePaths"].split()) == {"/var/lib/autopkgtest-web", "/run/autopkgtest-web"}
+    for option in ("PrivateTmp", "NoNewPrivileges", "ProtectHome", "PrivateDevices"):
+        assert service[option] == "yes", option
+    exec_start = service["ExecStart"].split()
+    assert exec_start[0].startswith(SHIPPED_BIN)
+    assert exec_start[1:] == ["--config", CONF]
+
+
+@pytest.mark.parametrize("stem", DAEMONS)
+def test_daemons_restart_within_a_minute(stem):
+    parsed = read_unit(SYSTEMD_DIR / f"autopkgtest-web-{stem}.service")
+    assert parsed["Service"]["ExecStart"].split()[0] == SHIPPED_BIN + DAEMONS[stem]
+    assert parsed["Service"]["Restart"] == "always"
+    assert seconds(parsed["Service"]["RestartSec"]) <= 60
+    assert parsed["Unit"]["StartLimitIntervalSec"] == "0"
+    assert parsed["Install"]["WantedBy"] == "autopkgtest-web.target"
+
+
+def next_elapses(spec: str, count: int) -> list[datetime.datetime]:
+    result = subprocess.run(
+        ["systemd-analyze", "calendar", "--iterations", str(count), spec],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+    )
+    stamps = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout)
+    assert len(stamps) == count, result.stdout
+    return [datetime.datetime.fromisoformat(s) for s in stamps]
+
+
+@pytest.mark.parametrize("stem", TIMED)
+def test_timer_schedules_and_timeouts(stem):
+    program, interval, timeout = TIMED[stem]
+    service = read_unit(SYSTEMD_DIR / f"autopkgtest-web-{stem}.service")["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"].split()[0] == SHIPPED_BIN + program
+    if timeout is not None:
+        assert seconds(service["TimeoutStartSec"]) == timeout
+    timer = read_unit(SYSTEMD_DIR / f"autopkgtest-web-{stem}.timer")
+    assert timer["Install"]["WantedBy"] == "autopkgtest-web.target"
+    elapses = next_elapses(timer["Timer"]["OnCalendar"], 4)
+    gaps = {(b - a).total_seconds() for a, b in zip(elapses[:-1], elapses[1:], strict=True)}
+    assert gaps == {interval}, f"{stem} fires every {gaps} s, expected {interval}"
+
+
+def test_tmpfiles_creates_state_and_runtime_dirs():
+    lines = [line.split() for line in (SYSTEMD_DIR / "autopkgtest-web.tmpfiles").read_text().splitlines()]
+    entries = {fields[1]: fields for fields in lines if fields and not fields[0].startswith("#")}
+    for path in ("/var/lib/autopkgtest-web", "/run/autopkgtest-web"):
+        kind, _, mode, user, group = entries[path][:5]
+        assert kind == "d" and user == group == "autopkgtest-web"
+        assert int(mode, 8) & 0o050 == 0o050, "the group (Apache's user) must be able to read and enter it"
+        assert int(mode, 8) & 0o007 == 0
