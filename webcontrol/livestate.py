@@ -1,0 +1,343 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one reader of the live-state files ``running.json`` and ``queued.json``.
+
+browse.cgi and request.cgi never parse these files themselves: they call
+the loaders here (a missing or broken file is empty, CONTRACT §6), walk the
+typed views (:class:`RunningJob`, :class:`QueuedRequest`), and ask the
+duplicate checks of CONTRACT §9.5 (:func:`is_running`, :func:`is_queued`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from webcontrol import results
+from webcontrol.atomicfile import read_json
+
+#: Package name under which every private run is stored (CONTRACT §6.1).
+PRIVATE_PACKAGE = "private-test"
+PRIVATE_LOGTAIL = "Running private test"
+#: Queue items that stand for a hidden or unreadable request (CONTRACT §6.2).
+PRIVATE_JOB = "private job"
+MALFORMED_REQUEST = "malformed request"
+#: Contexts whose queued requests count as duplicates (never ``huge``: users may jump the bulk queue).
+DUPLICATE_CONTEXTS = ("ubuntu", "ppa", "upstream")
+
+
+# running.json -------------------------------------------------------------------------
+
+
+@dataclass
+class RunningJob:
+    """One leaf of running.json: a run in progress on one release/arch."""
+
+    package: str
+    run_key: str
+    release: str
+    arch: str
+    params: dict[str, Any]
+    duration: int
+    logtail: str
+    uuid: str | None
+    private: bool
+
+
+def load_running(path: str | os.PathLike | None) -> dict:
+    """running.json as a dict; ``{}`` when missing, unreadable or not an object."""
+    value = read_json(path, {})
+    return value if isinstance(value, dict) else {}
+
+
+def _leaf(value: Any) -> tuple[dict, int, str] | None:
+    """``(params, seconds, logtail)`` of a leaf, or None for a shape we do not know."""
+    if not isinstance(value, list) or len(value) < 3:
+        return None
+    params, duration, logtail = value[0], value[1], value[2]
+    if not isinstance(params, dict):
+        params = {}
+    try:
+        duration = int(duration)
+    except (TypeError, ValueError):
+        duration = 0
+    return params, duration, logtail if isinstance(logtail, str) else ""
+
+
+def running_jobs(raw: Mapping) -> list[RunningJob]:
+    """Every leaf of running.json, in file order. Odd shapes are skipped, never raised."""
+    jobs = []
+    for package, by_key in raw.items():
+        if not isinstance(by_key, dict):
+            continue
+        for key, by_release in by_key.items():
+            if not isinstance(by_release, dict):
+                continue
+            for release, by_arch in by_release.items():
+                if not isinstance(by_arch, dict):
+                    continue
+                for arch, value in by_arch.items():
+                    leaf = _leaf(value)
+                    if leaf is None:
+                        continue
+                    params, duration, logtail = leaf
+                    uuid = params.get("uuid")
+                    jobs.append(
+                        RunningJob(
+                            package=package,
+                            run_key=key,
+                            release=release,
+                            arch=arch,
+                            params=params,
+                            duration=duration,
+                            logtail=logtail,
+                            uuid=uuid if isinstance(uuid, str) and uuid else None,
+                            private=package == PRIVATE_PACKAGE or results.is_private_request(params),
+                        )
+                    )
+    return jobs
+
+
+def running_count(raw: Mapping) -> int:
+    """Number of running jobs: leaves, not run keys (CONTRACT §13 item 16)."""
+    return len(running_jobs(raw))
+
+
+# queued.json ----------------------------------------------------------------------------
+
+
+@dataclass
+class QueuedRequest:
+    """One request string of queued.json with its place in the queue."""
+
+    context: str
+    release: str
+    arch: str
+    position: int  # 1-based
+    package: str  # "" for private and malformed items
+    params: dict[str, Any]  # {} for private and malformed items
+    private: bool
+    text: str  # the item as written in queued.json
+    malformed: bool = field(default=False)
+
+
+def load_queued(path: str | os.PathLike | None) -> dict:
+    """queued.json as a dict; ``{}`` when missing, unreadable or not an object."""
+    value = read_json(path, {})
+    return value if isinstance(value, dict) else {}
+
+
+def _queues(raw: Mapping) -> Iterator[tuple[str, str, str, dict]]:
+    """``(context, release, arch, entry)`` for every queue entry, in file order."""
+    queues = raw.get("queues")
+    if not isinstance(queues, dict):
+        return
+    for context, by_release in queues.items():
+        if not isinstance(by_release, dict):
+            continue
+        for release, by_arch in by_release.items():
+            if not isinstance(by_arch, dict):
+                continue
+            for arch, entry in by_arch.items():
+                if isinstance(entry, dict):
+                    yield context, release, arch, entry
+
+
+def _requests(entry: Mapping) -> list:
+    requests = entry.get("requests")
+    return requests if isinstance(requests, list) else []
+
+
+def parse_request_text(text: str) -> tuple[str, dict[str, Any]] | None:
+    """``(package, params)`` of a queue item split on its first whitespace, or None.
+
+    A bare package has params ``{}``; ``private job``, ``malformed request``
+    and anything whose JSON part is not an object give None.
+    """
+    if not isinstance(text, str) or text in (PRIVATE_JOB, MALFORMED_REQUEST):
+        return None
+    parts = text.strip().split(None, 1)
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0], {}
+    try:
+        params = json.loads(parts[1])
+    except ValueError:
+        return None
+    if not isinstance(params, dict):
+        return None
+    return parts[0], params
+
+
+def queued_requests(raw: Mapping) -> Iterator[QueuedRequest]:
+    """Every queued item, queue by queue in file order, with 1-based positions."""
+    for context, release, arch, entry in _queues(raw):
+        for position, text in enumerate(_requests(entry), 1):
+            text = text if isinstance(text, str) else MALFORMED_REQUEST
+            parsed = parse_request_text(text)
+            if parsed is None:
+                private = text == PRIVATE_JOB
+                yield QueuedRequest(context, release, arch, position, "", {}, private, text, malformed=not private)
+                continue
+            package, params = parsed
+            private = results.is_private_request(params)
+            yield QueuedRequest(context, release, arch, position, package, {} if private else params, private, text)
+
+
+def queues_json(raw: Mapping) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """``/queues.json``: ``{ctx: {rel: {arch: [request strings]}}}`` (CONTRACT §6.3)."""
+    out: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for context, release, arch, entry in _queues(raw):
+        out.setdefault(context, {}).setdefault(release, {})[arch] = list(_requests(entry))
+    return out
+
+
+def queue_sizes(raw: Mapping) -> dict[str, dict[str, dict[str, int]]]:
+    """``/queue_size.json``: ``{ctx: {rel: {arch: N}}}``; ``size`` counts private items too."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for context, release, arch, entry in _queues(raw):
+        size = entry.get("size")
+        if not isinstance(size, int) or isinstance(size, bool):
+            size = len(_requests(entry))
+        out.setdefault(context, {}).setdefault(release, {})[arch] = size
+    return out
+
+
+def queued_count(raw: Mapping) -> int:
+    return sum(n for rels in queue_sizes(raw).values() for arches in rels.values() for n in arches.values())
+
+
+# Files ----------------------------------------------------------------------------------
+
+
+def file_age(path: str | os.PathLike | None) -> float | None:
+    """Seconds since the file was last written, or None when it is missing."""
+    if not path:
+        return None
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except OSError:
+        return None
+
+
+class CachedFile:
+    """A parsed live-state file, re-read only when its mtime or size changed.
+
+    Web workers serve many requests from one parse of a multi-megabyte
+    queued.json. The returned value is shared: callers must not mutate it.
+    """
+
+    def __init__(self, loader):
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
+
+    def get(self, path: str | os.PathLike | None) -> dict:
+        if not path:
+            return {}
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return {}
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        key = os.fspath(path)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and cached[0] == stamp:
+                return cached[1]
+        value = self._loader(path)
+        with self._lock:
+            self._cache[key] = (stamp, value)
+        return value
+
+
+running_cache = CachedFile(load_running)
+queued_cache = CachedFile(load_queued)
+
+
+# Duplicate detection (CONTRACT §9.5) ------------------------------------------------------
+
+
+def _all_proposed(params: Mapping) -> bool:
+    value = params.get("all-proposed")
+    return bool(value) and value not in ("0", 0)
+
+
+def _list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def _queued_signature(params: Mapping) -> tuple:
+    """The fields a queued duplicate must share: sorted triggers, all-proposed, ppas."""
+    return (
+        tuple(sorted(str(t) for t in _list(params.get("triggers")))),
+        _all_proposed(params),
+        tuple(str(p) for p in _list(params.get("ppas"))),
+    )
+
+
+def _running_signature(params: Mapping) -> tuple:
+    """Queued fields plus the GitHub ones: build-git, the env set, testname."""
+    return _queued_signature(params) + (
+        params.get("build-git") or None,
+        frozenset(str(e) for e in _list(params.get("env"))),
+        params.get("testname") or None,
+    )
+
+
+def is_running(raw_running: Mapping, package: str, release: str, arch: str, params: Mapping) -> bool:
+    """True when running.json holds the same test (CONTRACT §9.5). Private entries never match."""
+    if package == PRIVATE_PACKAGE:
+        return False
+    by_key = raw_running.get(package)
+    if not isinstance(by_key, dict):
+        return False
+    wanted = _running_signature(params)
+    for by_release in by_key.values():
+        if not isinstance(by_release, dict):
+            continue
+        by_arch = by_release.get(release)
+        if not isinstance(by_arch, dict):
+            continue
+        leaf = _leaf(by_arch.get(arch))
+        if leaf is None or results.is_private_request(leaf[0]):
+            continue
+        if _running_signature(leaf[0]) == wanted:
+            return True
+    return False
+
+
+def is_queued(raw_queued: Mapping, package: str, release: str, arch: str, params: Mapping) -> bool:
+    """True when queued.json holds the same request in ubuntu/ppa/upstream (CONTRACT §9.5).
+
+    ``huge`` never counts, and ``private job`` items cannot match.
+    """
+    queues = raw_queued.get("queues")
+    if not isinstance(queues, dict):
+        return False
+    wanted = _queued_signature(params)
+    for context in DUPLICATE_CONTEXTS:
+        entry = ((queues.get(context) or {}).get(release) or {}).get(arch)
+        if not isinstance(entry, dict):
+            continue
+        for text in _requests(entry):
+            # Cheap prefix test first: a queue may hold thousands of items.
+            if not isinstance(text, str) or not text.startswith(package):
+                continue
+            if len(text) > len(package) and not text[len(package)].isspace():
+                continue
+            parsed = parse_request_text(text)
+            if parsed is None or parsed[0] != package or results.is_private_request(parsed[1]):
+                continue
+            if _queued_signature(parsed[1]) == wanted:
+                return True
+    return False
