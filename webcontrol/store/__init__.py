@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import abc
 import datetime
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from webcontrol.config import Config
@@ -31,12 +32,22 @@ class ObjectNotFound(StoreError):
     """The object does not exist."""
 
 
+class InvalidRequest(StoreError, ValueError):
+    """A name or listing parameter the store refuses (e.g. path traversal, limit out of range)."""
+
+
+class InvalidName(InvalidRequest):
+    """A container or object name that is not allowed (``..`` segments, absolute paths, NUL, ...)."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """One row of a container listing.
 
     For a delimiter roll-up row, ``subdir`` holds the common prefix (ending
-    in the delimiter) and the other fields are empty.
+    in the delimiter), ``name`` repeats it (so a plain listing can print
+    ``name`` for every row, as Swift's ``format=plain`` does) and the other
+    fields are empty.
     """
 
     name: str
@@ -67,6 +78,14 @@ class ObjectStream:
 
 
 PAGE_LIMIT = 1000
+# Swift refuses listings of more than this many rows per request.
+LISTING_MAX = 10000
+
+
+def check_limit(limit: int) -> None:
+    """Raise InvalidRequest unless ``limit`` is a page size Swift accepts."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= LISTING_MAX:
+        raise InvalidRequest(f"listing limit must be between 1 and {LISTING_MAX}, not {limit!r}")
 
 
 class ResultStore(abc.ABC):
@@ -84,10 +103,17 @@ class ResultStore(abc.ABC):
         delimiter: str | None = None,
         marker: str | None = None,
         limit: int = PAGE_LIMIT,
+        end_marker: str | None = None,
     ) -> list[ObjectInfo]:
         """One page of a listing, in name order, names strictly after ``marker``.
 
-        Raises ContainerNotFound, StoreError.
+        Only names starting with ``prefix`` and (if given) strictly before
+        ``end_marker``; with ``delimiter``, names that contain it after the
+        prefix are rolled up into one ``subdir`` row each (counted in
+        ``limit``; a roll-up equal to ``marker`` is not repeated, so paging
+        by the last row's name works). ``limit`` is 1..LISTING_MAX.
+
+        Raises ContainerNotFound, InvalidRequest, StoreError.
         """
 
     def iter_objects(
@@ -97,15 +123,27 @@ class ResultStore(abc.ABC):
         delimiter: str | None = None,
         marker: str | None = None,
         page_size: int = PAGE_LIMIT,
+        end_marker: str | None = None,
     ) -> Iterator[ObjectInfo]:
         """Every object of a listing, paging by the last name of each page."""
         while True:
-            page = self.list_objects(container, prefix, delimiter, marker, page_size)
+            page = self.list_objects(container, prefix, delimiter, marker, page_size, end_marker=end_marker)
             yield from page
             if len(page) < page_size:
                 return
             last = page[-1]
             marker = last.subdir if last.subdir is not None else last.name
+
+    def head_object(self, container: str, name: str) -> ObjectInfo:
+        """Size, time and type of one object. Raises ObjectNotFound, ContainerNotFound, StoreError."""
+        stream = self.open_object(container, name)
+        stream.close()
+        return ObjectInfo(
+            name=name,
+            bytes=stream.content_length or 0,
+            last_modified=stream.last_modified,
+            content_type=stream.content_type,
+        )
 
     @abc.abstractmethod
     def get_object(self, container: str, name: str) -> bytes:
@@ -130,10 +168,10 @@ class ResultStore(abc.ABC):
     def delete_object(self, container: str, name: str) -> None:
         """Delete an object. Raises ObjectNotFound, StoreError."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - stores without connections need not override it
         """Release connections."""
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -153,7 +191,7 @@ def guess_content_headers(name: str) -> tuple[str, str | None]:
     return "application/octet-stream", None
 
 
-def open_store(config: "Config") -> ResultStore:
+def open_store(config: Config) -> ResultStore:
     """The store selected by ``[web] results_store``. Raises ConfigError."""
     kind = config.results_store
     if kind == "local":
