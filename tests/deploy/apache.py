@@ -121,7 +121,7 @@ def venv_lock():
         yield venv
 
 
-def _prepare_locked(venv: Path) -> Path:
+def prepare_locked(venv: Path) -> Path:
     """Build the dependency virtualenv if needed. Call with venv_lock() held."""
     marker = venv / READY_MARKER
     key = _dependency_key()
@@ -142,7 +142,7 @@ def _prepare_locked(venv: Path) -> Path:
 def prepare() -> Path:
     """Build (or reuse) the virtualenv with the project's dependencies."""
     with venv_lock() as venv:
-        return _prepare_locked(venv)
+        return prepare_locked(venv)
 
 
 def install_project(venv: Path) -> Path:

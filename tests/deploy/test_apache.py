@@ -1,0 +1,352 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped Apache site in a real Apache + mod_wsgi, serving the installed project.
+
+Apache listens on 127.0.0.1; the WSGI daemons run the project from a
+virtualenv made with Debian's python3 (tests/deploy/apache.py). /results/ is
+proxied to the test Swift, and request.cgi's [amqp] uri is the real broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import string
+import uuid
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import pytest
+
+from tests.deploy import apache
+from webcontrol import config as configmod
+from webcontrol import db
+
+pytestmark = pytest.mark.skipif(apache.apache_available() is not None, reason=str(apache.apache_available()))
+
+AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+ARCH = "amd64"
+PACKAGE = "hello"
+RUN_ID = "20261129_081500_abcde@"
+CLIENT_AGENTS = ("curl/7.88.1", "Wget/1.21.3", "Python-urllib/3.11", "python-requests/2.31.0", "Go-http-client/1.1")
+
+
+def random_release() -> str:
+    """A release name no other test uses, so its debci-<rel>-amd64 queue is ours alone."""
+    return "t" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
+
+
+def build_public_db(path: Path, release: str) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        db.create_public_schema(conn)
+        conn.commit()
+        db.record_results(
+            conn,
+            [
+                db.ResultRecord(
+                    release=release,
+                    arch=ARCH,
+                    package=PACKAGE,
+                    run_id=RUN_ID,
+                    version="2.10-3",
+                    triggers=f"{PACKAGE}/2.10-3",
+                    duration=125,
+                    exitcode=0,
+                    requester="",
+                    uuid=str(uuid.uuid4()),
+                )
+            ],
+        )
+    finally:
+        conn.close()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    Path(f"{path}.sha256").write_text(digest)
+
+
+@pytest.fixture(scope="module")
+def swift(request):
+    """The session Swift when the suite's plugin provides it, else one of our own."""
+    try:
+        yield request.getfixturevalue("swift_server")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    from tests.services.swift import start_swift
+
+    server = start_swift()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def public_log(swift):
+    """A public container holding one log.gz, like the workers upload."""
+    import swiftclient
+
+    container = f"autopkgtest-t{uuid.uuid4().hex[:10]}"
+    name = f"noble/{ARCH}/h/{PACKAGE}/{RUN_ID}/log.gz"
+    body = gzip.compress(b"autopkgtest log\n" * 200)
+    conn = swiftclient.Connection(swift.auth_url, swift.user, swift.key, auth_version="1")
+    try:
+        conn.put_container(container, headers={"X-Container-Read": ".r:*,.rlistings"})
+        conn.put_object(container, name, body, content_type="application/gzip")
+        yield container, name, body
+        conn.delete_object(container, name)
+        conn.delete_container(container)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def site(swift):
+    release = random_release()
+    base = apache.make_shared_tmpdir("autopkgtest-web-apache-")
+    data = base / "data"
+    state = base / "state"
+    runtime = base / "runtime"
+    for folder in (data, state, runtime):
+        folder.mkdir()
+    public_db = data / "autopkgtest.db"
+    build_public_db(public_db, release)
+    running = {}
+    (runtime / "running.json").write_text(json.dumps(running))
+    queued = {
+        "releases": [release],
+        "arches": [ARCH],
+        "queues": {
+            ctx: {release: {ARCH: {"size": 0, "requests": []}}} for ctx in ("ubuntu", "huge", "ppa", "upstream")
+        },
+    }
+    queued["queues"]["ubuntu"][release][ARCH] = {
+        "size": 1,
+        "requests": [f'{PACKAGE}\n{{"triggers": ["{PACKAGE}/2.10-4"], "submit-time": "2026-11-29 08:00:00"}}'],
+    }
+    (runtime / "queued.json").write_text(json.dumps(queued))
+    conf = base / "autopkgtest-cloud.conf"
+    configmod.write(
+        {
+            "web": {
+                "database": str(data / "rw.db"),
+                "database_public": str(public_db),
+                "running_cache": str(runtime / "running.json"),
+                "amqp_queue_cache": str(runtime / "queued.json"),
+                "stats_cache_dir": str(runtime),
+                "ppa_containers_cache_dir": str(runtime),
+                "indexed_packages": str(runtime / "indexed-packages.json"),
+                "releases": release,
+                "state_dir": str(state),
+                "runtime_dir": str(runtime),
+                "team_cache": str(runtime / "team-cache.json"),
+                "swift_storage_url": swift.storage_url,
+                "allowed_requestors": "autopkgtest-requestors",
+                # Nothing may ever reach Launchpad or SSO from this test.
+                "launchpad_api": "http://127.0.0.1:9/",
+                "openid_provider": "http://127.0.0.1:9/",
+            },
+            "amqp": {"uri": AMQP_URI},
+            "swift": swift.config_section(),
+        },
+        conf,
+    )
+    # The WSGI daemons run as www-data here (the service user in production).
+    for path in (base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf):
+        shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_USER)
+    with apache.venv_lock() as venv:
+        apache.prepare_locked(venv)
+        code = apache.install_project(venv)
+        server = apache.ApacheServer(
+            base,
+            venv,
+            code,
+            {
+                "CONF": str(conf),
+                "PUBLIC_DB": str(public_db),
+                "RUNNING_JSON": str(runtime / "running.json"),
+                "SWIFT_STORAGE_URL": swift.storage_url,
+            },
+        )
+        server.start()
+        try:
+            yield Site(server, release, public_db, running)
+        finally:
+            server.stop()
+            if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
+                shutil.rmtree(base, ignore_errors=True)
+
+
+class Site:
+    def __init__(self, server: apache.ApacheServer, release: str, public_db: Path, running: dict):
+        self.server = server
+        self.release = release
+        self.public_db = public_db
+        self.running = running
+
+    def request(self, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
+        """One raw request (no redirect following, no decompression): (status, headers, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            conn.close()
+
+    def get(self, path: str, **headers):
+        status, head, body = self.request("GET", path, headers)
+        if head.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return status, head, body
+
+    def explain(self) -> str:
+        return self.server.log_tail()
+
+
+def test_home_page(site):
+    status, headers, body = site.get("/")
+    assert status == 200, site.explain()
+    assert headers["Content-Type"].startswith("text/html")
+    assert PACKAGE.encode() in body  # the latest results list
+
+
+@pytest.mark.parametrize("agent", CLIENT_AGENTS)
+def test_no_user_agent_blocking(site, agent):
+    status, _, _ = site.get("/queues.json", **{"User-Agent": agent})
+    assert status == 200, site.explain()
+
+
+def test_pages_are_compressed(site):
+    status, headers, body = site.request("GET", "/", {"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert b"<html" in gzip.decompress(body).lower()
+
+
+def test_static_style(site):
+    status, headers, body = site.get("/static/style.css")
+    assert status == 200, site.explain()
+    assert headers["Content-Type"].startswith("text/css")
+    assert headers["Cache-Control"] == "max-age=60"
+    assert body.strip()
+
+
+def test_public_db_download_matches_its_sha256(site):
+    status, headers, digest = site.get("/static/autopkgtest.db.sha256")
+    assert status == 200, site.explain()
+    status, headers, body = site.get("/static/autopkgtest.db")
+    assert status == 200
+    assert int(headers["Content-Length"]) == len(body)
+    assert "Last-Modified" in headers
+    assert hashlib.sha256(body).hexdigest() == digest.decode().strip()
+    assert body == site.public_db.read_bytes()
+
+
+def test_running_json_is_served_from_its_configured_path(site):
+    status, headers, body = site.get("/static/running.json")
+    assert status == 200, site.explain()
+    assert json.loads(body) == site.running
+
+
+def test_queues_json(site):
+    status, headers, body = site.get("/queues.json")
+    assert status == 200, site.explain()
+    assert headers["Content-Type"].startswith("application/json")
+    queues = json.loads(body)
+    assert queues["ubuntu"][site.release][ARCH][0].startswith(f"{PACKAGE}\n")
+    assert queues["huge"][site.release][ARCH] == []
+
+
+def test_results_are_proxied_to_swift(site, public_log):
+    container, name, content = public_log
+    status, headers, body = site.request("GET", f"/results/{container}/{name}")
+    assert status == 200, site.explain()
+    assert body == content
+    status, _, listing = site.get(f"/results/{container}/?format=json")
+    assert status == 200
+    assert [item["name"] for item in json.loads(listing)] == [name]
+
+
+def test_results_proxy_is_read_only(site, public_log):
+    container, name, _ = public_log
+    status, _, _ = site.request("PUT", f"/results/{container}/{name}", body=b"overwritten")
+    assert status == 403
+    status, _, body = site.request("GET", f"/results/{container}/{name}")
+    assert status == 200 and body != b"overwritten"
+
+
+@pytest.mark.parametrize(
+    "path, target",
+    [
+        (f"/packages/{PACKAGE}/", f"/packages/{PACKAGE}"),
+        (f"/packages/h/{PACKAGE}/noble/amd64/", f"/packages/h/{PACKAGE}/noble/amd64"),
+        ("/running.shtml", "/running"),
+    ],
+)
+def test_redirects(site, path, target):
+    status, headers, _ = site.request("GET", path)
+    assert status == 301
+    assert headers["Location"] == site.server.url + target
+
+
+def test_package_page_via_browse(site):
+    status, _, body = site.get(f"/packages/{PACKAGE}")
+    assert status == 200, site.explain()
+    assert site.release.encode() in body
+
+
+def test_anonymous_request_gets_login_form(site):
+    query = f"/request.cgi?release={site.release}&arch={ARCH}&package={PACKAGE}&trigger={PACKAGE}/2.10-3"
+    status, _, body = site.get(query)
+    assert status == 403, site.explain()
+    assert b"<form" in body and b"/login" in body
+
+
+def queue_depth(queue: str) -> int | None:
+    """Messages in a queue, or None when it does not exist (passive declare, nothing consumed)."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URI))
+    try:
+        channel = connection.channel()
+        try:
+            return channel.queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as err:
+            if err.reply_code == 404:
+                return None
+            raise
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+@pytest.mark.parametrize("path", ["/request.cgi", "/request.cgi/", "/github/webhook"])
+def test_head_never_submits(site, path):
+    queue = f"debci-{site.release}-{ARCH}"
+    query = f"{path}?release={site.release}&arch={ARCH}&package={PACKAGE}&trigger={PACKAGE}/2.10-3"
+    # Accept-Encoding makes mod_deflate active: with mod_wsgi's default
+    # WSGIMapHEADToGET this HEAD would reach the app as a GET.
+    status, headers, body = site.request("HEAD", query, {"Accept-Encoding": "gzip"})
+    assert status == 405, site.explain()
+    assert headers["Allow"].replace(" ", "") == "GET,POST"
+    assert body == b""
+    assert not queue_depth(queue), f"{queue} got a message from a HEAD request"
+
+
+def test_login_and_logout_reach_request_cgi(site):
+    status, headers, _ = site.request("GET", "/login")
+    assert status == 302
+    assert headers["Location"] in ("/", site.server.url + "/")
+    status, headers, _ = site.request("GET", "/logout")
+    assert status == 302
+
+
+def test_private_results_need_login(site):
+    status, headers, _ = site.request("GET", f"/private-results/private-x/noble/{ARCH}/h/{PACKAGE}/{RUN_ID}/log.gz")
+    assert status in (302, 401, 403), site.explain()
