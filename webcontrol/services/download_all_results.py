@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""download-all-results: fill the results DB from the result store (CONTRACT §5.1).
+
+For each release, newest first, it lists ``autopkgtest-<release>`` page by
+page (1000 names, next page after the last name of each page) starting at
+the container's saved marker, downloads the ``result.tar`` of every run the
+DB lacks (in parallel), and commits the page's rows together with the new
+marker. A killed run therefore resumes at the first page it had not
+committed. When a pass reaches the end of the container the marker is reset,
+so the next run sweeps the whole listing again: new runs appear anywhere in
+name order (a new ``a/aaa/`` run sorts before a marker at ``z/zzz/``), and
+only objects the DB lacks are downloaded, so a sweep costs one listing
+request per 1000 objects. Damaged objects are logged, counted, listed at the end and
+skipped; an unreachable store or DB is a failure (exit 1, marker unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from webcontrol import db, ingest, results, resulttar
+from webcontrol.config import Config
+from webcontrol.services.base import on_stop_signals, run_program
+from webcontrol.store import ContainerNotFound, ObjectNotFound, ResultStore, open_store
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000
+DEFAULT_WORKERS = 8
+
+
+@dataclass
+class Summary:
+    stored: int = 0
+    present: int = 0
+    not_distro: int = 0
+    damaged: list[str] = field(default_factory=list)
+    listed: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.stored} results stored, {self.present} already present, {self.not_distro} not for the DB, "
+            f"{len(self.damaged)} damaged, {self.listed} objects listed"
+        )
+
+
+class Progress:
+    """A one-line progress display on a terminal, periodic log lines otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def update(self, container: str, summary: Summary, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < (0.2 if self.tty else 10):
+            return
+        self.last = now
+        rate = summary.stored / max(now - self.started, 1e-6)
+        text = f"{container}: {summary.listed} listed, {summary.stored} stored ({rate:.0f}/s), {len(summary.damaged)} damaged"
+        if self.tty:
+            self.stream.write(f"\r\033[K{text}" + ("\n" if final else ""))
+            self.stream.flush()
+        else:
+            log.info("%s", text)
+
+
+class FullIngest:
+    """One run of download-all-results over a set of releases."""
+
+    def __init__(
+        self,
+        conn,
+        store_factory: Callable[[], ResultStore],
+        since: datetime.date | None = None,
+        full: bool = False,
+        workers: int = DEFAULT_WORKERS,
+        progress: Progress | None = None,
+    ):
+        self.conn = conn
+        self.store_factory = store_factory
+        self.store = store_factory()
+        self.since_run_id = results.run_id_for_date(since) if since else None
+        self.full = full
+        self.workers = max(1, workers)
+        self.progress = progress or Progress()
+        self.summary = Summary()
+        self._local = threading.local()
+        self._thread_stores: list[ResultStore] = []
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _thread_store(self) -> ResultStore:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self.store_factory()
+            self._local.store = store
+            with self._lock:
+                self._thread_stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in [self.store, *self._thread_stores]:
+            store.close()
+
+    def discover_releases(self) -> list[str]:
+        """Releases of the ``autopkgtest-<release>`` containers in the store, oldest name first."""
+        names = self.store.list_containers(prefix="autopkgtest-")
+        return [name.split("-", 1)[1] for name in names if name.count("-") == 1]
+
+    def run(self, releases: list[str]) -> Summary:
+        """Ingest each release, newest first. Raises StoreError, sqlite3.Error."""
+        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="fetch") as pool:
+            for release in reversed(releases):
+                if self._stopping:
+                    break
+                self.ingest_container(pool, release)
+        return self.summary
+
+    def ingest_container(self, pool, release: str) -> None:
+        container = results.distro_container(release)
+        marker = None if self.full else (db.get_marker(self.conn, container) or None)
+        log.info("%s: listing from %s", container, marker or "the beginning")
+        while not self._stopping:
+            try:
+                page = self.store.list_objects(container, marker=marker, limit=PAGE_SIZE)
+            except ContainerNotFound:
+                log.warning("%s: no such container, skipping release %s", container, release)
+                return
+            if not page:
+                break
+            self.summary.listed += len(page)
+            records = list(filter(None, pool.map(lambda obj: self._fetch(container, obj.name), page)))
+            outcomes = db.record_results(self.conn, records, marker=(container, page[-1].name))
+            for outcome in outcomes:
+                if outcome is db.Outcome.DUPLICATE:
+                    self.summary.present += 1
+                else:
+                    self.summary.stored += 1
+            self.progress.update(container, self.summary)
+            if len(page) < PAGE_SIZE:
+                break
+            marker = page[-1].name
+        if not self._stopping:
+            db.record_results(self.conn, [], marker=(container, ""))  # pass complete: next run starts over
+        self.progress.update(container, self.summary, final=True)
+
+    def _fetch(self, container: str, name: str) -> db.ResultRecord | None:
+        """The record of one listed object, or None when there is nothing to store."""
+        if not name.endswith("/result.tar"):
+            return None
+        location = results.parse_run_dir(name)
+        if location is None:
+            log.warning(
+                "%s/%s: not in the <release>/<arch>/<prefix>/<package>/<run_id> layout, skipped", container, name
+            )
+            return None
+        release, arch, package, run_id = location
+        if self.since_run_id and run_id < self.since_run_id:
+            return None
+        if db.has_result(self._reader(), release, arch, package, run_id):
+            with self._lock:
+                self.summary.present += 1
+            return None
+        try:
+            tar = resulttar.parse(self._thread_store().get_object(container, name))
+            return ingest.record_from_tar(container, release, arch, package, run_id, tar)
+        except (resulttar.DamagedResult, ObjectNotFound) as err:
+            log.error("%s/%s: damaged result skipped: %s", container, name, err)
+            with self._lock:
+                self.summary.damaged.append(f"{container}/{name}")
+        except ingest.NotIngested as why:
+            log.debug("%s/%s: not stored: %s", container, name, why)
+            with self._lock:
+                self.summary.not_distro += 1
+        return None
+
+    def _reader(self):
+        """A per-thread read connection (sqlite3 connections are not shared across threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = db.connect_ro(self.db_path)
+            self._local.conn = conn
+        return conn
+
+    @property
+    def db_path(self) -> str:
+        return self.conn.execute("PRAGMA database_list").fetchone()[2]
+
+
+def _since(value: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    conn = db.connect_rw(config.need("web", "database"))
+    job = FullIngest(conn, lambda: open_store(config), args.since, args.full, args.workers)
+    on_stop_signals(job.stop)
+    try:
+        releases = args.release or config.supported_releases(db.releases_by_age(conn))
+        if not releases:
+            releases = job.discover_releases()
+            log.info("no releases configured; found containers for %s", " ".join(releases) or "none")
+        summary = job.run(releases)
+    finally:
+        job.close()
+        conn.close()
+    log.info("done: %s", summary.line())
+    if summary.damaged:
+        log.warning("damaged objects (skipped, marker moved past them):\n  %s", "\n  ".join(summary.damaged))
+    return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--release", action="append", help="only this release (repeatable)")
+    parser.add_argument("--since", type=_since, metavar="YYYY-MM-DD", help="only runs on or after this date")
+    parser.add_argument("--full", action="store_true", help="ignore saved positions and list from the beginning")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel downloads (default %(default)s)")
+
+
+def main(argv=None) -> int:
+    return run_program("Fill the results DB from the result store (incremental and resumable).", _run, _arguments, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
