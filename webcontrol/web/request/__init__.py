@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""request.cgi: authenticated, validated test requests and GitHub webhooks (CONTRACT §8-§10).
+
+``create_app(config)`` is the factory; ``webcontrol/request.cgi`` wraps it
+in a LazyApplication. The app routes its full paths (``/request.cgi``,
+``/request.cgi/``, ``/github/webhook``, ``/login``, ``/logout``) and works
+both mounted at ``/`` and with the path split into ``SCRIPT_NAME``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flask
+import markupsafe
+
+from webcontrol import config as configmod
+from webcontrol.web import login
+from webcontrol.web.appbase import WebError, create_flask_app
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+class FullPath:
+    """Move ``SCRIPT_NAME`` into ``PATH_INFO`` so routes always see the whole path.
+
+    Apache may mount the app as ``WSGIScriptAlias /request.cgi …`` (path split)
+    or at ``/`` (whole path in PATH_INFO); links are built from ``site_url``.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        script = environ.get("SCRIPT_NAME", "")
+        if script and script != "/":
+            environ = dict(environ)
+            environ["PATH_INFO"] = script.rstrip("/") + environ.get("PATH_INFO", "")
+            environ["SCRIPT_NAME"] = ""
+        return self.app(environ, start_response)
+
+
+def render_invalid(err: WebError):
+    """``<p>You submitted an invalid request: <first line></p>`` + one <p> per further line (§9.2)."""
+    lines = err.message.split("\n")
+    response = flask.make_response(flask.render_template("invalid.html", first=lines[0], rest=lines[1:]))
+    response.status_code = err.status
+    for key, value in err.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def element_text(value) -> markupsafe.Markup:
+    """A value as element content: lists Python-style, ``&<>`` escaped once.
+
+    Quotes need no escaping outside attributes, and clients compare the
+    ``<dd>['hello/1.0']</dd>`` text of CONTRACT §9.2 literally.
+    """
+    text = value if isinstance(value, str) else str(value)
+    return markupsafe.Markup(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def create_app(config: configmod.Config) -> flask.Flask:
+    """The request.cgi Flask app. Raises ConfigError / OSError at start-up."""
+    from webcontrol.web.request.services import RequestServices
+    from webcontrol.web.request.views import bp, refuse_other_methods
+
+    app = create_flask_app("webcontrol.web.request", config, template_folder=TEMPLATES)
+    app.jinja_env.filters["pyrepr"] = element_text
+    app.extensions["autopkgtest-request"] = RequestServices.from_config(config)
+    app.before_request(refuse_other_methods)
+    app.register_error_handler(WebError, render_invalid)
+    app.register_blueprint(bp)
+    app.register_blueprint(login.make_blueprint("login", "/login", "/logout"))
+    app.wsgi_app = FullPath(app.wsgi_app)
+    return app

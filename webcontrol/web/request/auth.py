@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Who is asking: the login cookie, or an API key (CONTRACT §8).
+
+API keys come as the cookie ``X-Api-Key=<lpuser>:<key>`` (what existing
+scripts send) or the header ``Authorization: Bearer <lpuser>:<key>``. A key
+that is present but wrong is a 401, never a fall-back to anonymous.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+
+import flask
+
+from webcontrol.web.appbase import Unauthorized, current_nick
+
+log = logging.getLogger(__name__)
+
+AUTH_FAILURE = "Authorization failure"
+
+
+@dataclass
+class Identity:
+    nick: str
+    teams: list[str] = field(default_factory=list)  # from the OpenID teams extension, while fresh
+
+
+class ApiKeys:
+    """The ``[web] api_keys`` JSON file, re-read when it changes."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._keys: dict[str, str] = {}
+
+    def keys(self) -> dict[str, str]:
+        if not self.path:
+            return {}
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return {}
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    with open(self.path, encoding="utf-8") as handle:
+                        data = json.load(handle)
+                except (OSError, ValueError) as err:
+                    log.error("cannot read API keys %s: %s", self.path, err)
+                    data = {}
+                self._keys = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+                self._stamp = stamp
+            return self._keys
+
+    def check(self, credential: str) -> str:
+        """The user of a ``<lpuser>:<key>`` credential. Raises Unauthorized."""
+        user, sep, key = credential.partition(":")
+        expected = self.keys().get(user, "") if sep else ""
+        # Compare even for unknown users so timing tells nothing about who has a key.
+        ok = hmac.compare_digest(key.encode("utf-8"), (expected or "\0" * 32).encode("utf-8"))
+        if not (ok and expected and user):
+            log.warning("API key refused for %r", user)
+            raise Unauthorized(AUTH_FAILURE)
+        return user
+
+
+def api_credential() -> str | None:
+    header = flask.request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return flask.request.cookies.get("X-Api-Key")
+
+
+def identify(api_keys: ApiKeys, team_lifetime_s: int, now: float) -> Identity | None:
+    """The requester, or None when anonymous. Raises Unauthorized for a wrong API key."""
+    credential = api_credential()
+    if credential is not None:
+        return Identity(api_keys.check(credential))
+    nick = current_nick()
+    if not nick:
+        return None
+    teams = flask.session.get("teams") or []
+    login_time = flask.session.get("login_time") or 0
+    fresh = isinstance(login_time, (int, float)) and 0 <= now - login_time < team_lifetime_s
+    return Identity(nick, [t for t in teams if isinstance(t, str)] if fresh else [])

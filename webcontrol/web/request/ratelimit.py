@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Optional per-requester hourly limit on queued test requests (CONTRACT §9.3).
+
+Off by default (``[web] request_rate_limit = 0``). The counts live in
+``<runtime_dir>/request-rate.json`` (``{"<nick>": [unix times]}``), a
+throwaway cache shared by the web workers under an flock: losing it only
+resets the counters.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from pathlib import Path
+
+from webcontrol import atomicfile
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 3600
+
+
+class RateLimiter:
+    def __init__(self, path: str | Path, limit: int):
+        self.path = Path(path)
+        self.limit = limit
+
+    def retry_after(self, nick: str, count: int, now: float | None = None) -> int:
+        """0 if ``nick`` may queue ``count`` more messages now, else seconds to wait."""
+        if self.limit <= 0:
+            return 0
+        now = time.time() if now is None else now
+        with self._lock(fcntl.LOCK_SH):
+            stamps = self._recent(nick, now)
+        if len(stamps) + count <= self.limit:
+            return 0
+        if not stamps or count > self.limit:
+            return WINDOW_S
+        # Wait until enough old requests have left the window.
+        index = len(stamps) + count - self.limit - 1
+        return max(1, int(stamps[index] + WINDOW_S - now) + 1)
+
+    def record(self, nick: str, count: int, now: float | None = None) -> None:
+        if self.limit <= 0:
+            return
+        now = time.time() if now is None else now
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock(fcntl.LOCK_EX):
+                data = atomicfile.read_json(self.path, {})
+                data = data if isinstance(data, dict) else {}
+                data = {k: [t for t in v if now - t < WINDOW_S] for k, v in data.items() if isinstance(v, list)}
+                data[nick] = sorted(data.get(nick, []) + [now] * count)
+                atomicfile.write_json_atomic(self.path, {k: v for k, v in data.items() if v}, mode=0o600)
+        except OSError as err:
+            log.warning("cannot record request rate in %s: %s", self.path, err)
+
+    def _recent(self, nick: str, now: float) -> list[float]:
+        data = atomicfile.read_json(self.path, {})
+        stamps = data.get(nick, []) if isinstance(data, dict) else []
+        return sorted(t for t in stamps if isinstance(t, (int, float)) and now - t < WINDOW_S)
+
+    def _lock(self, mode: int):
+        return _Flock(self.path.with_name(self.path.name + ".lock"), mode)
+
+
+class _Flock:
+    def __init__(self, path: Path, mode: int):
+        self.path, self.mode, self.handle = path, mode, None
+
+    def __enter__(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.path, "a")
+            fcntl.flock(self.handle, self.mode)
+        except OSError as err:
+            log.warning("cannot lock %s: %s", self.path, err)
+            self.handle = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle:
+            self.handle.close()

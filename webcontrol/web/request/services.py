@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The long-lived collaborators of request.cgi, built once per app from the config."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import flask
+
+from webcontrol import config as configmod
+from webcontrol import db, livestate
+from webcontrol.github import StatusPoster
+from webcontrol.launchpad import Launchpad, Membership, TeamCache
+from webcontrol.web.request.auth import ApiKeys
+from webcontrol.web.request.ratelimit import RateLimiter
+from webcontrol.web.request.validation import Environment, parse_package_requestors
+
+
+@dataclass
+class RequestServices:
+    config: configmod.Config
+    launchpad: Launchpad
+    membership: Membership
+    api_keys: ApiKeys
+    rate_limiter: RateLimiter
+    status_poster: StatusPoster
+    amqp_uri: str | None
+
+    @classmethod
+    def from_config(cls, config: configmod.Config) -> RequestServices:
+        launchpad = Launchpad.from_config(config)
+        cache = TeamCache(config.get("web", "team_cache"), config.get("web", "team_cache_seconds"))
+        return cls(
+            config=config,
+            launchpad=launchpad,
+            membership=Membership(launchpad, config.get("web", "allowed_requestors"), cache),
+            api_keys=ApiKeys(config.get("web", "api_keys")),
+            rate_limiter=RateLimiter(
+                Path(config.get("web", "runtime_dir")) / "request-rate.json", config.get("web", "request_rate_limit")
+            ),
+            status_poster=StatusPoster.from_config(config, attempts=2, timeout=10.0),
+            amqp_uri=config.get("amqp", "uri"),
+        )
+
+    def open_db(self) -> sqlite3.Connection:
+        return db.connect_ro(self.config.need("web", "database_public"), timeout_ms=10_000)
+
+    def releases(self, conn: sqlite3.Connection) -> list[str]:
+        # The DB fallback scans every result: only when neither config nor distro-info answers.
+        return self.config.supported_releases() or self.config.supported_releases(db.releases_by_age(conn))
+
+    def environment(self, conn: sqlite3.Connection, site: str) -> Environment:
+        return Environment(
+            db=conn,
+            releases=self.releases(conn),
+            running=livestate.running_cache.get(self.config.get("web", "running_cache")),
+            queued=livestate.queued_cache.get(self.config.get("web", "amqp_queue_cache")),
+            launchpad=self.launchpad,
+            membership=self.membership,
+            package_requestors=parse_package_requestors(self.config.get("web", "package_requestors") or ""),
+            site=site,
+        )
+
+
+def services() -> RequestServices:
+    return flask.current_app.extensions["autopkgtest-request"]

@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The request.cgi endpoint: ``/request.cgi``, ``/request.cgi/`` and ``/github/webhook`` (CONTRACT §9)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import flask
+
+from webcontrol import amqp, messages, results
+from webcontrol.web.appbase import MethodNotAllowed, ServiceUnavailable, TooManyRequests, site_url
+from webcontrol.web.request import webhook
+from webcontrol.web.request.auth import identify
+from webcontrol.web.request.services import services
+from webcontrol.web.request.validation import RequestArgs, check_launchpad, check_local, check_syntax
+
+log = logging.getLogger(__name__)
+
+bp = flask.Blueprint("request", __name__)
+
+ALLOWED_METHODS = "GET, POST"
+RABBIT_DOWN = "RabbitMQ is unresponsive, please try again later."
+
+
+def refuse_other_methods():
+    """HEAD (and anything but GET/POST) must never run the handler (CONTRACT §9.1, §13 item 9)."""
+    if flask.request.method not in ("GET", "POST"):
+        raise MethodNotAllowed(f"Method {flask.request.method} is not allowed", headers={"Allow": ALLOWED_METHODS})
+
+
+def request_args() -> RequestArgs:
+    request = flask.request
+    items = list(request.args.items(multi=True))
+    if request.method == "POST" and not webhook.is_webhook(request):
+        items += list(request.form.items(multi=True))
+    return RequestArgs(items)
+
+
+def full_url() -> str:
+    query = flask.request.query_string.decode("utf-8", "replace")
+    return site_url() + flask.request.path + (f"?{query}" if query else "")
+
+
+@bp.route("/request.cgi", methods=["GET", "POST"])
+@bp.route("/request.cgi/", methods=["GET", "POST"])
+@bp.route("/github/webhook", methods=["GET", "POST"])
+def submit():
+    args = request_args()
+    if webhook.is_webhook(flask.request):
+        return webhook.handle(args)
+    svc = services()
+    now = time.time()
+    identity = identify(svc.api_keys, svc.config.get("web", "team_cache_seconds"), now)
+    if identity is None:
+        response = flask.make_response(flask.render_template("login_required.html", next=full_url()), 403)
+        return response
+    if flask.request.query_string == b"/login":
+        return flask.redirect("/")
+    plan = check_syntax(args, site_url())
+    conn = svc.open_db()
+    try:
+        env = svc.environment(conn, site_url())
+        check_local(plan, env)
+        in_team = check_launchpad(plan, env, identity.nick, identity.teams)
+    finally:
+        conn.close()
+    if not in_team:
+        wait = svc.rate_limiter.retry_after(identity.nick, len(plan.arches), now)
+        if wait:
+            raise TooManyRequests(
+                f"You, {identity.nick}, have requested too many tests. Please try again later.",
+                headers={"Retry-After": str(wait)},
+            )
+    if not svc.amqp_uri:
+        raise ServiceUnavailable("demo: submissions are disabled")
+    stamp = messages.submit_time()
+    context = plan.queue_context
+    outgoing = []
+    for arch in plan.arches:
+        params = dict(plan.params, requester=identity.nick, **{"submit-time": stamp, "uuid": messages.new_uuid()})
+        queue = results.queue_name(context, plan.release, arch)
+        outgoing.append((arch, queue, messages.TestRequest(plan.package, params)))
+    try:
+        amqp.publish_requests(svc.amqp_uri, [(queue, req.serialise()) for _arch, queue, req in outgoing])
+    except amqp.BrokerError as err:
+        log.error("request by %s for %s not queued: %s", identity.nick, plan.package, err)
+        raise ServiceUnavailable(RABBIT_DOWN) from None
+    if not in_team:
+        svc.rate_limiter.record(identity.nick, len(outgoing), now)
+    shown = []
+    for arch, queue, req in outgoing:
+        log.info("queued %s for %s on %s (requester %s)", req.params["uuid"], plan.package, queue, identity.nick)
+        visible = {k: v for k, v in req.params.items() if k not in ("submit-time", "uuid")}
+        visible.update(release=plan.release, arch=arch, package=plan.package)
+        entry = {"params": visible, "ppa": context == "ppa", "uuid": req.params["uuid"]}
+        entry["history"] = f"{site_url()}/packages/{plan.package}/{plan.release}/{arch}"
+        entry["result_url"] = f"{site_url()}/run/{req.params['uuid']}"
+        shown.append(entry)
+    return flask.render_template("submitted.html", requests=shown)
