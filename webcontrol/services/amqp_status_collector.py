@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""amqp-status-collector: keep running.json from the workers' status messages.
+
+A long-running consumer of ``teststatus.fanout`` through its own
+non-durable, auto-delete queue ``running-listener-<fqdn>`` (CONTRACT §4.3,
+§6.1). The state lives in memory, starting empty; each message sets or
+removes one leaf ``package → run key → release → arch``. The file is
+rewritten atomically, at most twice a second however fast messages arrive,
+within a second of any change, and at least every minute even when nothing
+changed, so its age is a heartbeat for /health. Leaves that stop getting
+status messages (a dead worker) expire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Any
+
+from webcontrol import amqp, results
+from webcontrol.atomicfile import write_atomic
+from webcontrol.config import Config
+from webcontrol.livestate import PRIVATE_LOGTAIL, PRIVATE_PACKAGE
+from webcontrol.messages import MalformedMessage, StatusMessage
+from webcontrol.services.base import on_stop_signals, run_program
+
+log = logging.getLogger(__name__)
+
+#: Coalescing: no two writes closer than this (≤ 2 writes/s) ...
+MIN_WRITE_INTERVAL_S = 0.5
+#: ... and a rewrite at least this often even without changes (heartbeat, CONTRACT §12).
+HEARTBEAT_S = 60.0
+#: How often expired leaves are looked for.
+EXPIRY_SCAN_S = 1.0
+
+Leaf = tuple[str, str, str, str]  # package, run key, release, arch
+
+
+class RunningState:
+    """The running.json tree plus when each leaf was last confirmed.
+
+    Kept separate from the consumer so the rules (run key, private slots,
+    pruning, expiry) are testable without a broker.
+    """
+
+    def __init__(self) -> None:
+        self.tree: dict[str, dict[str, dict[str, dict[str, list]]]] = {}
+        self.seen: dict[Leaf, float] = {}
+
+    @staticmethod
+    def slot(message: StatusMessage) -> tuple[Leaf, list]:
+        """Where a message goes and the leaf value it carries."""
+        if message.package == PRIVATE_PACKAGE or results.is_private_request(message.params):
+            # One slot per private run, keyed by an opaque id; never its params (credentials).
+            uuid = message.uuid or message.params.get("uuid") or ""
+            key = uuid if isinstance(uuid, str) else ""
+            return (PRIVATE_PACKAGE, key, message.release, message.architecture), [
+                {},
+                message.duration,
+                PRIVATE_LOGTAIL,
+            ]
+        # The key is computed over the params exactly as received: clients recompute it.
+        key = results.run_key(message.params)
+        leaf = (message.package, key, message.release, message.architecture)
+        return leaf, [message.params, message.duration, message.logtail]
+
+    def apply(self, message: StatusMessage, now: float) -> bool:
+        """Set or remove the message's leaf; True when the tree changed."""
+        leaf, value = self.slot(message)
+        if message.running:
+            self.seen[leaf] = now
+            package, key, release, arch = leaf
+            arches = self.tree.setdefault(package, {}).setdefault(key, {}).setdefault(release, {})
+            if arches.get(arch) == value:
+                return False
+            arches[arch] = value
+            return True
+        return self.remove(leaf)
+
+    def remove(self, leaf: Leaf) -> bool:
+        """Drop a leaf and every parent it leaves empty; True if it existed."""
+        self.seen.pop(leaf, None)
+        package, key, release, arch = leaf
+        keys = self.tree.get(package)
+        releases = keys.get(key) if keys else None
+        arches = releases.get(release) if releases else None
+        if not arches or arch not in arches:
+            return False
+        del arches[arch]
+        if not arches:
+            del releases[release]
+            if not releases:
+                del keys[key]
+                if not keys:
+                    del self.tree[package]
+        return True
+
+    def expire(self, now: float, max_age: float) -> int:
+        """Drop leaves without a status for ``max_age`` seconds; returns how many."""
+        stale = [leaf for leaf, seen in self.seen.items() if now - seen > max_age]
+        for leaf in stale:
+            log.info(
+                "expiring %s %s/%s (run key %r): no status for %.0f s", leaf[0], leaf[2], leaf[3], leaf[1], max_age
+            )
+            self.remove(leaf)
+        return len(stale)
+
+    def leaves(self) -> int:
+        return len(self.seen)
+
+
+class StatusCollector(amqp.Consumer[StatusMessage]):
+    """Consumes status messages and keeps ``path`` (running.json) in step."""
+
+    exchange_durable = False
+    queue_durable = False
+    queue_auto_delete = True
+    tick_seconds = 0.2
+    batch_seconds = 0.2
+
+    def __init__(
+        self,
+        uri: str,
+        path: str,
+        expiry_seconds: float = 300,
+        exchange: str | None = None,
+        queue: str | None = None,
+        exchange_durable: bool = False,
+        exchange_auto_delete: bool = False,
+        min_write_interval: float = MIN_WRITE_INTERVAL_S,
+        heartbeat: float = HEARTBEAT_S,
+    ):
+        super().__init__(uri)
+        self.path = path
+        self.expiry_seconds = expiry_seconds
+        self.exchange = exchange or results.STATUS_EXCHANGE
+        self.queue = queue or amqp.host_queue_name("running-listener")
+        self.exchange_durable = exchange_durable
+        self.exchange_auto_delete = exchange_auto_delete
+        self.min_write_interval = min_write_interval
+        self.heartbeat = heartbeat
+        self.state = RunningState()
+        self.dirty = True  # the file on disk is not our (empty) state yet
+        self.last_write = float("-inf")
+        self.last_expiry_scan = time.monotonic()
+        self.writes = 0
+        self.messages = 0
+
+    def parse(self, body: bytes) -> StatusMessage:
+        message = StatusMessage.parse(body)
+        for name in ("package", "release", "architecture"):
+            value = getattr(message, name)
+            if not value or any(c.isspace() or c == "/" for c in value):
+                raise MalformedMessage(f"{name} {value!r} is not a name")
+        return message
+
+    def process(self, deliveries: list[amqp.Delivery[StatusMessage]]) -> None:
+        now = time.monotonic()
+        for delivery in deliveries:
+            self.messages += 1
+            if self.state.apply(delivery.message, now):
+                self.dirty = True
+        self.flush()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last_expiry_scan >= EXPIRY_SCAN_S:
+            self.last_expiry_scan = now
+            if self.state.expire(now, self.expiry_seconds):
+                self.dirty = True
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Write the file if it changed (coalesced) or the heartbeat is due."""
+        now = time.monotonic()
+        since = now - self.last_write
+        if force or (self.dirty and since >= self.min_write_interval) or since >= self.heartbeat:
+            self.write()
+
+    def write(self) -> None:
+        data = json.dumps(self.state.tree, ensure_ascii=False, separators=(",", ":"))
+        try:
+            write_atomic(self.path, data)
+        except OSError as err:
+            # Keep consuming: the next flush retries; /health shows the stale file.
+            log.error("cannot write %s: %s", self.path, err)
+            self.last_write = time.monotonic()
+            return
+        self.dirty = False
+        self.last_write = time.monotonic()
+        self.writes += 1
+
+    def run(self) -> None:
+        """Publish the empty start state, then consume until stop()."""
+        self.flush(force=True)
+        try:
+            self.run_forever()
+        finally:
+            self.flush(force=self.dirty)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exchange", default=results.STATUS_EXCHANGE, help="status exchange (default: %(default)s)")
+
+
+def _body(args: argparse.Namespace, config: Config) -> int:
+    collector = StatusCollector(
+        config.need("amqp", "uri"),
+        config.need("web", "running_cache"),
+        expiry_seconds=config.get("web", "running_expiry_seconds"),
+        exchange=args.exchange,
+        exchange_auto_delete=config.get("amqp", "status_exchange_auto_delete"),
+    )
+    on_stop_signals(collector.stop)
+    log.info("writing %s from %s (queue %s)", collector.path, collector.exchange, collector.queue)
+    collector.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_program(
+        "Keep running.json up to date from the workers' status messages (teststatus.fanout).",
+        _body,
+        _add_arguments,
+        argv,
+    )
+
+
+def leaf_message(package: str, release: str, arch: str, value: list[Any], running: bool = True) -> StatusMessage:
+    """The status message a worker sends for a running.json leaf (tests, benchmarks, demo)."""
+    params, duration, logtail = value
+    return StatusMessage(
+        release=release,
+        architecture=arch,
+        package=package,
+        running=running,
+        params=params,
+        duration=duration,
+        logtail=logtail,
+        uuid=params.get("uuid") if isinstance(params.get("uuid"), str) else None,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
