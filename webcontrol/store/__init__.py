@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import datetime
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -163,6 +164,14 @@ class ResultStore(abc.ABC):
         content_encoding: str | None = None,
     ) -> None:
         """Write an object, creating the container if needed. Raises StoreError."""
+
+    def put_object_file(self, container: str, name: str, path: str | os.PathLike) -> None:
+        """Write an object from a file (large backups), creating the container if needed.
+
+        Stores override this to stream; this fallback reads the file whole. Raises StoreError, OSError.
+        """
+        with open(path, "rb") as handle:
+            self.put_object(container, name, handle.read())
 
     @abc.abstractmethod
     def delete_object(self, container: str, name: str) -> None:

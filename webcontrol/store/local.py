@@ -20,6 +20,7 @@ import datetime
 import logging
 import os
 import secrets
+import shutil
 import stat
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -281,6 +282,14 @@ class LocalStore(ResultStore):
         content_encoding: str | None = None,
     ) -> None:
         # Content headers are not stored: they follow from the name (§3.7).
+        self._write(container, name, lambda handle: handle.write(data))
+
+    def put_object_file(self, container: str, name: str, path: str | os.PathLike) -> None:
+        with open(path, "rb") as source:
+            self._write(container, name, lambda handle: shutil.copyfileobj(source, handle, CHUNK_SIZE))
+
+    def _write(self, container: str, name: str, fill) -> None:
+        """Create or replace an object atomically: hidden temp file in the same folder, then rename."""
         check_object_name(name)
         self._container_dir(container, must_exist=False).mkdir(parents=True, exist_ok=True)
         path = self._object_path(container, name, must_exist=False)
@@ -289,7 +298,7 @@ class LocalStore(ResultStore):
             temp = path.parent / f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}"
             try:
                 with open(temp, "wb") as handle:
-                    handle.write(data)
+                    fill(handle)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.chmod(temp, 0o644)

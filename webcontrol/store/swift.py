@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,9 @@ from webcontrol.store import (
 log = logging.getLogger(__name__)
 
 RETRIES = 5
+# Back-off between retries doubles from STARTING_BACKOFF up to MAX_BACKOFF (1+2+4+8+16 s at most).
+STARTING_BACKOFF = 1.0
+MAX_BACKOFF = 16.0
 CHUNK_SIZE = 64 * 1024
 TIMEOUT = 60.0
 T = TypeVar("T")
@@ -51,8 +55,8 @@ class SwiftStore(ResultStore):
         auth_version: str = "3",
         os_options: dict[str, str] | None = None,
         retries: int = RETRIES,
-        starting_backoff: float = 1.0,
-        max_backoff: float = 16.0,
+        starting_backoff: float | None = None,
+        max_backoff: float | None = None,
         timeout: float = TIMEOUT,
     ):
         self.auth_url = auth_url
@@ -64,8 +68,8 @@ class SwiftStore(ResultStore):
             auth_version=auth_version,
             os_options=os_options or {},
             retries=retries,
-            starting_backoff=starting_backoff,
-            max_backoff=max_backoff,
+            starting_backoff=STARTING_BACKOFF if starting_backoff is None else starting_backoff,
+            max_backoff=MAX_BACKOFF if max_backoff is None else max_backoff,
             timeout=timeout,
         )
 
@@ -205,23 +209,44 @@ class SwiftStore(ResultStore):
         content_type: str | None = None,
         content_encoding: str | None = None,
     ) -> None:
+        self._put(container, name, data, content_type, content_encoding)
+
+    def _put(self, container, name, contents, content_type=None, content_encoding=None, content_length=None) -> None:
         if content_type is None:
             content_type, guessed_encoding = guess_content_headers(name)
             content_encoding = content_encoding or guessed_encoding
         headers = {"Content-Encoding": content_encoding} if content_encoding else {}
-        put = self._conn.put_object
+
+        def put() -> None:
+            if hasattr(contents, "seek"):
+                contents.seek(0)
+            self._call(
+                f"PUT of {container}/{name}",
+                self._conn.put_object,
+                container,
+                name,
+                contents,
+                content_length=content_length,
+                content_type=content_type,
+                headers=headers,
+            )
+
         try:
-            self._call(f"PUT of {container}/{name}", put, container, name, data, content_type=content_type,
-                       headers=headers)  # fmt: skip
+            put()
         except _NotFound:
             # Only tests, the demo and db-backup write: they may create their container.
             log.info("creating Swift container %s", container)
+            self._call(f"PUT of container {container}", self._conn.put_container, container)
             try:
-                self._call(f"PUT of container {container}", self._conn.put_container, container)
-                self._call(f"PUT of {container}/{name}", put, container, name, data, content_type=content_type,
-                           headers=headers)  # fmt: skip
+                put()
             except _NotFound:
                 raise StoreError(f"Swift PUT of {container}/{name} failed: container vanished") from None
+
+    def put_object_file(self, container: str, name: str, path: str | os.PathLike) -> None:
+        # swiftclient rewinds the file itself before each retry.
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            self._put(container, name, handle, content_length=size)
 
     def delete_object(self, container: str, name: str) -> None:
         try:
