@@ -198,7 +198,15 @@ class Consumer(Generic[T]):
     def declare(self, connection: pika.BlockingConnection, channel):
         """Declare our exchange and queue and bind them; returns the channel."""
         channel = declare_exchange(connection, channel, self.exchange, self.exchange_durable, self.exchange_auto_delete)
-        channel.queue_declare(self.queue, durable=self.queue_durable, auto_delete=self.queue_auto_delete)
+        try:
+            channel.queue_declare(self.queue, durable=self.queue_durable, auto_delete=self.queue_auto_delete)
+        except pika.exceptions.ChannelClosedByBroker as err:
+            if err.reply_code != 406:
+                raise
+            # The operator made it with other settings (e.g. dead-lettering): use it as it is.
+            log.warning("queue %s exists with other parameters (%s); using it as it is", self.queue, err.reply_text)
+            channel = connection.channel()
+            channel.queue_declare(self.queue, passive=True)
         channel.queue_bind(self.queue, self.exchange)
         return channel
 

@@ -102,7 +102,7 @@ def connect_rw(path: str | Path, migrate_schema: bool = True) -> sqlite3.Connect
     ``BEGIN IMMEDIATE`` transactions through :func:`write_transaction`.
     """
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

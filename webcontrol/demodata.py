@@ -64,7 +64,7 @@ class DemoRun:
             release=self.release,
             swift_dir=self.swift_dir,
             duration=self.duration,
-            testpkg_version=f"{self.package} {self.version}",
+            testpkg_version=self.version,
             requester=self.requester,
             triggers=self.triggers,
             env=env,
