@@ -1,0 +1,377 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Read-side queries over the public DB (browse pages, stats).
+
+Every query here is an index lookup bounded by a LIMIT, so page time does
+not grow with the size of the DB (tests check the plans with EXPLAIN QUERY
+PLAN). The only exceptions are the cached, per-publish summaries
+(:func:`release_arches`, :func:`package_index`) and the stats inputs,
+which the hourly stats job reads.
+
+Connections come from :func:`webcontrol.db.connect_ro`; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from webcontrol import results
+
+log = logging.getLogger(__name__)
+
+_RESULT_COLUMNS = (
+    "test.package, test.release, test.arch, result.run_id, result.version, result.triggers,"
+    " result.duration, result.exitcode, result.requester, result.env, result.uuid"
+)
+# Above this many results for one user, walking the run_id index and
+# filtering is cheaper than sorting all of the user's rows (cost ~ limit *
+# total / count lookups against ~ count lookups).
+_USER_SORT_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class Result:
+    """One stored run of a (package, release, arch) test."""
+
+    package: str
+    release: str
+    arch: str
+    run_id: str
+    version: str | None
+    triggers: str | None
+    duration: int | None
+    exitcode: int | None
+    requester: str | None
+    env: str | None
+    uuid: str | None
+
+    @property
+    def result_name(self) -> str:
+        return results.result_name(self.exitcode)
+
+    @property
+    def all_proposed(self) -> bool:
+        return results.parse_env_string(self.env).get("all-proposed") == "1"
+
+    @property
+    def trigger_list(self) -> list[str]:
+        return results.split_triggers(self.triggers)
+
+
+def _result(row: sqlite3.Row | tuple) -> Result:
+    return Result(*tuple(row))
+
+
+@dataclass(frozen=True)
+class Test:
+    id: int
+    package: str
+    release: str
+    arch: str
+
+
+# Classification hook (CONTRACT §7.5) -------------------------------------------------
+
+
+def classify_results(conn: sqlite3.Connection, rows: list[Result]) -> list[str | None]:
+    """The §7.5 classification of each row, in order; None while not computed.
+
+    HOOK for the insight module (issue 9): it compares each row with the
+    earlier results of the same (package, release, arch). Until that module
+    exists every row reports None.
+    """
+    return [None for _ in rows]
+
+
+# Tests -------------------------------------------------------------------------------
+
+
+def tests_of_package(conn: sqlite3.Connection, package: str) -> list[Test]:
+    """Every (release, arch) test of a package (unique index test_package_uix)."""
+    rows = conn.execute("SELECT id, package, release, arch FROM test WHERE package = ?", (package,))
+    return [Test(*tuple(row)) for row in rows]
+
+
+def find_test(conn: sqlite3.Connection, package: str, release: str, arch: str) -> Test | None:
+    row = conn.execute(
+        "SELECT id, package, release, arch FROM test WHERE package = ? AND release = ? AND arch = ?",
+        (package, release, arch),
+    ).fetchone()
+    return Test(*tuple(row)) if row else None
+
+
+def latest_result(conn: sqlite3.Connection, test: Test) -> Result | None:
+    """The newest result of one test (primary key index on (test_id, run_id))."""
+    row = conn.execute(
+        f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id"
+        " WHERE result.test_id = ? ORDER BY result.run_id DESC LIMIT 1",
+        (test.id,),
+    ).fetchone()
+    return _result(row) if row else None
+
+
+def package_matrix(conn: sqlite3.Connection, package: str) -> dict[tuple[str, str], Result]:
+    """``(release, arch) -> newest result`` for every test of a package."""
+    matrix = {}
+    for test in tests_of_package(conn, package):
+        found = latest_result(conn, test)
+        if found:
+            matrix[(test.release, test.arch)] = found
+    return matrix
+
+
+# Histories ----------------------------------------------------------------------------
+
+
+def history(
+    conn: sqlite3.Connection,
+    test: Test,
+    limit: int,
+    before: str | None = None,
+    offset: int = 0,
+) -> list[Result]:
+    """One page of a test's results, newest first (keyset paging on run_id < before)."""
+    sql = f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id WHERE result.test_id = ?"
+    args: list = [test.id]
+    if before:
+        sql += " AND result.run_id < ?"
+        args.append(before)
+    sql += " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
+    args += [limit, offset]
+    return [_result(row) for row in conn.execute(sql, args)]
+
+
+def result_by_uuid(conn: sqlite3.Connection, uuid: str) -> Result | None:
+    row = conn.execute(
+        f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id WHERE result.uuid = ?",
+        (uuid,),
+    ).fetchone()
+    return _result(row) if row else None
+
+
+def result_by_run_id(conn: sqlite3.Connection, package: str, release: str, arch: str, run_id: str) -> Result | None:
+    row = conn.execute(
+        f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id"
+        " WHERE test.package = ? AND test.release = ? AND test.arch = ? AND result.run_id = ?",
+        (package, release, arch, run_id),
+    ).fetchone()
+    return _result(row) if row else None
+
+
+def duration_average(conn: sqlite3.Connection, test: Test, last: int = 20) -> float | None:
+    """Average duration of the last ``last`` runs of a test (admin hints)."""
+    row = conn.execute(
+        "SELECT AVG(duration) FROM (SELECT duration FROM result WHERE test_id = ? AND duration IS NOT NULL"
+        " ORDER BY run_id DESC LIMIT ?)",
+        (test.id, last),
+    ).fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
+# Recent and per-user ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecentFilter:
+    release: str | None = None
+    arch: str | None = None
+    requester: str | None = None
+    result: str | None = None
+
+
+def recent(conn: sqlite3.Connection, limit: int, offset: int = 0, filters: RecentFilter | None = None) -> list[Result]:
+    """The newest results over all tests (index result_run_ix), optionally filtered."""
+    filters = filters or RecentFilter()
+    where, args = [], []
+    if filters.release:
+        where.append("test.release = ?")
+        args.append(filters.release)
+    if filters.arch:
+        where.append("test.arch = ?")
+        args.append(filters.arch)
+    if filters.result:
+        codes = results.codes_for_result(filters.result)
+        where.append(f"result.exitcode IN ({','.join('?' * len(codes))})")
+        args += codes
+    if filters.requester:
+        # A user filter goes through the per-user plan choice.
+        return user_results(conn, filters.requester, limit, offset, where, args)
+    sql = f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
+    return [_result(row) for row in conn.execute(sql, [*args, limit, offset])]
+
+
+def user_result_count(conn: sqlite3.Connection, requester: str) -> int:
+    """How many results a user requested (covering scan of result_requester_idx)."""
+    return conn.execute("SELECT COUNT(*) FROM result WHERE requester = ?", (requester,)).fetchone()[0]
+
+
+def user_results(
+    conn: sqlite3.Connection,
+    requester: str,
+    limit: int,
+    offset: int = 0,
+    extra_where: Iterable[str] = (),
+    extra_args: Iterable = (),
+) -> list[Result]:
+    """A user's results, newest first.
+
+    The schema has no (requester, run_id) index, so there are two plans:
+    sort the user's rows (cheap for a light user), or walk result_run_ix
+    newest first and keep the user's rows (cheap for a heavy user). The
+    count, a covering index scan, picks the cheaper one.
+    """
+    count = user_result_count(conn, requester)
+    if count == 0:
+        return []
+    index = "result_requester_idx" if count <= _USER_SORT_MAX else "result_run_ix"
+    where = ["result.requester = ?", *extra_where]
+    sql = (
+        f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY {index} JOIN test ON test.id = result.test_id"
+        f" WHERE {' AND '.join(where)} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
+    )
+    return [_result(row) for row in conn.execute(sql, [requester, *extra_args, limit, offset])]
+
+
+# Summaries (cached by callers per published DB) ---------------------------------------------
+
+
+def release_arches(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """``release -> sorted arches`` over every test (a scan of ``test``: cache it)."""
+    found: dict[str, list[str]] = {}
+    for row in conn.execute("SELECT DISTINCT release, arch FROM test ORDER BY release, arch"):
+        found.setdefault(row[0], []).append(row[1])
+    return found
+
+
+def release_first_runs(conn: sqlite3.Connection, releases: Iterable[str]) -> list[str]:
+    """Releases ordered by their oldest run (fallback ordering when nothing else knows them).
+
+    One bounded lookup per test would be too many; instead the oldest run
+    of each release is found by walking result_run_ix from the oldest end
+    until every release was seen (cached by callers).
+    """
+    pending = set(releases)
+    ordered: list[str] = []
+    cursor = conn.execute(
+        "SELECT test.release FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
+        " ORDER BY result.run_id ASC"
+    )
+    for (release,) in cursor:
+        if release in pending:
+            pending.discard(release)
+            ordered.append(release)
+            if not pending:
+                break
+    cursor.close()
+    return ordered + sorted(pending)
+
+
+def package_names(conn: sqlite3.Connection) -> Iterator[str]:
+    """Every package with tests, sorted (covering scan of test_package_uix)."""
+    for (name,) in conn.execute("SELECT DISTINCT package FROM test ORDER BY package"):
+        yield name
+
+
+def current_versions(conn: sqlite3.Connection) -> Iterator[tuple[str, str, str]]:
+    """``(package, release, version)`` rows of current_version (empty without the table)."""
+    try:
+        yield from conn.execute("SELECT package, release, version FROM current_version")
+    except sqlite3.OperationalError as err:
+        log.info("no current_version table in the public DB: %s", err)
+
+
+# Release health ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    package: str
+    version: str
+    results: dict[str, Result]  # arch -> newest migration-reference/0 result of this version
+
+
+def release_health(conn: sqlite3.Connection, release: str, arches: list[str]) -> list[HealthRow]:
+    """Each current package of a release that has tests, with its migration-reference results.
+
+    The per-test lookup walks that test's results newest first (primary key
+    index) until the first migration-reference run of the current version.
+    """
+    try:
+        rows = conn.execute(
+            "SELECT current_version.package, current_version.version, test.id, test.arch"
+            " FROM current_version JOIN test ON test.package = current_version.package"
+            " AND test.release = current_version.release"
+            " WHERE current_version.release = ? ORDER BY current_version.package, test.arch",
+            (release,),
+        ).fetchall()
+    except sqlite3.OperationalError as err:
+        log.info("release health for %s unavailable: %s", release, err)
+        return []
+    wanted = set(arches)
+    packages: dict[str, HealthRow] = {}
+    for package, version, test_id, arch in rows:
+        entry = packages.setdefault(package, HealthRow(package, version, {}))
+        if arch not in wanted:
+            continue
+        found = conn.execute(
+            f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id"
+            " WHERE result.test_id = ? AND result.version = ? AND result.triggers = ?"
+            " ORDER BY result.run_id DESC LIMIT 1",
+            (test_id, version, results.MIGRATION_REFERENCE),
+        ).fetchone()
+        if found:
+            entry.results[arch] = _result(found)
+    return list(packages.values())
+
+
+# Statistics inputs (autopkgtest-stats, hourly) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseArchStats:
+    numpkgs: int
+    numpkgspass: int
+    passruns: int
+    failruns: int
+
+
+def statistics(conn: sqlite3.Connection) -> dict[str, dict[str, ReleaseArchStats]]:
+    """The four counters of stats.json per release and arch (CONTRACT §7.1).
+
+    numpkgs: distinct packages with results; numpkgspass: packages whose
+    newest passing run tested the current version; passruns: runs with exit
+    0/2/8; failruns: every other run. A full scan: run by the hourly job only.
+    """
+    passing = ",".join(str(code) for code in sorted(results.PASSING_CODES))
+    counts = conn.execute(
+        "SELECT test.release, test.arch, COUNT(DISTINCT test.package),"
+        f" SUM(result.exitcode IN ({passing})), SUM(result.exitcode NOT IN ({passing}) OR result.exitcode IS NULL)"
+        " FROM test JOIN result ON result.test_id = test.id GROUP BY test.release, test.arch"
+    ).fetchall()
+    try:
+        good = conn.execute(
+            "SELECT test.release, test.arch, COUNT(*) FROM test"
+            " JOIN current_version ON current_version.package = test.package"
+            " AND current_version.release = test.release"
+            " WHERE (SELECT result.version FROM result WHERE result.test_id = test.id"
+            f" AND result.exitcode IN ({passing}) ORDER BY result.run_id DESC LIMIT 1) = current_version.version"
+            " GROUP BY test.release, test.arch"
+        ).fetchall()
+    except sqlite3.OperationalError as err:
+        log.warning("cannot count passing packages (no current_version?): %s", err)
+        good = []
+    passed = {(row[0], row[1]): row[2] for row in good}
+    stats: dict[str, dict[str, ReleaseArchStats]] = {}
+    for release, arch, numpkgs, passruns, failruns in counts:
+        stats.setdefault(release, {})[arch] = ReleaseArchStats(
+            numpkgs=numpkgs or 0,
+            numpkgspass=passed.get((release, arch), 0),
+            passruns=passruns or 0,
+            failruns=failruns or 0,
+        )
+    return stats

@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""HTML pages with JSON twins, and the OpenAPI document that describes the twins.
+
+A page is one *data function* returning a JSON-ready dict. :func:`page`
+registers it twice: at ``<rule>`` rendered by a template, and at
+``/api/v1<rule>`` as JSON, so both always carry the same data (CONTRACT
+§7.1). Any blueprint (live state, request, insight) describes its own
+``/api/v1/`` routes with :func:`describe`; the descriptions are collected
+per app when the blueprint is registered, and served at
+``/api/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import flask
+
+import webcontrol
+
+API_PREFIX = "/api/v1"
+_EXTENSION = "autopkgtest_openapi"
+_CONVERTER = re.compile(r"<(?:[a-z_]+:)?([a-zA-Z_]+)>")
+
+bp = flask.Blueprint("api", __name__)
+
+
+def _paths(app: flask.Flask) -> dict[str, dict]:
+    return app.extensions.setdefault(_EXTENSION, {})
+
+
+def query_param(name: str, description: str, schema_type: str = "string") -> dict:
+    """An OpenAPI query parameter description."""
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": schema_type}}
+
+
+def describe(
+    blueprint: flask.Blueprint,
+    path: str,
+    summary: str,
+    parameters: list[dict] | tuple = (),
+    schema: dict | None = None,
+    method: str = "get",
+) -> None:
+    """Add one route to the OpenAPI document of every app that registers ``blueprint``.
+
+    ``path`` is the full URL rule (Flask syntax ``<name>`` is accepted).
+    """
+    openapi_path = _CONVERTER.sub(r"{\1}", path)
+    path_params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _CONVERTER.findall(path)
+    ]
+    operation = {
+        "summary": summary,
+        "parameters": path_params + list(parameters),
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": schema or {"type": "object"}}},
+            },
+            "default": {"description": "Error", "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+        },
+    }
+
+    def record(state: flask.blueprints.BlueprintSetupState) -> None:
+        _paths(state.app).setdefault(openapi_path, {})[method] = operation
+
+    blueprint.record(record)
+
+
+def page(
+    blueprint: flask.Blueprint,
+    rules: str | list[str],
+    template: str,
+    summary: str,
+    parameters: list[dict] | tuple = (),
+    schema: dict | None = None,
+    endpoint: str | None = None,
+    document: bool = True,
+) -> Callable:
+    """Register a data function as an HTML page and its ``/api/v1`` JSON twin.
+
+    The function returns a dict (the JSON body, also the template's
+    context) or a Response (redirects), and raises WebError for errors.
+    """
+    rule_list = [rules] if isinstance(rules, str) else rules
+
+    def decorator(func: Callable[..., Any]) -> Callable:
+        name = endpoint or func.__name__
+
+        @functools.wraps(func)
+        def html_view(**kwargs):
+            data = func(**kwargs)
+            if isinstance(data, flask.Response):
+                return data
+            return flask.render_template(template or f"{data['page']}.html", **data)
+
+        @functools.wraps(func)
+        def json_view(**kwargs):
+            data = func(**kwargs)
+            if isinstance(data, flask.Response):
+                return data
+            return flask.jsonify(data)
+
+        for rule in rule_list:
+            blueprint.add_url_rule(rule, name, html_view)
+            blueprint.add_url_rule(API_PREFIX + rule, f"{name}_json", json_view)
+            if document:
+                describe(blueprint, API_PREFIX + rule, summary, parameters, schema)
+        return func
+
+    return decorator
+
+
+def is_api_request() -> bool:
+    return flask.request.path.startswith(API_PREFIX + "/")
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "incident": {"type": "string"}},
+}
+
+
+@bp.route(API_PREFIX + "/openapi.json")
+def openapi():
+    paths = _paths(flask.current_app)
+    document = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "autopkgtest-web browse API",
+            "version": webcontrol.__version__,
+            "description": "JSON twins of the HTML pages: /api/v1/<page path> returns the page's data.",
+        },
+        "paths": {path: paths[path] for path in sorted(paths)},
+    }
+    return flask.jsonify(document)

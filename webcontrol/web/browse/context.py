@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every browse page needs: the public DB, the release list, live state, parameters.
+
+The public DB is replaced by publish-db every minute (rename over the old
+file), so a connection is opened per request and closed at its end; the
+release/arch catalogue, which needs a scan of ``test``, is cached per
+published file (mtime and size).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+import flask
+
+from webcontrol import db, history, livestate
+from webcontrol.config import Config, ConfigError
+from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
+
+log = logging.getLogger(__name__)
+
+#: Every browse statement is interrupted after this long (a page must never hang).
+STATEMENT_TIMEOUT_MS = 5000
+HISTORY_LIMIT_DEFAULT = 100
+HISTORY_LIMIT_MAX = 10000
+ALERT_LEVELS = ("info", "warning", "danger")
+
+
+def config() -> Config:
+    return app_config()
+
+
+def public_db_path() -> str:
+    return config().need("web", "database_public")
+
+
+def get_db() -> sqlite3.Connection:
+    """The request's read-only connection to the public DB. Raises ServiceUnavailable."""
+    if "browse_db" not in flask.g:
+        path = public_db_path()
+        if not os.path.exists(path):
+            log.error("public DB %s does not exist (has publish-db run?)", path)
+            raise ServiceUnavailable("The results database is not available yet; please try again later.")
+        try:
+            flask.g.browse_db = db.connect_ro(path, timeout_ms=STATEMENT_TIMEOUT_MS)
+        except db.DatabaseError as err:
+            log.error("%s", err)
+            raise ServiceUnavailable("The results database is not available; please try again later.") from None
+    return flask.g.browse_db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    conn = flask.g.pop("browse_db", None)
+    if conn is not None:
+        conn.close()
+
+
+# Release and arch catalogue ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    releases: list[str]  # supported releases, oldest first
+    arches: dict[str, list[str]]  # release -> arches with results
+
+    def all_arches(self) -> list[str]:
+        return sorted({arch for arches in self.arches.values() for arch in arches})
+
+
+_catalogue_lock = threading.Lock()
+_catalogue: dict[str, tuple[tuple[int, int], Catalogue]] = {}
+
+
+def catalogue() -> Catalogue:
+    """Releases (config order, or fallbacks of CONTRACT §2) and their arches, cached per DB file."""
+    path = public_db_path()
+    try:
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = (0, 0)
+    with _catalogue_lock:
+        cached = _catalogue.get(path)
+        if cached and cached[0] == stamp:
+            return cached[1]
+    conn = get_db()
+    arches = history.release_arches(conn)
+    cfg = config()
+    if cfg.get("web", "releases"):
+        releases = list(cfg.get("web", "releases"))
+    else:
+        releases = cfg.supported_releases(()) or history.release_first_runs(conn, arches)
+    value = Catalogue(releases=releases, arches=arches)
+    with _catalogue_lock:
+        _catalogue[path] = (stamp, value)
+    return value
+
+
+# Live state ---------------------------------------------------------------------------------
+
+
+def running_raw() -> dict:
+    return livestate.running_cache.get(config().get("web", "running_cache"))
+
+
+def queued_raw() -> dict:
+    return livestate.queued_cache.get(config().get("web", "amqp_queue_cache"))
+
+
+def file_ages() -> dict[str, int | None]:
+    cfg = config()
+    ages = {
+        "running": livestate.file_age(cfg.get("web", "running_cache")),
+        "queued": livestate.file_age(cfg.get("web", "amqp_queue_cache")),
+    }
+    return {key: (round(value) if value is not None else None) for key, value in ages.items()}
+
+
+def stats_path() -> str | None:
+    folder = config().get("web", "stats_cache_dir")
+    return os.path.join(folder, "stats.json") if folder else None
+
+
+def alert() -> dict | None:
+    """The ``[web] alert`` banner as ``{"level", "message"}``, or None."""
+    path = config().get("web", "alert")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text:
+        return None
+    level, sep, message = text.partition(":")
+    if not sep or level.strip() not in ALERT_LEVELS:
+        return {"level": "info", "message": text}
+    return {"level": level.strip(), "message": message.strip()}
+
+
+# Query parameters -----------------------------------------------------------------------------
+
+
+def int_param(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer query parameter within bounds. Raises BadRequest."""
+    raw = flask.request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f"..{maximum}" if maximum is not None else " or more"
+        raise BadRequest(f"{name} must be {minimum}{upper}, not {value}")
+    return value
+
+
+def limit_param(default: int = HISTORY_LIMIT_DEFAULT) -> int:
+    return int_param("limit", default, 1, HISTORY_LIMIT_MAX)
+
+
+def flag_param(name: str) -> bool:
+    """``show-*`` style flags: ``false`` hides, anything else (or absence) shows."""
+    return flask.request.args.get(name, "").lower() != "false"
+
+
+# Result store ---------------------------------------------------------------------------------
+
+
+def store():
+    """The app's result store (one per process; LocalStore or SwiftStore). Raises ServiceUnavailable."""
+    from webcontrol.store import StoreError, open_store
+
+    app = flask.current_app
+    cached = app.extensions.get("browse_store")
+    if cached is None:
+        try:
+            cached = open_store(config())
+        except (StoreError, OSError, ConfigError) as err:
+            log.error("cannot open the result store: %s", err)
+            raise ServiceUnavailable("The result store is not available; please try again later.") from None
+        app.extensions["browse_store"] = cached
+    return cached

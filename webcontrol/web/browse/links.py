@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Canonical links of the site and the JSON-ready view of a result row.
+
+The URL forms are fixed by CONTRACT §7 (britney, ppa-dev-tools and
+autopkgtest-cli build or parse the same strings), so they are built here in
+one place rather than through ``url_for`` of the catch-all package routes.
+Every path segment is percent-quoted; templates escape the whole URL.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+
+from webcontrol import results
+from webcontrol.history import Result, classify_results
+from webcontrol.web.appbase import app_config, site_url
+
+LAUNCHPAD = "https://launchpad.net"
+EXCUSES = "https://ubuntu-archive-team.ubuntu.com/proposed-migration"
+
+
+def _q(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="@+:~")
+
+
+def results_base() -> str:
+    return app_config().external_results_url(site_url())
+
+
+def object_url(container: str, path: str) -> str:
+    return f"{results_base()}/{_q(container)}/{'/'.join(_q(part) for part in path.split('/'))}"
+
+
+def run_object_url(release: str, arch: str, package: str, run_id: str, name: str) -> str:
+    return object_url(results.distro_container(release), f"{results.run_dir(release, arch, package, run_id)}/{name}")
+
+
+def package_url(package: str, release: str | None = None) -> str:
+    base = f"{site_url()}/packages/{_q(results.srchash(package))}/{_q(package)}"
+    return f"{base}/{_q(release)}" if release else base
+
+
+def history_url(package: str, release: str, arch: str) -> str:
+    return f"{package_url(package)}/{_q(release)}/{_q(arch)}"
+
+
+def run_page_url(package: str, release: str, arch: str, run_id: str) -> str:
+    return f"{history_url(package, release, arch)}/{_q(run_id)}"
+
+
+def uuid_url(uuid: str) -> str:
+    return f"{site_url()}/run/{_q(uuid)}"
+
+
+def log_viewer_url(package: str, release: str, arch: str, run_id: str) -> str:
+    return f"{run_page_url(package, release, arch, run_id)}/log"
+
+
+def user_url(user: str) -> str:
+    return f"{site_url()}/user/{_q(user)}/"
+
+
+def retry_url(release: str, arch: str, package: str, triggers: Iterable[str], all_proposed: bool = False) -> str:
+    """The request.cgi link britney also builds (CONTRACT §7)."""
+    query = [("release", release), ("arch", arch), ("package", package)]
+    query += [("trigger", trigger) for trigger in triggers]
+    if all_proposed:
+        query.append(("all-proposed", "1"))
+    return f"{site_url()}/request.cgi?{urllib.parse.urlencode(query)}"
+
+
+def launchpad_source_url(package: str, release: str | None = None) -> str:
+    middle = f"{_q(release)}/" if release else ""
+    return f"{LAUNCHPAD}/ubuntu/{middle}+source/{_q(package)}"
+
+
+def excuses_url(package: str, release: str | None = None) -> str:
+    middle = f"{_q(release)}/" if release else ""
+    return f"{EXCUSES}/{middle}update_excuses.html#{_q(package)}"
+
+
+def requester_url(nick: str) -> str:
+    return f"{LAUNCHPAD}/~{_q(nick)}"
+
+
+def dsc_url(package: str, version: str) -> str:
+    return f"{LAUNCHPAD}/ubuntu/+archive/primary/+files/{_q(package)}_{_q(version)}.dsc"
+
+
+def result_view(result: Result, classification: str | None = None, retry: bool = True) -> dict:
+    """A result as pages and JSON twins show it (one shape for every page)."""
+    name = result.result_name
+    show_retry = retry and results.show_retry(result.exitcode) and bool(result.trigger_list)
+    return {
+        "package": result.package,
+        "release": result.release,
+        "arch": result.arch,
+        "run_id": result.run_id,
+        "version": result.version,
+        "triggers": result.triggers or "",
+        "trigger_list": result.trigger_list,
+        "env": result.env or "",
+        "all_proposed": result.all_proposed,
+        "date": results.human_date(result.run_id),
+        "duration": result.duration,
+        "human_duration": results.human_duration(result.duration),
+        "requester": result.requester or "",
+        "exitcode": result.exitcode,
+        "result": name,
+        "classification": classification,
+        "uuid": result.uuid,
+        "run_url": uuid_url(result.uuid)
+        if result.uuid
+        else run_page_url(result.package, result.release, result.arch, result.run_id),
+        "history_url": history_url(result.package, result.release, result.arch),
+        "log_url": run_object_url(result.release, result.arch, result.package, result.run_id, "log.gz"),
+        "log_viewer_url": log_viewer_url(result.package, result.release, result.arch, result.run_id),
+        "artifacts_url": run_object_url(result.release, result.arch, result.package, result.run_id, "artifacts.tar.gz"),
+        "show_retry": show_retry,
+        "retry_url": retry_url(result.release, result.arch, result.package, result.trigger_list, result.all_proposed)
+        if show_retry
+        else None,
+    }
+
+
+def result_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict]:
+    """Views of a page of rows with their classification.
+
+    With ``newest_retry_only`` (history pages) only the newest row of each
+    (version, triggers) pair keeps its ♻ link (CONTRACT §7).
+    """
+    seen: set[tuple] = set()
+    views = []
+    for row, classification in zip(rows, classify_results(conn, rows), strict=True):
+        retry = True
+        if newest_retry_only:
+            key = (row.version, row.triggers)
+            retry = key not in seen
+            seen.add(key)
+        views.append(result_view(row, classification, retry))
+    return views

@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``/packages/…``: package matrix, release page, history, run page and log viewer.
+
+The path shapes are disambiguated as CONTRACT §7.1 says: the first segment
+is a prefix iff it equals the prefix of the second (``h/hello``,
+``libp/libpng``); run ids end with ``@``. Each page also answers at
+``/api/v1/packages/…`` with the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+
+from webcontrol import history, logviewer, results
+from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
+from webcontrol.web.appbase import BadRequest, NotFound, ServiceUnavailable
+from webcontrol.web.browse import context, links, live_views
+from webcontrol.web.browse.api import API_PREFIX, describe, page, query_param
+
+log = logging.getLogger(__name__)
+
+bp = flask.Blueprint("packages", __name__)
+
+
+def _check_package(package: str) -> None:
+    if not results.is_package_name(package):
+        raise NotFound(f"{package!r} is not a valid package name")
+
+
+def _check_name(value: str, what: str) -> None:
+    if not results.SERIES_RE.match(value) and not results.ARCH_RE.match(value):
+        raise NotFound(f"{what} {value!r} is not valid")
+
+
+def _is_prefix(first: str, package: str) -> bool:
+    return results.is_package_name(package) and first == results.srchash(package)
+
+
+# Route dispatch -------------------------------------------------------------------------------
+
+_HISTORY_PARAMS = [
+    query_param("limit", "results per page, 1..10000 (default 100)", "integer"),
+    query_param("before", "only results with run_id < this (keyset paging)"),
+    query_param("offset", "skip this many results (compatibility)", "integer"),
+]
+
+
+@page(bp, "/packages/<a>", "", "", document=False, endpoint="packages1")
+def packages1(a: str):
+    return package_data(a)
+
+
+@page(bp, "/packages/<a>/<b>", "", "", document=False, endpoint="packages2")
+def packages2(a: str, b: str):
+    if _is_prefix(a, b):
+        return package_data(b)
+    return package_data(a, release=b)
+
+
+@page(bp, "/packages/<a>/<b>/<c>", "", "", document=False, endpoint="packages3")
+def packages3(a: str, b: str, c: str):
+    if _is_prefix(a, b):
+        return package_data(b, release=c)
+    return history_data(a, b, c)
+
+
+@page(bp, "/packages/<a>/<b>/<c>/<d>", "", "", document=False, endpoint="packages4")
+def packages4(a: str, b: str, c: str, d: str):
+    if _is_prefix(a, b):
+        return history_data(b, c, d)
+    if d.endswith("@"):
+        return run_data(a, b, c, d)
+    raise NotFound(f"no such page: /packages/{a}/{b}/{c}/{d}")
+
+
+@page(bp, "/packages/<a>/<b>/<c>/<d>/<e>", "", "", document=False, endpoint="packages5")
+def packages5(a: str, b: str, c: str, d: str, e: str):
+    if _is_prefix(a, b) and e.endswith("@"):
+        return run_data(b, c, d, e)
+    if e == "log" and d.endswith("@"):
+        return log_data(a, b, c, d)
+    raise NotFound("no such page")
+
+
+@page(bp, "/packages/<a>/<b>/<c>/<d>/<e>/<f>", "", "", document=False, endpoint="packages6")
+def packages6(a: str, b: str, c: str, d: str, e: str, f: str):
+    if _is_prefix(a, b) and e.endswith("@") and f == "log":
+        return log_data(b, c, d, e)
+    raise NotFound("no such page")
+
+
+for _path, _summary, _params in (
+    ("/packages/<package>", "Package matrix: newest result per release and arch, running and queued jobs", ()),
+    ("/packages/<prefix>/<package>", "Package matrix (prefix form)", ()),
+    ("/packages/<prefix>/<package>/<release>", "Package matrix restricted to one release", ()),
+    ("/packages/<package>/<release>/<arch>", "Test history, newest first", _HISTORY_PARAMS),
+    ("/packages/<prefix>/<package>/<release>/<arch>", "Test history (prefix form)", _HISTORY_PARAMS),
+    ("/packages/<prefix>/<package>/<release>/<arch>/<run_id>", "One run", ()),
+    ("/packages/<prefix>/<package>/<release>/<arch>/<run_id>/log", "Log split into sections", ()),
+):
+    describe(bp, API_PREFIX + _path, _summary, list(_params))
+
+
+# Package page ------------------------------------------------------------------------------
+
+
+def package_data(package: str, release: str | None = None) -> dict:
+    _check_package(package)
+    conn = context.get_db()
+    catalogue = context.catalogue()
+    if release is not None:
+        _check_name(release, "release")
+        releases = [release]
+    else:
+        releases = list(catalogue.releases)
+    matrix = history.package_matrix(conn, package)
+    rows = list(matrix.values())
+    views = dict(zip([(r.release, r.arch) for r in rows], links.result_views(conn, rows), strict=True))
+    arches = sorted({arch for (rel, arch) in matrix if rel in releases})
+    table = [
+        {"arch": arch, "cells": [{"release": rel, "result": views.get((rel, arch))} for rel in releases]}
+        for arch in arches
+    ]
+    return {
+        "page": "package",
+        "package": package,
+        "release": release,
+        "prefix": results.srchash(package),
+        "releases": releases,
+        "arches": arches,
+        "matrix": table,
+        "has_results": bool(matrix),
+        "running": live_views.running_for(package, release=release),
+        "queued": live_views.queued_for(package, release=release),
+        "launchpad_url": links.launchpad_source_url(package),
+        "excuses_url": links.excuses_url(package),
+        "history_urls": {rel: {arch: links.history_url(package, rel, arch) for arch in arches} for rel in releases},
+    }
+
+
+# History ------------------------------------------------------------------------------------------
+
+
+def history_data(package: str, release: str, arch: str) -> dict:
+    _check_package(package)
+    _check_name(release, "release")
+    _check_name(arch, "arch")
+    limit = context.limit_param()
+    offset = context.int_param("offset", 0, 0)
+    before = flask.request.args.get("before") or None
+    if before is not None and not results.is_run_id(before) and not results.RUN_ID_RE.match(before + "@"):
+        raise BadRequest(f"before must be a run id such as 20240221_110051_a1b2c@, not {before!r}")
+    conn = context.get_db()
+    test = history.find_test(conn, package, release, arch)
+    rows = history.history(conn, test, limit, before, offset) if test else []
+    first_page = before is None and offset == 0
+    older = None
+    if len(rows) == limit:
+        older = f"{links.history_url(package, release, arch)}?before={rows[-1].run_id}&limit={limit}"
+    return {
+        "page": "history",
+        "package": package,
+        "release": release,
+        "arch": arch,
+        "limit": limit,
+        "before": before,
+        "offset": offset,
+        "results": links.result_views(conn, rows, newest_retry_only=True),
+        "running": live_views.running_for(package, release, arch) if first_page else [],
+        "queued": live_views.queued_for(package, release, arch) if first_page else [],
+        "older_url": older,
+        "newest_url": None if first_page else links.history_url(package, release, arch),
+        "package_url": links.package_url(package),
+    }
+
+
+# Run page ----------------------------------------------------------------------------------------
+
+
+def run_view_data(found: history.Result) -> dict:
+    conn = context.get_db()
+    view = links.result_views(conn, [found])[0]
+    return {"page": "run", "run": view, "package_url": links.package_url(found.package)}
+
+
+def run_data(package: str, release: str, arch: str, run_id: str) -> dict:
+    _check_package(package)
+    if not results.is_run_id(run_id):
+        raise NotFound(f"{run_id!r} is not a run id")
+    found = history.result_by_run_id(context.get_db(), package, release, arch, run_id)
+    if found is None:
+        raise NotFound(f"run {run_id} of {package} on {release}/{arch} not found")
+    return run_view_data(found)
+
+
+# Log viewer ----------------------------------------------------------------------------------------
+
+
+def log_data(package: str, release: str, arch: str, run_id: str) -> dict:
+    _check_package(package)
+    _check_name(release, "release")
+    _check_name(arch, "arch")
+    if not results.is_run_id(run_id):
+        raise NotFound(f"{run_id!r} is not a run id")
+    container = results.distro_container(release)
+    name = f"{results.run_dir(release, arch, package, run_id)}/log.gz"
+    try:
+        data = context.store().get_object(container, name)
+    except (ObjectNotFound, ContainerNotFound, InvalidRequest):
+        raise NotFound(f"log of run {run_id} of {package} on {release}/{arch} not found") from None
+    except StoreError as err:
+        log.error("cannot fetch %s/%s: %s", container, name, err)
+        raise ServiceUnavailable("The result store is not answering; please try again later.") from None
+    try:
+        parsed = logviewer.parse_gzip(data)
+    except logviewer.LogError as err:
+        log.warning("log %s/%s unreadable: %s", container, name, err)
+        parsed = logviewer.parse(data.decode("utf-8", errors="replace"))
+    found = history.result_by_run_id(context.get_db(), package, release, arch, run_id)
+    return {
+        "page": "log",
+        "package": package,
+        "release": release,
+        "arch": arch,
+        "run_id": run_id,
+        "run": links.result_views(context.get_db(), [found])[0] if found else None,
+        "log_url": links.run_object_url(release, arch, package, run_id, "log.gz"),
+        "history_url": links.history_url(package, release, arch),
+        "log": parsed.to_json(),
+    }

@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``/user/<user>/``: a requester's queued, running and finished tests, and their PPA results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.parse
+
+import flask
+
+from webcontrol import history, results
+from webcontrol.atomicfile import read_json
+from webcontrol.store import ContainerNotFound, StoreError
+from webcontrol.web.appbase import NotFound, ServiceUnavailable
+from webcontrol.web.browse import context, links, live_views
+from webcontrol.web.browse.api import API_PREFIX, page, query_param
+
+log = logging.getLogger(__name__)
+
+bp = flask.Blueprint("users", __name__)
+
+#: Launchpad names: lowercase letters, digits, ``+ - .``, starting with a letter or digit.
+USER_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
+PPA_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9+._-]*$")
+SHOW_MORE_LIMIT = 10000
+
+_USER_PARAMS = [
+    query_param("limit", "results per page, 1..10000 (default 100)", "integer"),
+    query_param("offset", "skip this many results", "integer"),
+    query_param("show-running", "false hides running jobs"),
+    query_param("show-queued", "false hides queued requests"),
+    query_param("show-results", "false hides finished results"),
+    query_param("only-results", "present: results only"),
+]
+
+
+def _check_user(user: str) -> None:
+    if not USER_RE.match(user):
+        raise NotFound(f"{user!r} is not a valid Launchpad user name")
+
+
+@bp.route("/user/<user>")
+@bp.route(API_PREFIX + "/user/<user>")
+def user_redirect(user: str):
+    """The canonical user page ends with a slash (CONTRACT §7.1)."""
+    target = flask.request.path + "/"
+    if flask.request.query_string:
+        target += "?" + flask.request.query_string.decode("latin-1")
+    return flask.redirect(target, 301)
+
+
+def _page_url(user: str, **query) -> str:
+    args = {key: value for key, value in flask.request.args.items()}
+    args.update({key: str(value) for key, value in query.items()})
+    return f"{links.user_url(user)}?{urllib.parse.urlencode(args)}"
+
+
+@page(bp, "/user/<user>/", "user.html", "A requester's queued, running and finished tests", _USER_PARAMS)
+def user_page(user: str):
+    _check_user(user)
+    limit = context.limit_param()
+    offset = context.int_param("offset", 0, 0)
+    only_results = "only-results" in flask.request.args
+    show_running = context.flag_param("show-running") and not only_results
+    show_queued = context.flag_param("show-queued") and not only_results
+    show_results = context.flag_param("show-results")
+    conn = context.get_db()
+    rows = history.user_results(conn, user, limit, offset) if show_results else []
+    return {
+        "user": user,
+        "limit": limit,
+        "offset": offset,
+        "show": {"running": show_running, "queued": show_queued, "results": show_results},
+        "queued": live_views.queued_for(requester=user) if show_queued else [],
+        "running": live_views.running_for(requester=user) if show_running else [],
+        "results": links.result_views(conn, rows),
+        "launchpad_url": links.requester_url(user),
+        "links": {
+            "summary": links.user_url(user),
+            "queued": _page_url(user, **{"show-running": "false", "show-results": "false"}),
+            "running": _page_url(user, **{"show-queued": "false", "show-results": "false"}),
+            "results": f"{links.user_url(user)}?only-results=1",
+            "ppa": f"{links.user_url(user)}ppa",
+            "previous": _page_url(user, offset=max(0, offset - limit)) if offset > 0 else None,
+            "next": _page_url(user, offset=offset + limit) if len(rows) == limit else None,
+            "show_more": _page_url(user, limit=SHOW_MORE_LIMIT, offset=0) if len(rows) == limit else None,
+        },
+    }
+
+
+# PPAs ------------------------------------------------------------------------------------------------
+
+
+def _known_releases() -> list[str]:
+    catalogue = context.catalogue()
+    return sorted(set(catalogue.releases) | set(catalogue.arches), key=len, reverse=True)
+
+
+def _user_ppas(user: str) -> dict[str, list[str]]:
+    """``ppa -> releases`` from ppa_containers.json, parsing names exactly (CONTRACT §13 item 22)."""
+    folder = context.config().get("web", "ppa_containers_cache_dir")
+    names = read_json(os.path.join(folder, "ppa_containers.json") if folder else None, [])
+    order = context.catalogue().releases
+    found: dict[str, set[str]] = {}
+    for name in names if isinstance(names, list) else []:
+        if not isinstance(name, str):
+            continue
+        for release in _known_releases():
+            head = f"autopkgtest-{release}-{user}-"
+            if name.startswith(head) and len(name) > len(head):
+                found.setdefault(name[len(head) :], set()).add(release)
+                break
+    return {
+        ppa: sorted(rels, key=lambda r: (order.index(r) if r in order else len(order), r))
+        for ppa, rels in sorted(found.items())
+    }
+
+
+@page(bp, "/user/<user>/ppa", "user_ppas.html", "A user's PPAs with results")
+def user_ppas(user: str):
+    _check_user(user)
+    ppas = _user_ppas(user)
+    return {
+        "user": user,
+        "ppas": [
+            {"ppa": ppa, "releases": rels, "url": f"{links.user_url(user)}ppa/{urllib.parse.quote(ppa)}"}
+            for ppa, rels in ppas.items()
+        ],
+    }
+
+
+@page(bp, "/user/<user>/ppa/<ppa>", "user_ppa.html", "Results of one PPA, grouped by package")
+def user_ppa(user: str, ppa: str):
+    _check_user(user)
+    if not PPA_RE.match(ppa):
+        raise NotFound(f"{ppa!r} is not a valid PPA name")
+    store = context.store()
+    packages: dict[str, list[dict]] = {}
+    for release in context.catalogue().releases:
+        container = f"autopkgtest-{release}-{user}-{ppa}"
+        try:
+            for info in store.iter_objects(container, page_size=10000):
+                if not info.name.endswith("/log.gz"):
+                    continue
+                parsed = results.parse_run_dir(info.name)
+                if parsed is None:
+                    continue
+                rel, arch, package, run_id = parsed
+                directory = info.name[: -len("/log.gz")]
+                packages.setdefault(package, []).append(
+                    {
+                        "release": rel,
+                        "arch": arch,
+                        "run_id": run_id,
+                        "date": results.human_date(run_id),
+                        "log_url": links.object_url(container, f"{directory}/log.gz"),
+                        "artifacts_url": links.object_url(container, f"{directory}/artifacts.tar.gz"),
+                    }
+                )
+        except ContainerNotFound:
+            continue
+        except StoreError as err:
+            log.error("cannot list %s: %s", container, err)
+            raise ServiceUnavailable("The result store is not answering; please try again later.") from None
+    groups = []
+    for package in sorted(packages):
+        runs = sorted(packages[package], key=lambda run: run["run_id"], reverse=True)
+        groups.append({"package": package, "runs": runs})
+    return {"user": user, "ppa": ppa, "packages": groups}
