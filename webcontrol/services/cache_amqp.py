@@ -1,0 +1,368 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""cache-amqp: write queued.json, a snapshot of every ``debci-*`` test queue.
+
+For every context × supported release × arch with results in the public DB
+it peeks the queue without consuming it (CONTRACT §4.4, §6.2): a fresh
+channel, every message taken without ack, then the channel is closed, which
+puts them all back in their original order. Nothing is rejected inside the
+read loop (a rejected message comes straight back: the old reader spun
+forever). A missing queue is empty.
+
+While peeked, messages are invisible to workers, so the hold is kept short:
+bodies are only collected while the channel is open and are decoded after
+it is closed. Two ways to take the messages are offered:
+
+- ``consume`` (default): a consumer without ack and without prefetch limit
+  takes the ready messages the broker counted at the start (stopping early
+  when nothing more arrives), then the channel is closed. The broker pushes
+  the whole queue at once, about five times faster than one round trip per
+  message, so each message is held for a fraction of the time.
+- ``get``: ``basic_get`` without ack until the queue says empty, exactly as
+  CONTRACT §4.4 words it; one round trip per message (~4,500/s with pika).
+
+Only one reader peeks at a time: locally through ``<amqp_queue_cache>.lock``
+and, where the operator created ``semaphore-<ctx>-<rel>-<arch>`` queues,
+across hosts by holding that queue's single token while peeking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+
+from webcontrol import amqp, db, results
+from webcontrol.atomicfile import write_atomic
+from webcontrol.config import Config
+from webcontrol.livestate import MALFORMED_REQUEST, PRIVATE_JOB
+from webcontrol.messages import MalformedMessage, TestRequest
+from webcontrol.services.base import ProgramError, on_stop_signals, run_program
+
+log = logging.getLogger(__name__)
+
+#: How long a peek waits for the next message before it takes the queue as drained.
+DRAIN_IDLE_S = 0.1
+#: How long to wait for another host's semaphore token before skipping the queue for this pass.
+SEMAPHORE_WAIT_S = 60.0
+PEEK_METHODS = ("consume", "get")
+
+
+class LockHeld(Exception):
+    """Another cache-amqp holds the lock file."""
+
+
+@dataclass
+class PeekStats:
+    queues: int = 0
+    messages: int = 0
+    longest_hold_s: float = 0.0
+    longest_hold_queue: str = ""
+    skipped: int = 0
+
+
+def render_request(body: bytes) -> str:
+    """A queue item as queued.json shows it (CONTRACT §6.2).
+
+    Verbatim, except hidden requests (``private job``), bare packages
+    (``<pkg>\\n{}``, which clients can split) and bodies that are not UTF-8 or
+    whose JSON part is not an object (``malformed request``).
+    """
+    try:
+        request = TestRequest.parse(body)
+    except MalformedMessage:
+        return MALFORMED_REQUEST
+    if request.is_private:
+        return PRIVATE_JOB
+    if request.bare:
+        return f"{request.package}\n{{}}"
+    return body.decode("utf-8")
+
+
+def arches_by_release(conn, releases: list[str]) -> dict[str, list[str]]:
+    """Per release, the arches that have results in the public DB, sorted."""
+    out = {}
+    for release in releases:
+        rows = conn.execute(
+            "SELECT DISTINCT test.arch FROM test WHERE test.release = ?"
+            " AND EXISTS (SELECT 1 FROM result WHERE result.test_id = test.id) ORDER BY test.arch",
+            (release,),
+        )
+        out[release] = [row[0] for row in rows]
+    return out
+
+
+class QueueCache:
+    """One pass reads every queue and replaces queued.json."""
+
+    def __init__(
+        self,
+        uri: str,
+        path: str,
+        releases: list[str],
+        arches: dict[str, list[str]],
+        queue_prefix: str = "",
+        peek_method: str = "consume",
+        semaphore_wait: float = SEMAPHORE_WAIT_S,
+        refresh_targets: Callable[[], tuple[list[str], dict[str, list[str]]]] | None = None,
+    ):
+        if peek_method not in PEEK_METHODS:
+            raise ValueError(f"peek method must be one of {PEEK_METHODS}, not {peek_method!r}")
+        self.uri = uri
+        self.path = path
+        self.releases = releases
+        self.arches = arches
+        #: Tests and benchmarks put their queues under a unique prefix.
+        self.queue_prefix = queue_prefix
+        self.peek_method = peek_method
+        self.semaphore_wait = semaphore_wait
+        #: Re-reads releases and arches before each pass of a long-running loop.
+        self.refresh_targets = refresh_targets
+        self.stats = PeekStats()
+        self._stopping = False
+        self._previous: dict = {}
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def queue_name(self, context: str, release: str, arch: str) -> str:
+        return self.queue_prefix + results.queue_name(context, release, arch)
+
+    def semaphore_name(self, context: str, release: str, arch: str) -> str:
+        return f"{self.queue_prefix}semaphore-{context}-{release}-{arch}"
+
+    # Peeking -------------------------------------------------------------------------------
+
+    def _peek(self, connection: pika.BlockingConnection, queue: str) -> list[bytes]:
+        """Bodies of every message of ``queue`` in order; all requeued on return."""
+        channel = connection.channel()
+        bodies: list[bytes] = []
+        started = None
+        try:
+            if self.peek_method == "get":
+                while True:
+                    method, _props, body = channel.basic_get(queue, auto_ack=False)
+                    if method is None:
+                        break
+                    if started is None:
+                        started = time.monotonic()
+                    bodies.append(body)
+            else:
+                count = channel.queue_declare(queue, passive=True).method.message_count
+                if count:
+                    channel.basic_qos(prefetch_count=0)
+                    started = time.monotonic()
+                    for method, _props, body in channel.consume(queue, auto_ack=False, inactivity_timeout=DRAIN_IDLE_S):
+                        if method is None:
+                            break  # a worker took the rest meanwhile
+                        bodies.append(body)
+                        if len(bodies) >= count:
+                            break
+        except pika.exceptions.ChannelClosedByBroker as err:
+            if err.reply_code != 404:
+                raise
+            return []  # no such queue: empty
+        finally:
+            # Closing the channel requeues every unacked message in its original order.
+            if channel.is_open:
+                channel.close()
+            if started is not None:
+                self._record_hold(queue, time.monotonic() - started)
+        return bodies
+
+    def _record_hold(self, queue: str, seconds: float) -> None:
+        if seconds > self.stats.longest_hold_s:
+            self.stats.longest_hold_s = seconds
+            self.stats.longest_hold_queue = queue
+
+    def _semaphore_exists(self, connection: pika.BlockingConnection, name: str) -> bool:
+        channel = connection.channel()
+        try:
+            channel.queue_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as err:
+            if err.reply_code == 404:
+                return False
+            raise
+        channel.close()
+        return True
+
+    def _take_token(self, connection: pika.BlockingConnection, name: str):
+        """``(channel, delivery tag)`` holding the semaphore token, or None after the wait."""
+        channel = connection.channel()
+        deadline = time.monotonic() + self.semaphore_wait
+        while True:
+            method, _props, _body = channel.basic_get(name, auto_ack=False)
+            if method is not None:
+                return channel, method.delivery_tag
+            if time.monotonic() >= deadline or self._stopping:
+                channel.close()
+                return None
+            # Another host is peeking this queue; its hold is short.
+            connection.sleep(1.0)
+
+    def read_queue(
+        self, connection: pika.BlockingConnection, context: str, release: str, arch: str
+    ) -> list[bytes] | None:
+        """The queue's bodies, or None when another host kept its semaphore too long."""
+        queue = self.queue_name(context, release, arch)
+        semaphore = self.semaphore_name(context, release, arch)
+        if not self._semaphore_exists(connection, semaphore):
+            return self._peek(connection, queue)
+        token = self._take_token(connection, semaphore)
+        if token is None:
+            log.warning(
+                "skipping %s this pass: semaphore %s not released within %.0f s", queue, semaphore, self.semaphore_wait
+            )
+            return None
+        channel, tag = token
+        try:
+            return self._peek(connection, queue)
+        finally:
+            channel.basic_reject(tag, requeue=True)  # give the token back
+            channel.close()
+
+    # One pass ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Read every queue; the queued.json document. Raises amqp.BrokerError."""
+        self.stats = PeekStats()
+        started = time.monotonic()
+        queues: dict[str, dict] = {}
+        connection = amqp.connect(self.uri)
+        try:
+            for context in results.CONTEXTS:
+                for release in self.releases:
+                    for arch in self.arches.get(release, []):
+                        queues.setdefault(context, {}).setdefault(release, {})[arch] = self._entry(
+                            connection, context, release, arch
+                        )
+        except pika.exceptions.AMQPError as err:
+            raise amqp.BrokerError(f"reading queues failed: {err!r}") from err
+        finally:
+            try:
+                connection.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+        log.info(
+            "read %d queues, %d requests in %.2f s; longest hold %.0f ms (%s)",
+            self.stats.queues,
+            self.stats.messages,
+            time.monotonic() - started,
+            self.stats.longest_hold_s * 1000,
+            self.stats.longest_hold_queue or "-",
+        )
+        return {
+            "releases": list(self.releases),
+            "arches": sorted({a for release in self.releases for a in self.arches.get(release, [])}),
+            "queues": queues,
+            "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _entry(self, connection, context: str, release: str, arch: str) -> dict:
+        bodies = self.read_queue(connection, context, release, arch)
+        if bodies is None:
+            self.stats.skipped += 1
+            previous = ((self._previous.get("queues") or {}).get(context) or {}).get(release, {}).get(arch)
+            return previous if isinstance(previous, dict) else {"size": 0, "requests": []}
+        self.stats.queues += 1
+        self.stats.messages += len(bodies)
+        return {"size": len(bodies), "requests": [render_request(body) for body in bodies]}
+
+    def run_once(self) -> dict:
+        """One pass: snapshot and replace the file. Raises amqp.BrokerError, OSError."""
+        if self.refresh_targets is not None:
+            try:
+                self.releases, self.arches = self.refresh_targets()
+            except db.DatabaseError as err:
+                log.error("cannot read releases and arches, using the previous ones: %s", err)
+        document = self.snapshot()
+        write_atomic(self.path, json.dumps(document, ensure_ascii=False))
+        self._previous = document
+        return document
+
+    def run_forever(self, interval: float) -> None:
+        """A pass every ``interval`` seconds until stop(); broker failures are logged and retried."""
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except amqp.BrokerError as err:
+                log.error("pass failed, keeping the previous %s: %s", self.path, err)
+            except OSError as err:
+                log.error("cannot write %s: %s", self.path, err)
+            while not self._stopping and time.monotonic() - started < interval:
+                time.sleep(min(0.5, interval))
+
+
+def acquire_lock(path: str):
+    """Hold ``<path>.lock`` for this process (open file object). Raises LockHeld."""
+    handle = open(f"{path}.lock", "a")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise LockHeld(f"{path}.lock is held by another cache-amqp") from None
+    os.chmod(handle.name, 0o644)
+    return handle
+
+
+def releases_and_arches(config: Config) -> tuple[list[str], dict[str, list[str]]]:
+    """Supported releases and their arches with results, from config and the public DB."""
+    conn = db.connect_ro(config.need("web", "database_public"))
+    try:
+        releases = config.supported_releases(db.releases_by_age(conn))
+        return releases, arches_by_release(conn, releases)
+    finally:
+        conn.close()
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loop", type=float, metavar="SECONDS", help="repeat a pass every SECONDS (default: one pass)")
+    parser.add_argument(
+        "--peek-method",
+        choices=PEEK_METHODS,
+        default="consume",
+        help="how messages are taken while peeking (default: %(default)s)",
+    )
+
+
+def _body(args: argparse.Namespace, config: Config) -> int:
+    uri = config.need("amqp", "uri")
+    path = config.need("web", "amqp_queue_cache")
+    if args.loop is not None and args.loop <= 0:
+        raise ProgramError("--loop needs a positive number of seconds")
+    try:
+        lock = acquire_lock(path)
+    except LockHeld as why:
+        log.info("%s; nothing to do", why)
+        return 0
+    try:
+        releases, arches = releases_and_arches(config)
+        cache = QueueCache(uri, path, releases, arches, peek_method=args.peek_method)
+        if args.loop is None:
+            cache.run_once()
+            return 0
+        cache.refresh_targets = lambda: releases_and_arches(config)
+        on_stop_signals(cache.stop)
+        cache.run_forever(args.loop)
+        return 0
+    finally:
+        lock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_program(
+        "Write queued.json: a snapshot of every test queue, read without consuming.", _body, _add_arguments, argv
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
