@@ -256,15 +256,18 @@ def write_runs(store: ResultStore, runs: Iterable[DemoRun], seed: int = 3) -> li
 
 
 def write_archive(root: Path, versions: dict[str, dict[str, str]], component: str = "main") -> str:
-    """A minimal ``file://`` archive with ``dists/<rel>/<component>/source/Sources.gz``.
+    """A minimal ``file://`` archive with ``dists/<pocket>/<component>/source/Sources.gz``.
 
-    ``versions`` is ``{release: {package: version}}``. Returns the archive URL.
+    ``versions`` is ``{pocket: {package: version}}``, all in ``component``;
+    the other components of each pocket get empty indexes, as a real mirror
+    has them. Returns the archive URL.
     """
-    for release, packages in versions.items():
-        stanzas = "\n".join(
-            f"Package: {package}\nVersion: {version}\nSection: misc\n" for package, version in sorted(packages.items())
-        )
-        target = root / "dists" / release / component / "source"
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "Sources.gz").write_bytes(gzip.compress(stanzas.encode("utf-8"), mtime=0))
+    for pocket, packages in versions.items():
+        for each in ("main", "restricted", "universe", "multiverse"):
+            stanzas = "\n".join(
+                f"Package: {package}\nVersion: {version}\nSection: misc\n" for package, version in sorted(packages.items())
+            ) if each == component else ""  # fmt: skip
+            target = root / "dists" / pocket / each / "source"
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "Sources.gz").write_bytes(gzip.compress(stanzas.encode("utf-8"), mtime=0))
     return root.resolve().as_uri()
