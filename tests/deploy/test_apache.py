@@ -8,7 +8,6 @@ proxied to the test Swift, and request.cgi's [amqp] uri is the real broker.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
@@ -26,12 +25,16 @@ import pika.exceptions
 import pytest
 
 from tests.deploy import apache
+from tests.fakes.launchpad import FakeLaunchpad
+from tests.services import amqp as amqp_fixtures
 from webcontrol import config as configmod
 from webcontrol import db
 
 pytestmark = pytest.mark.skipif(apache.apache_available() is not None, reason=str(apache.apache_available()))
 
-AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+AMQP_URI = amqp_fixtures.BROKER_URI
+API_USER, API_KEY = "joe", "s3cret"
+AUTHORIZED = {"Authorization": f"Bearer {API_USER}:{API_KEY}"}
 ARCH = "amd64"
 PACKAGE = "hello"
 RUN_ID = "20261129_081500_abcde@"
@@ -108,8 +111,22 @@ def public_log(swift):
 
 
 @pytest.fixture(scope="module")
-def site(swift):
+def launchpad():
+    """Fake Launchpad on loopback: joe may upload hello, whose version is published in the release."""
+    fake = FakeLaunchpad().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def site(swift, launchpad):
     release = random_release()
+    launchpad.state.publish(PACKAGE, "2.10-3", release)
+    launchpad.state.uploaders.add((API_USER, PACKAGE))
+    queues = amqp_fixtures.AmqpNames(AMQP_URI)
+    queues.queues += [f"debci-{ctx}{release}-{ARCH}" for ctx in ("", "huge-", "ppa-", "upstream-")]
     base = apache.make_shared_tmpdir("autopkgtest-web-apache-")
     data = base / "data"
     state = base / "state"
@@ -132,6 +149,7 @@ def site(swift):
         "requests": [f'{PACKAGE}\n{{"triggers": ["{PACKAGE}/2.10-4"], "submit-time": "2026-11-29 08:00:00"}}'],
     }
     (runtime / "queued.json").write_text(json.dumps(queued))
+    (base / "api-keys.json").write_text(json.dumps({API_USER: API_KEY}))
     conf = base / "autopkgtest-cloud.conf"
     configmod.write(
         {
@@ -149,8 +167,9 @@ def site(swift):
                 "team_cache": str(runtime / "team-cache.json"),
                 "swift_storage_url": swift.storage_url,
                 "allowed_requestors": "autopkgtest-requestors",
-                # Nothing may ever reach Launchpad or SSO from this test.
-                "launchpad_api": "http://127.0.0.1:9/",
+                "api_keys": str(base / "api-keys.json"),
+                "launchpad_api": launchpad.url,
+                # Nothing may ever reach a real SSO from this test.
                 "openid_provider": "http://127.0.0.1:9/",
             },
             "amqp": {"uri": AMQP_URI},
@@ -159,7 +178,7 @@ def site(swift):
         conf,
     )
     # The WSGI daemons run as www-data here (the service user in production).
-    for path in (base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf):
+    for path in (base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf, base / "api-keys.json"):
         shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_USER)
     with apache.venv_lock() as venv:
         apache.prepare_locked(venv)
@@ -180,6 +199,7 @@ def site(swift):
             yield Site(server, release, public_db, running)
         finally:
             server.stop()
+            queues.cleanup()
             if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
                 shutil.rmtree(base, ignore_errors=True)
 
@@ -310,33 +330,41 @@ def test_anonymous_request_gets_login_form(site):
     assert b"<form" in body and b"/login" in body
 
 
-def queue_depth(queue: str) -> int | None:
-    """Messages in a queue, or None when it does not exist (passive declare, nothing consumed)."""
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URI))
+def queued_bodies(queue: str) -> list[bytes]:
+    """Consume what is in a queue; a queue nobody declared holds nothing."""
     try:
-        channel = connection.channel()
-        try:
-            return channel.queue_declare(queue, passive=True).method.message_count
-        except pika.exceptions.ChannelClosedByBroker as err:
-            if err.reply_code == 404:
-                return None
-            raise
-    finally:
-        with contextlib.suppress(Exception):
-            connection.close()
+        return amqp_fixtures.drain(AMQP_URI, queue)
+    except pika.exceptions.ChannelClosedByBroker as err:
+        if err.reply_code == 404:
+            return []
+        raise
+
+
+def request_query(site, path: str = "/request.cgi") -> str:
+    return f"{path}?release={site.release}&arch={ARCH}&package={PACKAGE}&trigger={PACKAGE}/2.10-3"
 
 
 @pytest.mark.parametrize("path", ["/request.cgi", "/request.cgi/", "/github/webhook"])
 def test_head_never_submits(site, path):
-    queue = f"debci-{site.release}-{ARCH}"
-    query = f"{path}?release={site.release}&arch={ARCH}&package={PACKAGE}&trigger={PACKAGE}/2.10-3"
-    # Accept-Encoding makes mod_deflate active: with mod_wsgi's default
-    # WSGIMapHEADToGET this HEAD would reach the app as a GET.
-    status, headers, body = site.request("HEAD", query, {"Accept-Encoding": "gzip"})
+    # An authorised, valid request (the GET below submits it); Accept-Encoding
+    # makes mod_deflate active, with which mod_wsgi's default WSGIMapHEADToGET
+    # would hand this HEAD to the app as a GET.
+    status, headers, body = site.request("HEAD", request_query(site, path), {**AUTHORIZED, "Accept-Encoding": "gzip"})
     assert status == 405, site.explain()
     assert headers["Allow"].replace(" ", "") == "GET,POST"
     assert body == b""
-    assert not queue_depth(queue), f"{queue} got a message from a HEAD request"
+    assert queued_bodies(f"debci-{site.release}-{ARCH}") == [], "a HEAD request submitted a test"
+
+
+def test_authorised_get_submits_one_request(site):
+    """The control for the HEAD test; it also shows the Authorization header reaches the app."""
+    status, _, body = site.get(request_query(site), **AUTHORIZED)
+    assert status == 200, body.decode(errors="replace") + site.explain()
+    bodies = queued_bodies(f"debci-{site.release}-{ARCH}")
+    assert len(bodies) == 1
+    package, _, params = bodies[0].decode().partition("\n")
+    assert package == PACKAGE
+    assert json.loads(params)["requester"] == API_USER
 
 
 def test_login_and_logout_reach_request_cgi(site):
@@ -347,6 +375,10 @@ def test_login_and_logout_reach_request_cgi(site):
     assert status == 302
 
 
-def test_private_results_need_login(site):
-    status, headers, _ = site.request("GET", f"/private-results/private-x/noble/{ARCH}/h/{PACKAGE}/{RUN_ID}/log.gz")
-    assert status in (302, 401, 403), site.explain()
+def test_private_results_are_routed_to_their_app(site):
+    status, _, body = site.get("/private-results/")
+    assert status == 200, site.explain()
+    assert b"Please provide the path to the private result." in body
+    status, _, body = site.get(f"/private-results/autopkgtest-noble/noble/{ARCH}/h/{PACKAGE}/{RUN_ID}/log.gz")
+    assert status == 403
+    assert b"Limited to private results only." in body
