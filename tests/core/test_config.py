@@ -69,3 +69,15 @@ def test_swift_store_selected_by_auth_url():
     assert configmod.from_dict({"swift": {"os_auth_url": "http://k/v3"}}).results_store == "swift"
     with pytest.raises(configmod.ConfigError):
         _ = configmod.from_dict({"web": {"results_store": "s3"}}).results_store
+
+
+def test_example_config_documents_every_key_and_loads():
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "autopkgtest-cloud.conf.example"
+    text = example.read_text()
+    undocumented = [f"[{s.section}] {s.key}" for s in configmod.SETTINGS if f"{s.key} =" not in text]
+    assert undocumented == []
+    config = configmod.load(str(example))
+    assert config.results_store == "swift"
+    assert config.get("web", "allowed_requestors") == ["autopkgtest-requestors", "canonical-ubuntu-qa"]
