@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+"""pytest fixtures shared by tests/request and tests/github: the fakes, a site, its app and client."""
+
 from __future__ import annotations
 
 import pytest

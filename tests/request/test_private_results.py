@@ -7,8 +7,8 @@ import gzip
 
 import pytest
 
+from tests.fakes.fixtures import login
 from tests.fakes.site import SITE_URL
-from tests.request.conftest import login
 from webcontrol.store.local import LocalStore
 from webcontrol.web.private import create_app as create_private_app
 

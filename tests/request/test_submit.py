@@ -10,8 +10,8 @@ import uuid as uuidlib
 
 import pytest
 
+from tests.fakes.fixtures import drain, login
 from tests.fakes.site import ALLOWED_TEAM, SITE_URL
-from tests.request.conftest import drain, login
 from tests.request.test_validation import ask, messages_of, query
 from webcontrol.messages import TestRequest
 from webcontrol.web.request import create_app

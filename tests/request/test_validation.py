@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
+from tests.fakes.fixtures import login
 from tests.fakes.site import ALLOWED_TEAM, SITE_URL
-from tests.request.conftest import login
 
 
 def query(**params) -> str:

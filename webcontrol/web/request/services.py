@@ -40,7 +40,7 @@ class RequestServices:
             rate_limiter=RateLimiter(
                 Path(config.get("web", "runtime_dir")) / "request-rate.json", config.get("web", "request_rate_limit")
             ),
-            status_poster=StatusPoster.from_config(config, attempts=2, timeout=10.0),
+            status_poster=StatusPoster.from_config(config, attempts=2, timeout=5.0, backoff=0.5),
             amqp_uri=config.get("amqp", "uri"),
         )
 
