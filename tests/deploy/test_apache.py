@@ -231,6 +231,19 @@ class Site:
         return self.server.log_tail()
 
 
+def test_installed_package_has_every_data_file(site):
+    """Templates, static files and WSGI files must survive a non-editable install (setup.py package_data)."""
+    checkout = apache.PROJECT / "webcontrol"
+    wanted = {
+        str(path.relative_to(checkout))
+        for path in checkout.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    }
+    installed = {str(path.relative_to(site.server.code)) for path in site.server.code.rglob("*") if path.is_file()}
+    missing = sorted(wanted - installed)
+    assert not missing, "missing from the installed package (setup.py package_data): " + ", ".join(missing)
+
+
 def test_home_page(site):
     status, headers, body = site.get("/")
     assert status == 200, site.explain()
