@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Browse queries are index lookups on the real schema (pages must not grow with the DB).
+
+Each read function runs against a public DB built with the real schema;
+every statement it issues is re-run under EXPLAIN QUERY PLAN, and no plan
+may scan a whole table or sort an unbounded set.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from tests.browse import site as sitemod
+from webcontrol import history
+
+FULL_SCAN = re.compile(r"\bSCAN (result|test|current_version)\b(?! USING (COVERING )?INDEX)")
+
+
+@pytest.fixture(scope="module")
+def conn(site):
+    connection = sqlite3.connect(f"file:{site.public_db}?mode=ro", uri=True)
+    yield connection
+    connection.close()
+
+
+def plans(conn, call) -> list[tuple[str, str]]:
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        call(conn)
+    finally:
+        conn.set_trace_callback(None)
+    found = []
+    for sql in statements:
+        if not sql.lstrip().upper().startswith("SELECT"):
+            continue
+        rows = conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+        found.append((sql, "\n".join(row[-1] for row in rows)))
+    assert found, "the function ran no query"
+    return found
+
+
+TEST = history.Test(0, "hello", "noble", "amd64")
+
+BOUNDED = {
+    "package_matrix": lambda c: history.package_matrix(c, "hello"),
+    "find_test": lambda c: history.find_test(c, "hello", "noble", "amd64"),
+    "history": lambda c: history.history(c, history.find_test(c, "hello", "noble", "amd64"), 100),
+    "history_before": lambda c: history.history(
+        c, history.find_test(c, "hello", "noble", "amd64"), 100, before="20240210_000000@"
+    ),
+    "result_by_uuid": lambda c: history.result_by_uuid(c, sitemod.HELLO_UUID),
+    "result_by_run_id": lambda c: history.result_by_run_id(c, "hello", "noble", "amd64", "20240213_102903_a00f9@"),
+    "recent": lambda c: history.recent(c, 100),
+    "recent_release": lambda c: history.recent(c, 100, filters=history.RecentFilter(release="noble", arch="amd64")),
+    "user_heavy": lambda c: history.user_results(c, sitemod.HEAVY_USER, 100),
+    "user_light": lambda c: history.user_results(c, "joe", 100),
+    "release_health": lambda c: history.release_health(c, "noble", ["amd64", "arm64"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDED))
+def test_browse_queries_use_indexes(conn, name):
+    for sql, plan in plans(conn, BOUNDED[name]):
+        assert not FULL_SCAN.search(plan), f"{name}: full scan in\n{sql}\n{plan}"
+        # A user's rows are sorted only while there are at most _USER_SORT_MAX of them (see below).
+        if not name.startswith("user_") and name != "release_health":
+            assert "TEMP B-TREE FOR ORDER BY" not in plan, f"{name}: unbounded sort in\n{sql}\n{plan}"
+
+
+def test_user_plan_switches_to_run_index_for_heavy_users(conn, monkeypatch):
+    monkeypatch.setattr(history, "_USER_SORT_MAX", 10)
+    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 100))
+    assert any("result_run_ix" in plan for _sql, plan in found)
+    rows = history.user_results(conn, sitemod.HEAVY_USER, 100)
+    monkeypatch.setattr(history, "_USER_SORT_MAX", 10**9)
+    assert rows == history.user_results(conn, sitemod.HEAVY_USER, 100)

@@ -1,0 +1,350 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Live state pages: /running, /admin, one queue's listing, and the live-update endpoints.
+
+Data comes from :mod:`webcontrol.livestate` (files parsed once per change,
+see ``context.running_raw``). Pages stay fast with thousands of running jobs
+and tens of thousands of queued requests: queue listings on /running show
+the head of each queue (``queue_limit``) and link to the paginated queue
+page, and only the shown items are parsed.
+
+Live updates are polled, not pushed (a long-lived SSE response would pin a
+mod_wsgi thread per open tab): ``/api/v1/running/status`` is small, carries
+an ETag of the two files, and answers 304 while nothing changed;
+``/api/v1/running/job/<id>`` returns one job with its log tail for
+following it live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+
+import flask
+
+from webcontrol import livestate, results
+from webcontrol.web.appbase import NotFound, ServiceUnavailable, site_url
+from webcontrol.web.browse import context
+from webcontrol.web.browse.api import API_PREFIX, describe, page, query_param
+
+log = logging.getLogger(__name__)
+
+bp = flask.Blueprint("live", __name__, template_folder="templates")
+
+QUEUE_HEAD_DEFAULT = 100
+QUEUE_PAGE_DEFAULT = 1000
+QUEUE_PAGE_MAX = 10000
+_CHUNK = 500  # SQLite parameters per IN (...) query
+
+
+# Views -------------------------------------------------------------------------------------------
+
+
+def job_id(job: livestate.RunningJob) -> str:
+    """A stable, URL-safe id of one running leaf (the run key itself can be kilobytes)."""
+    raw = "\0".join((job.package, job.run_key, job.release, job.arch))
+    return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def job_view(job: livestate.RunningJob, average: float | None = None) -> dict:
+    """A running job for templates and JSON; private runs show nothing of their params."""
+    params = {} if job.private else job.params
+    hints = []
+    if livestate.is_abnormally_long(job, average):
+        hints.append("abnormally long")
+    if livestate.is_likely_stuck(job):
+        hints.append("likely stuck")
+    base = site_url()
+    return {
+        "id": job_id(job),
+        "package": job.package,
+        "release": job.release,
+        "arch": job.arch,
+        "params": params,
+        "duration": job.duration,
+        "human_duration": results.human_duration(job.duration),
+        "logtail": livestate.PRIVATE_LOGTAIL if job.private else job.logtail,
+        "log_seconds": None if job.private else livestate.log_tail_seconds(job.logtail),
+        "uuid": job.uuid,
+        "run_url": f"{base}/run/{job.uuid}" if job.uuid else None,
+        "private": job.private,
+        "average_duration": round(average) if average else None,
+        "hints": hints,
+    }
+
+
+def queued_view(item: livestate.QueuedRequest) -> dict:
+    params = item.params
+    triggers = params.get("triggers")
+    return {
+        "position": item.position,
+        "package": item.package,
+        "private": item.private,
+        "malformed": item.malformed,
+        # Never the raw text of a hidden item: it is what carries credentials.
+        "text": livestate.PRIVATE_JOB if item.private else item.text,
+        "triggers": [str(t) for t in triggers] if isinstance(triggers, list) else [],
+        "requester": params.get("requester") if isinstance(params.get("requester"), str) else "",
+        "submit_time": params.get("submit-time") if isinstance(params.get("submit-time"), str) else "",
+        "uuid": params.get("uuid") if isinstance(params.get("uuid"), str) else None,
+        "params": params,
+    }
+
+
+# Average durations (abnormally-long hint) -------------------------------------------------------------
+
+_averages_lock = threading.Lock()
+_averages: dict[str, object] = {"stamp": None, "values": {}}
+
+
+def _db_stamp() -> tuple | None:
+    try:
+        stat = os.stat(context.public_db_path())
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def average_durations(jobs: list[livestate.RunningJob]) -> dict[tuple[str, str, str], float | None]:
+    """Average duration per (package, release, arch) of the jobs' tests, cached per public DB file."""
+    wanted = {(j.package, j.release, j.arch) for j in jobs if not j.private}
+    stamp = _db_stamp()
+    if stamp is None:
+        return {}
+    with _averages_lock:
+        if _averages["stamp"] != stamp:
+            _averages["stamp"], _averages["values"] = stamp, {}
+        known: dict = _averages["values"]  # type: ignore[assignment]
+        missing = sorted({key[0] for key in wanted if key not in known})
+    if missing:
+        found = _query_averages(missing)
+        if found is None:
+            return {}
+        with _averages_lock:
+            if _averages["stamp"] == stamp:
+                for key in wanted:
+                    if key[0] in missing:
+                        known[key] = found.get(key)
+    return {key: known.get(key) for key in wanted}
+
+
+def _query_averages(packages: list[str]) -> dict | None:
+    try:
+        conn = context.get_db()
+    except ServiceUnavailable:
+        return None
+    found = {}
+    try:
+        for start in range(0, len(packages), _CHUNK):
+            chunk = packages[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                "SELECT test.package, test.release, test.arch, AVG(result.duration) FROM test"
+                " JOIN result ON result.test_id = test.id"
+                f" WHERE test.package IN ({marks}) AND result.duration > 0 GROUP BY test.id",
+                chunk,
+            )
+            for package, release, arch, average in rows:
+                found[(package, release, arch)] = average
+    except sqlite3.Error as err:
+        log.warning("no average durations for the stuck-job hints: %s", err)
+        return None
+    return found
+
+
+# Shared pieces ---------------------------------------------------------------------------------------
+
+
+def _ages() -> dict:
+    return context.file_ages()
+
+
+def _running() -> tuple[list[livestate.RunningJob], list[dict]]:
+    jobs = livestate.running_jobs(context.running_raw())
+    averages = average_durations(jobs)
+    views = [job_view(job, averages.get((job.package, job.release, job.arch))) for job in jobs]
+    views.sort(key=lambda v: (v["package"], v["release"], v["arch"], -v["duration"]))
+    return jobs, views
+
+
+def _size_tables(queued: dict) -> list[dict]:
+    """Per context: releases × arches table of queue sizes with anchors to the listings."""
+    tables: dict[str, dict] = {}
+    for ctx, release, arch, size in livestate.queue_entries(queued):
+        table = tables.setdefault(ctx, {"context": ctx, "releases": [], "arches": [], "sizes": {}})
+        if release not in table["releases"]:
+            table["releases"].append(release)
+        if arch not in table["arches"]:
+            table["arches"].append(arch)
+        table["sizes"].setdefault(release, {})[arch] = size
+    for table in tables.values():
+        table["arches"].sort()
+        table["total"] = sum(n for arches in table["sizes"].values() for n in arches.values())
+    return list(tables.values())
+
+
+def _anchor(ctx: str, release: str, arch: str) -> str:
+    return f"queue-{ctx}-{release}-{arch}"
+
+
+# Pages -------------------------------------------------------------------------------------------------
+
+
+@page(
+    bp,
+    "/running",
+    "live/running.html",
+    "Running jobs, queue sizes and the head of every non-empty queue",
+    parameters=[query_param("queue_limit", "items shown per queue, 0..10000 (default 100)", "integer")],
+)
+def running():
+    queue_limit = context.int_param("queue_limit", QUEUE_HEAD_DEFAULT, 0, QUEUE_PAGE_MAX)
+    queued = context.queued_raw()
+    _jobs, views = _running()
+    base = site_url()
+    queues = []
+    for ctx, release, arch, size in livestate.queue_entries(queued):
+        if not size:
+            continue
+        items = livestate.queue_items(queued, ctx, release, arch, 0, queue_limit)
+        queues.append(
+            {
+                "context": ctx,
+                "release": release,
+                "arch": arch,
+                "size": size,
+                "anchor": _anchor(ctx, release, arch),
+                "requests": [queued_view(item) for item in items],
+                "url": f"{base}/running/queue/{ctx}/{release}/{arch}",
+            }
+        )
+    packages = sorted({v["package"] for v in views})
+    return {
+        "page": "running",
+        "updated": _ages(),
+        "running_count": len(views),
+        "queued_count": livestate.queued_count(queued),
+        "size_tables": _size_tables(queued),
+        "packages": packages,
+        "jobs": views,
+        "queues": queues,
+        "queue_limit": queue_limit,
+        "thresholds": {"long_factor": livestate.LONG_FACTOR, "stuck_seconds": livestate.STUCK_SECONDS},
+    }
+
+
+@page(bp, "/admin", "live/admin.html", "Running jobs that are abnormally long or likely stuck")
+def admin():
+    _jobs, views = _running()
+    flagged = [v for v in views if v["hints"]]
+    return {
+        "page": "admin",
+        "updated": _ages(),
+        "running_count": len(views),
+        "abnormally_long": [v for v in flagged if "abnormally long" in v["hints"]],
+        "likely_stuck": [v for v in flagged if "likely stuck" in v["hints"]],
+        "thresholds": {"long_factor": livestate.LONG_FACTOR, "stuck_seconds": livestate.STUCK_SECONDS},
+    }
+
+
+@page(
+    bp,
+    "/running/queue/<context_name>/<release>/<arch>",
+    "live/queue.html",
+    "One queue's requests in order, a page at a time",
+    parameters=[
+        query_param("offset", "skip this many requests", "integer"),
+        query_param("limit", "requests per page, 1..10000 (default 1000)", "integer"),
+    ],
+)
+def queue_listing(context_name: str, release: str, arch: str):
+    offset = context.int_param("offset", 0, 0)
+    limit = context.int_param("limit", QUEUE_PAGE_DEFAULT, 1, QUEUE_PAGE_MAX)
+    queued = context.queued_raw()
+    sizes = livestate.queue_sizes(queued)
+    size = sizes.get(context_name, {}).get(release, {}).get(arch)
+    if size is None:
+        raise NotFound(f"no queue {context_name} {release} {arch}")
+    items = livestate.queue_items(queued, context_name, release, arch, offset, limit)
+    base = f"{site_url()}/running/queue/{context_name}/{release}/{arch}"
+    return {
+        "page": "queue",
+        "updated": _ages(),
+        "context": context_name,
+        "release": release,
+        "arch": arch,
+        "size": size,
+        "offset": offset,
+        "limit": limit,
+        "requests": [queued_view(item) for item in items],
+        "previous_url": f"{base}?offset={max(0, offset - limit)}&limit={limit}" if offset else None,
+        "next_url": f"{base}?offset={offset + limit}&limit={limit}" if offset + limit < size else None,
+    }
+
+
+# Live updates ------------------------------------------------------------------------------------------
+
+
+def _files_etag() -> str:
+    cfg = context.config()
+    parts = []
+    for key in ("running_cache", "amqp_queue_cache"):
+        path = cfg.get("web", key)
+        try:
+            stat = os.stat(path) if path else None
+        except OSError:
+            stat = None
+        parts.append(f"{stat.st_mtime_ns}-{stat.st_size}" if stat else "none")
+    return '"' + hashlib.sha1("/".join(parts).encode()).hexdigest()[:20] + '"'
+
+
+@bp.route(API_PREFIX + "/running/status")
+def running_status():
+    """Small summary polled by running.js: counts, ages, and per job its duration and hints."""
+    etag = _files_etag()
+    if etag in flask.request.if_none_match:
+        response = flask.Response(status=304)
+        response.headers["ETag"] = etag
+        return response
+    _jobs, views = _running()
+    queued = context.queued_raw()
+    body = {
+        "updated": _ages(),
+        "running_count": len(views),
+        "queued_count": livestate.queued_count(queued),
+        "queue_sizes": livestate.queue_sizes(queued),
+        "jobs": {
+            v["id"]: {
+                "package": v["package"],
+                "release": v["release"],
+                "arch": v["arch"],
+                "duration": v["duration"],
+                "human_duration": v["human_duration"],
+                "tail": hashlib.sha1(v["logtail"].encode("utf-8", "surrogatepass")).hexdigest()[:12],
+                "hints": v["hints"],
+            }
+            for v in views
+        },
+    }
+    response = flask.jsonify(body)
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.route(API_PREFIX + "/running/job/<job>")
+def running_job(job: str):
+    """One running job with its log tail (following a log live)."""
+    for candidate in livestate.running_jobs(context.running_raw()):
+        if job_id(candidate) == job:
+            average = average_durations([candidate]).get((candidate.package, candidate.release, candidate.arch))
+            response = flask.jsonify(job_view(candidate, average))
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+    raise NotFound(f"job {job} is not running")
+
+
+describe(bp, API_PREFIX + "/running/status", "Live summary of running jobs (ETag; 304 while unchanged)")
+describe(bp, API_PREFIX + "/running/job/<job>", "One running job with its log tail, by the id /running shows")
