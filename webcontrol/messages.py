@@ -33,13 +33,36 @@ def _decode(body: bytes) -> str:
         raise MalformedMessage(f"body is not UTF-8: {err}") from None
 
 
+#: SQLite stores 64-bit integers; a bigger one would fail at insert time, after parsing.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedMessage(f"{name} is not a number")
+
+
 def _json_object(text: str) -> dict[str, Any]:
+    """Raises MalformedMessage for anything a consumer could not store or write back.
+
+    Deeply nested input (RecursionError), NaN/Infinity and ``\\ud800``-style
+    lone surrogates (valid JSON escapes that no UTF-8 writer, SQLite
+    included, accepts) would otherwise crash the consumer after parsing, and
+    the broker would redeliver the message for ever.
+    """
     try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise MalformedMessage(f"invalid JSON: {err}") from None
+        value = json.loads(text, parse_constant=_no_constant)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as err:
+        # UnicodeEncodeError is a ValueError.
+        raise MalformedMessage(f"invalid JSON: {str(err)[:200]}") from None
     if not isinstance(value, dict):
         raise MalformedMessage(f"JSON is a {type(value).__name__}, not an object")
+    return value
+
+
+def _in_range(key: str, value: int | None) -> int | None:
+    if value is not None and not _INT_MIN <= value <= _INT_MAX:
+        raise MalformedMessage(f"{key!r} is out of range")
     return value
 
 
@@ -143,6 +166,8 @@ class CompletionMessage:
             env=_field(data, "env", str, optional=True) or "",
             uuid=_field(data, "uuid", str, optional=True) or None,
         )
+        _in_range("exitcode", message.exitcode)
+        _in_range("duration", message.duration)
         if not results.is_run_id(message.run_id):
             raise MalformedMessage(f"swift_dir {message.swift_dir!r} holds no run id")
         return message
@@ -192,7 +217,7 @@ class StatusMessage:
             package=_field(data, "package", str),
             running=running,
             params=_field(data, "params", dict, optional=True) or {},
-            duration=int(duration or 0),
+            duration=_in_range("duration", int(duration or 0)),
             logtail=_field(data, "logtail", str, optional=True) or "",
             uuid=_field(data, "uuid", str, optional=True),
         )
