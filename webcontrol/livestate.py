@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -178,15 +179,18 @@ def queued_requests(raw: Mapping) -> Iterator[QueuedRequest]:
     """Every queued item, queue by queue in file order, with 1-based positions."""
     for context, release, arch, entry in _queues(raw):
         for position, text in enumerate(_requests(entry), 1):
-            text = text if isinstance(text, str) else MALFORMED_REQUEST
-            parsed = parse_request_text(text)
-            if parsed is None:
-                private = text == PRIVATE_JOB
-                yield QueuedRequest(context, release, arch, position, "", {}, private, text, malformed=not private)
-                continue
-            package, params = parsed
-            private = results.is_private_request(params)
-            yield QueuedRequest(context, release, arch, position, package, {} if private else params, private, text)
+            yield _queued_item(context, release, arch, position, text)
+
+
+def _queued_item(context: str, release: str, arch: str, position: int, text: Any) -> QueuedRequest:
+    text = text if isinstance(text, str) else MALFORMED_REQUEST
+    parsed = parse_request_text(text)
+    if parsed is None:
+        private = text == PRIVATE_JOB
+        return QueuedRequest(context, release, arch, position, "", {}, private, text, malformed=not private)
+    package, params = parsed
+    private = results.is_private_request(params)
+    return QueuedRequest(context, release, arch, position, package, {} if private else params, private, text)
 
 
 def queues_json(raw: Mapping) -> dict[str, dict[str, dict[str, list[str]]]]:
@@ -341,3 +345,60 @@ def is_queued(raw_queued: Mapping, package: str, release: str, arch: str, params
             if _queued_signature(parsed[1]) == wanted:
                 return True
     return False
+
+
+def queue_entries(raw: Mapping) -> Iterator[tuple[str, str, str, int]]:
+    """``(context, release, arch, size)`` of every queue in file order, without parsing items."""
+    for context, release, arch, entry in _queues(raw):
+        size = entry.get("size")
+        if not isinstance(size, int) or isinstance(size, bool):
+            size = len(_requests(entry))
+        yield context, release, arch, size
+
+
+def queue_items(raw: Mapping, context: str, release: str, arch: str, offset: int = 0, limit: int | None = None):
+    """One page of one queue as QueuedRequest items; only that page is parsed.
+
+    Large queues (tens of thousands of items) are shown a page at a time, so
+    pages never pay for parsing items they do not show.
+    """
+    entry = (((raw.get("queues") or {}).get(context) or {}).get(release) or {}).get(arch)
+    if not isinstance(entry, dict):
+        return []
+    requests = _requests(entry)
+    end = len(requests) if limit is None else offset + limit
+    items = []
+    for position, text in enumerate(requests[offset:end], offset + 1):
+        items.append(_queued_item(context, release, arch, position, text))
+    return items
+
+
+# Stuck-job hints (CONTRACT §7.1 /admin) ------------------------------------------------------
+
+#: A run is "abnormally long" beyond this many times its test's average duration.
+LONG_FACTOR = 8
+#: A run is "likely stuck" when its log's last elapsed-seconds prefix is this far behind its duration.
+STUCK_SECONDS = 30 * 60
+_ELAPSED_PREFIX = re.compile(r"^\s*(\d+)s ")
+
+
+def log_tail_seconds(logtail: str) -> int | None:
+    """The elapsed-seconds prefix (``  123s autopkgtest …``) of the last log line that has one."""
+    for line in reversed(logtail.splitlines()):
+        match = _ELAPSED_PREFIX.match(line)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def is_likely_stuck(job: RunningJob) -> bool:
+    """The log tail stopped advancing: its last line is more than 30 min behind the duration."""
+    if job.private:
+        return False
+    seconds = log_tail_seconds(job.logtail)
+    return seconds is not None and job.duration - seconds > STUCK_SECONDS
+
+
+def is_abnormally_long(job: RunningJob, average_duration: float | None) -> bool:
+    """Running for more than 8 times the test's average duration."""
+    return bool(average_duration) and job.duration > LONG_FACTOR * average_duration

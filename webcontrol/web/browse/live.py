@@ -297,16 +297,16 @@ def _files_etag() -> str:
         except OSError:
             stat = None
         parts.append(f"{stat.st_mtime_ns}-{stat.st_size}" if stat else "none")
-    return '"' + hashlib.sha1("/".join(parts).encode()).hexdigest()[:20] + '"'
+    return hashlib.sha1("/".join(parts).encode()).hexdigest()[:20]
 
 
 @bp.route(API_PREFIX + "/running/status")
 def running_status():
     """Small summary polled by running.js: counts, ages, and per job its duration and hints."""
     etag = _files_etag()
-    if etag in flask.request.if_none_match:
+    if flask.request.if_none_match.contains(etag):
         response = flask.Response(status=304)
-        response.headers["ETag"] = etag
+        response.set_etag(etag)
         return response
     _jobs, views = _running()
     queued = context.queued_raw()
@@ -329,7 +329,7 @@ def running_status():
         },
     }
     response = flask.jsonify(body)
-    response.headers["ETag"] = etag
+    response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
     return response
 
