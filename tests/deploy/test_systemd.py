@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import os
 import re
 import shutil
 import subprocess
@@ -142,11 +143,22 @@ def test_timer_schedules_and_timeouts(stem):
     assert gaps == {interval}, f"{stem} fires every {gaps} s, expected {interval}"
 
 
-def test_tmpfiles_creates_state_and_runtime_dirs():
-    lines = [line.split() for line in (SYSTEMD_DIR / "autopkgtest-web.tmpfiles").read_text().splitlines()]
-    entries = {fields[1]: fields for fields in lines if fields and not fields[0].startswith("#")}
-    for path in ("/var/lib/autopkgtest-web", "/run/autopkgtest-web"):
-        kind, _, mode, user, group = entries[path][:5]
-        assert kind == "d" and user == group == "autopkgtest-web"
-        assert int(mode, 8) & 0o050 == 0o050, "the group (Apache's user) must be able to read and enter it"
-        assert int(mode, 8) & 0o007 == 0
+@pytest.mark.skipif(os.geteuid() != 0, reason="systemd-tmpfiles must run as root to chown")
+def test_sysusers_and_tmpfiles_make_user_group_and_folders(tmp_path):
+    """Apply both shipped entries to an empty root folder, as systemd does at boot."""
+    (tmp_path / "etc").mkdir()
+    for argv in (
+        ["systemd-sysusers", f"--root={tmp_path}", str(SYSTEMD_DIR / "autopkgtest-web.sysusers")],
+        ["systemd-tmpfiles", "--create", f"--root={tmp_path}", str(SYSTEMD_DIR / "autopkgtest-web.tmpfiles")],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    users = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/passwd").read_text().splitlines()}
+    groups = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/group").read_text().splitlines()}
+    uid, gid = int(users["autopkgtest-web"][2]), int(groups["autopkgtest-web"][2])
+    assert users["autopkgtest-web"][6] == "/usr/sbin/nologin"
+    assert "www-data" in groups["autopkgtest-web"][3].split(","), "Apache's user must be in the service group"
+    for folder in ("var/lib/autopkgtest-web", "var/lib/autopkgtest-web/public", "run/autopkgtest-web"):
+        info = (tmp_path / folder).stat()
+        assert (info.st_uid, info.st_gid) == (uid, gid), folder
+        assert info.st_mode & 0o777 == 0o750, folder  # group (Apache) may read, others nothing
