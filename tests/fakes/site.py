@@ -82,6 +82,7 @@ def make_site(
     extra_releases: tuple[str, ...] = (),
 ) -> Site:
     root.mkdir(parents=True, exist_ok=True)
+    (root / "results").mkdir(exist_ok=True)
     seed_public_db(root / "public.db", tests)
     values = {
         "web": {
