@@ -54,6 +54,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.amqp_relation_joined, self._on_amqp_joined)
+        framework.observe(self.on.remove, self._on_remove)
         framework.observe(self.on.set_alert_action, self._on_set_alert)
         framework.observe(self.on.clear_alert_action, self._on_clear_alert)
         framework.observe(self.on.download_all_results_action, self._on_download_all_results)
@@ -227,7 +228,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
         defines_changed = self.host.write_file(
             siteconfig.APACHE_DEFINES, siteconfig.render_apache_defines(inputs, siteconfig.CODE_LINK)
         )
-        self.host.run(["a2enmod", "-q", *siteconfig.APACHE_MODULES])
+        self.host.run(["a2enmod", "-q", *siteconfig.apache_modules(inputs)])
         self.host.run(["a2enconf", "-q", "autopkgtest-web-site"])
         self.host.run(["a2ensite", "-q", "autopkgtest-web"])
         if self.host.path("/etc/apache2/sites-enabled/000-default.conf").exists():
@@ -244,6 +245,18 @@ class AutopkgtestWebCharm(ops.CharmBase):
         if config_changed:
             # The long-running consumers read the config once at start; oneshots read it every run.
             self.host.run(["systemctl", "try-restart", *DAEMONS])
+
+    def _on_remove(self, event: ops.RemoveEvent) -> None:
+        """Stop serving and stop every unit; data under /var/lib/autopkgtest-web is kept."""
+        units = sorted(
+            p.name for p in self.host.path("/etc/systemd/system").glob("autopkgtest-web*") if UNIT_PATTERN.match(p.name)
+        )
+        if units:
+            self.host.run(["systemctl", "disable", "--now", *units])
+        if self.host.path("/etc/apache2/sites-enabled/autopkgtest-web.conf").exists():
+            self.host.run(["a2dissite", "-q", "autopkgtest-web"])
+            self.host.run(["a2disconf", "-q", "autopkgtest-web-site"])
+            self.host.run(["systemctl", "reload-or-restart", "apache2.service"])
 
     # --- relation ----------------------------------------------------------------
 

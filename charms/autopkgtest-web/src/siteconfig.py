@@ -168,6 +168,13 @@ def render_apache_defines(inputs: SiteInputs, code_dir: str = CODE_LINK) -> str:
     return "\n".join(lines) + "\n"
 
 
+def apache_modules(inputs: SiteInputs) -> tuple[str, ...]:
+    """Modules the site needs; mod_ssl only to proxy /results/ to an https Swift."""
+    if inputs.swift_storage_url.startswith("https://"):
+        return (*APACHE_MODULES, "ssl")
+    return APACHE_MODULES
+
+
 def render_alert(level: str, message: str) -> str:
     """The [web] alert file content. Raises SiteConfigError."""
     if level not in ("info", "warning", "danger"):

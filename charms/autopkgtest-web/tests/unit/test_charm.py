@@ -327,6 +327,35 @@ def test_failed_command_fails_the_hook(harness, host):
         configure(harness, **{"amqp-uri": "amqp://u:p@h"})
 
 
+def test_https_swift_enables_mod_ssl(harness, host):
+    harness.begin_with_initial_hooks()
+    configure(harness, **{"amqp-uri": "amqp://u:p@h"})
+    assert "ssl" in host.ran("a2enmod")[-1]
+    harness.update_config({"swift-storage-url": "http://swift.internal:8080/v1/AUTH_abc"})
+    assert "ssl" not in host.ran("a2enmod")[-1]
+
+
+def test_losing_the_amqp_relation_leaves_active(harness, host):
+    harness.begin_with_initial_hooks()
+    rel = add_amqp(harness, {"hostname": "10.1.2.3", "password": "secret"})
+    configure(harness)
+    assert harness.model.unit.status == ops.ActiveStatus()
+    harness.remove_relation(rel)
+    assert isinstance(harness.model.unit.status, (ops.BlockedStatus, ops.WaitingStatus))
+
+
+def test_remove_stops_units_and_site(harness, host):
+    harness.begin_with_initial_hooks()
+    configure(harness, **{"amqp-uri": "amqp://u:p@h"})
+    # a2ensite is recorded, not run: make the link it would have made.
+    host.path("/etc/apache2/sites-enabled/autopkgtest-web.conf").touch()
+    harness.charm.on.remove.emit()
+    disable = host.ran("systemctl", "disable", "--now")[-1]
+    assert "autopkgtest-web.target" in disable and charm_module.DOWNLOAD_ALL_UNIT in disable
+    assert host.ran("a2dissite", "-q", "autopkgtest-web")
+    assert host.commands[-1] == ["systemctl", "reload-or-restart", "apache2.service"]
+
+
 def test_set_and_clear_alert(harness, host):
     harness.begin()
     output = harness.run_action("set-alert", {"level": "warning", "message": " Swift is slow today "})
