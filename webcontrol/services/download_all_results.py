@@ -86,8 +86,10 @@ class FullIngest:
         full: bool = False,
         workers: int = DEFAULT_WORKERS,
         progress: Progress | None = None,
+        page_size: int | None = None,
     ):
         self.conn = conn
+        self.page_size = page_size or PAGE_SIZE
         self.store_factory = store_factory
         self.store = store_factory()
         self.since_run_id = results.run_id_for_date(since) if since else None
@@ -136,7 +138,7 @@ class FullIngest:
         log.info("%s: listing from %s", container, marker or "the beginning")
         while not self._stopping:
             try:
-                page = self.store.list_objects(container, marker=marker, limit=PAGE_SIZE)
+                page = self.store.list_objects(container, marker=marker, limit=self.page_size)
             except ContainerNotFound:
                 log.warning("%s: no such container, skipping release %s", container, release)
                 return
@@ -151,7 +153,7 @@ class FullIngest:
                 else:
                     self.summary.stored += 1
             self.progress.update(container, self.summary)
-            if len(page) < PAGE_SIZE:
+            if len(page) < self.page_size:
                 break
             marker = page[-1].name
         if not self._stopping:
@@ -208,9 +210,15 @@ def _since(value: str) -> datetime.date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from None
 
 
+def _page_size(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 10000:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a page size between 1 and 10000")
+    return int(value)
+
+
 def _run(args: argparse.Namespace, config: Config) -> int:
     conn = db.connect_rw(config.need("web", "database"))
-    job = FullIngest(conn, lambda: open_store(config), args.since, args.full, args.workers)
+    job = FullIngest(conn, lambda: open_store(config), args.since, args.full, args.workers, page_size=args.page_size)
     on_stop_signals(job.stop)
     try:
         releases = args.release or config.supported_releases(db.releases_by_age(conn))
@@ -232,6 +240,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_since, metavar="YYYY-MM-DD", help="only runs on or after this date")
     parser.add_argument("--full", action="store_true", help="ignore saved positions and list from the beginning")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel downloads (default %(default)s)")
+    # For fault tests (kill mid-run with many small pages); operators keep the default.
+    parser.add_argument(
+        "--page-size", type=_page_size, default=PAGE_SIZE, help="objects per listing request (default %(default)s)"
+    )
 
 
 def main(argv=None) -> int:
