@@ -27,6 +27,8 @@ class RequestServices:
     rate_limiter: RateLimiter
     status_poster: StatusPoster
     amqp_uri: str | None
+    #: Prepended to every queue name; only tests set it, to publish to private queues.
+    queue_prefix: str = ""
 
     @classmethod
     def from_config(cls, config: configmod.Config) -> RequestServices:

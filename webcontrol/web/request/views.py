@@ -79,7 +79,7 @@ def submit():
     outgoing = []
     for arch in plan.arches:
         params = dict(plan.params, requester=identity.nick, **{"submit-time": stamp, "uuid": messages.new_uuid()})
-        queue = results.queue_name(context, plan.release, arch)
+        queue = svc.queue_prefix + results.queue_name(context, plan.release, arch)
         outgoing.append((arch, queue, messages.TestRequest(plan.package, params)))
     try:
         amqp.publish_requests(svc.amqp_uri, [(queue, req.serialise()) for _arch, queue, req in outgoing])

@@ -168,7 +168,7 @@ def _submit(plans: list[tuple[str, dict]], package: str, number, statuses_url: s
     outgoing = []
     for arch, params in fresh:
         body = dict(params, **{"submit-time": messages.submit_time(), "uuid": messages.new_uuid()})
-        outgoing.append((arch, results.queue_name("upstream", release, arch), body))
+        outgoing.append((arch, svc.queue_prefix + results.queue_name("upstream", release, arch), body))
     try:
         amqp.publish_requests(
             svc.amqp_uri, [(queue, messages.TestRequest(package, body).serialise()) for _a, queue, body in outgoing]
