@@ -25,7 +25,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
-from webcontrol import archive, atomicfile, db, results
+from webcontrol import archive, atomicfile, db, flakiness, results
 from webcontrol.config import Config
 from webcontrol.services.base import ProgramError, run_program
 
@@ -175,6 +175,7 @@ def publish(config: Config) -> bool:
     try:
         carry_over(conn, public)
         failures = refresh_versions(conn, config.get("web", "archive_url"))
+        flakiness.update(conn, public)
         indexed = config.get("web", "indexed_packages")
         if indexed:
             update_indexed_packages(conn, Path(indexed))
