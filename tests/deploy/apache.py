@@ -43,6 +43,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 VENV_ENV = "AUTOPKGTEST_WEB_APACHE_VENV"
 DEFAULT_VENV = "/var/cache/autopkgtest-web/apache-venv"
 READY_MARKER = ".autopkgtest-web-ready"
+RECIPE = "2"  # bump when prepare_locked() changes, so reused virtualenvs are rebuilt
 MODULES = (
     "mpm_event",
     "authz_core",
@@ -86,7 +87,7 @@ def venv_path() -> Path:
 
 def _dependency_key() -> str:
     """Changes whenever the dependencies or the interpreter change: then rebuild."""
-    digest = hashlib.sha256((PROJECT / "setup.py").read_bytes())
+    digest = hashlib.sha256(RECIPE.encode() + (PROJECT / "setup.py").read_bytes())
     digest.update(os.path.realpath(SYSTEM_PYTHON).encode())
     return digest.hexdigest()
 
@@ -132,6 +133,8 @@ def prepare_locked(venv: Path) -> Path:
         shutil.rmtree(venv)
     log.info("building the Apache virtualenv in %s", venv)
     _run([SYSTEM_PYTHON, "-m", "venv", str(venv)])
+    # install_project builds without isolation; Python >= 3.12 venvs come without setuptools.
+    _run([str(venv / "bin" / "pip"), "install", "--quiet", "setuptools", "wheel"])
     with tempfile.TemporaryDirectory() as tmp:
         # Installing the project once pulls in its dependencies (install_requires).
         _run([str(venv / "bin" / "pip"), "install", "--quiet", str(_copy_source(Path(tmp)))])
