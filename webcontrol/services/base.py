@@ -43,7 +43,9 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed connect at ERROR with a traceback (8 lines per attempt while the
+    # broker is down); our consumer base logs one line with the reason instead.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     logging.getLogger("swiftclient").setLevel(logging.CRITICAL)
 
 

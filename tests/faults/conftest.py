@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared pieces of the fault suite: sizes, the figures report, a private broker with policies.
+
+Sizes are small in CI and full under ``AUTOPKGTEST_WEB_SOAK=1`` (``bench/soak``
+sets it); every size can also be set on its own with
+``AUTOPKGTEST_WEB_FAULTS_<NAME>=<int>``. Each test records what it measured
+with the ``figures`` fixture; at the end of the session the figures are written
+to ``test-artifacts/faults-figures.json`` and printed in the terminal summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pika
+import pytest
+
+from tests.services.rabbitmq import SERVER, PrivateBroker
+
+ROOT = Path(__file__).resolve().parents[2]
+SOAK = os.environ.get("AUTOPKGTEST_WEB_SOAK") == "1"
+ARTIFACTS = Path(os.environ.get("AUTOPKGTEST_WEB_ARTIFACTS", ROOT / "test-artifacts"))
+RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+_FIGURES: dict[str, dict] = {}
+
+
+def size(name: str, ci: int, soak: int) -> int:
+    """A test size: ``AUTOPKGTEST_WEB_FAULTS_<NAME>`` if set, else the CI or soak default."""
+    value = os.environ.get(f"AUTOPKGTEST_WEB_FAULTS_{name.upper()}")
+    if value:
+        return int(value)
+    return soak if SOAK else ci
+
+
+@pytest.fixture
+def figures(request):
+    """A dict the test fills with its figures; stored under the test's name."""
+    record: dict = {}
+    yield record
+    if record:
+        _FIGURES[request.node.name] = record
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _FIGURES:
+        return
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / ("soak-figures.json" if SOAK else "faults-figures.json")
+    report = {"mode": "soak" if SOAK else "ci", "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report["figures"] = dict(sorted(_FIGURES.items()))
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FIGURES:
+        return
+    terminalreporter.section("fault-suite figures" + (" (soak)" if SOAK else ""))
+    for name, record in sorted(_FIGURES.items()):
+        terminalreporter.write_line(f"{name}: {json.dumps(record, sort_keys=False)}")
+
+
+# A private broker node with rabbitmqctl ---------------------------------------------
+
+
+class PolicyBroker(PrivateBroker):
+    """A private node that also runs ``rabbitmqctl`` against itself (policies, listings)."""
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        done = subprocess.run(
+            [RABBITMQCTL, "-n", self.node, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()[-1000:]}")
+        return done.stdout
+
+    def set_dead_letter_policy(self, name: str, pattern: str, dlx: str) -> None:
+        """What an operator does: dead-letter rejected messages of matching queues to ``dlx``."""
+        self.ctl("set_policy", "--apply-to", "queues", name, pattern, json.dumps({"dead-letter-exchange": dlx}))
+
+    def connection(self) -> pika.BlockingConnection:
+        return pika.BlockingConnection(pika.URLParameters(self.uri))
+
+    def message_count(self, queue: str) -> int:
+        connection = self.connection()
+        try:
+            return connection.channel().queue_declare(queue, passive=True).method.message_count
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="session")
+def policy_broker(tmp_path_factory):
+    """One private RabbitMQ node for the whole fault session (tests use their own names on it)."""
+    if not os.path.exists(SERVER):
+        pytest.skip(f"{SERVER} is not installed (apt-get install rabbitmq-server)")
+    broker = PolicyBroker(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.destroy()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def program(module: str, *args: str) -> list[str]:
+    """The command line of a console script, run from the source tree."""
+    import sys
+
+    return [sys.executable, "-m", f"webcontrol.services.{module}", *args]
