@@ -24,6 +24,7 @@ import ctypes
 import fcntl
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,7 +47,7 @@ READY_MARKER = ".autopkgtest-web-ready"
 SERVERS = ("account", "container", "object", "proxy")
 USER = "test:tester"
 KEY = "testing"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 45.0
 
 
 class SwiftSetupError(RuntimeError):
@@ -95,10 +96,26 @@ def _run(argv: list[str]) -> None:
         raise SwiftSetupError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
 
 
+# Ports are picked below the kernel's ephemeral range (32768-60999 by default), so
+# no socket bound to port 0 (test HTTP servers, outgoing connections) can take
+# one between our check and the server's bind, or while Swift is stopped.
+PORT_RANGE = (20000, 32000)
+_taken: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        if port in _taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise SwiftSetupError(f"no free port in {PORT_RANGE}")
 
 
 # tempauth and the proxy's info caching need env['swift.cache']. Values go
@@ -352,7 +369,8 @@ ratelimit tempauth staticweb copy slo dlo versioned_writes symlink proxy-logging
             except Exception as err:  # noqa: BLE001 - anything means "not yet"
                 last_error = err
                 time.sleep(0.1)
-        raise SwiftSetupError(f"Swift did not become ready in {START_TIMEOUT:.0f} s: {last_error}")
+        logs = "; ".join(f"{name}: {self._log_tail(name)[-400:]}" for name in SERVERS)
+        raise SwiftSetupError(f"Swift did not become ready in {START_TIMEOUT:.0f} s: {last_error}; logs: {logs}")
 
     def _log_tail(self, name: str) -> str:
         try:
@@ -418,20 +436,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start_swift() -> SwiftServer:
-    """Build (if needed) the venv, configure a fresh Swift and start it."""
+def start_swift(attempts: int = 3) -> SwiftServer:
+    """Build (if needed) the venv, configure a fresh Swift and start it.
+
+    A start that fails (e.g. a port taken after all) is retried on new ports.
+    """
     venv = ensure_swift_venv()
     shm = Path("/dev/shm")
     parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    base = Path(tempfile.mkdtemp(prefix="autopkgtest-web-swift-", dir=parent))
-    try:
-        server = SwiftServer(venv, base)
-        server.start()
-    except BaseException:
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    atexit.register(server.destroy)
-    return server
+    for attempt in range(1, attempts + 1):
+        base = Path(tempfile.mkdtemp(prefix="autopkgtest-web-swift-", dir=parent))
+        try:
+            server = SwiftServer(venv, base)
+            server.start()
+        except SwiftSetupError as err:
+            shutil.rmtree(base, ignore_errors=True)
+            if attempt == attempts:
+                raise
+            log.warning("Swift start failed (attempt %d), retrying on new ports: %s", attempt, err)
+            continue
+        except BaseException:
+            shutil.rmtree(base, ignore_errors=True)
+            raise
+        atexit.register(server.destroy)
+        return server
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ import os
 import secrets
 import shutil
 import stat
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +86,7 @@ class LocalStore(ResultStore):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self._cache: OrderedDict[str, tuple[int, _Dir]] = OrderedDict()
+        self._cache_lock = threading.Lock()  # web apps share one store between threads
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -178,8 +181,8 @@ class LocalStore(ResultStore):
 
     def _walk(self, base: Path, prefix: str, bound: _Bound) -> Iterator[str]:
         """Object names starting with ``prefix`` that the bound admits, in byte order."""
-        folder, _, leaf = prefix.rpartition("/")
-        folder = folder + "/" if folder else ""
+        head, slash, leaf = prefix.rpartition("/")
+        folder = head + slash
         if folder and _has_bad_segment(folder):
             return
         yield from self._walk_dir(base, folder, leaf, bound)
@@ -217,10 +220,11 @@ class LocalStore(ResultStore):
             return None
         if not stat.S_ISDIR(st.st_mode):
             return None
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] == st.st_mtime_ns:
-            self._cache.move_to_end(key)
-            return cached[1]
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == st.st_mtime_ns:
+                self._cache.move_to_end(key)
+                return cached[1]
         keys = []
         try:
             with os.scandir(path) as entries:
@@ -234,10 +238,11 @@ class LocalStore(ResultStore):
         except OSError as err:
             raise StoreError(f"cannot list {path}: {err.strerror}") from None
         listing = _Dir(sorted(keys))
-        if st.st_mtime < _now() - RACY_SECONDS:
-            self._cache[key] = (st.st_mtime_ns, listing)
-            if len(self._cache) > CACHE_DIRS:
-                self._cache.popitem(last=False)
+        if st.st_mtime < time.time() - RACY_SECONDS:
+            with self._cache_lock:
+                self._cache[key] = (st.st_mtime_ns, listing)
+                if len(self._cache) > CACHE_DIRS:
+                    self._cache.popitem(last=False)
         return listing
 
     # Objects
@@ -375,9 +380,3 @@ def _has_bad_segment(path: str) -> bool:
 
 def _mtime(st: os.stat_result) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(st.st_mtime, tz=datetime.timezone.utc)
-
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -6,6 +6,9 @@ the token and HTTP session, re-authenticates on 401 and retries each
 operation up to five times with back-off on that same connection.
 ``close()`` closes it. Errors become the store's exceptions with a message
 that names the operation, so programs can log one clear line.
+
+A swiftclient Connection is not thread-safe: use one SwiftStore per thread
+(a web app can keep one per worker thread, e.g. in ``threading.local``).
 """
 
 from __future__ import annotations
