@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What changed since the test last passed: testbed-packages of a failing run against the last passing run.
+
+``/packages/<pkg>/<rel>/<arch>/<run_id>/changes`` (and its ``/api/v1``
+twin) compares the ``testbed-packages`` member of both runs' result.tar
+(read from the result store) and lists packages added, removed, upgraded
+and downgraded (Debian version order). The template global
+``insight_run_changes(run)`` gives the same data to
+``partials/package_diff.html`` on the run page.
+
+The last passing run is searched among the :data:`PASS_SCAN` results
+before the failing one (a bounded primary-key walk).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from webcontrol import history, insight, results, resulttar
+from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
+from webcontrol.web.appbase import NotFound
+from webcontrol.web.browse import context, links
+from webcontrol.web.browse.api import page
+from webcontrol.web.insight import bp
+from webcontrol.web.insight.common import check_package, check_release_arch, check_run_id
+
+log = logging.getLogger(__name__)
+
+PASS_SCAN = 500
+
+
+class Unavailable(Exception):
+    """The testbed packages of a run cannot be read."""
+
+
+def _testbed_packages(release: str, arch: str, package: str, run_id: str) -> dict[str, str]:
+    name = f"{results.run_dir(release, arch, package, run_id)}/result.tar"
+    container = results.distro_container(release)
+    try:
+        tar = resulttar.parse(context.store().get_object(container, name))
+    except (ObjectNotFound, ContainerNotFound, InvalidRequest):
+        raise Unavailable(f"result.tar of run {run_id} is not in the result store") from None
+    except StoreError as err:
+        log.warning("cannot fetch %s/%s: %s", container, name, err)
+        raise Unavailable("the result store is not answering") from None
+    except resulttar.DamagedResult as err:
+        log.warning("%s/%s: %s", container, name, err)
+        raise Unavailable(f"result.tar of run {run_id} is damaged") from None
+    if tar.testbed_packages is None:
+        raise Unavailable(f"run {run_id} did not record its testbed packages")
+    return insight.parse_testbed_packages(tar.testbed_packages)
+
+
+def run_changes(conn, found: history.Result) -> dict:
+    """The diff data for one stored run (never raises for store problems: they become ``unavailable``)."""
+    data: dict = {"run_id": found.run_id, "result": found.result_name, "applicable": False, "base": None}
+    if insight.kind(found.exitcode) != "fail":
+        data["reason"] = "the run did not fail"
+        return data
+    test = history.find_test(conn, found.package, found.release, found.arch)
+    base = insight.last_passing_run(conn, test.id, found.run_id, PASS_SCAN) if test else None
+    if base is None:
+        data["reason"] = f"no passing run among the {PASS_SCAN} runs before this one"
+        return data
+    data["base"] = {
+        "run_id": base.run_id,
+        "version": base.version,
+        "date": results.human_date(base.run_id),
+        "url": links.run_page_url(found.package, found.release, found.arch, base.run_id),
+    }
+    try:
+        old = _testbed_packages(found.release, found.arch, found.package, base.run_id)
+        new = _testbed_packages(found.release, found.arch, found.package, found.run_id)
+    except Unavailable as err:
+        data["reason"] = str(err)
+        return data
+    data["applicable"] = True
+    data["reason"] = None
+    data["diff"] = insight.package_diff(old, new)
+    data["counts"] = {key: len(value) for key, value in data["diff"].items()}
+    return data
+
+
+@bp.app_template_global("insight_run_changes")
+def insight_run_changes(run: dict) -> dict | None:
+    """For partials/package_diff.html: the changes of a run view dict (None if the run is unknown)."""
+    found = history.result_by_run_id(context.get_db(), run["package"], run["release"], run["arch"], run["run_id"])
+    return run_changes(context.get_db(), found) if found else None
+
+
+@page(
+    bp,
+    "/packages/<package>/<release>/<arch>/<run_id>/changes",
+    "insight/changes.html",
+    "Testbed packages changed since the last passing run",
+)
+def changes(package: str, release: str, arch: str, run_id: str):
+    check_package(package)
+    check_release_arch(release, arch)
+    check_run_id(run_id)
+    conn = context.get_db()
+    found = history.result_by_run_id(conn, package, release, arch, run_id)
+    if found is None:
+        raise NotFound(f"run {run_id} of {package} on {release}/{arch} not found")
+    data = run_changes(conn, found)
+    data.update(
+        package=package,
+        release=release,
+        arch=arch,
+        run_url=links.run_page_url(package, release, arch, run_id),
+        history_url=links.history_url(package, release, arch),
+    )
+    return data
