@@ -13,10 +13,12 @@ bodies are only collected while the channel is open and are decoded after
 it is closed. Two ways to take the messages are offered:
 
 - ``consume`` (default): a consumer without ack and without prefetch limit
-  takes the ready messages the broker counted at the start (stopping early
-  when nothing more arrives), then the channel is closed. The broker pushes
-  the whole queue at once, about five times faster than one round trip per
-  message, so each message is held for a fraction of the time.
+  takes the ready messages the broker counted at the start (or until nothing
+  arrives for a moment, when workers took some), is cancelled, and then
+  ``basic_get`` without ack takes whatever is still ready until the queue
+  says empty; then the channel is closed. The broker pushes the queue in
+  bulk, several times faster than one round trip per message, so each
+  message is held for a fraction of the time.
 - ``get``: ``basic_get`` without ack until the queue says empty, exactly as
   CONTRACT §4.4 words it; one round trip per message (~4,500/s with pika).
 
@@ -166,6 +168,14 @@ class QueueCache:
                         bodies.append(body)
                         if len(bodies) >= count:
                             break
+                    # Stop the pushes (undelivered ones go back in place), then take whatever is
+                    # still ready with basic_get: a slow broker or new arrivals never go missing.
+                    channel.cancel()
+                    while True:
+                        method, _props, body = channel.basic_get(queue, auto_ack=False)
+                        if method is None:
+                            break
+                        bodies.append(body)
         except pika.exceptions.ChannelClosedByBroker as err:
             if err.reply_code != 404:
                 raise
