@@ -20,6 +20,7 @@ import pika
 import pytest
 
 from tests.services.rabbitmq import SERVER, PrivateBroker
+from webcontrol import config as configmod
 
 ROOT = Path(__file__).resolve().parents[2]
 SOAK = os.environ.get("AUTOPKGTEST_WEB_SOAK") == "1"
@@ -120,3 +121,63 @@ def program(module: str, *args: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", f"webcontrol.services.{module}", *args]
+
+
+# A populated Swift container shared by the batch-ingest fault tests ----------------
+
+
+class SwiftRuns:
+    """Distro runs written to one ``autopkgtest-<release>`` container of the session's Swift."""
+
+    def __init__(self, release: str, runs: list, objects: int):
+        self.release = release
+        self.container = f"autopkgtest-{release}"
+        self.runs = runs
+        self.objects = objects
+
+    def keys(self) -> set[tuple]:
+        return {(r.release, r.arch, r.package, r.run_id) for r in self.runs}
+
+
+@pytest.fixture(scope="session")
+def swift_runs(swift_server):
+    """Runs in Swift, written by parallel writers (one SwiftStore each), once per session."""
+    import concurrent.futures
+    import random
+    import secrets
+    import threading
+
+    from webcontrol import demodata
+    from webcontrol.config import from_dict
+    from webcontrol.store.swift import SwiftStore
+
+    release = "f" + secrets.token_hex(3)
+    runs_per_test = size("swift_runs_per_test", 5, 25)
+    runs = list(demodata.plan_runs([release], ["amd64", "arm64", "s390x"], runs_per_test=runs_per_test))
+    local = threading.local()
+    stores = []
+
+    def write(run):
+        store = getattr(local, "store", None)
+        if store is None:
+            store = local.store = SwiftStore.from_config(from_dict({"swift": swift_server.config_section()}))
+            stores.append(store)
+        demodata.write_run(store, run, random.Random(run.run_id))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, runs))
+    objects = sum(1 for _ in stores[0].iter_objects(f"autopkgtest-{release}"))
+    for store in stores:
+        store.close()
+    return SwiftRuns(release, runs, objects)
+
+
+def swift_conf(tmp_path, swift_server, **web) -> Path:
+    """An autopkgtest-cloud.conf for the batch programs against the session's Swift."""
+    values = {
+        "web": {"database": tmp_path / "rw.db", "results_store": "swift", **web},
+        "swift": swift_server.config_section(),
+    }
+    path = tmp_path / "autopkgtest-cloud.conf"
+    configmod.write(values, path)
+    return path

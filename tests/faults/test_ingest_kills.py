@@ -125,3 +125,102 @@ def test_download_results_survives_sigkills_and_a_broker_restart(policy_broker, 
     assert "Traceback" not in log_text, log_text[-3000:]
     assert (len(stored), duplicates, lost, unexpected) == (total, 0, 0, 0)
     assert conn.execute("SELECT COUNT(DISTINCT uuid) FROM result").fetchone()[0] == total
+
+
+def _listing_calls(path) -> list[list]:
+    import json
+
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _marker(db_path, container) -> str | None:
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT marker FROM ingest_marker WHERE container = ?", (container,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
+    swift_server, swift_runs, tmp_path, figures
+):
+    """Each killed run is followed by one that starts at the committed marker; the last completes."""
+    import sys
+
+    from tests.faults.conftest import swift_conf
+
+    kills = size("batch_kills", 2, 5)
+    page_size = 10
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    conf = swift_conf(tmp_path, swift_server, releases=swift_runs.release)
+    db_path = tmp_path / "rw.db"
+    container = swift_runs.container
+    runs_log = []
+    for attempt in range(kills + 1):
+        calls_path = tmp_path / f"listing-{attempt}.log"
+        command = [sys.executable, "-m", "tests.faults.counting_ingest", str(calls_path), "--config", str(conf),
+                   "--page-size", str(page_size), "--workers", "4"]  # fmt: skip
+        start_marker = _marker(db_path, container)
+        with open(tmp_path / "download-all-results.log", "ab") as log:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        killed_at = None
+        if attempt < kills:
+            # Let it commit a random number of pages past where it started, then SIGKILL it.
+            target_pages = rng.randint(1, 4)
+
+            def committed_enough(start_marker=start_marker, target_pages=target_pages, calls_path=calls_path,
+                                 process=process):  # fmt: skip
+                calls = _listing_calls(calls_path)
+                marker = _marker(db_path, container)
+                done = [c for c in calls if c[0] == "page"]
+                return process.poll() is not None or (marker != start_marker and len(done) > target_pages)
+
+            assert wait_for(committed_enough, timeout=60, interval=0.002)
+            assert process.poll() is None, "download-all-results finished before it could be killed"
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            killed_at = _marker(db_path, container)
+        else:
+            assert process.wait(120) == 0
+        runs_log.append((start_marker, killed_at, _listing_calls(calls_path)))
+
+    reread = []
+    for index in range(1, len(runs_log)):
+        start_marker, _killed, calls = runs_log[index]
+        previous_calls = runs_log[index - 1][2]
+        previous_markers = {c[2] for c in previous_calls if c[0] == "list"}
+        markers = [c[2] for c in calls if c[0] == "list"]
+        # The rerun's first listing starts exactly at the marker committed before the kill ...
+        assert markers[0] == (runs_log[index - 1][1] or None)
+        # ... and re-reads only pages the killed run had listed but not committed.
+        reread.append(sum(1 for m in markers if m in previous_markers))
+
+    conn = sqlite3.connect(db_path)
+    stored = conn.execute(
+        "SELECT test.release, test.arch, test.package, result.run_id FROM result JOIN test ON test.id = result.test_id"
+    ).fetchall()
+    expected = swift_runs.keys()
+    figures.update(
+        objects=swift_runs.objects,
+        runs=len(expected),
+        page_size=page_size,
+        kills=kills,
+        listing_requests_per_run=[sum(1 for c in calls if c[0] == "list") for _s, _k, calls in runs_log],
+        pages_reread_after_each_kill=reread,
+        rows=len(stored),
+        duplicates=len(stored) - len(set(stored)),
+        lost=len(expected - set(stored)),
+        seed=seed,
+    )
+    assert max(reread) <= 1
+    assert sorted(stored) == sorted(expected)
+    assert _marker(db_path, container) == ""  # the pass completed
