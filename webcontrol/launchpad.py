@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 30.0
 #: Launchpad pages hold at most a few hundred entries; a loop guard only.
 MAX_PAGES = 1000
+#: Positive answers about PPAs and publications are reused this long: retry links
+#: come in bursts for the same triggers, and "published" rarely flips back.
+POSITIVE_TTL_S = 600.0
+POSITIVE_CACHE_SIZE = 4096
 USER_AGENT = "autopkgtest-web"
 
 
@@ -54,14 +59,18 @@ class Publication:
     published: bool
     component: str | None = None
 
+    def __bool__(self) -> bool:
+        return self.published
+
 
 class Launchpad:
     """The calls request.cgi and private-results make, against one service root."""
 
-    def __init__(self, service_root: str, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, service_root: str, timeout: float = DEFAULT_TIMEOUT_S, positive_ttl_s: float = POSITIVE_TTL_S):
         self.base = service_root.rstrip("/") + "/1.0/"
         self.timeout = timeout
         self._opener = urllib.request.build_opener()
+        self._positive = _PositiveCache(positive_ttl_s)
 
     @classmethod
     def from_config(cls, config) -> Launchpad:
@@ -127,6 +136,9 @@ class Launchpad:
 
     def ppa_exists(self, owner: str, name: str) -> bool:
         """Raises LaunchpadUnavailable."""
+        return self._positive.get_or(("ppa", owner, name), lambda: self._ppa_exists(owner, name))
+
+    def _ppa_exists(self, owner: str, name: str) -> bool:
         url = self.url(
             "~" + urllib.parse.quote(owner),
             **{"ws.op": _Raw("getPPAByName"), "distribution": self.base + "ubuntu", "name": name},
@@ -142,6 +154,10 @@ class Launchpad:
 
         Raises LaunchpadUnavailable.
         """
+        key = ("published", source, release, version, ppa)
+        return self._positive.get_or(key, lambda: self._publication(source, release, version, ppa))
+
+    def _publication(self, source: str, release: str, version: str | None, ppa: str | None) -> Publication:
         if ppa:
             owner, name = ppa.split("/", 1)
             archive = f"~{urllib.parse.quote(owner)}/+archive/ubuntu/{urllib.parse.quote(name)}"
@@ -204,6 +220,33 @@ class Launchpad:
             ]
         except LaunchpadRefused:
             return []
+
+
+class _PositiveCache:
+    """Truthy answers for a while, bounded in size; falsy answers are always asked again."""
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[float, Any]] = {}
+
+    def get_or(self, key: tuple, compute):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit and now - hit[0] < self.ttl_s:
+                return hit[1]
+        value = compute()
+        if value and self.ttl_s > 0:
+            with self._lock:
+                if len(self._entries) >= POSITIVE_CACHE_SIZE:
+                    self._entries.clear()
+                self._entries[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 class _Raw:

@@ -14,6 +14,7 @@ from webcontrol import db, livestate
 from webcontrol.github import StatusPoster
 from webcontrol.launchpad import Launchpad, Membership, TeamCache
 from webcontrol.web.request.auth import ApiKeys
+from webcontrol.web.request.publisher import Publisher
 from webcontrol.web.request.ratelimit import RateLimiter
 from webcontrol.web.request.validation import Environment, parse_package_requestors
 
@@ -27,6 +28,7 @@ class RequestServices:
     rate_limiter: RateLimiter
     status_poster: StatusPoster
     amqp_uri: str | None
+    publisher: Publisher | None
     #: Prepended to every queue name; only tests set it, to publish to private queues.
     queue_prefix: str = ""
 
@@ -44,6 +46,7 @@ class RequestServices:
             ),
             status_poster=StatusPoster.from_config(config, attempts=2, timeout=5.0, backoff=0.5),
             amqp_uri=config.get("amqp", "uri"),
+            publisher=Publisher(config.get("amqp", "uri")) if config.get("amqp", "uri") else None,
         )
 
     def open_db(self) -> sqlite3.Connection:

@@ -72,7 +72,7 @@ def submit():
                 f"You, {identity.nick}, have requested too many tests. Please try again later.",
                 headers={"Retry-After": str(wait)},
             )
-    if not svc.amqp_uri:
+    if svc.publisher is None:
         raise ServiceUnavailable("demo: submissions are disabled")
     stamp = messages.submit_time()
     context = plan.queue_context
@@ -82,7 +82,7 @@ def submit():
         queue = svc.queue_prefix + results.queue_name(context, plan.release, arch)
         outgoing.append((arch, queue, messages.TestRequest(plan.package, params)))
     try:
-        amqp.publish_requests(svc.amqp_uri, [(queue, req.serialise()) for _arch, queue, req in outgoing])
+        svc.publisher.publish([(queue, req.serialise()) for _arch, queue, req in outgoing])
     except amqp.BrokerError as err:
         log.error("request by %s for %s not queued: %s", identity.nick, plan.package, err)
         raise ServiceUnavailable(RABBIT_DOWN) from None

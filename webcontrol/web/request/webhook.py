@@ -163,15 +163,15 @@ def _submit(plans: list[tuple[str, dict]], package: str, number, statuses_url: s
             raise Forbidden(duplicate_message("running", release, package, arch, triggers))
         if livestate.is_queued(queued, package, release, arch, params):
             raise Forbidden(duplicate_message("queued", release, package, arch, triggers))
-    if not svc.amqp_uri:
+    if svc.publisher is None:
         raise ServiceUnavailable("demo: submissions are disabled")
     outgoing = []
     for arch, params in fresh:
         body = dict(params, **{"submit-time": messages.submit_time(), "uuid": messages.new_uuid()})
         outgoing.append((arch, svc.queue_prefix + results.queue_name("upstream", release, arch), body))
     try:
-        amqp.publish_requests(
-            svc.amqp_uri, [(queue, messages.TestRequest(package, body).serialise()) for _a, queue, body in outgoing]
+        svc.publisher.publish(
+            [(queue, messages.TestRequest(package, body).serialise()) for _a, queue, body in outgoing]
         )
     except amqp.BrokerError as err:
         log.error("webhook for %s PR %s not queued: %s", package, number, err)
