@@ -78,7 +78,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
             self.unit.status = ops.BlockedStatus("set the source option (git URL or project directory)")
             return
         try:
-            tree = self._deploy_code(source, str(self.config.get("source-ref", "")).strip(), force)
+            self._deploy_code(source, str(self.config.get("source-ref", "")).strip(), force)
             inputs = self._inputs()
         except SiteConfigError as err:
             self.unit.status = ops.BlockedStatus(str(err))
@@ -88,7 +88,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
             return
         self.unit.status = ops.MaintenanceStatus("configuring")
         try:
-            config_changed = self._write_site(inputs, tree)
+            config_changed = self._write_site(inputs)
         except SiteConfigError as err:
             self.unit.status = ops.BlockedStatus(str(err))
             return
@@ -217,7 +217,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
             wsgi_threads=int(self.config.get("wsgi-threads", 8)),
         )
 
-    def _write_site(self, inputs: SiteInputs, tree: Path) -> bool:
+    def _write_site(self, inputs: SiteInputs) -> bool:
         """Render the config and Apache variables; reload Apache on change. Returns True if the config changed."""
         config_changed = self.host.write_file(
             siteconfig.CONFIG_FILE,
