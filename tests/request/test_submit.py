@@ -239,3 +239,22 @@ def test_team_answer_cached(client, valid, launchpad, site, amqp_uri):
     cache = json.loads((site.root / "team-cache.json").read_text())
     assert set(cache) == {"ann"}
     drain(amqp_uri, f"debci-{site.release}-amd64")
+
+
+def test_publisher_survives_lost_connection_and_deleted_queue(client, valid, site, amqp_uri):
+    import pika
+
+    login(client)
+    assert ask(client, **valid).status_code == 200
+    publisher = client.application.extensions["autopkgtest-request"].publisher
+    # The broker dropped us while idle: the next request reconnects transparently.
+    publisher._connection.close()
+    assert ask(client, **valid, all_proposed="1").status_code == 200
+    assert len(drain(amqp_uri, f"debci-{site.release}-amd64")) == 2
+    # Someone deleted the queue after we declared it: the message is not lost.
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    connection.channel().queue_delete(f"debci-{site.release}-amd64")
+    connection.close()
+    assert ask(client, **valid, readable_by="joe").status_code == 200
+    (request,) = [TestRequest.parse(b) for b in drain(amqp_uri, f"debci-{site.release}-amd64")]
+    assert request.params["readable-by"] == "joe"
