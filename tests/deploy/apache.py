@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import grp
 import hashlib
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -60,7 +62,16 @@ MODULES = (
     "env",
     "setenvif",
 )
-APACHE_USER = "www-data"
+
+
+def serving_account() -> tuple[str, str]:
+    """Who Apache and the WSGI daemons run as: www-data when we are root, else ourselves."""
+    if os.geteuid() == 0:
+        return "www-data", "www-data"
+    return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+
+
+APACHE_USER, APACHE_GROUP = serving_account()
 START_TIMEOUT = 30.0
 # Copied into the build tree: what setup.py needs to build the package.
 SOURCE_ITEMS = ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.rst", "LICENSE", "webcontrol")
@@ -197,7 +208,7 @@ class ApacheServer:
             "VENV": str(venv),
             "CODE": str(code),
             "USER": APACHE_USER,
-            "GROUP": APACHE_USER,
+            "GROUP": APACHE_GROUP,
             "PROCESSES": "1",
             "THREADS": "4",
             "LOG_DIR": str(base / "logs"),
@@ -220,7 +231,7 @@ class ApacheServer:
             f"ErrorLog {logs}/error.log",
             "LogLevel warn wsgi:info",
             f"User {APACHE_USER}",
-            f"Group {APACHE_USER}",
+            f"Group {APACHE_GROUP}",
             "ServerName 127.0.0.1",
             "TypesConfig /etc/mime.types",
             f"WSGISocketPrefix {run}/wsgi",

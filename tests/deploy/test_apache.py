@@ -177,9 +177,10 @@ def site(swift, launchpad):
         },
         conf,
     )
-    # The WSGI daemons run as www-data here (the service user in production).
-    for path in (base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf, base / "api-keys.json"):
-        shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_USER)
+    if os.geteuid() == 0:
+        # Apache serves as www-data, and so do the WSGI daemons here (the service user in production).
+        for path in (base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf, base / "api-keys.json"):
+            shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_GROUP)
     with apache.venv_lock() as venv:
         apache.prepare_locked(venv)
         code = apache.install_project(venv)
