@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from webcontrol.config import from_dict
+from webcontrol.config import ConfigError, from_dict
 from webcontrol.store import (
     ContainerNotFound,
     InvalidName,
@@ -321,3 +321,27 @@ def test_swift_bad_credentials(swift_server):
     with pytest.raises(StoreError, match="authentication as test:tester failed"):
         store.list_containers()
     store.close()
+
+
+def test_swift_config_keystone_v3_and_missing_keys():
+    section = {
+        "os_auth_url": "https://keystone.example:5000/v3",
+        "os_username": "bot",
+        "os_password": "secret",
+        "os_project_name": "autopkgtest",
+        "os_region_name": "RegionOne",
+    }
+    store = SwiftStore.from_config(from_dict({"swift": section}))
+    conn = store._conn  # no Keystone here: check what would be sent
+    assert (conn.authurl, conn.user, conn.key, conn.auth_version) == (section["os_auth_url"], "bot", "secret", "3")
+    assert conn.os_options == {
+        "project_name": "autopkgtest",
+        "project_domain_name": "Default",
+        "user_domain_name": "Default",
+        "region_name": "RegionOne",
+    }
+    assert conn.retries == 5
+    store.close()
+    del section["os_password"]
+    with pytest.raises(ConfigError, match=r"\[swift\] os_password"):
+        SwiftStore.from_config(from_dict({"swift": section}))

@@ -118,90 +118,9 @@ def _free_port() -> int:
     raise SwiftSetupError(f"no free port in {PORT_RANGE}")
 
 
-# tempauth and the proxy's info caching need env['swift.cache']. Values go
-# through JSON like memcache would, so callers never share mutable objects.
-DICT_CACHE_MODULE = '''\
-"""Dict-backed stand-in for Swift's memcache middleware (tests only, workers = 0)."""
-import json
-import time
-
-_STORE = {}
-
-
-class DictCache:
-    def _live(self, key):
-        item = _STORE.get(key)
-        if item is None:
-            return None
-        value, expires = item
-        if expires and expires < time.time():
-            del _STORE[key]
-            return None
-        return value
-
-    def get(self, key, raise_on_error=False):
-        value = self._live(key)
-        return None if value is None else json.loads(value)
-
-    def set(self, key, value, serialize=True, time=0, min_compress_len=0, raise_on_error=False):
-        expires = _expiry(time)
-        _STORE[key] = (json.dumps(value), expires)
-
-    def incr(self, key, delta=1, time=0):
-        current = self.get(key) or 0
-        current = max(0, int(current) + int(delta))
-        self.set(key, current, time=time)
-        return current
-
-    def decr(self, key, delta=1, time=0):
-        return self.incr(key, -delta, time)
-
-    def delete(self, key, server_key=None):
-        _STORE.pop(key, None)
-
-    def get_multi(self, keys, server_key):
-        return [self.get(key) for key in keys]
-
-    def set_multi(self, mapping, server_key, serialize=True, time=0, min_compress_len=0):
-        for key, value in mapping.items():
-            self.set(key, value, time=time)
-
-
-def _expiry(seconds):
-    seconds = float(seconds or 0)
-    if not seconds:
-        return 0
-    return seconds if seconds > 30 * 24 * 3600 else time.time() + seconds
-
-
-def filter_factory(global_conf, **local_conf):
-    cache = DictCache()
-
-    def make(app):
-        def middleware(env, start_response):
-            env["swift.cache"] = cache
-            return app(env, start_response)
-
-        return middleware
-
-    return make
-'''
-
-
-# Run inside the Swift virtualenv: one device per ring, 2^6 partitions, 1 replica.
-RING_SCRIPT = """
-import sys
-from swift.common.ring import RingBuilder
-
-etc = sys.argv[1]
-for name, port in zip(("account", "container", "object"), sys.argv[2:]):
-    builder = RingBuilder(6, 1, 1)
-    builder.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port),
-                     "device": "d1", "weight": 1.0})
-    builder.rebalance()
-    builder.save(f"{etc}/{name}.builder")
-    builder.get_ring().save(f"{etc}/{name}.ring.gz")
-"""
+HELPERS = Path(__file__).resolve().parent
+DICT_CACHE = HELPERS / "swift_dict_cache.py"
+RING_SCRIPT = HELPERS / "swift_rings.py"
 
 
 class SwiftServer:
@@ -263,7 +182,7 @@ class SwiftServer:
                 use = egg:swift#{name}
                 """)
             )
-        (self.etc / "dict_cache.py").write_text(DICT_CACHE_MODULE)
+        shutil.copy(DICT_CACHE, self.etc / "swift_dict_cache.py")
         (self.etc / "proxy-server.conf").write_text(
             textwrap.dedent(common)
             + f"bind_port = {self.ports['proxy']}\n"
@@ -281,7 +200,7 @@ ratelimit tempauth staticweb copy slo dlo versioned_writes symlink proxy-logging
             user_test_tester = {KEY} .admin
 
             [filter:cache]
-            paste.filter_factory = dict_cache:filter_factory
+            paste.filter_factory = swift_dict_cache:filter_factory
 
             [filter:catch_errors]
             use = egg:swift#catch_errors
@@ -313,8 +232,8 @@ ratelimit tempauth staticweb copy slo dlo versioned_writes symlink proxy-logging
             use = egg:swift#symlink
             """)
         )
-        # One interpreter builds all three rings: three swift-ring-builder calls each cost ~1 s.
-        _run([str(self.venv / "bin" / "python"), "-c", RING_SCRIPT, str(self.etc)]
+        # -I: without it the script's folder (holding this swift.py) would shadow the swift package.
+        _run([str(self.venv / "bin" / "python"), "-I", str(RING_SCRIPT), str(self.etc)]
              + [str(self.ports[name]) for name in ("account", "container", "object")])  # fmt: skip
         for name in ("account", "container", "object"):
             if not (self.etc / f"{name}.ring.gz").exists():
