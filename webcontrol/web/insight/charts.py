@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import flask
 
-from webcontrol import history, results
+from webcontrol import history, insight, results
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import API_PREFIX, describe, query_param
 from webcontrol.web.insight import bp
@@ -91,7 +91,8 @@ def _points(package: str, release: str, arch: str) -> tuple[list[dict], int]:
     conn = context.get_db()
     test = history.find_test(conn, package, release, arch)
     rows = history.history(conn, test, limit) if test else []
-    return links.result_views(conn, rows), limit
+    classes = insight.classify_rows(conn, rows)
+    return [links.result_view(row, cls) for row, cls in zip(rows, classes, strict=True)], limit
 
 
 @bp.route("/packages/<package>/<release>/<arch>/history.svg")

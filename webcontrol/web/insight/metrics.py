@@ -108,9 +108,10 @@ class Exposition:
         self.lines: list[str] = []
 
     def family(self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict, float]]) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} {kind}")
+        # Classic text format: a counter's family carries the _total name of its sample.
         sample_name = f"{name}_total" if kind == "counter" else name
+        self.lines.append(f"# HELP {sample_name} {help_text}")
+        self.lines.append(f"# TYPE {sample_name} {kind}")
         for labels, value in samples:
             self.lines.append(f"{sample_name}{_labels(labels)} {_number(value)}")
 

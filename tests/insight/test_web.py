@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The insight routes of browse.cgi on a site built through the real ingestion path."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import flask
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.insight import site as sitemod
+from webcontrol import db, history, insight
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+SVG = "{http://www.w3.org/2000/svg}"
+HELLO_URL = "/packages/hello/noble/amd64"
+
+
+def test_classification_of_the_ingested_history(insight_site):
+    conn = db.connect_ro(insight_site.public)
+    test = history.find_test(conn, "hello", "noble", "amd64")
+    rows = history.history(conn, test, 100)
+    assert insight.classify_rows(conn, rows)[::-1] == [spec[-1] for spec in sitemod.HELLO]
+    # A page in the middle (keyset paging) gets the same answers from a bounded read.
+    page = history.history(conn, test, 4, before=rows[3].run_id)
+    assert insight.classify_rows(conn, page) == [spec[-1] for spec in sitemod.HELLO][::-1][4:8]
+
+
+# Atom feeds ----------------------------------------------------------------------------------------
+
+
+def parse_feed(response):
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/atom+xml")
+    root = ET.fromstring(response.data)
+    assert root.tag == f"{ATOM}feed"
+    for name in ("id", "title", "updated", "author"):
+        assert root.find(f"{ATOM}{name}") is not None, name
+    assert root.find(f"{ATOM}link[@rel='self']").get("href").startswith("https://autopkgtest.example.com/")
+    entries = root.findall(f"{ATOM}entry")
+    for entry in entries:
+        for name in ("id", "title", "updated", "link", "content"):
+            assert entry.find(f"{ATOM}{name}") is not None, name
+        assert entry.find(f"{ATOM}content").get("type") == "html"
+    updated = [entry.find(f"{ATOM}updated").text for entry in entries]
+    assert updated == sorted(updated, reverse=True)
+    return root, entries
+
+
+def test_test_feed_has_one_entry_per_state_change(client, insight_site):
+    _root, entries = parse_feed(client.get(f"{HELLO_URL}/feed.atom"))
+    expected = sorted(sitemod.HELLO_CHANGES, reverse=True)
+    ids = [entry.find(f"{ATOM}id").text for entry in entries]
+    assert ids == [
+        f"https://autopkgtest.example.com/packages/h/hello/noble/amd64/{insight_site.hello[i].run_id}" for i in expected
+    ]
+    titles = [entry.find(f"{ATOM}title").text for entry in entries]
+    assert titles[-1] == "hello noble/amd64: first result: pass"
+    assert titles[0] == "hello noble/amd64: pass → fail (flaky)"
+    assert "hello noble/amd64: pass → fail (regression)" in titles
+    assert entries[0].find(f"{ATOM}category").get("term") == "flaky"
+    # The content is escaped HTML (type="html"): a table a reader renders.
+    assert "<table>" in entries[0].find(f"{ATOM}content").text
+
+
+def test_package_feed_merges_its_tests_and_user_feed_keeps_their_runs(client, insight_site):
+    _root, entries = parse_feed(client.get("/packages/hello/feed.atom"))
+    titles = [entry.find(f"{ATOM}title").text for entry in entries]
+    assert sum("noble/amd64" in t for t in titles) == len(sitemod.HELLO_CHANGES)
+    assert sum("noble/arm64" in t for t in titles) == 2
+    _root, entries = parse_feed(client.get(f"/user/{sitemod.USER}/feed.atom"))
+    # carol asked for runs 2 (pass→fail), 3 (tmpfail: no change), 5 (fail→pass), 9 (pass→fail).
+    run_ids = [entry.find(f"{ATOM}id").text.rsplit("/", 1)[1] for entry in entries]
+    assert run_ids == [insight_site.hello[i].run_id for i in (9, 5, 2)]
+    _root, entries = parse_feed(client.get("/user/nobody/feed.atom"))
+    assert entries == []
+    assert client.get("/user/Bad_Name/feed.atom").status_code == 404
+    _root, entries = parse_feed(client.get("/packages/unknown-pkg/feed.atom"))
+    assert entries == []
+
+
+# Badges ----------------------------------------------------------------------------------------------
+
+
+def badge(client, url):
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("image/svg+xml")
+    assert response.headers["Cache-Control"] == "max-age=300"
+    root = ET.fromstring(response.data)
+    assert root.tag == f"{SVG}svg"
+    texts = [element.text for element in root.iter(f"{SVG}text")]
+    return root.get("data-classification"), texts
+
+
+def test_badges(client):
+    assert badge(client, f"{HELLO_URL}/badge.svg") == ("flaky", ["autopkgtest noble/amd64", "flaky"])
+    # The package badge shows the worst test: arm64 regressed.
+    assert badge(client, "/packages/hello/badge.svg") == ("regression", ["autopkgtest", "regression"])
+    assert badge(client, "/packages/hello/badge.svg?release=jammy") == ("none", ["autopkgtest jammy", "no results"])
+    assert badge(client, "/packages/nothing-here/badge.svg")[1] == ["autopkgtest", "no results"]
+    assert client.get("/packages/Bad!/badge.svg").status_code == 404
+    assert client.get("/packages/hello/badge.svg?release=no/pe").status_code == 400
+
+
+# Routes do not disturb browse --------------------------------------------------------------------------
+
+
+def test_browse_routes_still_win(client, insight_site):
+    assert client.get("/api/v1/packages/h/hello").get_json()["page"] == "package"
+    assert client.get("/api/v1/packages/hello/noble/amd64").get_json()["page"] == "history"
+    assert client.get("/api/v1/packages/h/hello/noble/amd64").get_json()["page"] == "history"
+    run = insight_site.hello[2].run_id
+    assert client.get(f"/api/v1/packages/hello/noble/amd64/{run}").get_json()["page"] == "run"
+    assert client.get(f"/packages/h/hello/noble/amd64/{run}").status_code == 200
+    # /packages/<prefix>/<pkg> for packages literally named like our files stays browse's package page.
+    for name in ("feed.atom", "badge.svg"):
+        response = client.get(f"/packages/{name[0]}/{name}")
+        assert response.status_code == 200 and b"no previous results" in response.data.lower()
+
+
+# History chart ----------------------------------------------------------------------------------------------
+
+
+def test_history_chart_svg_and_its_json_twin(client, insight_site):
+    response = client.get(f"{HELLO_URL}/history.svg")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("image/svg+xml")
+    root = ET.fromstring(response.data)
+    assert root.tag == f"{SVG}svg"
+    bars = [rect for rect in root.iter(f"{SVG}rect") if "ic-bar" in (rect.get("class") or "")]
+    assert [bar.get("class").split()[-1] for bar in bars] == [
+        "ic-" + {0: "pass", 4: "fail", 8: "neutral", 16: "tmpfail", 99: "denylisted"}[spec[0]] for spec in sitemod.HELLO
+    ]
+    heights = [float(bar.get("height")) for bar in bars]
+    assert heights == sorted(heights)  # durations grow with the index in the crafted history
+    style = root.find(f"{SVG}style").text
+    assert "prefers-color-scheme: dark" in style and "currentColor" in style
+    data = client.get(f"/api/v1{HELLO_URL}/history.svg?limit=3").get_json()
+    assert [p["run_id"] for p in data["points"]] == [run.run_id for run in insight_site.hello[-3:]]
+    assert [p["classification"] for p in data["points"]] == ["regression", "flaky", "flaky"]
+    assert client.get(f"{HELLO_URL}/history.svg?limit=0").status_code == 400
+
+
+# Changes since the last pass ------------------------------------------------------------------------------------
+
+
+def test_changes_since_the_last_pass(client, insight_site):
+    hello = insight_site.hello
+    data = client.get(f"/api/v1{HELLO_URL}/{hello[2].run_id}/changes").get_json()
+    assert data["applicable"] and data["base"]["run_id"] == hello[1].run_id
+    diff = data["diff"]
+    assert diff["upgraded"] == [{"name": "hello", "old": "1.0-1", "new": "1.0-2"}]
+    assert [p["name"] for p in diff["added"]] == ["libfoo1"]  # demodata adds it to failing testbeds
+    assert diff["removed"] == diff["downgraded"] == []
+    html = client.get(f"{HELLO_URL}/{hello[2].run_id}/changes").data.decode()
+    assert "<td>upgraded</td><td>hello</td><td>1.0-1</td><td>1.0-2</td>" in html
+    passing = client.get(f"/api/v1{HELLO_URL}/{hello[0].run_id}/changes").get_json()
+    assert passing["applicable"] is False
+    assert client.get(f"{HELLO_URL}/20990101_000000_abcde@/changes").status_code == 404
+    assert client.get(f"{HELLO_URL}/not-a-run/changes").status_code == 404
+
+
+def test_partials_render_from_page_variables(insight_app, insight_site):
+    """What the browse history and run pages get when they include the partials."""
+    with insight_app.test_request_context("/"):
+        from webcontrol.web.browse import context, links
+
+        conn = context.get_db()
+        test = history.find_test(conn, "hello", "noble", "amd64")
+        views = links.result_views(conn, history.history(conn, test, 100))
+        chart = flask.render_template_string('{% include "partials/history_chart.html" %}', results=views)
+        root = ET.fromstring(chart.strip())
+        assert len([r for r in root.iter(f"{SVG}rect") if "ic-bar" in (r.get("class") or "")]) == len(views)
+        failing = next(v for v in views if v["run_id"] == insight_site.hello[2].run_id)
+        diff = flask.render_template_string('{% include "partials/package_diff.html" %}', run=failing)
+        assert "<td>added</td><td>libfoo1</td>" in diff
+        passing = next(v for v in views if v["result"] == "pass")
+        assert flask.render_template_string('{% include "partials/package_diff.html" %}', run=passing).strip() == ""
+        assert flask.render_template_string('{% include "partials/history_chart.html" %}', results=[]).strip() == ""
+
+
+# /flaky ------------------------------------------------------------------------------------------------------------
+
+
+def test_flaky_page_and_json(client):
+    data = client.get("/api/v1/flaky").get_json()
+    assert data["computed"] is True
+    groups = {(g["release"], g["arch"]): g["tests"] for g in data["groups"]}
+    top = groups[("noble", "amd64")][0]
+    assert (top["package"], top["score"], top["flips"], top["runs"]) == ("hello", 0.5, 3, 9)
+    for tests in groups.values():
+        keys = [(-t["score"], -t["flips"], -t["runs"], t["package"]) for t in tests]
+        assert keys == sorted(keys) and all(t["flips"] >= insight.MIN_FLIPS for t in tests)
+    html = client.get("/flaky?release=noble&arch=amd64").data.decode()
+    assert 'href="https://autopkgtest.example.com/packages/h/hello/noble/amd64">hello</a>' in html
+    assert client.get("/api/v1/flaky?release=jammy&arch=amd64&limit=5").get_json()["groups"] == []
+    assert client.get("/flaky?limit=0").status_code == 400
+    assert "/api/v1/flaky" in client.get("/api/v1/openapi.json").get_json()["paths"]
+
+
+# /metrics ------------------------------------------------------------------------------------------------------------
+
+
+def test_metrics_parse_as_prometheus_text(client, insight_site):
+    client.get(f"{HELLO_URL}/badge.svg")
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    families = {family.name: family for family in text_string_to_metric_families(response.data.decode())}
+    samples = {name: [(s.name, s.labels, s.value) for s in family.samples] for name, family in families.items()}
+    conn = db.connect_ro(insight_site.public)
+    count = conn.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+    assert samples["autopkgtest_results_ingested"] == [("autopkgtest_results_ingested_total", {}, count)]
+    assert samples["autopkgtest_ingest_lag_seconds"][0][2] >= 0
+    sizes = {(s[1]["context"], s[1]["release"], s[1]["arch"]): s[2] for s in samples["autopkgtest_queue_size"]}
+    assert sizes == {("ubuntu", "noble", "amd64"): 2, ("huge", "jammy", "arm64"): 0}
+    assert samples["autopkgtest_running_jobs"] == [
+        ("autopkgtest_running_jobs", {"release": "noble", "arch": "amd64"}, 1)
+    ]
+    present = {s[1]["file"]: s[2] for s in samples["autopkgtest_data_file_present"]}
+    assert present["public_db"] == present["running"] == present["queued"] == 1.0
+    assert present["stats"] == 0.0  # never computed on this site
+    ages = {s[1]["file"] for s in samples["autopkgtest_data_file_age_seconds"]}
+    assert "public_db" in ages and "stats" not in ages
+    flaky = {(s[1]["release"], s[1]["arch"]): s[2] for s in samples["autopkgtest_flaky_tests"]}
+    assert flaky[("noble", "amd64")] >= 1
+    latency = families["autopkgtest_page_latency_seconds"]
+    assert latency.type == "histogram"
+    counts = {s.labels["endpoint"]: s.value for s in latency.samples if s.name.endswith("_count")}
+    assert counts["insight.test_badge"] >= 1
+    assert "request" not in " ".join(families)  # request.cgi outcomes are not exported
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/flaky", f"{HELLO_URL}/feed.atom", f"{HELLO_URL}/badge.svg"])
+def test_without_a_public_db(tmp_path, path):
+    """Before the first publish: /metrics still answers, pages say 503, never a traceback."""
+    from webcontrol import config as configmod
+    from webcontrol.web.browse import create_app
+
+    values = {"web": {"database_public": str(tmp_path / "missing.db"), "state_dir": str(tmp_path / "state")}}
+    configmod.write(values, tmp_path / "c.conf")
+    client = create_app(configmod.load(str(tmp_path / "c.conf"))).test_client()
+    response = client.get(path)
+    if path == "/metrics":
+        assert response.status_code == 200 and b"autopkgtest_public_db_up 0" in response.data
+    else:
+        assert response.status_code == 503 and b"Traceback" not in response.data
