@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,31 @@ def test_required_mod_wsgi_settings_and_no_user_agent_rules():
     assert "SetEnv AUTOPKGTEST_CLOUD_CONF ${AUTOPKGTEST_WEB_CONF}" in directives
     for line in directives:
         assert not re.search(r"BrowserMatch|HTTP_USER_AGENT|SetEnvIf(NoCase)?\s+User-Agent", line, re.I), line
+
+
+def load_charm_siteconfig():
+    """The charm's pure rendering module, loaded from its file (the charm is not a package of the project)."""
+    import importlib.util
+
+    path = apache.PROJECT / "charms" / "autopkgtest-web" / "src" / "siteconfig.py"
+    spec = importlib.util.spec_from_file_location("autopkgtest_web_charm_siteconfig", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_charms_apache_variables_parse(tmp_path):
+    siteconfig = load_charm_siteconfig()
+    inputs = siteconfig.SiteInputs(
+        amqp_uri="amqp://u:p@broker:5672",
+        swift={},
+        site_url="https://autopkgtest.example.com",
+        swift_storage_url="https://swift.example.com/v1/AUTH_abc",
+        port=8080,
+    )
+    rendered = siteconfig.render_apache_defines(inputs)
+    defines = dict(line.split()[1:3] for line in rendered.splitlines() if line.startswith("Define "))
+    defines.update(TEST_USER)  # the charm's service user does not exist on test machines
+    out = run_config(tmp_path, defines, "-D", "DUMP_VHOSTS")
+    assert "*:8080" in out
