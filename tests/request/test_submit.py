@@ -258,3 +258,15 @@ def test_publisher_survives_lost_connection_and_deleted_queue(client, valid, sit
     assert ask(client, **valid, readable_by="joe").status_code == 200
     (request,) = [TestRequest.parse(b) for b in drain(amqp_uri, f"debci-{site.release}-amd64")]
     assert request.params["readable-by"] == "joe"
+
+
+def test_internal_error_shows_incident_not_traceback(client, valid, site, caplog):
+    login(client)
+    (site.root / "public.db").unlink()
+    response = ask(client, **valid)
+    assert response.status_code == 500
+    page = response.get_data(as_text=True)
+    assert "A server error has occurred; please try again later" in page
+    assert "Incident id:" in page and "Traceback" not in page
+    incident = page.split("Incident id: ")[1].split("<")[0]
+    assert any(incident in r.getMessage() for r in caplog.records)

@@ -38,6 +38,7 @@ LP_TEAMS_NS = "http://ns.launchpad.net/2007/openid-teams"
 SESSION_MAX_AGE_S = 3600
 #: Longer redirect URLs break some browsers; OpenID then uses an auto-submitting form.
 MAX_REDIRECT_URL = 2000
+CLEANUP_ONE_IN = 200
 
 
 class TeamsRequest(Extension):
@@ -142,7 +143,14 @@ def make_blueprint(name: str, login_path: str, logout_path: str) -> flask.Bluepr
 def _consumer(session_data: dict) -> oidconsumer.Consumer:
     store_dir = _state_dir()
     store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return oidconsumer.Consumer(session_data, FileOpenIDStore(str(store_dir)))
+    store = FileOpenIDStore(str(store_dir))
+    # Expired nonces and associations pile up as files; sweep them now and then.
+    if secrets.randbelow(CLEANUP_ONE_IN) == 0:
+        try:
+            store.cleanup()
+        except OSError as err:
+            log.warning("cannot clean the OpenID store %s: %s", store_dir, err)
+    return oidconsumer.Consumer(session_data, store)
 
 
 def _begin(login_path: str, target: str):

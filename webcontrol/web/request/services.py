@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from webcontrol.web.request.publisher import Publisher
 from webcontrol.web.request.ratelimit import RateLimiter
 from webcontrol.web.request.validation import Environment, parse_package_requestors
 
+RELEASES_TTL_S = 300.0
+
 
 @dataclass
 class RequestServices:
@@ -31,6 +34,7 @@ class RequestServices:
     publisher: Publisher | None
     #: Prepended to every queue name; only tests set it, to publish to private queues.
     queue_prefix: str = ""
+    _releases: tuple[float, list[str]] | None = None
 
     @classmethod
     def from_config(cls, config: configmod.Config) -> RequestServices:
@@ -53,8 +57,14 @@ class RequestServices:
         return db.connect_ro(self.config.need("web", "database_public"), timeout_ms=10_000)
 
     def releases(self, conn: sqlite3.Connection) -> list[str]:
+        """Supported releases; distro-info and the DB fallback are consulted at most every few minutes."""
+        now = time.monotonic()
+        if self._releases is not None and now - self._releases[0] < RELEASES_TTL_S:
+            return self._releases[1]
         # The DB fallback scans every result: only when neither config nor distro-info answers.
-        return self.config.supported_releases() or self.config.supported_releases(db.releases_by_age(conn))
+        found = self.config.supported_releases() or self.config.supported_releases(db.releases_by_age(conn))
+        self._releases = (now, found)
+        return found
 
     def environment(self, conn: sqlite3.Connection, site: str) -> Environment:
         return Environment(
