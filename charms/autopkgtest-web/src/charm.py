@@ -13,6 +13,7 @@ with the reason in the status message.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -41,7 +42,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(packages_for="", deployed="", code_dir="")
+        self._stored.set_default(packages_for="", deployed="", code_dir="", apache_applied="")
         self.host = self.make_host()
         for event in (
             self.on.install,
@@ -219,16 +220,23 @@ class AutopkgtestWebCharm(ops.CharmBase):
 
     def _write_site(self, inputs: SiteInputs) -> bool:
         """Render the config and Apache variables; reload Apache on change. Returns True if the config changed."""
+        config_text = siteconfig.render_config(inputs)
+        defines_text = siteconfig.render_apache_defines(inputs, siteconfig.CODE_LINK)
+        modules = siteconfig.apache_modules(inputs)
         config_changed = self.host.write_file(
             siteconfig.CONFIG_FILE,
-            siteconfig.render_config(inputs),
+            config_text,
             mode=0o640,  # holds the Swift and AMQP passwords
             owner=("root", siteconfig.SERVICE_USER),
         )
-        defines_changed = self.host.write_file(
-            siteconfig.APACHE_DEFINES, siteconfig.render_apache_defines(inputs, siteconfig.CODE_LINK)
-        )
-        self.host.run(["a2enmod", "-q", *siteconfig.apache_modules(inputs)])
+        self.host.write_file(siteconfig.APACHE_DEFINES, defines_text)
+        # The web apps read the config, Apache the variables and the site (from the deployed tree).
+        applied = hashlib.sha256(
+            "\0".join((config_text, defines_text, " ".join(modules), self._stored.deployed)).encode()
+        ).hexdigest()
+        if applied == self._stored.apache_applied:
+            return config_changed
+        self.host.run(["a2enmod", "-q", *modules])
         self.host.run(["a2enconf", "-q", "autopkgtest-web-site"])
         self.host.run(["a2ensite", "-q", "autopkgtest-web"])
         if self.host.path("/etc/apache2/sites-enabled/000-default.conf").exists():
@@ -236,7 +244,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
         self.host.run(["apache2ctl", "configtest"])
         # Graceful: running requests finish; the WSGI daemons restart and re-read the config.
         self.host.run(["systemctl", "reload-or-restart", "apache2.service"])
-        log.info("config %s, Apache variables %s", "changed" if config_changed else "unchanged", defines_changed)
+        self._stored.apache_applied = applied
         return config_changed
 
     def _start_services(self, config_changed: bool) -> None:

@@ -239,12 +239,15 @@ def test_config_change_restarts_the_consumers_only_when_the_file_changed(harness
     add_amqp(harness, {"hostname": "10.1.2.3", "password": "secret"})
     configure(harness)
     restarts = len(host.ran("systemctl", "try-restart"))
+    reloads = len(host.ran("systemctl", "reload-or-restart"))
     harness.update_config({"port": 80})  # nothing changes
     assert len(host.ran("systemctl", "try-restart")) == restarts
+    assert len(host.ran("systemctl", "reload-or-restart")) == reloads
     harness.update_config({"releases": "noble"})
     assert read_config(host)["web"]["releases"] == "noble"
     assert host.ran("systemctl", "try-restart")[-1][2:] == list(charm_module.DAEMONS)
     assert len(host.ran("systemctl", "try-restart")) == restarts + 1
+    assert len(host.ran("systemctl", "reload-or-restart")) == reloads + 1  # the web apps re-read it
 
 
 def test_other_port_listens_and_opens_it(harness, host):
