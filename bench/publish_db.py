@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Benchmark: publish-db on a large DB against a plain file copy, with a live writer.
+
+Builds a results DB of about --size-mb (schema of webcontrol.db), then in one
+run times (a) a plain file copy of it and (b) publish-db's publish() (backup-API
+snapshot, archive refresh against an unchanged file:// archive, sha256, renames),
+while a writer thread commits one result every 10 ms through the real write
+routine and records how long each commit waited. Target (issue 2): publish at
+most 2x the copy; the writer never blocked more than 100 ms.
+
+    python bench/publish_db.py [--size-mb 1024] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from webcontrol import config as configmod  # noqa: E402
+from webcontrol import db, demodata
+from webcontrol.services import publish_db  # noqa: E402
+
+
+def build(path: Path, size_mb: int) -> None:
+    conn = db.connect_rw(path)
+    conn.execute("PRAGMA synchronous = OFF")
+    rng = random.Random(1)
+    tests = 200_000
+    with db.write_transaction(conn):
+        conn.executemany(
+            "INSERT INTO test(id, release, arch, package) VALUES (?, ?, ?, ?)",
+            ((i + 1, ("jammy", "noble", "questing")[i % 3], ("amd64", "arm64", "s390x", "ppc64el", "armhf")[i % 5],
+              f"package{i // 15:05d}") for i in range(tests)),
+        )  # fmt: skip
+    batch = 200_000
+    n = 0
+    while os.path.getsize(path) < size_mb * 1024 * 1024:
+        with db.write_transaction(conn):
+            conn.executemany(
+                "INSERT INTO result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((rng.randint(1, tests), f"2024{(i // 86400) % 12 + 1:02d}{i % 28 + 1:02d}_{i % 240000:06d}_{i % 1048576:05x}@",
+                  f"1.{i % 50}-{i % 7}ubuntu1", f"glib2.0/2.80.{i % 9}-1 package{i % 9999:05d}/1.{i % 50}", rng.randint(30, 9000),
+                  rng.choice((0, 0, 0, 2, 4, 8, 16)), rng.choice(("", "", "joe", "ana")), "", None)
+                 for i in range(n, n + batch)),
+            )  # fmt: skip
+        n += batch
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"built {path} : {os.path.getsize(path) / 2**20:.0f} MB, {n} results")
+    conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--keep", help="reuse/keep the generated DB in this folder")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-publish-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rw = work / "rw.db"
+    if not rw.exists():
+        build(rw, args.size_mb)
+    archive = demodata.write_archive(work / "archive", {"noble": {"package00001": "1.0-1"}})
+    (work / "public").mkdir(exist_ok=True)
+    config = configmod.from_dict({"web": {"database": rw, "database_public": work / "public" / "autopkgtest.db",
+                                          "archive_url": archive}})  # fmt: skip
+    publish_db.publish(config)  # warm-up: archive timestamps recorded, page cache filled
+
+    started = time.monotonic()
+    shutil.copyfile(rw, work / "copy.db")
+    copy_s = time.monotonic() - started
+    os.unlink(work / "copy.db")
+
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def writer():
+        conn = db.connect_rw(rw)
+        i = 0
+        while not stop.is_set():
+            record = db.ResultRecord(
+                "noble", "amd64", "writer", f"20990101_{i:06d}_abcde@", "1", "writer/1", 1, 0, "", "", None
+            )
+            t = time.monotonic()
+            db.record_results(conn, [record])
+            waits.append(time.monotonic() - t)
+            i += 1
+            time.sleep(0.01)
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    publish_db.publish(config)
+    publish_s = time.monotonic() - started
+    time.sleep(0.5)
+    stop.set()
+    thread.join()
+    size = os.path.getsize(rw) / 2**20
+    print(
+        f"DB {size:.0f} MB: file copy {copy_s:.2f} s, publish-db {publish_s:.2f} s = {publish_s / copy_s:.2f}x the copy"
+    )
+    print(f"writer during the run: {len(waits)} commits, median {statistics.median(waits) * 1000:.1f} ms, "
+          f"max {max(waits) * 1000:.1f} ms")  # fmt: skip
+    if not args.keep:
+        shutil.rmtree(work)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
