@@ -227,6 +227,15 @@ def test_restore_rejects_a_damaged_backup(local_site, capsys):
     assert results_in_or_none(db_path) is None
 
 
+def test_restore_rejects_a_backup_that_is_not_sql(local_site, capsys):
+    LocalStore(local_site / "state").put_object(
+        "backups", "2023/01/01/00_00_00/autopkgtest.sql.zst", zstandard.ZstdCompressor().compress(b"hello world;\n")
+    )
+    assert run(local_site, "--restore") == 1
+    assert "neither an SQLite DB nor a loadable SQL dump" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert results_in_or_none(local_site / "data" / "autopkgtest.db") is None
+
+
 def results_in_or_none(path: Path):
     return results_in(path) if path.exists() and path.stat().st_size else None
 

@@ -199,15 +199,42 @@ def unpack(packed: Path, work: Path, name: str) -> Path:
     if is_db:
         return raw
     scratch = work / "from-dump.db"
-    conn = sqlite3.connect(scratch)
     try:
-        conn.executescript(raw.read_text(encoding="utf-8"))
+        statements = load_dump(raw, scratch)
     except (sqlite3.Error, UnicodeDecodeError) as err:
         raise ProgramError(f"backup {name} is neither an SQLite DB nor a loadable SQL dump: {err}") from None
+    log.info("loaded SQL dump %s (%d statements)", name, statements)
+    return scratch
+
+
+def load_dump(dump: Path, target: Path) -> int:
+    """Run an SQL text dump into a new DB one statement at a time (dumps can be larger than memory).
+
+    Dumps written by ``sqlite3 .dump`` and ``iterdump()`` hold one statement per line (string
+    values may span lines), which is what this reads.
+    """
+    conn = sqlite3.connect(target, isolation_level=None)
+    count = 0
+    try:
+        # A scratch file, thrown away if this fails: no journal, no fsync.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        pending = ""
+        with open(dump, encoding="utf-8") as lines:
+            for line in lines:
+                pending += line
+                if sqlite3.complete_statement(pending):
+                    conn.execute(pending)
+                    pending = ""
+                    count += 1
+        if pending.strip():
+            conn.execute(pending)
+            count += 1
+        if conn.in_transaction:
+            conn.execute("COMMIT")
     finally:
         conn.close()
-    log.info("loaded SQL dump %s", name)
-    return scratch
+    return count
 
 
 def restore(db_path: Path, dest: Destination, name: str | None) -> str:
