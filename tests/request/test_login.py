@@ -143,3 +143,19 @@ def test_provider_down_is_503(site, launchpad):
     client = create_app(site.config).test_client()
     response = client.post("/login", data={"next": "/"})
     assert response.status_code == 503
+
+
+def test_cookie_secure_over_https_and_split_mount(app, openid_provider):
+    """Behind an https front end, mounted as WSGIScriptAlias /login (path split into SCRIPT_NAME)."""
+    client = app.test_client()
+    openid_provider.user = "joe"
+    response = client.post("", data={"next": "/"}, base_url="https://localhost/login")
+    assert response.status_code == 302
+    back = provider_answer(response.location)
+    query = urllib.parse.urlsplit(back).query
+    response = client.get("?" + query, base_url="https://localhost/login")
+    assert response.status_code == 302
+    cookie = client.get_cookie("session", domain="localhost")
+    assert cookie.secure and cookie.http_only
+    response = client.get("", base_url="https://localhost/logout")
+    assert response.status_code == 302 and response.location == SITE_URL + "/"

@@ -82,3 +82,11 @@ def test_github_jobs_page(browse, site):
 
 def test_github_jobs_page_empty(browse):
     assert "No GitHub jobs are pending." in browse.get("/github-jobs").get_data(as_text=True)
+
+
+def test_login_from_request_cgi_shows_on_browse_pages(browse, client):
+    from tests.fakes.fixtures import login
+
+    login(client, "joe")
+    browse.set_cookie("session", client.get_cookie("session").value)
+    assert "Logout joe" in browse.get("/request").get_data(as_text=True)

@@ -118,3 +118,9 @@ def test_private_login_route(private, openid_provider):
     response = private.post("/private-results/login", data={"next": "/private-results/"})
     assert response.status_code == 302
     assert "openid.return_to=" + "https%3A%2F%2Fautopkgtest.example.com%2Fprivate-results%2Flogin" in response.location
+
+
+def test_split_mount(private):
+    login(private, "joe")
+    response = private.get(f"/{CONTAINER}/{RUN}/log.gz", base_url="http://localhost/private-results")
+    assert response.status_code == 200 and response.get_data() == LOG

@@ -245,3 +245,68 @@ def test_every_failure_is_4xx_never_500(client, valid):
     ]:
         response = client.get("/request.cgi?" + bad)
         assert 400 <= response.status_code < 500, (bad, response.status_code)
+
+
+def test_checks_run_in_contract_order(client, valid, site, launchpad):
+    """With several faults, the earliest check of §9.3 answers; removing it reveals the next."""
+    login(client, "mallory")
+    params = {"trigger": "migration-reference/0", "ppa": "nobody/none"}
+    running = {"triggers": ["migration-reference/0"], "ppas": ["nobody/none"]}
+    site.write_running({"hello": {"k": {site.release: {"amd64": [running, 1, ""]}}}})
+    item = 'hello\n{"ppas": ["nobody/none"], "triggers": ["migration-reference/0"]}'
+    queues = {"ubuntu": {site.release: {"amd64": {"size": 1, "requests": [item]}}}}
+    site.write_queued({"queues": queues})
+    steps = [
+        (
+            {"release": None, "bogus": "1"},
+            400,
+            "You have passed invalid args: arch, package, trigger, ppa, bogus\nPlease see an example url below:\n"
+            f"<{SITE_URL}/request.cgi/?release=release&arch=arch&package=pkg&trigger=trigger1&trigger=trigger2>",
+        ),
+        ({"bogus": "1", "all-proposed": "2"}, 400, "Invalid argument bogus"),
+        ({"all-proposed": "2"}, 400, "Invalid all-proposed value"),
+        ({"all-proposed": "1"}, 400, "migration-reference/0 and all-proposed=1 are not compatible arguments."),
+        ({}, 400, "Cannot use PPAs with migration-reference/0"),
+    ]
+    for change, status, message in steps:
+        query_params = {**valid, **params, **change}
+        query_params = {k: v for k, v in query_params.items() if v is not None}
+        expect(client, status, message, **query_params)
+    base = {**valid, "trigger": "hello/1.0", "ppa": "nobody/none"}
+    site.write_running(
+        {"hello": {"k": {site.release: {"amd64": [{"triggers": ["hello/1.0"], "ppas": ["nobody/none"]}, 1, ""]}}}}
+    )
+    site.write_queued(
+        {
+            "queues": {
+                "ubuntu": {
+                    site.release: {
+                        "amd64": {
+                            "size": 1,
+                            "requests": ['hello\n{"ppas": ["nobody/none"], "triggers": ["hello/1.0"]}'],
+                        }
+                    }
+                }
+            }
+        }
+    )
+    expect(
+        client, 400, "Malformed trigger: hello\nversion: 1.0!", **{**base, "trigger": "hello/1.0!", "release": "zesty"}
+    )
+    expect(client, 404, "release zesty not found", **{**base, "release": "zesty", "arch": "riscv64"})
+    expect(client, 404, "arch riscv64 not found", **{**base, "arch": "riscv64", "package": "Bad"})
+    dup = f"release: {site.release}\npkg: hello\narch: amd64\ntriggers: hello/1.0"
+    expect(client, 403, "Test already running:\n" + dup, **base)
+    site.write_running({})
+    expect(client, 403, "Test already queued:\n" + dup, **base)
+    assert launchpad.state.calls == []  # checks 1-13 never ask Launchpad
+    site.write_queued({})
+    expect(client, 404, "ppa nobody/none not found", **base)
+    del base["ppa"]
+    expect(client, 404, "package gnu-hello does not have any test results", **{**base, "package": "gnu-hello"})
+    expect(
+        client,
+        403,
+        "You are not allowed to upload hello or hello/1.0 to Ubuntu, thus you are not allowed to use this service.",
+        **base,
+    )
