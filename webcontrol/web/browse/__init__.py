@@ -34,11 +34,15 @@ def _optional_blueprint(spec: str) -> flask.Blueprint | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        # Only a missing module is skipped; an import error inside it is a bug and propagates.
         if err.name and module_name.startswith(err.name):
             log.info("optional blueprint %s not installed (%s); skipping", spec, err)
             return None
-        raise
+        log.exception("optional blueprint %s cannot be imported; the site runs without it", spec)
+        return None
+    except ImportError:
+        # A broken feature must not take the whole site down; the traceback is in the log.
+        log.exception("optional blueprint %s cannot be imported; the site runs without it", spec)
+        return None
     return getattr(module, attribute)
 
 

@@ -23,6 +23,7 @@ import sqlite3
 import threading
 
 import flask
+from markupsafe import Markup
 
 from webcontrol import livestate, results
 from webcontrol.web.appbase import NotFound, ServiceUnavailable, site_url
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 bp = flask.Blueprint("live", __name__, template_folder="templates")
 
-QUEUE_HEAD_DEFAULT = 100
+QUEUE_HEAD_DEFAULT = 50
 QUEUE_PAGE_DEFAULT = 1000
 QUEUE_PAGE_MAX = 10000
 _CHUNK = 500  # SQLite parameters per IN (...) query
@@ -154,19 +155,92 @@ def _query_averages(packages: list[str]) -> dict | None:
     return found
 
 
-# Shared pieces ---------------------------------------------------------------------------------------
+# Derived values, cached per version of the files ---------------------------------------------------
+
+
+class _Derived:
+    """One value derived from specific versions of the live files, recomputed when its key changes.
+
+    The collector rewrites running.json up to twice a second and pages are
+    requested more often than that, so each version is turned into views
+    and HTML once, not once per request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: object = object()
+        self._value: object = None
+
+    def get(self, key: object, compute):
+        with self._lock:
+            if self._key == key:
+                return self._value
+        value = compute()
+        with self._lock:
+            self._key, self._value = key, value
+        return value
+
+
+class _JobFragments:
+    """Rendered job blocks, re-rendered only for jobs whose duration, log or hints changed.
+
+    Between two collector writes only the jobs that reported meanwhile
+    change (a tenth of them with 10 s status intervals), so most blocks are
+    reused as they are.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple, Markup]] = {}
+
+    def render(self, views: list[dict]) -> Markup:
+        template = flask.current_app.jinja_env.get_template("live/_job.html")
+        with self._lock:
+            entries = self._entries
+        fresh: dict[str, tuple[tuple, Markup]] = {}
+        parts = []
+        previous = None
+        for view in views:
+            first = view["package"] != previous
+            previous = view["package"]
+            signature = (first, view["duration"], view["logtail"], tuple(view["hints"]), view["run_url"])
+            cached = entries.get(view["id"])
+            html = cached[1] if cached and cached[0] == signature else Markup(template.render(job=view, first=first))
+            fresh[view["id"]] = (signature, html)
+            parts.append(html)
+        with self._lock:
+            self._entries = fresh
+        return Markup("").join(parts)
+
+
+_views = _Derived()
+_jobs_html = _Derived()
+_queue_data = _Derived()
+_queue_html = _Derived()
+_fragments = _JobFragments()
 
 
 def _ages() -> dict:
     return context.file_ages()
 
 
-def _running() -> tuple[list[livestate.RunningJob], list[dict]]:
-    jobs = livestate.running_jobs(context.running_raw())
-    averages = average_durations(jobs)
-    views = [job_view(job, averages.get((job.package, job.release, job.arch))) for job in jobs]
-    views.sort(key=lambda v: (v["package"], v["release"], v["arch"], -v["duration"]))
-    return jobs, views
+def _running_views() -> tuple[object, list[dict]]:
+    """``(key, views)`` of the current running.json, sorted by package, release, arch."""
+    stamp, raw = livestate.running_cache.get_with_stamp(context.config().get("web", "running_cache"))
+    key = (stamp, _db_stamp(), site_url())
+
+    def compute() -> list[dict]:
+        jobs = livestate.running_jobs(raw)
+        averages = average_durations(jobs)
+        views = [job_view(job, averages.get((job.package, job.release, job.arch))) for job in jobs]
+        views.sort(key=lambda v: (v["package"], v["release"], v["arch"], -v["duration"]))
+        return views
+
+    return key, _views.get(key, compute)
+
+
+def _running() -> tuple[None, list[dict]]:
+    return None, _running_views()[1]
 
 
 def _size_tables(queued: dict) -> list[dict]:
@@ -189,50 +263,82 @@ def _anchor(ctx: str, release: str, arch: str) -> str:
     return f"queue-{ctx}-{release}-{arch}"
 
 
-# Pages -------------------------------------------------------------------------------------------------
-
-
-@page(
-    bp,
-    "/running",
-    "live/running.html",
-    "Running jobs, queue sizes and the head of every non-empty queue",
-    parameters=[query_param("queue_limit", "items shown per queue, 0..10000 (default 100)", "integer")],
-)
-def running():
-    queue_limit = context.int_param("queue_limit", QUEUE_HEAD_DEFAULT, 0, QUEUE_PAGE_MAX)
-    queued = context.queued_raw()
-    _jobs, views = _running()
+def _queues(queue_limit: int) -> tuple[object, dict]:
+    """``(key, data)``: size tables, counts and the head of every non-empty queue."""
+    stamp, queued = livestate.queued_cache.get_with_stamp(context.config().get("web", "amqp_queue_cache"))
     base = site_url()
-    queues = []
-    for ctx, release, arch, size in livestate.queue_entries(queued):
-        if not size:
-            continue
-        items = livestate.queue_items(queued, ctx, release, arch, 0, queue_limit)
-        queues.append(
-            {
-                "context": ctx,
-                "release": release,
-                "arch": arch,
-                "size": size,
-                "anchor": _anchor(ctx, release, arch),
-                "requests": [queued_view(item) for item in items],
-                "url": f"{base}/running/queue/{ctx}/{release}/{arch}",
-            }
-        )
-    packages = sorted({v["package"] for v in views})
-    return {
-        "page": "running",
+    key = (stamp, queue_limit, base)
+
+    def compute() -> dict:
+        queues = []
+        for ctx, release, arch, size in livestate.queue_entries(queued):
+            if not size:
+                continue
+            items = livestate.queue_items(queued, ctx, release, arch, 0, queue_limit)
+            queues.append(
+                {
+                    "context": ctx,
+                    "release": release,
+                    "arch": arch,
+                    "size": size,
+                    "anchor": _anchor(ctx, release, arch),
+                    "requests": [queued_view(item) for item in items],
+                    "url": f"{base}/running/queue/{ctx}/{release}/{arch}",
+                }
+            )
+        return {
+            "queued_count": livestate.queued_count(queued),
+            "size_tables": _size_tables(queued),
+            "queues": queues,
+        }
+
+    return key, _queue_data.get(key, compute)
+
+
+# /running ------------------------------------------------------------------------------------------------
+
+
+def _running_page_data() -> tuple[dict, object, object, list[dict]]:
+    queue_limit = context.int_param("queue_limit", QUEUE_HEAD_DEFAULT, 0, QUEUE_PAGE_MAX)
+    views_key, views = _running_views()
+    queues_key, queues = _queues(queue_limit)
+    data = {
         "updated": _ages(),
         "running_count": len(views),
-        "queued_count": livestate.queued_count(queued),
-        "size_tables": _size_tables(queued),
-        "packages": packages,
+        "queued_count": queues["queued_count"],
+        "size_tables": queues["size_tables"],
+        "packages": sorted({v["package"] for v in views}),
         "jobs": views,
-        "queues": queues,
+        "queues": queues["queues"],
         "queue_limit": queue_limit,
         "thresholds": {"long_factor": livestate.LONG_FACTOR, "stuck_seconds": livestate.STUCK_SECONDS},
     }
+    return data, views_key, queues_key, views
+
+
+@bp.route("/running")
+def running():
+    """Running jobs, queue sizes and the head of every non-empty queue (CONTRACT §7.1)."""
+    data, views_key, queues_key, views = _running_page_data()
+    jobs_html = _jobs_html.get(views_key, lambda: _fragments.render(views))
+    queues_html = _queue_html.get(
+        queues_key,
+        lambda: Markup(flask.current_app.jinja_env.get_template("live/_queues.html").render(queues=data["queues"])),
+    )
+    return flask.render_template("live/running.html", jobs_html=jobs_html, queues_html=queues_html, **data)
+
+
+@bp.route(API_PREFIX + "/running")
+def running_json():
+    return flask.jsonify(_running_page_data()[0])
+
+
+describe(
+    bp,
+    API_PREFIX + "/running",
+    "Running jobs, queue sizes and the head of every non-empty queue",
+    parameters=[query_param("queue_limit", "items shown per queue, 0..10000 (default 50)", "integer")],
+)
 
 
 @page(bp, "/admin", "live/admin.html", "Running jobs that are abnormally long or likely stuck")

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Latency of browse.cgi pages on a big public DB, served by a real WSGI server on 127.0.0.1.
+
+Usage: python bench/gen_big_db.py --scale 0.1 --out bench/out/big-0.1.db
+       python bench/browse_latency.py --db bench/out/big-0.1.db
+
+The app runs in a child process under werkzeug's threaded server
+(``run_simple(threaded=True)``); this process is the load generator (one
+keep-alive connection per client thread). For each page it prints the
+median and p95 of the request time seen by the client, and at the end the
+server's peak RSS (VmHWM). Target: p95 < 50 ms for every page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "client-data"
+
+
+def serve(config_path: str, port: int) -> None:
+    """Child process: the browse app under werkzeug's threaded server."""
+    import logging
+
+    from werkzeug.serving import run_simple
+
+    from webcontrol import config as configmod
+    from webcontrol.web.browse import create_app
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = create_app(configmod.load(config_path))
+    run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_site(db_path: str, folder: Path) -> Path:
+    from webcontrol import config as configmod
+
+    cache = folder / "cache"
+    cache.mkdir(parents=True)
+    shutil.copyfile(DATA / "ubuntu-dev-tools" / "test_running_autopkgtests.RUN_DATA.json", cache / "running.json")
+    queues = json.loads((DATA / "ppa-dev-tools" / "queues-20220822.json").read_text())
+    queued = {
+        "releases": [],
+        "arches": [],
+        "queues": {
+            ctx: {rel: {arch: {"size": len(items), "requests": items} for arch, items in arches.items()}
+                  for rel, arches in rels.items()}
+            for ctx, rels in queues.items()
+        },
+    }  # fmt: skip
+    (cache / "queued.json").write_text(json.dumps(queued))
+    info = json.loads(Path(db_path + ".json").read_text())
+    stats = {
+        rel: {arch: {"numpkgs": 5000, "numpkgspass": 4000, "passruns": 100000, "failruns": 20000} for arch in
+              ["amd64", "arm64", "armhf", "i386", "ppc64el", "s390x"]}
+        for rel in info["releases"]
+    }  # fmt: skip
+    (cache / "stats.json").write_text(json.dumps(stats))
+    values = {
+        "web": {
+            "database_public": os.path.abspath(db_path),
+            "state_dir": str(folder / "state"),
+            "releases": " ".join(info["releases"]),
+            "site_url": "http://127.0.0.1",
+            "results_store": "local",
+            "results_dir": str(folder / "results"),
+            "running_cache": str(cache / "running.json"),
+            "amqp_queue_cache": str(cache / "queued.json"),
+            "stats_cache_dir": str(cache),
+        }
+    }
+    path = folder / "autopkgtest-cloud.conf"
+    configmod.write(values, path)
+    return path
+
+
+def pages(db_path: str) -> dict[str, list[str]]:
+    info = json.loads(Path(db_path + ".json").read_text())
+    package, release, arch = info["history"]
+    conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=ro", uri=True)
+    row = conn.execute(
+        "SELECT result.run_id FROM result JOIN test ON test.id = result.test_id"
+        " WHERE test.package = ? AND test.release = ? AND test.arch = ? ORDER BY result.run_id DESC LIMIT 1 OFFSET 4899",
+        (package, release, arch),
+    ).fetchone()
+    conn.close()
+    history = f"/packages/{info['prefix']}/{package}/{release}/{arch}"
+    return {
+        "home": ["/"],
+        "package": [f"/packages/{package}"],
+        "history p1": [history],
+        "history p50": [f"{history}?before={row[0]}"],
+        "recent": ["/recent"],
+        "user (heavy)": [f"/user/{info['heavy_user']}/"],
+        "run/<uuid>": [f"/run/{uuid}" for uuid in info["uuids"]],
+        "statistics": ["/statistics"],
+    }
+
+
+def measure(port: int, paths: list[str], count: int, clients: int) -> list[float]:
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = []
+        for n in range(offset, count, clients):
+            path = paths[n % len(paths)]
+            started = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            mine.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise SystemExit(f"{path}: HTTP {response.status}: {body[:200]!r}")
+        conn.close()
+        with lock:
+            times.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return times
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json)")
+    parser.add_argument("--requests", type=int, default=200, help="measured requests per page (default 200)")
+    parser.add_argument("--clients", type=int, default=1, help="concurrent client connections (default 1)")
+    parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="browse-bench-"))
+    config_path = make_site(args.db, folder)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("server did not start") from None
+                time.sleep(0.1)
+        targets = pages(args.db)
+        print(f"server: werkzeug run_simple(threaded=True), pid {server.pid}; {args.clients} client(s); "
+              f"{args.requests} requests per page after 10 warm-up")  # fmt: skip
+        print(f"{'page':<14} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}")
+        worst = 0.0
+        for name, paths in targets.items():
+            measure(port, paths, 10, 1)
+            times = sorted(measure(port, paths, args.requests, args.clients))
+            p95 = times[int(0.95 * (len(times) - 1))] * 1000
+            worst = max(worst, p95)
+            print(f"{name:<14} {statistics.median(times) * 1000:>10.1f} {p95:>8.1f} {times[-1] * 1000:>8.1f}")
+        print(f"worst p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB")
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
