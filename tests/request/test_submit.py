@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid as uuidlib
+from pathlib import Path
 
 import pytest
 
@@ -270,3 +271,34 @@ def test_internal_error_shows_incident_not_traceback(client, valid, site, caplog
     assert "Incident id:" in page and "Traceback" not in page
     incident = page.split("Incident id: ")[1].split("<")[0]
     assert any(incident in r.getMessage() for r in caplog.records)
+
+
+def test_wsgi_file_with_missing_required_key(tmp_path):
+    """The .cgi file builds the app on the first request; a config without the DB is a plain 500."""
+    import runpy
+
+    from webcontrol import config as configmod
+
+    path = tmp_path / "autopkgtest-cloud.conf"
+    configmod.write({"web": {"state_dir": str(tmp_path / "state")}}, path)
+    module = runpy.run_path(str(Path(__file__).parents[2] / "webcontrol" / "request.cgi"))
+    captured = {}
+
+    def start_response(status, headers):
+        captured["status"] = status
+
+    body = b"".join(
+        module["application"](
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/request.cgi",
+                "AUTOPKGTEST_CLOUD_CONF": str(path),
+                "SERVER_NAME": "x",
+                "SERVER_PORT": "80",
+                "wsgi.url_scheme": "http",
+            },
+            start_response,
+        )
+    )
+    assert captured["status"].startswith("500")
+    assert b"misconfigured" in body and b"database_public" not in body

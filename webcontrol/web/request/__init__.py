@@ -65,6 +65,8 @@ def create_app(config: configmod.Config) -> flask.Flask:
     from webcontrol.web.request.services import RequestServices
     from webcontrol.web.request.views import bp, refuse_other_methods
 
+    # Fail at start (plain 500 + log line from LazyApplication), not on every request.
+    config.need("web", "database_public")
     app = create_flask_app("webcontrol.web.request", config, template_folder=TEMPLATES)
     app.jinja_env.filters["pyrepr"] = element_text
     app.extensions["autopkgtest-request"] = RequestServices.from_config(config)
