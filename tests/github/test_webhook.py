@@ -203,3 +203,13 @@ def test_replay_script_without_github_headers_needs_signature(hook, site, fake_g
     response = hook.post(f"/request.cgi?{hook_query(site)}", data=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 403
     assert "GitHub signature verification failed" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("number", ["1/2", True, None, {"x": 1}])
+def test_malformed_pr_number(hook, site, fake_github, amqp_uri, number):
+    data = payload(fake_github)
+    data["number"] = number
+    response = deliver(hook, hook_query(site), json.dumps(data).encode())
+    assert response.status_code == 400
+    assert drain(amqp_uri, upstream_queue(site)) == []
+    assert list((site.root).glob("github-pending/*")) == []

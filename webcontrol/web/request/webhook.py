@@ -76,8 +76,10 @@ def handle(args: RequestArgs):
     if not build_git:
         clone_url = _field(payload, "pull_request", "base", "repo", "clone_url")
         build_git = f"{clone_url}#refs/pull/{number}/head"
-    if not isinstance(statuses_url, str) or not isinstance(number, (int, str)):
-        raise BadRequest("Missing field in JSON data: 'statuses_url'")
+    if isinstance(number, bool) or not (isinstance(number, int) or (isinstance(number, str) and number.isdigit())):
+        raise BadRequest("Invalid field in JSON data: 'number'")
+    if not isinstance(statuses_url, str):
+        raise BadRequest("Invalid field in JSON data: 'statuses_url'")
 
     env = [item for value in args.getlist("env") for item in value.split(";") if item]
     env += [f"UPSTREAM_PULL_REQUEST={number}", f"GITHUB_STATUSES_URL={statuses_url}"]
