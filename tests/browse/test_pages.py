@@ -324,3 +324,46 @@ def test_misc_routes(client):
     assert "prefers-color-scheme: dark" in text(client.get("/static/style.css"))
     response = client.get("/no/such/page")
     assert response.status_code == 404 and "Error 404" in text(response)
+
+
+def test_package_search_box_without_javascript(client):
+    response = client.get("/packages?package=libpng1.6")
+    assert response.status_code == 302 and response.headers["Location"] == f"{SITE}/packages/libp/libpng1.6"
+    assert client.get("/packages?package=Bad!").status_code == 404
+    assert client.get("/packages").status_code == 400
+
+
+def test_recent_paging_link(client):
+    data = client.get("/api/v1/recent?limit=10&result=pass").get_json()
+    assert "offset=10" in data["older_url"] and "result=pass" in data["older_url"]
+    second = client.get(data["older_url"].replace(SITE, "").replace("/recent", "/api/v1/recent")).get_json()
+    assert second["results"][0]["run_id"] < data["results"][-1]["run_id"]
+
+
+def test_history_of_unknown_test_shows_an_empty_table(client):
+    page = text(client.get("/packages/hello/jammy/riscv64"))
+    header, rows = _history_rows(page)
+    assert "Result" in header and rows == []
+
+
+def test_testlist_prefers_the_indexed_packages_json(client, site):
+    path = site.root / "cache" / "indexed-packages.json"
+    path.write_text('{"h": [["hello", "2.10-5"]], "z": [["zlib", "1:1.3"]]}')
+    try:
+        page = text(client.get("/testlist"))
+        assert "hello_2.10-5.dsc" in page and 'id="index-z"' in page and "libpng1.6" not in page
+    finally:
+        path.unlink()
+
+
+def test_missing_public_db_is_a_503_page(site, tmp_path):
+    from webcontrol import config as configmod
+    from webcontrol.web.browse import create_app
+
+    configmod.write({"web": {"database_public": str(tmp_path / "nope.db"), "state_dir": str(tmp_path)}}, tmp_path / "c")
+    client = create_app(configmod.load(str(tmp_path / "c"))).test_client()
+    for path in ("/", "/packages/hello", "/api/v1/recent"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert "Traceback" not in response.get_data(as_text=True)
+    assert client.get("/health").status_code == 503

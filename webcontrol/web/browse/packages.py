@@ -103,6 +103,16 @@ for _path, _summary, _params in (
     describe(bp, API_PREFIX + _path, _summary, list(_params))
 
 
+@bp.route("/packages")
+def package_search():
+    """The home page's package box without JavaScript: ``/packages?package=hello``."""
+    name = (flask.request.args.get("package") or "").strip()
+    if not name:
+        raise BadRequest("give a package name: /packages/<name>")
+    _check_package(name)
+    return flask.redirect(links.package_url(name), 302)
+
+
 # Package page ------------------------------------------------------------------------------
 
 

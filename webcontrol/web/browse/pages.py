@@ -8,6 +8,7 @@ import os
 import re
 import string
 import threading
+import urllib.parse
 
 import flask
 
@@ -98,8 +99,14 @@ def _recent_rows():
 def recent():
     conn, rows, filters = _recent_rows()
     catalogue = context.catalogue()
+    older = None
+    if len(rows) == filters["limit"]:
+        query = {key: value for key, value in flask.request.args.items() if key != "offset"}
+        query["offset"] = str(filters["offset"] + filters["limit"])
+        older = f"{site_url()}/recent?{urllib.parse.urlencode(query)}"
     return {
         "filters": filters,
+        "older_url": older,
         "results": links.result_views(conn, rows),
         "limits": list(RECENT_LIMITS),
         "releases": catalogue.releases,
