@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 import uuid
 
 import pytest
@@ -345,3 +346,27 @@ def test_swift_config_keystone_v3_and_missing_keys():
     del section["os_password"]
     with pytest.raises(ConfigError, match=r"\[swift\] os_password"):
         SwiftStore.from_config(from_dict({"swift": section}))
+
+
+def test_one_store_shared_by_threads(store, container):
+    # Web apps keep one store per process and serve requests from several threads.
+    fill(store, container, [f"d{i}/o" for i in range(8)])
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for _ in range(5):
+                assert store.get_object(container, f"d{i}/o") == f"d{i}/o".encode()
+                assert len(store.list_objects(container, delimiter="/")) == 8
+                stream = store.open_object(container, f"d{(i + 1) % 8}/o")
+                assert b"".join(stream.chunks) == f"d{(i + 1) % 8}/o".encode()
+                stream.close()
+        except BaseException as err:  # noqa: BLE001 - reported by the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

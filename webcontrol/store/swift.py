@@ -7,8 +7,10 @@ operation up to five times with back-off on that same connection.
 ``close()`` closes it. Errors become the store's exceptions with a message
 that names the operation, so programs can log one clear line.
 
-A swiftclient Connection is not thread-safe: use one SwiftStore per thread
-(a web app can keep one per worker thread, e.g. in ``threading.local``).
+A swiftclient Connection is not thread-safe (token, attempt counter and
+HTTP connection are plain attributes), so requests on one store are
+serialised by a lock; web apps can share one store between threads. Object
+bodies stream outside the lock, each on its own pooled HTTP connection.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import datetime
 import email.utils
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -64,6 +67,7 @@ class SwiftStore(ResultStore):
     ):
         self.auth_url = auth_url
         self.user = user
+        self._lock = threading.RLock()
         self._conn = Connection(
             authurl=auth_url,
             user=user,
@@ -104,7 +108,8 @@ class SwiftStore(ResultStore):
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one swiftclient operation; 404 → None-marker exception, the rest → StoreError."""
         try:
-            return func(*args, **kwargs)
+            with self._lock:
+                return func(*args, **kwargs)
         except ClientException as err:
             auth = (err.msg or "").startswith("Auth")
             if err.http_status == 404 and not auth:
@@ -259,7 +264,8 @@ class SwiftStore(ResultStore):
 
     def close(self) -> None:
         try:
-            self._conn.close()
+            with self._lock:
+                self._conn.close()
         except Exception as err:  # noqa: BLE001 - closing must not mask the caller's outcome
             log.debug("closing the Swift connection: %s", err)
 
