@@ -249,26 +249,20 @@ def release_arches(conn: sqlite3.Connection) -> dict[str, list[str]]:
 
 
 def release_first_runs(conn: sqlite3.Connection, releases: Iterable[str]) -> list[str]:
-    """Releases ordered by their oldest run (fallback ordering when nothing else knows them).
+    """Releases ordered by their oldest run (fallback when neither config nor distro-info knows them).
 
-    One bounded lookup per test would be too many; instead the oldest run
-    of each release is found by walking result_run_ix from the oldest end
-    until every release was seen (cached by callers).
+    One primary-key seek per test of the release (its oldest run), so the
+    cost follows the number of tests, not of results; callers cache it.
     """
-    pending = set(releases)
-    ordered: list[str] = []
-    cursor = conn.execute(
-        "SELECT test.release FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
-        " ORDER BY result.run_id ASC"
-    )
-    for (release,) in cursor:
-        if release in pending:
-            pending.discard(release)
-            ordered.append(release)
-            if not pending:
-                break
-    cursor.close()
-    return ordered + sorted(pending)
+    first = {}
+    for release in releases:
+        row = conn.execute(
+            "SELECT MIN((SELECT run_id FROM result WHERE result.test_id = test.id ORDER BY run_id LIMIT 1))"
+            " FROM test WHERE release = ?",
+            (release,),
+        ).fetchone()
+        first[release] = row[0] if row and row[0] else "~"
+    return sorted(first, key=lambda release: (first[release], release))
 
 
 def package_names(conn: sqlite3.Connection) -> Iterator[str]:

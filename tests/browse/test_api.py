@@ -77,3 +77,13 @@ def test_openapi_describes_every_api_route(client, app):
             if re.fullmatch(r"/api/v1/packages(/\*)+", shape) or shape == "/api/v1/user/*":
                 continue  # the catch-all dispatchers are documented by their named forms; /user/x redirects
             assert shape in documented, rule.rule
+
+
+def test_openapi_result_shape_includes_classification(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    schema = paths["/api/v1/packages/{package}/{release}/{arch}"]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
+    row = schema["properties"]["results"]["items"]["properties"]
+    assert "classification" in row and "run_id" in row and row["show_retry"]["type"] == "boolean"
+    assert any(p["name"] == "before" for p in paths["/api/v1/packages/{package}/{release}/{arch}"]["get"]["parameters"])

@@ -78,3 +78,9 @@ def test_user_plan_switches_to_run_index_for_heavy_users(conn, monkeypatch):
     rows = history.user_results(conn, sitemod.HEAVY_USER, 100)
     monkeypatch.setattr(history, "_USER_SORT_MAX", 10**9)
     assert rows == history.user_results(conn, sitemod.HEAVY_USER, 100)
+
+
+def test_release_order_fallback_without_config(conn):
+    assert history.release_first_runs(conn, ["noble", "jammy"]) == ["jammy", "noble"]
+    for _sql, plan in plans(conn, lambda c: history.release_first_runs(c, ["noble"])):
+        assert "SCAN result" not in plan or "USING" in plan

@@ -120,6 +120,40 @@ def is_api_request() -> bool:
     return flask.request.path.startswith(API_PREFIX + "/")
 
 
+_STR = {"type": "string"}
+_NSTR = {"type": "string", "nullable": True}
+_INT = {"type": "integer", "nullable": True}
+_BOOL = {"type": "boolean"}
+#: One result row, as every page's JSON twin carries it.
+RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **{key: _STR for key in ("package", "release", "arch", "run_id", "triggers", "env", "date", "human_duration",
+                                 "requester", "result", "run_url", "history_url", "log_url", "log_viewer_url",
+                                 "artifacts_url")},
+        "version": _NSTR,
+        "trigger_list": {"type": "array", "items": _STR},
+        "all_proposed": _BOOL,
+        "duration": _INT,
+        "exitcode": _INT,
+        "classification": {
+            "type": "string",
+            "nullable": True,
+            "enum": ["pass", "regression", "always_failed", "fixed", "flaky", "neutral", "tmpfail", "denylisted", None],
+        },
+        "uuid": _NSTR,
+        "show_retry": _BOOL,
+        "retry_url": _NSTR,
+    },
+}  # fmt: skip
+RESULTS_LIST = {"type": "array", "items": RESULT_SCHEMA}
+
+
+def object_schema(**properties: dict) -> dict:
+    """A JSON object schema with the given properties (other keys may be present)."""
+    return {"type": "object", "properties": properties}
+
+
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "incident": {"type": "string"}},

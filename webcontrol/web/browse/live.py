@@ -194,7 +194,7 @@ class _JobFragments:
         self._entries: dict[str, tuple[tuple, Markup]] = {}
 
     def render(self, views: list[dict]) -> Markup:
-        template = flask.current_app.jinja_env.get_template("live/_job.html")
+        template = flask.current_app.jinja_env.get_template("partials/running_job.html")
         with self._lock:
             entries = self._entries
         fresh: dict[str, tuple[tuple, Markup]] = {}
@@ -218,6 +218,8 @@ _jobs_html = _Derived()
 _queue_data = _Derived()
 _queue_html = _Derived()
 _fragments = _JobFragments()
+#: Job views of the previous running.json version, reused for leaves that did not change.
+_view_cache: dict[tuple, tuple[tuple, dict]] = {}
 
 
 def _ages() -> dict:
@@ -230,9 +232,19 @@ def _running_views() -> tuple[object, list[dict]]:
     key = (stamp, _db_stamp(), site_url())
 
     def compute() -> list[dict]:
+        global _view_cache
         jobs = livestate.running_jobs(raw)
         averages = average_durations(jobs)
-        views = [job_view(job, averages.get((job.package, job.release, job.arch))) for job in jobs]
+        previous, fresh, views = _view_cache, {}, []
+        for job in jobs:
+            average = averages.get((job.package, job.release, job.arch))
+            leaf = (job.package, job.run_key, job.release, job.arch)
+            signature = (job.duration, job.logtail, average, key[2])
+            cached = previous.get(leaf)
+            view = cached[1] if cached and cached[0] == signature else job_view(job, average)
+            fresh[leaf] = (signature, view)
+            views.append(view)
+        _view_cache = fresh
         views.sort(key=lambda v: (v["package"], v["release"], v["arch"], -v["duration"]))
         return views
 

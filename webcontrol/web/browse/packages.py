@@ -17,7 +17,15 @@ from webcontrol import history, logviewer, results
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
 from webcontrol.web.appbase import BadRequest, NotFound, ServiceUnavailable
 from webcontrol.web.browse import context, links, live_views
-from webcontrol.web.browse.api import API_PREFIX, describe, page, query_param
+from webcontrol.web.browse.api import (
+    API_PREFIX,
+    RESULT_SCHEMA,
+    RESULTS_LIST,
+    describe,
+    object_schema,
+    page,
+    query_param,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +99,40 @@ def packages6(a: str, b: str, c: str, d: str, e: str, f: str):
     raise NotFound("no such page")
 
 
-for _path, _summary, _params in (
-    ("/packages/<package>", "Package matrix: newest result per release and arch, running and queued jobs", ()),
-    ("/packages/<prefix>/<package>", "Package matrix (prefix form)", ()),
-    ("/packages/<prefix>/<package>/<release>", "Package matrix restricted to one release", ()),
-    ("/packages/<package>/<release>/<arch>", "Test history, newest first", _HISTORY_PARAMS),
-    ("/packages/<prefix>/<package>/<release>/<arch>", "Test history (prefix form)", _HISTORY_PARAMS),
-    ("/packages/<prefix>/<package>/<release>/<arch>/<run_id>", "One run", ()),
-    ("/packages/<prefix>/<package>/<release>/<arch>/<run_id>/log", "Log split into sections", ()),
+_MATRIX = object_schema(
+    package={"type": "string"},
+    releases={"type": "array", "items": {"type": "string"}},
+    arches={"type": "array", "items": {"type": "string"}},
+    has_results={"type": "boolean"},
+    matrix={
+        "type": "array",
+        "items": object_schema(
+            arch={"type": "string"},
+            cells={"type": "array", "items": object_schema(release={"type": "string"}, result=RESULT_SCHEMA)},
+        ),
+    },
+    running={"type": "array", "items": {"type": "object"}},
+    queued={"type": "array", "items": {"type": "object"}},
+)
+_HISTORY = object_schema(
+    results=RESULTS_LIST,
+    running={"type": "array", "items": {"type": "object"}},
+    queued={"type": "array", "items": {"type": "object"}},
+    older_url={"type": "string", "nullable": True},
+)
+_RUN = object_schema(run=RESULT_SCHEMA)
+_LOG = object_schema(run=RESULT_SCHEMA, log=object_schema(triggers={"type": "array"}, sections={"type": "array"}))
+
+for _path, _summary, _params, _schema in (
+    ("/packages/<package>", "Package matrix: newest result per release and arch, running and queued jobs", (), _MATRIX),
+    ("/packages/<prefix>/<package>", "Package matrix (prefix form)", (), _MATRIX),
+    ("/packages/<prefix>/<package>/<release>", "Package matrix restricted to one release", (), _MATRIX),
+    ("/packages/<package>/<release>/<arch>", "Test history, newest first", _HISTORY_PARAMS, _HISTORY),
+    ("/packages/<prefix>/<package>/<release>/<arch>", "Test history (prefix form)", _HISTORY_PARAMS, _HISTORY),
+    ("/packages/<prefix>/<package>/<release>/<arch>/<run_id>", "One run", (), _RUN),
+    ("/packages/<prefix>/<package>/<release>/<arch>/<run_id>/log", "Log split into sections", (), _LOG),
 ):
-    describe(bp, API_PREFIX + _path, _summary, list(_params))
+    describe(bp, API_PREFIX + _path, _summary, list(_params), _schema)
 
 
 @bp.route("/packages")

@@ -17,7 +17,7 @@ from webcontrol import history, results
 from webcontrol.atomicfile import read_json
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
-from webcontrol.web.browse.api import page, query_param
+from webcontrol.web.browse.api import RESULT_SCHEMA, RESULTS_LIST, object_schema, page, query_param
 from webcontrol.web.browse.packages import run_view_data
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ RECENT_LIMITS = (10, 100, 500, 1000, 5000, 10000)
 INDEX_LETTERS = list(string.ascii_lowercase) + [f"lib{c}" for c in string.ascii_lowercase]
 
 
-@page(bp, "/", "home.html", "Home: latest results, live counts, data links")
+@page(bp, "/", "home.html", "Home: latest results, live counts, data links", schema=object_schema(latest=RESULTS_LIST))
 def home():
     conn = context.get_db()
     latest = history.recent(conn, HOME_RESULTS)
@@ -49,7 +49,9 @@ def home():
     }
 
 
-@page(bp, "/run/<uuid>", "run.html", "One run, found by the uuid of its request")
+@page(
+    bp, "/run/<uuid>", "run.html", "One run, found by the uuid of its request", schema=object_schema(run=RESULT_SCHEMA)
+)
 def run_by_uuid(uuid: str):
     found = history.result_by_uuid(context.get_db(), uuid) if results.UUID_RE.match(uuid) else None
     if found is None:
@@ -95,7 +97,9 @@ def _recent_rows():
     )
 
 
-@page(bp, "/recent", "recent.html", "Most recent results, filterable", _RECENT_PARAMS)
+@page(
+    bp, "/recent", "recent.html", "Most recent results, filterable", _RECENT_PARAMS, object_schema(results=RESULTS_LIST)
+)
 def recent():
     conn, rows, filters = _recent_rows()
     catalogue = context.catalogue()

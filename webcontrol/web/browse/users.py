@@ -15,7 +15,7 @@ from webcontrol.atomicfile import read_json
 from webcontrol.store import ContainerNotFound, StoreError
 from webcontrol.web.appbase import NotFound, ServiceUnavailable
 from webcontrol.web.browse import context, links, live_views
-from webcontrol.web.browse.api import API_PREFIX, page, query_param
+from webcontrol.web.browse.api import API_PREFIX, RESULTS_LIST, object_schema, page, query_param
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,14 @@ def _page_url(user: str, **query) -> str:
     return f"{links.user_url(user)}?{urllib.parse.urlencode(args)}"
 
 
-@page(bp, "/user/<user>/", "user.html", "A requester's queued, running and finished tests", _USER_PARAMS)
+@page(
+    bp,
+    "/user/<user>/",
+    "user.html",
+    "A requester's queued, running and finished tests",
+    _USER_PARAMS,
+    object_schema(results=RESULTS_LIST, running={"type": "array"}, queued={"type": "array"}),
+)
 def user_page(user: str):
     _check_user(user)
     limit = context.limit_param()
