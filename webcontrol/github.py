@@ -117,6 +117,8 @@ class StatusPoster:
         self.attempts = max(1, attempts)
         self.timeout = timeout
         self.backoff = backoff
+        #: Why the last post() failed: "credentials", "refused" (4xx) or "unavailable" (5xx, network).
+        self.last_failure: str | None = None
 
     @classmethod
     def from_config(cls, config, **kwargs: Any) -> StatusPoster:
@@ -124,8 +126,10 @@ class StatusPoster:
 
     def post(self, project: str, statuses_url: str, status: dict[str, Any]) -> bool:
         """Send one status. Returns False (after logging) when it could not be delivered."""
+        self.last_failure = None
         credentials = load_credentials(self.credentials_path).get(project)
         if credentials is None:
+            self.last_failure = "credentials"
             log.error("no GitHub status credentials for %s; status %s for %s not sent", project, status, statuses_url)
             return False
         token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
@@ -156,6 +160,7 @@ class StatusPoster:
                     detail,
                 )
                 if not retry:
+                    self.last_failure = "refused"
                     return False
             except (urllib.error.URLError, OSError) as err:
                 log.warning("cannot reach %s (attempt %d/%d): %s", statuses_url, attempt, self.attempts, err)
@@ -163,6 +168,7 @@ class StatusPoster:
                 time.sleep(delay)
                 delay *= 2
         log.error("giving up on GitHub status %s for %s", status.get("state"), statuses_url)
+        self.last_failure = "unavailable"
         return False
 
 

@@ -210,3 +210,19 @@ def test_command_line(env, fake_github, tmp_path):
     configmod.write(site.values, path)
     assert update_github_jobs.main(["--config", str(path)]) == 0
     assert fake_github.states() == ["success"]
+
+
+def test_github_down_stops_posting_for_this_run(env, fake_github):
+    site = env
+    for index in range(6):
+        sha = f"{index}" * 40
+        add_job(site, fake_github, sha)
+        add_result(site, fake_github, sha, f"20300101_00000{index}_aaaaa@", 0)
+    fake_github.fail_next = 1000
+    updater = run(site)
+    assert fake_github.fail_next == 1000 - 3  # three attempts, then the run gave up on GitHub
+    assert len(pending_names(site)) == 6
+    fake_github.fail_next = 0
+    run(site)
+    assert fake_github.states() == ["success"] * 6
+    assert pending_names(site) == [] and updater.failures == 0

@@ -40,6 +40,8 @@ from webcontrol.store import ContainerNotFound, ObjectInfo, ObjectNotFound, Resu
 log = logging.getLogger(__name__)
 
 SKEW = datetime.timedelta(minutes=5)
+#: After this many undeliverable statuses in a row GitHub is taken to be down for this run.
+MAX_CONSECUTIVE_POST_FAILURES = 3
 RESULT_WINDOW = datetime.timedelta(days=30)
 
 
@@ -82,6 +84,7 @@ class GithubJobUpdater:
         self._listings: dict[tuple[str, str], list[ObjectInfo]] = {}
         self._tars: dict[tuple[str, str], resulttar.ResultTar | None] = {}
         self.failures = 0
+        self._post_failures_in_row = 0
 
     def run_once(self) -> None:
         queued = queued_env_items(livestate.load_queued(self.config.get("web", "amqp_queue_cache")))
@@ -111,7 +114,7 @@ class GithubJobUpdater:
                 "description": f"autopkgtest finished ({found.state})",
                 "target_url": f"{self.results_base}/{found.container}/{found.run_dir}/log.gz",
             }
-            if self.poster.post(job.package, job.statuses_url, status):
+            if self.post(job, status):
                 log.info("%s finished: %s (%s)", job.path.name, found.state, found.run_id)
                 self.jobs.delete(job)
             return
@@ -121,11 +124,23 @@ class GithubJobUpdater:
             site = self.config.get("web", "site_url")
             if site:
                 status["target_url"] = f"{site.rstrip('/')}/running"
-            if self.poster.post(job.package, job.statuses_url, status):
+            if self.post(job, status):
                 log.warning(
                     "%s: no result %.1f days after leaving the queue; reported error", job.path.name, age / 86400
                 )
                 self.jobs.delete(job)
+
+    def post(self, job: github.PendingJob, status: dict) -> bool:
+        """Send a status; False keeps the record for the next run."""
+        if self._post_failures_in_row >= MAX_CONSECUTIVE_POST_FAILURES:
+            log.warning("%s: GitHub looks down this run; status %s postponed", job.path.name, status["state"])
+            return False
+        if self.poster.post(job.package, job.statuses_url, status):
+            self._post_failures_in_row = 0
+            return True
+        if self.poster.last_failure == "unavailable":
+            self._post_failures_in_row += 1
+        return False
 
     def container(self, job: github.PendingJob) -> str | None:
         ppas = [p for p in job.params.get("ppas") or [] if isinstance(p, str)]
