@@ -181,7 +181,13 @@ class RecentFilter:
     result: str | None = None
 
 
-def recent(conn: sqlite3.Connection, limit: int, offset: int = 0, filters: RecentFilter | None = None) -> list[Result]:
+def recent(
+    conn: sqlite3.Connection,
+    limit: int,
+    offset: int = 0,
+    filters: RecentFilter | None = None,
+    requester_run_index: bool = False,
+) -> list[Result]:
     """The newest results over all tests (index result_run_ix), optionally filtered."""
     filters = filters or RecentFilter()
     where, args = [], []
@@ -197,7 +203,7 @@ def recent(conn: sqlite3.Connection, limit: int, offset: int = 0, filters: Recen
         args += codes
     if filters.requester:
         # A user filter goes through the per-user plan choice.
-        return user_results(conn, filters.requester, limit, offset, where, args)
+        return user_results(conn, filters.requester, limit, offset, where, args, requester_run_index)
     sql = f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -210,6 +216,15 @@ def user_result_count(conn: sqlite3.Connection, requester: str) -> int:
     return conn.execute("SELECT COUNT(*) FROM result WHERE requester = ?", (requester,)).fetchone()[0]
 
 
+def has_requester_run_index(conn: sqlite3.Connection) -> bool:
+    """True when the DB has an index on result(requester, run_id) (proposed; not in the contract schema)."""
+    for index in conn.execute("PRAGMA index_list(result)").fetchall():
+        columns = [row[2] for row in conn.execute(f"PRAGMA index_info({index[1]})").fetchall()]
+        if columns[:2] == ["requester", "run_id"]:
+            return True
+    return False
+
+
 def user_results(
     conn: sqlite3.Connection,
     requester: str,
@@ -217,21 +232,26 @@ def user_results(
     offset: int = 0,
     extra_where: Iterable[str] = (),
     extra_args: Iterable = (),
+    requester_run_index: bool = False,
 ) -> list[Result]:
     """A user's results, newest first.
 
-    The schema has no (requester, run_id) index, so there are two plans:
-    sort the user's rows (cheap for a light user), or walk result_run_ix
-    newest first and keep the user's rows (cheap for a heavy user). The
-    count, a covering index scan, picks the cheaper one.
+    With an index on (requester, run_id) this is one index walk. The
+    contract schema has none, so there are two plans: sort the user's rows
+    (cheap for a light user), or walk result_run_ix newest first and keep
+    the user's rows (cheap for a heavy user). The count, a covering index
+    scan, picks the cheaper one.
     """
-    count = user_result_count(conn, requester)
-    if count == 0:
-        return []
-    index = "result_requester_idx" if count <= _USER_SORT_MAX else "result_run_ix"
     where = ["result.requester = ?", *extra_where]
+    if requester_run_index:
+        hint = ""
+    else:
+        count = user_result_count(conn, requester)
+        if count == 0:
+            return []
+        hint = " INDEXED BY " + ("result_requester_idx" if count <= _USER_SORT_MAX else "result_run_ix")
     sql = (
-        f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY {index} JOIN test ON test.id = result.test_id"
+        f"SELECT {_RESULT_COLUMNS} FROM result{hint} JOIN test ON test.id = result.test_id"
         f" WHERE {' AND '.join(where)} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
     )
     return [_result(row) for row in conn.execute(sql, [requester, *extra_args, limit, offset])]

@@ -66,6 +66,7 @@ def close_db(_exc: BaseException | None = None) -> None:
 class Catalogue:
     releases: list[str]  # supported releases, oldest first
     arches: dict[str, list[str]]  # release -> arches with results
+    requester_run_index: bool = False  # the DB has result(requester, run_id)
 
     def all_arches(self) -> list[str]:
         return sorted({arch for arches in self.arches.values() for arch in arches})
@@ -94,7 +95,7 @@ def catalogue() -> Catalogue:
         releases = list(cfg.get("web", "releases"))
     else:
         releases = cfg.supported_releases(()) or history.release_first_runs(conn, arches)
-    value = Catalogue(releases=releases, arches=arches)
+    value = Catalogue(releases=releases, arches=arches, requester_run_index=history.has_requester_run_index(conn))
     with _catalogue_lock:
         _catalogue[path] = (stamp, value)
     return value

@@ -210,7 +210,8 @@ class _JobFragments:
             parts.append(html)
         with self._lock:
             self._entries = fresh
-        return Markup("").join(parts)
+        # The parts are already escaped HTML: join them as plain text and mark the result once.
+        return Markup("".join(parts))
 
 
 _views = _Derived()

@@ -89,7 +89,7 @@ def _recent_rows():
         raise BadRequest(f"result must be one of {', '.join(results.FILTERABLE_RESULTS)}")
     filters = history.RecentFilter(release=release, arch=arch, requester=user, result=result)
     conn = context.get_db()
-    rows = history.recent(conn, limit, offset, filters)
+    rows = history.recent(conn, limit, offset, filters, context.catalogue().requester_run_index)
     return (
         conn,
         rows,

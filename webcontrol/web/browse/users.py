@@ -74,7 +74,11 @@ def user_page(user: str):
     show_queued = context.flag_param("show-queued") and not only_results
     show_results = context.flag_param("show-results")
     conn = context.get_db()
-    rows = history.user_results(conn, user, limit, offset) if show_results else []
+    rows = (
+        history.user_results(conn, user, limit, offset, requester_run_index=context.catalogue().requester_run_index)
+        if show_results
+        else []
+    )
     return {
         "user": user,
         "limit": limit,
