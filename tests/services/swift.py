@@ -147,6 +147,7 @@ class SwiftServer:
         for folder in (self.etc, self.devices / "d1", self.logs):
             folder.mkdir(parents=True, exist_ok=True)
         user = _current_user()
+        # Syslog goes to the discard port (there may be no /dev/log); --verbose copies it to the log files.
         common = f"""\
             [DEFAULT]
             bind_ip = 127.0.0.1
@@ -157,7 +158,8 @@ class SwiftServer:
             user = {user}
             swift_dir = {self.etc}
             log_level = WARNING
-            log_address = {self.base / "no-syslog"}
+            log_udp_host = 127.0.0.1
+            log_udp_port = 9
             """
         (self.etc / "swift.conf").write_text(
             textwrap.dedent(f"""\
@@ -254,7 +256,11 @@ ratelimit tempauth staticweb copy slo dlo versioned_writes symlink proxy-logging
             for name in SERVERS:
                 out = open(self.logs / f"{name}.log", "ab")
                 proc = subprocess.Popen(
-                    [str(self.venv / "bin" / f"swift-{name}-server"), str(self.etc / f"{name}-server.conf")],
+                    [
+                        str(self.venv / "bin" / f"swift-{name}-server"),
+                        str(self.etc / f"{name}-server.conf"),
+                        "--verbose",
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
