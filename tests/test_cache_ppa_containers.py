@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from tests.services.swift import unreachable_config_section
 from webcontrol.config import write
 from webcontrol.services import cache_ppa_containers
 from webcontrol.store.local import LocalStore
@@ -70,13 +71,14 @@ def test_swift_listing_is_paged_to_the_end(swift_conf, swift_store, monkeypatch)
     assert [name for name in written if owner in name] == sorted(ours)
 
 
-def test_swift_down_keeps_the_previous_file(swift_conf, swift_server, monkeypatch, capsys):
+def test_swift_down_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("webcontrol.store.swift.STARTING_BACKOFF", 0.01)
     monkeypatch.setattr("webcontrol.store.swift.MAX_BACKOFF", 0.02)
-    target = swift_conf.parent / "ppa_containers.json"
+    conf = tmp_path / "site.conf"
+    write({"web": {"ppa_containers_cache_dir": str(tmp_path)}, "swift": unreachable_config_section()}, conf)
+    target = tmp_path / "ppa_containers.json"
     target.write_text('["autopkgtest-noble-old-ppa"]')
-    with swift_server.stopped():
-        assert run(swift_conf) == 1
+    assert run(conf) == 1
     assert "cannot reach" in capsys.readouterr().err.strip().splitlines()[-1]
     assert json.loads(target.read_text()) == ["autopkgtest-noble-old-ppa"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from tests.services.swift import unreachable_config_section
 from webcontrol import db
 from webcontrol.config import from_dict, write
 from webcontrol.services import db_backup
@@ -295,13 +296,14 @@ def test_backup_and_restore_through_swift(swift_site, swift_server):
     assert results_in(db_path) == before
 
 
-def test_swift_down_fails_with_one_line(swift_site, swift_server, capsys, monkeypatch):
+def test_swift_down_fails_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("webcontrol.store.swift.STARTING_BACKOFF", 0.01)
     monkeypatch.setattr("webcontrol.store.swift.MAX_BACKOFF", 0.02)
-    make_db(swift_site / "autopkgtest.db", 1)
-    with swift_server.stopped():
-        assert run(swift_site) == 1
+    values = {"web": {"database": str(tmp_path / "autopkgtest.db")}, "swift": unreachable_config_section()}
+    write(values, tmp_path / "site.conf")
+    make_db(tmp_path / "autopkgtest.db", 1)
+    assert run(tmp_path) == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "cannot reach" in line and "Traceback" not in line
     # Nothing half-done is left next to the DB.
-    assert sorted(p.name for p in swift_site.iterdir() if p.name.startswith(".db-")) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".db-")) == []

@@ -346,6 +346,24 @@ ratelimit tempauth staticweb copy slo dlo versioned_writes symlink proxy-logging
         }
 
 
+def unreachable_config_section() -> dict[str, str]:
+    """A ``[swift]`` section whose auth URL refuses connections (store-failure tests).
+
+    Cheaper than stopping the shared server: the client meets the same
+    "connection refused" as with a Swift that is down.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return {
+        "os_auth_url": f"http://127.0.0.1:{port}/auth/v1.0",
+        "os_username": USER,
+        "os_password": KEY,
+        "os_project_name": "test",
+        "os_identity_api_version": "1",
+    }
+
+
 def _current_user() -> str:
     import pwd
 
