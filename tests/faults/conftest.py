@@ -117,9 +117,13 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
 
 
 def program(module: str, *args: str) -> list[str]:
-    """The command line of a console script, run from the source tree."""
+    """The command line of a program: its console script when installed, else ``python -m``."""
+    import shutil
     import sys
 
+    script = shutil.which(module.replace("_", "-"), path=os.path.dirname(sys.executable))
+    if script:
+        return [script, *args]
     return [sys.executable, "-m", f"webcontrol.services.{module}", *args]
 
 
