@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Packaging for autopkgtest-web (the ``webcontrol`` package)."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 PROGRAMS = {
@@ -16,6 +18,17 @@ PROGRAMS = {
     "autopkgtest-web-demo": "demo",
 }
 
+
+def package_files() -> list[str]:
+    """Every non-Python file of the package (templates, static files, WSGI .cgi files)."""
+    root = Path(__file__).parent / "webcontrol"
+    return sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    )
+
+
 setup(
     name="autopkgtest-web",
     version="0.1.0",
@@ -26,15 +39,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["webcontrol", "webcontrol.*"]),
     include_package_data=True,
-    package_data={
-        "webcontrol": [
-            "*.cgi",
-            "web/*/templates/**/*",
-            "web/*/templates/*",
-            "web/static/*",
-            "web/static/**/*",
-        ]
-    },
+    package_data={"webcontrol": package_files()},
     install_requires=[
         "flask>=2.2",
         "pika>=1.3",
@@ -52,13 +57,11 @@ setup(
             "ops>=2.9",
             "PyYAML>=6",
             "ruff>=0.4",
+            "wheel",
         ],
     },
     entry_points={
-        "console_scripts": [
-            f"{name}=webcontrol.services.{module}:main"
-            for name, module in PROGRAMS.items()
-        ]
+        "console_scripts": [f"{name}=webcontrol.services.{module}:main" for name, module in PROGRAMS.items()]
     },
     classifiers=[
         "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
