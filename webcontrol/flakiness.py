@@ -37,7 +37,7 @@ from webcontrol import insight
 
 log = logging.getLogger(__name__)
 
-TABLE = "test_flakiness"
+TABLE = insight.FLAKINESS_TABLE
 STATE_TABLE = "test_flakiness_state"
 WATERMARK = "result_rowid"
 COLUMNS = ("test_id", "release", "arch", "package", "score", "flips", "pairs", "runs", "last_run_id", "classification")

@@ -25,6 +25,10 @@ def test_classification_of_the_ingested_history(insight_site):
     # A page in the middle (keyset paging) gets the same answers from a bounded read.
     page = history.history(conn, test, 4, before=rows[3].run_id)
     assert insight.classify_rows(conn, page) == [spec[-1] for spec in sitemod.HELLO][::-1][4:8]
+    # One row per test (package matrix, /recent): the newest run's class comes from test_flakiness.
+    arm64 = history.history(conn, history.find_test(conn, "hello", "noble", "arm64"), 2)
+    assert insight.classify_rows(conn, [rows[0], arm64[0]]) == ["flaky", "regression"]
+    assert insight.classify_rows(conn, [arm64[1]]) == ["pass"]
 
 
 # Atom feeds ----------------------------------------------------------------------------------------

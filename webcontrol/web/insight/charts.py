@@ -74,8 +74,10 @@ def chart_geometry(views: Sequence[dict]) -> dict:
 def _short(seconds: int) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
+    if seconds >= 600:
         return f"{round(seconds / 60)} min"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
     return f"{seconds} s"
 
 

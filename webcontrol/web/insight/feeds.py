@@ -26,7 +26,7 @@ from webcontrol.web.browse import context, links
 from webcontrol.web.insight import bp
 from webcontrol.web.insight.common import browse_fallback, check_package, check_release_arch
 
-SCAN = 200
+SCAN = 100
 ENTRIES = 50
 USER_RE = results.PACKAGE_RE  # Launchpad nicks: lowercase letters, digits, + . -
 ATOM_TYPE = "application/atom+xml; charset=utf-8"

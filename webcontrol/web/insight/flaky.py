@@ -16,7 +16,7 @@ from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page, query_param
 from webcontrol.web.insight import bp
 
-LIMIT_DEFAULT = 20
+LIMIT_DEFAULT = 10
 LIMIT_MAX = 1000
 
 _PARAMS = [
