@@ -185,3 +185,47 @@ def swift_conf(tmp_path, swift_server, **web) -> Path:
     path = tmp_path / "autopkgtest-cloud.conf"
     configmod.write(values, path)
     return path
+
+
+class AppServer:
+    """The three web apps in a subprocess (``tests.faults.serve``), stopped by PID."""
+
+    def __init__(self, config_path: Path):
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.serve", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=open(Path(config_path).with_suffix(".server.log"), "ab"),  # noqa: SIM115
+            cwd=ROOT,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"test server did not start: {Path(config_path).with_suffix('.server.log').read_text()}")
+        self.url = f"http://127.0.0.1:{int(line)}"
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak RSS) of the server process, in kB."""
+        values = {}
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0])
+        return values
+
+    def reset_peak(self) -> None:
+        """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs)."""
+        with open(f"/proc/{self.process.pid}/clear_refs", "w") as handle:
+            handle.write("5")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
