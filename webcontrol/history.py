@@ -79,10 +79,13 @@ def classify_results(conn: sqlite3.Connection, rows: list[Result]) -> list[str |
     """The §7.5 classification of each row, in order; None while not computed.
 
     HOOK for the insight module (issue 9): it compares each row with the
-    earlier results of the same (package, release, arch). Until that module
-    exists every row reports None.
+    earlier results of the same (package, release, arch), reading at most
+    len(rows) + insight.WINDOW earlier rows per test (see
+    :func:`webcontrol.insight.classify_rows`); rows not in the DB get None.
     """
-    return [None for _ in rows]
+    from webcontrol import insight
+
+    return insight.classify_rows(conn, rows)
 
 
 # Tests -------------------------------------------------------------------------------

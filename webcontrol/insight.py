@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 WINDOW = 20
 #: Flips needed before a test counts as flaky in the ranking.
 MIN_FLIPS = 2
+#: /recent filtered by classification looks at most this many newest results.
+SCAN_MAX = 20_000
 #: Every classification value, in display order.
 CLASSIFICATIONS = ("pass", "regression", "always_failed", "fixed", "flaky", "neutral", "tmpfail", "denylisted")
 #: Badge severity: the worst current state of a package is the one with the highest rank.
@@ -386,3 +388,39 @@ def last_passing_run(conn: sqlite3.Connection, test: int, before: str, scan: int
         (test, before, scan),
     ).fetchone()
     return Run(*row) if row else None
+
+
+def select_classified(
+    conn: sqlite3.Connection,
+    fetch: Callable[[int, int], Sequence[Any]],
+    wanted: str,
+    limit: int,
+    offset: int = 0,
+    scan_max: int = SCAN_MAX,
+) -> tuple[list[Any], bool]:
+    """Rows with classification ``wanted``, newest first, for ``/recent?classification=``.
+
+    ``fetch(limit, offset)`` returns a page of rows newest first (e.g.
+    history.recent with the page's other filters). Pages are fetched and
+    classified until ``offset + limit`` matches are found or ``scan_max``
+    rows were looked at, so a rare classification costs at most that scan.
+    Returns ``(rows, complete)``; ``complete`` is False when the scan
+    stopped at ``scan_max`` (the page may then show fewer rows). Raises
+    ValueError for an unknown classification.
+    """
+    if wanted not in CLASSIFICATIONS:
+        raise ValueError(f"classification must be one of {', '.join(CLASSIFICATIONS)}")
+    matches: list[Any] = []
+    scanned = 0
+    batch = max(100, min(1000, 2 * (offset + limit)))
+    while scanned < scan_max:
+        page = list(fetch(batch, scanned))
+        if not page:
+            return matches[offset : offset + limit], True
+        scanned += len(page)
+        matches += [row for row, value in zip(page, classify_rows(conn, page), strict=True) if value == wanted]
+        if len(matches) >= offset + limit:
+            return matches[offset : offset + limit], True
+        if len(page) < batch:
+            return matches[offset : offset + limit], True
+    return matches[offset : offset + limit], False

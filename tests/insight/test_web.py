@@ -249,3 +249,21 @@ def test_without_a_public_db(tmp_path, path):
         assert response.status_code == 200 and b"autopkgtest_public_db_up 0" in response.data
     else:
         assert response.status_code == 503 and b"Traceback" not in response.data
+
+
+def test_select_classified_for_recent(insight_site):
+    conn = db.connect_ro(insight_site.public)
+
+    def fetch(limit, offset):
+        return history.recent(conn, limit, offset, history.RecentFilter(release="noble", arch="amd64"))
+
+    everything = list(fetch(10_000, 0))
+    classes = insight.classify_rows(conn, everything)
+    for wanted in ("flaky", "regression", "denylisted", "fixed"):
+        expected = [row for row, value in zip(everything, classes, strict=True) if value == wanted]
+        rows, complete = insight.select_classified(conn, fetch, wanted, limit=2, offset=1)
+        assert complete and rows == expected[1:3], wanted
+    rows, complete = insight.select_classified(conn, fetch, "fixed", limit=5, scan_max=100)
+    assert len(rows) <= 5
+    with pytest.raises(ValueError):
+        insight.select_classified(conn, fetch, "fail", limit=5)
