@@ -200,7 +200,7 @@ def test_log_gz_headers_and_streaming(store, container):
     assert b"".join(chunks) == body  # stored bytes, not decompressed
     assert store.get_object(container, name) == body
     other = store.open_object(container, name.replace("log.gz", "result.tar"))
-    assert (other.content_type, other.content_encoding) == ("application/x-tar", None)
+    assert (other.content_type, other.content_encoding) == ("application/octet-stream", None)
     other.close()
     info = store.head_object(container, name)
     assert info.bytes == len(body)

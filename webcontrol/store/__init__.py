@@ -187,17 +187,20 @@ class ResultStore(abc.ABC):
         self.close()
 
 
+LOG_CONTENT_TYPE = "text/plain; charset=UTF-8"
+OTHER_CONTENT_TYPE = "application/octet-stream"
+
+
 def guess_content_headers(name: str) -> tuple[str, str | None]:
-    """Content type and encoding the workers give to an object of this name."""
-    if name.endswith(".gz") and not name.endswith(".tar.gz"):
-        return "text/plain; charset=UTF-8", "gzip"
-    if name.endswith(".tar.gz"):
-        return "application/gzip", None
-    if name.endswith(".tar"):
-        return "application/x-tar", None
-    if name.endswith(".json"):
-        return "application/json", None
-    return "application/octet-stream", None
+    """Content type and encoding of an object, as workers store it in Swift (CONTRACT §3.2, §3.7).
+
+    Only ``log.gz`` is text with ``Content-Encoding: gzip`` (browsers and
+    clients gunzip it); everything else, ``artifacts.tar.gz`` included, is
+    opaque bytes.
+    """
+    if name.rsplit("/", 1)[-1] == "log.gz":
+        return LOG_CONTENT_TYPE, "gzip"
+    return OTHER_CONTENT_TYPE, None
 
 
 def open_store(config: Config) -> ResultStore:
