@@ -65,7 +65,8 @@ def test_public_copy_is_readable_and_matches_its_sha256(tmp_path, make_config, a
     conn = sqlite3.connect(public)  # plain sqlite3, as britney reads it
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"test", "result", "current_version", "url_last_checked"}
+    # The two insight tables (issue 9, webcontrol.flakiness) ride along; the ingest marker does not.
+    assert tables == {"test", "result", "current_version", "url_last_checked", "test_flakiness", "test_flakiness_state"}
     britney = conn.execute(
         "SELECT exitcode, version, triggers, run_id FROM test LEFT JOIN result ON test.id = result.test_id"
         " WHERE release = 'noble' AND arch = 'amd64' AND package = 'hello' AND run_id > '20240101_000000_aaaaa@'"
