@@ -106,7 +106,7 @@ class SwiftStore(ResultStore):
         return f"SwiftStore({self.auth_url!r}, user={self.user!r})"
 
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one swiftclient operation; 404 → None-marker exception, the rest → StoreError."""
+        """Run one swiftclient operation: 404 → _NotFound (the caller knows what is missing), failures → StoreError."""
         try:
             with self._lock:
                 return func(*args, **kwargs)
@@ -120,7 +120,9 @@ class SwiftStore(ResultStore):
                 ) from None
             raise StoreError(f"Swift {what} failed at {self.auth_url}: {_status(err)}") from None
         except (requests.RequestException, OSError) as err:
-            raise StoreError(f"Swift {what} failed: cannot reach {self.auth_url}: {_reason(err)}") from None
+            # The storage URL (once known) may be another host than the auth service.
+            where = self._conn.url or self.auth_url
+            raise StoreError(f"Swift {what} failed: cannot reach {where}: {_reason(err)}") from None
 
     # Listings
 
