@@ -302,3 +302,20 @@ def test_wsgi_file_with_missing_required_key(tmp_path):
     )
     assert captured["status"].startswith("500")
     assert b"misconfigured" in body and b"database_public" not in body
+
+
+def test_publisher_after_missed_heartbeats(amqp_uri, amqp_names):
+    """An idle web process misses heartbeats; its next request still publishes exactly once."""
+    import time
+
+    from webcontrol.web.request.publisher import Publisher
+
+    queue = amqp_names.queue("idle")
+    publisher = Publisher(amqp_uri, heartbeat=1)
+    try:
+        publisher.publish([(queue, b"a\n{}")])
+        time.sleep(4)
+        publisher.publish([(queue, b"b\n{}")])
+    finally:
+        publisher.close()
+    assert drain(amqp_uri, queue) == [b"a\n{}", b"b\n{}"]

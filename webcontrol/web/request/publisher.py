@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, **connection_overrides):
         self.uri = uri
+        self.connection_overrides = connection_overrides
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
@@ -42,7 +43,7 @@ class Publisher:
             except (pika.exceptions.AMQPError, OSError) as err:
                 log.info("AMQP publishing connection lost while idle (%r); reconnecting", err)
         self._close()
-        self._connection = amqp.connect(self.uri)
+        self._connection = amqp.connect(self.uri, **self.connection_overrides)
         try:
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
