@@ -308,14 +308,21 @@ def test_publisher_after_missed_heartbeats(amqp_uri, amqp_names):
     """An idle web process misses heartbeats; its next request still publishes exactly once."""
     import time
 
+    from webcontrol.web.request import publisher as publisher_module
     from webcontrol.web.request.publisher import Publisher
 
     queue = amqp_names.queue("idle")
     publisher = Publisher(amqp_uri, heartbeat=1)
+    publisher_module.IDLE_RECONNECT_S, saved = 1000.0, publisher_module.IDLE_RECONNECT_S
     try:
         publisher.publish([(queue, b"a\n{}")])
         time.sleep(4)
         publisher.publish([(queue, b"b\n{}")])
+        # Normally an idle connection is replaced before the broker gives up on it.
+        publisher_module.IDLE_RECONNECT_S = 2.0
+        time.sleep(2.5)
+        publisher.publish([(queue, b"c\n{}")])
     finally:
+        publisher_module.IDLE_RECONNECT_S = saved
         publisher.close()
-    assert drain(amqp_uri, queue) == [b"a\n{}", b"b\n{}"]
+    assert drain(amqp_uri, queue) == [b"a\n{}", b"b\n{}", b"c\n{}"]

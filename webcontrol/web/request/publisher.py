@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 import pika
@@ -22,6 +23,9 @@ import pika.exceptions
 from webcontrol import amqp
 
 log = logging.getLogger(__name__)
+
+#: Well under the broker's heartbeat timeout (2 x 60 s).
+IDLE_RECONNECT_S = 30.0
 
 
 class Publisher:
@@ -32,8 +36,16 @@ class Publisher:
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._declared: set[str] = set()
+        self._last_used = 0.0
 
     def _fresh_channel(self):
+        now = time.monotonic()
+        idle = now - self._last_used
+        self._last_used = now
+        if idle > IDLE_RECONNECT_S and self._connection is not None:
+            # Between requests nobody answers the broker's heartbeats; rather than let the broker
+            # drop us (and pika log it as an error), start afresh after a quiet spell.
+            self._close()
         if self._connection is not None and self._connection.is_open and self._channel is not None:
             try:
                 # Handles heartbeats and notices a connection the broker closed while we were idle.
