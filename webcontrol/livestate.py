@@ -21,6 +21,11 @@ from typing import Any
 from webcontrol import results
 from webcontrol.atomicfile import read_json
 
+try:  # optional speed-up for multi-megabyte files
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
 #: Package name under which every private run is stored (CONTRACT §6.1).
 PRIVATE_PACKAGE = "private-test"
 PRIVATE_LOGTAIL = "Running private test"
@@ -49,10 +54,37 @@ class RunningJob:
     private: bool
 
 
+def _read_object(path: str | os.PathLike | None) -> dict:
+    """A JSON object file; ``{}`` when missing, unreadable, invalid or not an object.
+
+    These files reach several megabytes (2,000 running jobs, 50,000 queued
+    requests) and web pages re-read them after every rewrite, so orjson
+    parses them when it is installed; anything it refuses gets a second
+    chance with the standard parser.
+    """
+    if not path:
+        return {}
+    if orjson is None:
+        value = read_json(path, {})
+        return value if isinstance(value, dict) else {}
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return {}
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
 def load_running(path: str | os.PathLike | None) -> dict:
     """running.json as a dict; ``{}`` when missing, unreadable or not an object."""
-    value = read_json(path, {})
-    return value if isinstance(value, dict) else {}
+    return _read_object(path)
 
 
 def _leaf(value: Any) -> tuple[dict, int, str] | None:
@@ -128,8 +160,7 @@ class QueuedRequest:
 
 def load_queued(path: str | os.PathLike | None) -> dict:
     """queued.json as a dict; ``{}`` when missing, unreadable or not an object."""
-    value = read_json(path, {})
-    return value if isinstance(value, dict) else {}
+    return _read_object(path)
 
 
 def _queues(raw: Mapping) -> Iterator[tuple[str, str, str, dict]]:
@@ -242,22 +273,26 @@ class CachedFile:
         self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
 
     def get(self, path: str | os.PathLike | None) -> dict:
+        return self.get_with_stamp(path)[1]
+
+    def get_with_stamp(self, path: str | os.PathLike | None) -> tuple[tuple[int, int] | None, dict]:
+        """``(stamp, value)``: the stamp (mtime_ns, size) lets callers cache what they derive."""
         if not path:
-            return {}
+            return None, {}
         try:
             stat = os.stat(path)
         except OSError:
-            return {}
+            return None, {}
         stamp = (stat.st_mtime_ns, stat.st_size)
         key = os.fspath(path)
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] == stamp:
-                return cached[1]
+                return stamp, cached[1]
         value = self._loader(path)
         with self._lock:
             self._cache[key] = (stamp, value)
-        return value
+        return stamp, value
 
 
 running_cache = CachedFile(load_running)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -12,7 +13,7 @@ from tests.live.helpers import QUEUES_2022, RUN_2022, RUN_2024
 from tests.live.test_cache_amqp import make_public_db
 from webcontrol import config, livestate, results
 from webcontrol.atomicfile import write_json_atomic
-from webcontrol.web.browse import create_app
+from webcontrol.web.browse import create_app, live
 
 UUID = "84661c0e-2b8f-4a0e-9c55-3f7d1e2a6b48"
 
@@ -30,6 +31,12 @@ def queued_document(recorded: dict) -> dict:
                 arches.add(arch)
                 queues.setdefault(ctx, {}).setdefault(release, {})[arch] = {"size": len(items), "requests": items}
     return {"releases": releases, "arches": sorted(arches), "queues": queues, "generated": "2026-11-29T09:00:00Z"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_pages(monkeypatch):
+    """Pages follow every rewrite at once (the production lag is tested on its own)."""
+    monkeypatch.setattr(live, "REFRESH_MIN_S", 0.0)
 
 
 @pytest.fixture
@@ -79,14 +86,14 @@ def test_running_page_with_recorded_data(site):
     assert '<span id="running-count">13</span> running jobs' in body
     for package in recorded:
         assert f'id="pkg-{package}"' in body and f'href="#pkg-{package}"' in body
-    assert body.count('<table class="running-job">') == 13
+    assert body.count('<table class="running">') == 13
     # The size table links to the listing, which is titled and numbered.
     assert '<a href="#queue-huge-kinetic-ppc64el" data-queue="huge/kinetic/ppc64el">125</a>' in body
     assert 'id="queue-huge-kinetic-ppc64el">Queued tests for huge kinetic ppc64el' in body
     assert 'id="queue-ppa-kinetic-armhf">Queued tests for ppa kinetic armhf' in body
     assert body.index("Queued tests for huge kinetic ppc64el") < body.index("Queued tests for ppa kinetic armhf")
     # Head of a long queue only, with a link to the full listing.
-    assert body.count('<li value="') == 100 + 1
+    assert body.count('<li value="') == 50 + 1
     assert "https://autopkgtest.example.com/running/queue/huge/kinetic/ppc64el" in body
     assert "Queued tests for ubuntu" not in body  # empty queues are not listed
     # JSON twin carries the same data.
@@ -227,3 +234,15 @@ def test_running_js_served(site):
     client, _ = site
     response = client.get("/static/running.js")
     assert response.status_code == 200 and b"/api/v1/running/status" in response.get_data()
+
+
+def test_running_page_lags_a_newer_file_by_at_most_refresh_min(site, monkeypatch):
+    client, tmp_path = site
+    monkeypatch.setattr(live, "REFRESH_MIN_S", 1.0)
+    params = {"triggers": ["a/1"]}
+    key = results.run_key(params)
+    _write_running(tmp_path, {"hello": {key: {"noble": {"amd64": [params, 10, "t"]}}}})
+    assert "(10s)" in client.get("/running").get_data(as_text=True)
+    _write_running(tmp_path, {"hello": {key: {"noble": {"amd64": [params, 20, "t"]}}}})
+    time.sleep(1.1)
+    assert "(20s)" in client.get("/running").get_data(as_text=True)

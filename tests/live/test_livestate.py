@@ -210,3 +210,11 @@ def test_is_queued_space_separator_prefix_names_and_private():
     bare = _queued({("ubuntu", "noble", "amd64"): ["hello"]})
     assert livestate.is_queued(bare, "hello", "noble", "amd64", {})
     assert not livestate.is_queued(bare, "hello", "noble", "amd64", {"triggers": ["a/1"]})
+
+
+def test_json_the_fast_parser_refuses_still_loads(tmp_path):
+    # NaN and integers beyond 64 bits are valid for Python's json but not for orjson.
+    path = tmp_path / "running.json"
+    path.write_text('{"p": {"k": {"r": {"a": [{}, 123456789012345678901234567890, "t"]}}}, "n": NaN}')
+    raw = livestate.load_running(path)
+    assert raw["p"]["k"]["r"]["a"][1] == 123456789012345678901234567890

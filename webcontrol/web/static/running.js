@@ -19,7 +19,7 @@
   }
 
   function runningForCell(block) {
-    var cells = block.querySelectorAll("table.running-job th");
+    var cells = block.querySelectorAll("table.running th");
     for (var i = 0; i < cells.length; i++) {
       if (cells[i].textContent === "Running for:") { return cells[i].nextElementSibling; }
     }
