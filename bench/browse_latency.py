@@ -45,7 +45,19 @@ def serve(config_path: str, port: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = create_app(configmod.load(config_path))
-    run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+    def timed(environ, start_response):
+        # Flask calls start_response once the page is built: time and thread CPU up to then.
+        wall, cpu = time.perf_counter(), time.thread_time()
+
+        def start(status, headers, exc_info=None):
+            headers = [*headers, ("X-Server-Ms", f"{(time.perf_counter() - wall) * 1000:.2f}"),
+                       ("X-Server-Cpu-Ms", f"{(time.thread_time() - cpu) * 1000:.2f}")]  # fmt: skip
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    run_simple("127.0.0.1", port, timed, threaded=True, use_reloader=False, use_debugger=False)
 
 
 def free_port() -> int:
@@ -119,8 +131,9 @@ def pages(db_path: str) -> dict[str, list[str]]:
     }
 
 
-def measure(port: int, paths: list[str], count: int, clients: int) -> list[float]:
-    times: list[float] = []
+def measure(port: int, paths: list[str], count: int, clients: int) -> list[tuple[float, float, float]]:
+    """(client seconds, server ms, server CPU ms) per request."""
+    times: list[tuple[float, float, float]] = []
     lock = threading.Lock()
 
     def worker(offset: int) -> None:
@@ -132,7 +145,13 @@ def measure(port: int, paths: list[str], count: int, clients: int) -> list[float
             conn.request("GET", path)
             response = conn.getresponse()
             body = response.read()
-            mine.append(time.perf_counter() - started)
+            mine.append(
+                (
+                    time.perf_counter() - started,
+                    float(response.headers.get("X-Server-Ms", "nan")),
+                    float(response.headers.get("X-Server-Cpu-Ms", "nan")),
+                )
+            )
             if response.status != 200:
                 raise SystemExit(f"{path}: HTTP {response.status}: {body[:200]!r}")
         conn.close()
@@ -145,6 +164,10 @@ def measure(port: int, paths: list[str], count: int, clients: int) -> list[float
     for thread in threads:
         thread.join()
     return times
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -182,15 +205,22 @@ def main() -> None:
         targets = pages(args.db)
         print(f"server: werkzeug run_simple(threaded=True), pid {server.pid}; {args.clients} client(s); "
               f"{args.requests} requests per page after 10 warm-up")  # fmt: skip
-        print(f"{'page':<14} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"{'':<14} {'client wall ms':^26} {'server wall ms':^17} {'server CPU ms':^17}")
+        print(f"{'page':<14} {'median':>8} {'p95':>8} {'max':>8} {'median':>8} {'p95':>8} {'median':>8} {'p95':>8}")
         worst = 0.0
         for name, paths in targets.items():
             measure(port, paths, 10, 1)
-            times = sorted(measure(port, paths, args.requests, args.clients))
-            p95 = times[int(0.95 * (len(times) - 1))] * 1000
-            worst = max(worst, p95)
-            print(f"{name:<14} {statistics.median(times) * 1000:>10.1f} {p95:>8.1f} {times[-1] * 1000:>8.1f}")
-        print(f"worst p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB")
+            samples = measure(port, paths, args.requests, args.clients)
+            row = []
+            for column in range(3):
+                values = sorted(sample[column] * (1000 if column == 0 else 1) for sample in samples)
+                row.append((statistics.median(values), percentile(values, 0.95), values[-1]))
+            worst = max(worst, row[0][1])
+            print(f"{name:<14} {row[0][0]:>8.1f} {row[0][1]:>8.1f} {row[0][2]:>8.1f} {row[1][0]:>8.1f} {row[1][1]:>8.1f}"
+                  f" {row[2][0]:>8.1f} {row[2][1]:>8.1f}")  # fmt: skip
+        print(f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB; "
+              f"load average after: {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:
         server.terminate()
         server.wait(10)
