@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import pika
 import pytest
 
 from tests.live.helpers import (
@@ -222,3 +223,17 @@ def test_help_and_missing_config(capsys, tmp_path):
     conf.write_text("[web]\nrunning_cache = /tmp/x.json\n")
     assert amqp_status_collector.main(["--config", str(conf)]) == 2
     assert "[amqp] uri" in capsys.readouterr().err
+
+
+def test_exchange_declared_elsewhere_with_other_flags_is_used_as_is(amqp_names, tmp_path):
+    """A deployment whose teststatus.fanout is durable (406 on our declaration): we still consume it."""
+    exchange = amqp_names.exchange("status")
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_names.uri))
+    connection.channel().exchange_declare(exchange, exchange_type="fanout", durable=True)
+    connection.close()
+    path = tmp_path / "running.json"
+    runner = RunningCollector(amqp_names.uri, path, exchange, amqp_names.queue("running-listener"))
+    with runner as collector:
+        publish(amqp_names.uri, exchange, [_status()])
+        wait_for(lambda: "hello" in (read_file_json(path) or {}), what="leaf via the durable exchange")
+        assert not collector.exchange_durable  # we asked for non-durable and fell back to passive
