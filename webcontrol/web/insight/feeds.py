@@ -9,8 +9,9 @@ fail → pass, → neutral, → denylisted; tmpfail never changes the state).
 - ``/user/<user>/feed.atom``: runs the user requested that changed their
   test's state (compared with the test's earlier runs, whoever asked).
 
-Each test is read from its newest :data:`SCAN` results (a primary-key
-walk), so a feed costs the same for a long history as for a short one.
+Each test is read from its newest :data:`SCAN` results (:data:`PACKAGE_SCAN`
+in a package feed; a primary-key walk), so a feed costs the same for a long
+history as for a short one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from webcontrol.web.insight import bp
 from webcontrol.web.insight.common import browse_fallback, check_package, check_release_arch
 
 SCAN = 100
+#: A package feed merges many tests into ENTRIES entries, so each test is read less deeply.
+PACKAGE_SCAN = 50
 ENTRIES = 50
 USER_RE = results.PACKAGE_RE  # Launchpad nicks: lowercase letters, digits, + . -
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -47,14 +50,18 @@ def _atom_time(run_id: str) -> str:
         return "1970-01-01T00:00:00Z"
 
 
-def test_changes(conn, test: history.Test) -> list[Entry]:
-    rows = history.history(conn, test, SCAN)
-    complete = len(rows) < SCAN
-    classes = insight.classify_history(rows, complete)
+def test_changes(conn, test: history.Test, scan: int = SCAN) -> list[Entry]:
+    rows = history.history(conn, test, scan)
+    complete = len(rows) < scan
     entries = []
+    # Only the changes are classified: a feed has far fewer entries than runs.
     for change in insight.state_changes(rows, complete):
         row = rows[change.index]
-        classification = classes[change.index] or insight.classification_for(conn, test.id, row.run_id)
+        earlier = rows[change.index + 1 : change.index + 1 + insight.WINDOW]
+        if complete or len(earlier) == insight.WINDOW:
+            classification = insight.classify(row, earlier)
+        else:
+            classification = insight.classification_for(conn, test.id, row.run_id)
         entries.append(Entry(row, change.previous, change.current, classification))
     return entries
 
@@ -121,7 +128,7 @@ def package_feed(package: str):
     conn = context.get_db()
     entries = []
     for test in history.tests_of_package(conn, package):
-        entries += test_changes(conn, test)
+        entries += test_changes(conn, test, PACKAGE_SCAN)
     return _feed(f"autopkgtest: {package}", links.package_url(package), entries)
 
 
