@@ -17,7 +17,7 @@ from webcontrol.launchpad import Launchpad, Membership, TeamCache
 from webcontrol.web.request.auth import ApiKeys
 from webcontrol.web.request.publisher import Publisher
 from webcontrol.web.request.ratelimit import RateLimiter
-from webcontrol.web.request.validation import Environment, parse_package_requestors
+from webcontrol.web.request.validation import Environment, parse_package_requestors, release_arches
 
 RELEASES_TTL_S = 300.0
 
@@ -35,6 +35,7 @@ class RequestServices:
     #: Prepended to every queue name; only tests set it, to publish to private queues.
     queue_prefix: str = ""
     _releases: tuple[float, list[str]] | None = None
+    _arches: dict[str, tuple[float, set[str]]] | None = None
 
     @classmethod
     def from_config(cls, config: configmod.Config) -> RequestServices:
@@ -66,6 +67,20 @@ class RequestServices:
         self._releases = (now, found)
         return found
 
+    def arches(self, conn: sqlite3.Connection, release: str) -> set[str]:
+        """Arches with results for a release. The query scans the test table, so it is reused a while."""
+        now = time.monotonic()
+        cache = self._arches if self._arches is not None else {}
+        hit = cache.get(release)
+        if hit and now - hit[0] < RELEASES_TTL_S:
+            return hit[1]
+        found = release_arches(conn, release)
+        if len(cache) > 100:
+            cache.clear()
+        cache[release] = (now, found)
+        self._arches = cache
+        return found
+
     def environment(self, conn: sqlite3.Connection, site: str) -> Environment:
         return Environment(
             db=conn,
@@ -76,6 +91,7 @@ class RequestServices:
             membership=self.membership,
             package_requestors=parse_package_requestors(self.config.get("web", "package_requestors") or ""),
             site=site,
+            arches=lambda release: self.arches(conn, release),
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,11 @@ class Environment:
     membership: Membership
     package_requestors: dict[str, set[str]]
     site: str
+    #: Arches with results for a release; defaults to asking the DB each time.
+    arches: Callable[[str], set[str]] | None = None
+
+    def arches_of(self, release: str) -> set[str]:
+        return self.arches(release) if self.arches else release_arches(self.db, release)
 
 
 def parse_package_requestors(value: str) -> dict[str, set[str]]:
@@ -164,7 +169,7 @@ def check_local(plan: Plan, env: Environment) -> None:
     """Checks 9-13: release, arches, package name, running and queued duplicates."""
     if plan.release not in env.releases:
         raise NotFound(f"release {plan.release} not found")
-    known = release_arches(env.db, plan.release)
+    known = env.arches_of(plan.release)
     for arch in plan.arches:
         if arch not in known:
             raise NotFound(f"arch {arch} not found")

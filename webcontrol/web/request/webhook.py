@@ -21,7 +21,7 @@ from webcontrol import amqp, github, livestate, messages, results
 from webcontrol.launchpad import LaunchpadUnavailable
 from webcontrol.web.appbase import BadRequest, Forbidden, NotFound, ServiceUnavailable, site_url
 from webcontrol.web.request.services import services
-from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, duplicate_message, release_arches
+from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, duplicate_message
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -
     try:
         if release not in svc.releases(conn):
             raise NotFound(f"release {release} not found")
-        known = release_arches(conn, release)
+        known = svc.arches(conn, release)
     finally:
         conn.close()
     if not arches:
