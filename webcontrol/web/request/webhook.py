@@ -84,7 +84,7 @@ def handle(args: RequestArgs):
     env = [item for value in args.getlist("env") for item in value.split(";") if item]
     env += [f"UPSTREAM_PULL_REQUEST={number}", f"GITHUB_STATUSES_URL={statuses_url}"]
     plans = _validate(args, package, env, build_git)
-    return _submit(plans, package, number, statuses_url)
+    return _submit(plans, args.first("release") or "", package, number, statuses_url)
 
 
 def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -> list[tuple[str, dict]]:
@@ -137,12 +137,11 @@ def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -
     return [(arch, params) for arch in arches]
 
 
-def _submit(plans: list[tuple[str, dict]], package: str, number, statuses_url: str):
+def _submit(plans: list[tuple[str, dict]], release: str, package: str, number, statuses_url: str):
     svc = services()
     config = svc.config
     pending = github.PendingJobs(config.pending_dir)
     first = plans[0][1]
-    release = flask.request.values.get("release", "")
     testname = first.get("testname")
     fresh = [
         (arch, params)
