@@ -310,3 +310,11 @@ def test_checks_run_in_contract_order(client, valid, site, launchpad):
         "You are not allowed to upload hello or hello/1.0 to Ubuntu, thus you are not allowed to use this service.",
         **base,
     )
+
+
+def test_ppa_credentials_never_echoed(client, valid):
+    login(client)
+    response = ask(client, **valid, ppa="joe:s3cr3t-token@joe/private")
+    assert response.status_code == 404
+    assert messages_of(response) == ["ppa joe/private not found"]
+    assert "s3cr3t" not in response.get_data(as_text=True)

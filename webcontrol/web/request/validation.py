@@ -98,6 +98,11 @@ def parse_package_requestors(value: str) -> dict[str, set[str]]:
     return rules
 
 
+def shown_ppa(ppa: str) -> str:
+    """A PPA spec fit for a page: never the ``user:token@`` part (CONTRACT §6)."""
+    return ppa.rsplit("@", 1)[-1]
+
+
 def release_arches(db: sqlite3.Connection, release: str) -> set[str]:
     return {row[0] for row in db.execute("SELECT DISTINCT arch FROM test WHERE release = ?", (release,))}
 
@@ -206,7 +211,7 @@ def _check_launchpad(plan: Plan, env: Environment, nick: str, login_teams: Itera
             or not results.PACKAGE_RE.match(name)
             or not lp.ppa_exists(owner, name)
         ):
-            raise NotFound(f"ppa {ppa} not found")
+            raise NotFound(f"ppa {shown_ppa(ppa)} not found")
     in_team: bool | None = None
     if not ppas:
         for arch in plan.arches:

@@ -21,7 +21,7 @@ from webcontrol import amqp, github, livestate, messages, results
 from webcontrol.launchpad import LaunchpadUnavailable
 from webcontrol.web.appbase import BadRequest, Forbidden, NotFound, ServiceUnavailable, site_url
 from webcontrol.web.request.services import services
-from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, duplicate_message
+from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, duplicate_message, shown_ppa
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -
                 or not results.PACKAGE_RE.match(name)
                 or not svc.launchpad.ppa_exists(owner, name)
             ):
-                raise NotFound(f"ppa {ppa} not found")
+                raise NotFound(f"ppa {shown_ppa(ppa)} not found")
     except LaunchpadUnavailable:
         raise ServiceUnavailable(LAUNCHPAD_DOWN) from None
     for item in env:
