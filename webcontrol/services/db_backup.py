@@ -97,7 +97,7 @@ def snapshot(db_path: Path, target: Path) -> None:
 
 def compress(source: Path, target: Path) -> str:
     """zstd-compress ``source`` into ``target``; returns the md5 of the uncompressed bytes."""
-    md5 = hashlib.md5()
+    md5 = hashlib.md5(usedforsecurity=False)
     with open(source, "rb") as raw, open(target, "wb") as out:
         with zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False) as writer:
             while chunk := raw.read(CHUNK):
@@ -182,7 +182,7 @@ def download(dest: Destination, name: str, target: Path) -> None:
 def unpack(packed: Path, work: Path, name: str) -> Path:
     """An SQLite file from a backup: a zstd DB image, or a zstd SQL dump loaded into a scratch DB."""
     raw = work / "backup.raw"
-    md5 = hashlib.md5()
+    md5 = hashlib.md5(usedforsecurity=False)
     try:
         with open(packed, "rb") as src, open(raw, "wb") as out:
             reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
