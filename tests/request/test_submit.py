@@ -326,3 +326,14 @@ def test_publisher_after_missed_heartbeats(amqp_uri, amqp_names):
         publisher_module.IDLE_RECONNECT_S = saved
         publisher.close()
     assert drain(amqp_uri, queue) == [b"a\n{}", b"b\n{}", b"c\n{}"]
+
+
+def test_without_broker_submissions_are_disabled(site, valid, launchpad):
+    """The demo has no [amqp] uri (and no Launchpad): logged-in requests get a clear answer."""
+    site.set("amqp", "uri", None)
+    client = create_app(site.config).test_client()
+    login(client)
+    response = ask(client, **valid)
+    assert response.status_code == 503
+    assert messages_of(response) == ["demo: submissions are disabled"]
+    assert launchpad.state.calls == []

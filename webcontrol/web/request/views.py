@@ -21,6 +21,7 @@ bp = flask.Blueprint("request", __name__)
 
 ALLOWED_METHODS = "GET, POST"
 RABBIT_DOWN = "RabbitMQ is unresponsive, please try again later."
+DEMO_DISABLED = "demo: submissions are disabled"
 
 
 def refuse_other_methods():
@@ -57,6 +58,9 @@ def submit():
         return response
     if flask.request.query_string == b"/login":
         return flask.redirect("/")
+    if svc.publisher is None:
+        # The demo runs without a broker (and without Launchpad): say so before validating.
+        raise ServiceUnavailable(DEMO_DISABLED)
     plan = check_syntax(args, site_url())
     conn = svc.open_db()
     try:
@@ -72,8 +76,6 @@ def submit():
                 f"You, {identity.nick}, have requested too many tests. Please try again later.",
                 headers={"Retry-After": str(wait)},
             )
-    if svc.publisher is None:
-        raise ServiceUnavailable("demo: submissions are disabled")
     stamp = messages.submit_time()
     context = plan.queue_context
     outgoing = []

@@ -81,6 +81,8 @@ def handle(args: RequestArgs):
     if not isinstance(statuses_url, str):
         raise BadRequest("Invalid field in JSON data: 'statuses_url'")
 
+    if services().publisher is None:
+        raise ServiceUnavailable("demo: submissions are disabled")
     env = [item for value in args.getlist("env") for item in value.split(";") if item]
     env += [f"UPSTREAM_PULL_REQUEST={number}", f"GITHUB_STATUSES_URL={statuses_url}"]
     plans = _validate(args, package, env, build_git)
@@ -164,8 +166,6 @@ def _submit(plans: list[tuple[str, dict]], release: str, package: str, number, s
             raise Forbidden(duplicate_message("running", release, package, arch, triggers))
         if livestate.is_queued(queued, package, release, arch, params):
             raise Forbidden(duplicate_message("queued", release, package, arch, triggers))
-    if svc.publisher is None:
-        raise ServiceUnavailable("demo: submissions are disabled")
     outgoing = []
     for arch, params in fresh:
         body = dict(params, **{"submit-time": messages.submit_time(), "uuid": messages.new_uuid()})
