@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import gzip
 import logging
 import time
 import zlib
@@ -43,6 +42,8 @@ SKEW = datetime.timedelta(minutes=5)
 #: After this many undeliverable statuses in a row GitHub is taken to be down for this run.
 MAX_CONSECUTIVE_POST_FAILURES = 3
 RESULT_WINDOW = datetime.timedelta(days=30)
+#: At most this much of a log.gz is inflated when looking for its ``command line:``.
+LOG_HEADER_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -208,7 +209,9 @@ class GithubJobUpdater:
 
     def log_matches(self, container: str, run_dir: str, env: Iterable[str]) -> bool:
         try:
-            data = gzip.decompress(self.store.get_object(container, f"{run_dir}/log.gz"))
+            # The command line is in the header: inflate only its first bytes (a log.gz may be a gzip bomb).
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = inflater.decompress(self.store.get_object(container, f"{run_dir}/log.gz"), LOG_HEADER_BYTES)
         except (ObjectNotFound, OSError, EOFError, zlib.error) as err:
             log.warning("%s/%s/log.gz unreadable: %s", container, run_dir, err)
             return False
