@@ -13,7 +13,7 @@ from tests.live.helpers import QUEUES_2022, RUN_2022, RUN_2024
 from tests.live.test_cache_amqp import make_public_db
 from webcontrol import config, livestate, results
 from webcontrol.atomicfile import write_json_atomic
-from webcontrol.web.browse import create_app, live
+from webcontrol.web.browse import create_app, live_data
 
 UUID = "84661c0e-2b8f-4a0e-9c55-3f7d1e2a6b48"
 
@@ -36,7 +36,7 @@ def queued_document(recorded: dict) -> dict:
 @pytest.fixture(autouse=True)
 def fresh_pages(monkeypatch):
     """Pages follow every rewrite at once (the production lag is tested on its own)."""
-    monkeypatch.setattr(live, "REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(live_data, "REFRESH_MIN_S", 0.0)
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_running_js_served(site):
 
 def test_running_page_lags_a_newer_file_by_at_most_refresh_min(site, monkeypatch):
     client, tmp_path = site
-    monkeypatch.setattr(live, "REFRESH_MIN_S", 1.0)
+    monkeypatch.setattr(live_data, "REFRESH_MIN_S", 1.0)
     params = {"triggers": ["a/1"]}
     key = results.run_key(params)
     _write_running(tmp_path, {"hello": {key: {"noble": {"amd64": [params, 10, "t"]}}}})
