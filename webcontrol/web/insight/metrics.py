@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -133,24 +134,53 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
+_db_cache_lock = threading.Lock()
+_db_cache: dict[str, tuple[tuple, tuple]] = {}
+
+
+def _db_values() -> tuple[int, str | None, list]:
+    """(highest result rowid, newest run_id, flaky counts), read once per published DB file.
+
+    The public DB only changes when publish-db swaps the file, and counting
+    flaky tests reads the whole partial index, so the values are cached per
+    (mtime, size) of the file. Raises sqlite3.Error, DatabaseError, ServiceUnavailable.
+    """
+    path = context.public_db_path()
+    try:
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None
+    with _db_cache_lock:
+        cached = _db_cache.get(path)
+        if stamp is not None and cached and cached[0] == stamp:
+            return cached[1]
+    conn = context.get_db()
+    # Two statements: SQLite answers a lone MIN/MAX from an index, but scans for two in one SELECT.
+    highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
+    newest = conn.execute("SELECT MAX(run_id) FROM result").fetchone()[0]
+    flaky = []
+    if flakiness.has_table(conn):
+        flaky = conn.execute(
+            f"SELECT release, arch, COUNT(*) FROM {flakiness.TABLE} WHERE flips >= {insight.MIN_FLIPS}"
+            " GROUP BY release, arch ORDER BY release, arch"
+        ).fetchall()
+    values = (highest, newest, [tuple(row) for row in flaky])
+    if stamp is not None:
+        with _db_cache_lock:
+            _db_cache[path] = (stamp, values)
+    return values
+
+
 def _db_families(out: Exposition) -> None:
     try:
-        conn = context.get_db()
-        # Two statements: SQLite answers a lone MIN/MAX from an index, but scans for two in one SELECT.
-        highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0]
-        newest = conn.execute("SELECT MAX(run_id) FROM result").fetchone()[0]
-        flaky = []
-        if flakiness.has_table(conn):
-            flaky = conn.execute(
-                f"SELECT release, arch, COUNT(*) FROM {flakiness.TABLE} WHERE flips >= {insight.MIN_FLIPS}"
-                " GROUP BY release, arch ORDER BY release, arch"
-            ).fetchall()
+        highest, newest, flaky = _db_values()
     except (sqlite3.Error, db.DatabaseError, ServiceUnavailable) as err:
         log.warning("metrics: public DB unreadable: %s", err)
         out.family("autopkgtest_public_db_up", "gauge", "1 when the public DB could be read.", [({}, 0)])
         return
     out.family("autopkgtest_public_db_up", "gauge", "1 when the public DB could be read.", [({}, 1)])
-    out.family("autopkgtest_results_ingested", "counter", "Results stored in the public DB.", [({}, highest or 0)])
+    out.family("autopkgtest_results_ingested", "counter", "Results stored in the public DB.", [({}, highest)])
     if newest:
         try:
             stamp = results.run_id_time(newest).timestamp()
