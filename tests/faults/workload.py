@@ -112,3 +112,29 @@ class ReliablePublisher(threading.Thread):
                 except (pika.exceptions.AMQPError, OSError):
                     pass
             self.done.set()
+
+
+def write_gzip_bomb(path, size: int, block: int = 16 * 1024 * 1024) -> int:
+    """Write a one-member gzip file of ``size`` zero bytes (a multiple of ``block``), streamed.
+
+    One block of zeros is deflated once and ends with a full flush, which
+    resets the compressor, so the same bytes can be repeated: a 10 GB bomb
+    is ~10 MB on disk and takes seconds, not the minutes a real compressor
+    would spend. Returns the compressed size.
+    """
+    import struct
+    import zlib
+
+    assert size % block == 0
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    zeros = bytes(block)
+    segment = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    with open(path, "wb") as out:
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03")  # gzip header, mtime 0, max compression, Unix
+        for _ in range(size // block):
+            out.write(segment)
+            crc = zlib.crc32(zeros, crc)
+        out.write(b"\x03\x00")  # an empty final block
+        out.write(struct.pack("<II", crc, size & 0xFFFFFFFF))
+        return out.tell()
