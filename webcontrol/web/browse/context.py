@@ -28,6 +28,7 @@ STATEMENT_TIMEOUT_MS = 5000
 HISTORY_LIMIT_DEFAULT = 100
 HISTORY_LIMIT_MAX = 10000
 ALERT_LEVELS = ("info", "warning", "danger")
+SQL_INT_MAX = 2**62
 
 
 def config() -> Config:
@@ -156,8 +157,10 @@ def int_param(name: str, default: int, minimum: int = 0, maximum: int | None = N
         value = int(raw)
     except ValueError:
         raise BadRequest(f"{name} must be an integer, not {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f"..{maximum}" if maximum is not None else " or more"
+    if maximum is None:
+        maximum = SQL_INT_MAX  # SQLite integers are 64-bit; beyond that a bind would fail
+    if value < minimum or value > maximum:
+        upper = f"..{maximum}" if maximum < SQL_INT_MAX else " or more"
         raise BadRequest(f"{name} must be {minimum}{upper}, not {value}")
     return value
 
