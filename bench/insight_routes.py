@@ -86,8 +86,8 @@ class Timed:
         return self.app(environ, start)
 
 
-def serve(config_path: str, port: int) -> None:
-    """Child process: browse.cgi with the classification hook pointed at insight, under werkzeug."""
+def serve(config_path: str, port: int, baseline: bool = False) -> None:
+    """Child process: browse.cgi with the classification hook pointed at insight (or off), under werkzeug."""
     import logging
 
     from werkzeug.serving import run_simple
@@ -97,7 +97,7 @@ def serve(config_path: str, port: int) -> None:
     from webcontrol.web.browse import create_app, links
 
     def classify(conn, rows):
-        return insight.classify_rows(conn, rows)
+        return [None] * len(rows) if baseline else insight.classify_rows(conn, rows)
 
     history.classify_results = classify
     links.classify_results = classify
@@ -179,15 +179,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True, help="public DB with test_flakiness (and the generator's .json)")
     parser.add_argument("--requests", type=int, default=200, help="measured requests per route (default 200)")
+    parser.add_argument(
+        "--baseline", action="store_true", help="classification hook off: the cost of browse's own rows, for comparison"
+    )
     parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]))
+        serve(args.serve[0], int(args.serve[1]), args.baseline)
         return
     folder = Path(tempfile.mkdtemp(prefix="insight-bench-"))
     config_path = make_site(args.db, folder)
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)])
+    command = [sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)]
+    server = subprocess.Popen(command + (["--baseline"] if args.baseline else []))
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -199,10 +203,14 @@ def main() -> None:
                     raise SystemExit("server did not start") from None
                 time.sleep(0.1)
         print(f"server pid {server.pid}; {args.requests} requests per route after 10 warm-up; DB {args.db}")
+        if args.baseline:
+            print("BASELINE: classification hook returns None (rows marked +class are measured without it)")
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"{'route':<22} {'client med':>10} {'client p95':>10} {'server p95':>10} {'CPU p95':>8}  (ms)")
         worst = 0.0
         for name, paths in targets(args.db).items():
+            if args.baseline and "+class" not in name:
+                continue
             measure(port, paths, 10)
             samples = measure(port, paths, args.requests)
             client = [s[0] for s in samples]
