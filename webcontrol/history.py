@@ -315,19 +315,30 @@ class HealthRow:
     results: dict[str, Result]  # arch -> newest migration-reference/0 result of this version
 
 
-def release_health(conn: sqlite3.Connection, release: str, arches: list[str]) -> list[HealthRow]:
-    """Each current package of a release that has tests, with its migration-reference results.
+#: Release health looks this far back in each test's history for a migration-reference run.
+HEALTH_DEPTH = 100
 
-    The per-test lookup walks that test's results newest first (primary key
-    index) until the first migration-reference run of the current version.
+
+def release_health(
+    conn: sqlite3.Connection, release: str, arches: list[str], after: str | None = None, limit: int = 200
+) -> list[HealthRow]:
+    """Current packages of a release that have tests (a page of them, by name after ``after``).
+
+    For each (package, arch) the newest migration-reference run of the
+    current version among the test's last HEALTH_DEPTH results (primary key
+    walk), so a page costs at most limit x arches x HEALTH_DEPTH row reads.
     """
     try:
         rows = conn.execute(
             "SELECT current_version.package, current_version.version, test.id, test.arch"
             " FROM current_version JOIN test ON test.package = current_version.package"
             " AND test.release = current_version.release"
-            " WHERE current_version.release = ? ORDER BY current_version.package, test.arch",
-            (release,),
+            " WHERE current_version.release = ? AND current_version.package > ?"
+            " AND current_version.package IN (SELECT package FROM current_version WHERE release = ? AND package > ?"
+            "  AND EXISTS (SELECT 1 FROM test WHERE test.package = current_version.package AND test.release = ?)"
+            "  ORDER BY package LIMIT ?)"
+            " ORDER BY current_version.package, test.arch",
+            (release, after or "", release, after or "", release, limit),
         ).fetchall()
     except sqlite3.OperationalError as err:
         log.info("release health for %s unavailable: %s", release, err)
@@ -339,10 +350,11 @@ def release_health(conn: sqlite3.Connection, release: str, arches: list[str]) ->
         if arch not in wanted:
             continue
         found = conn.execute(
-            f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id"
-            " WHERE result.test_id = ? AND result.version = ? AND result.triggers = ?"
-            " ORDER BY result.run_id DESC LIMIT 1",
-            (test_id, version, results.MIGRATION_REFERENCE),
+            f"SELECT {_RESULT_COLUMNS.replace('result.', 'runs.')}"
+            " FROM (SELECT * FROM result WHERE test_id = ? ORDER BY run_id DESC LIMIT ?)"
+            " AS runs JOIN test ON test.id = runs.test_id"
+            " WHERE runs.version = ? AND runs.triggers = ? ORDER BY runs.run_id DESC LIMIT 1",
+            (test_id, HEALTH_DEPTH, version, results.MIGRATION_REFERENCE),
         ).fetchone()
         if found:
             entry.results[arch] = _result(found)

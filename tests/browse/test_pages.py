@@ -367,3 +367,12 @@ def test_missing_public_db_is_a_503_page(site, tmp_path):
         assert response.status_code == 503, path
         assert "Traceback" not in response.get_data(as_text=True)
     assert client.get("/health").status_code == 503
+
+
+def test_release_health_pages_by_package(client):
+    first = client.get("/api/v1/releases/noble?limit=2").get_json()
+    assert [p["package"] for p in first["packages"]] == ["glib2.0", "hello"]
+    assert "after=hello" in first["more_url"]
+    second = client.get("/api/v1/releases/noble?limit=2&after=hello").get_json()
+    assert [p["package"] for p in second["packages"]] == ["libpng1.6"] and second["more_url"] is None
+    assert client.get("/releases/noble?after=%3Cx%3E").status_code == 400

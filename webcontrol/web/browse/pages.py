@@ -26,6 +26,7 @@ bp = flask.Blueprint("pages", __name__)
 
 HOME_RESULTS = 15
 RECENT_LIMITS = (10, 100, 500, 1000, 5000, 10000)
+RELEASE_PAGE = 200
 INDEX_LETTERS = list(string.ascii_lowercase) + [f"lib{c}" for c in string.ascii_lowercase]
 
 
@@ -235,7 +236,13 @@ def testlist():
 # Release health -------------------------------------------------------------------------------------------
 
 
-@page(bp, ["/releases/<release>", "/releases/<release>/<arch>"], "release.html", "Release health")
+@page(
+    bp,
+    ["/releases/<release>", "/releases/<release>/<arch>"],
+    "release.html",
+    "Release health: migration-reference results of current versions, a page of packages at a time",
+    [query_param("after", "packages after this name (paging)"), query_param("limit", "packages per page", "integer")],
+)
 def release_health(release: str, arch: str | None = None):
     if not results.SERIES_RE.match(release):
         raise NotFound(f"invalid release {release!r}")
@@ -243,9 +250,14 @@ def release_health(release: str, arch: str | None = None):
         raise NotFound(f"invalid arch {arch!r}")
     catalogue = context.catalogue()
     arches = [arch] if arch else catalogue.arches.get(release, [])
+    after = flask.request.args.get("after") or None
+    if after is not None and not results.is_package_name(after):
+        raise BadRequest(f"after must be a package name, not {after!r}")
+    limit = context.int_param("limit", RELEASE_PAGE, 1, 1000)
     conn = context.get_db()
     rows = []
-    for entry in history.release_health(conn, release, arches):
+    entries = history.release_health(conn, release, arches, after, limit)
+    for entry in entries:
         cells = []
         for each in arches:
             found = entry.results.get(each)
@@ -258,4 +270,8 @@ def release_health(release: str, arch: str | None = None):
                 }
             )
         rows.append({"package": entry.package, "version": entry.version, "cells": cells})
-    return {"release": release, "arch": arch, "arches": arches, "packages": rows}
+    more = None
+    if len(entries) == limit:
+        base = f"{site_url()}/releases/{release}" + (f"/{arch}" if arch else "")
+        more = f"{base}?{urllib.parse.urlencode({'after': entries[-1].package, 'limit': limit})}"
+    return {"release": release, "arch": arch, "arches": arches, "packages": rows, "after": after, "more_url": more}
