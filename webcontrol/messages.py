@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,9 @@ def _decode(body: bytes) -> str:
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _no_constant(name: str) -> Any:
     raise MalformedMessage(f"{name} is not a number")
 
@@ -51,7 +55,10 @@ def _json_object(text: str) -> dict[str, Any]:
     """
     try:
         value = json.loads(text, parse_constant=_no_constant)
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        # Only a \uD800-\uDFFF escape can produce a lone surrogate; the round trip that
+        # finds one costs more than the parse, so it runs only when such an escape is present.
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as err:
         # UnicodeEncodeError is a ValueError.
         raise MalformedMessage(f"invalid JSON: {str(err)[:200]}") from None
