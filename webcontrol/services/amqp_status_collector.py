@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -34,6 +35,9 @@ MIN_WRITE_INTERVAL_S = 0.5
 HEARTBEAT_S = 60.0
 #: How often expired leaves are looked for.
 EXPIRY_SCAN_S = 1.0
+
+#: Package, release and arch become JSON keys and URL path segments.
+_NOT_A_NAME = re.compile(r"[\s/]")
 
 Leaf = tuple[str, str, str, str]  # package, run key, release, arch
 
@@ -152,7 +156,7 @@ class StatusCollector(amqp.Consumer[StatusMessage]):
         message = StatusMessage.parse(body)
         for name in ("package", "release", "architecture"):
             value = getattr(message, name)
-            if not value or any(c.isspace() or c == "/" for c in value):
+            if not value or _NOT_A_NAME.search(value):
                 raise MalformedMessage(f"{name} {value!r} is not a name")
         return message
 
