@@ -44,7 +44,7 @@ def figures(request):
     record: dict = {}
     yield record
     if record:
-        _FIGURES[request.node.name] = record
+        _FIGURES[request.node.nodeid.rsplit("/", 1)[-1]] = record
 
 
 def pytest_sessionfinish(session, exitstatus):

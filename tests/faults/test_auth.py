@@ -161,7 +161,7 @@ def test_no_message_without_a_valid_identity(env, amqp_uri, fake_github, figures
     )  # noqa: E501
     # A cross-made form post: the browser does not send the SameSite=Lax cookie, so the request is anonymous.
     attempt(
-        "cross-made form POST (no cookie)",
+        "cross-site form POST (no cookie)",
         lambda c: c.post(
             "/request.cgi", data=params, headers={"Origin": "https://evil.example", "Referer": "https://evil.example/f"}
         ),  # noqa: E501
