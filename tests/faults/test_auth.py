@@ -159,7 +159,7 @@ def test_no_message_without_a_valid_identity(env, amqp_uri, fake_github, figures
         lambda c: (c.set_cookie("X-Api-Key", "joe:right-key"), c.head("/request.cgi", query_string=params))[1],
         405,
     )  # noqa: E501
-    # A cross-made form post: the browser does not send the SameSite=Lax cookie, so the request is anonymous.
+    # A cross-site form post: the browser does not send the SameSite=Lax cookie, so the request is anonymous.
     attempt(
         "cross-site form POST (no cookie)",
         lambda c: c.post(
@@ -183,7 +183,7 @@ def test_no_message_without_a_valid_identity(env, amqp_uri, fake_github, figures
         attempt(label, lambda c, hdrs=hdrs: c.post(hook_url(made), data=body, headers=hdrs), 403)
     assert fake_github.statuses == [] and not list((made.root / "github-pending").glob("*"))
 
-    # The session cookie is SameSite=Lax and HttpOnly (a browser withholds it from cross-made POSTs).
+    # The session cookie is SameSite=Lax and HttpOnly (a browser withholds it from cross-site POSTs).
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax" and app.config["SESSION_COOKIE_HTTPONLY"]
 
     # Controls: the same setup does queue for a real identity and a correctly signed webhook.
