@@ -267,3 +267,26 @@ def test_select_classified_for_recent(insight_site):
     assert len(rows) <= 5
     with pytest.raises(ValueError):
         insight.select_classified(conn, fetch, "fail", limit=5)
+
+
+def test_prefix_forms_answer_like_the_plain_ones(client, insight_site):
+    run = insight_site.hello[2].run_id
+    for plain, prefixed in (
+        ("/packages/hello/feed.atom", "/packages/h/hello/feed.atom"),
+        ("/packages/hello/badge.svg", "/packages/h/hello/badge.svg"),
+        (f"{HELLO_URL}/feed.atom", "/packages/h/hello/noble/amd64/feed.atom"),
+        (f"{HELLO_URL}/badge.svg", "/packages/h/hello/noble/amd64/badge.svg"),
+        (f"{HELLO_URL}/history.svg", "/packages/h/hello/noble/amd64/history.svg"),
+        (f"/api/v1{HELLO_URL}/history.svg", "/api/v1/packages/h/hello/noble/amd64/history.svg"),
+        (f"/api/v1{HELLO_URL}/{run}/changes", f"/api/v1/packages/h/hello/noble/amd64/{run}/changes"),
+    ):
+        first, second = client.get(plain), client.get(prefixed)
+        assert first.status_code == second.status_code == 200, prefixed
+        if plain.endswith(".atom"):  # the same entries; only the feed's own (self) URL differs
+            assert parse_feed(first)[1] and [e.find(f"{ATOM}id").text for e in parse_feed(first)[1]] == [
+                e.find(f"{ATOM}id").text for e in parse_feed(second)[1]
+            ]
+        else:
+            assert first.data == second.data, prefixed
+        wrong = prefixed.replace("/h/hello/", "/x/hello/")
+        assert client.get(wrong).status_code == 404, wrong

@@ -17,7 +17,13 @@ from webcontrol import history, insight, results
 from webcontrol.web.appbase import BadRequest
 from webcontrol.web.browse import context
 from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import browse_fallback, check_package, check_release_arch, current_classification
+from webcontrol.web.insight.common import (
+    browse_fallback,
+    check_package,
+    check_prefix,
+    check_release_arch,
+    current_classification,
+)
 
 MAX_AGE = 300
 #: classification -> (message, colour class)
@@ -66,11 +72,13 @@ def worst(classifications: list[str]) -> str | None:
 
 
 @bp.route("/packages/<package>/badge.svg")
-def package_badge(package: str):
-    fallback = browse_fallback(package, "badge.svg")
+@bp.route("/packages/<prefix>/<package>/badge.svg")
+def package_badge(package: str, prefix: str | None = None):
+    fallback = browse_fallback(package, "badge.svg") if prefix is None else None
     if fallback is not None:
         return fallback
     check_package(package)
+    check_prefix(prefix, package)
     release = flask.request.args.get("release") or None
     if release is not None and not results.SERIES_RE.match(release):
         raise BadRequest(f"invalid release {release!r}")
@@ -88,8 +96,10 @@ def package_badge(package: str):
 
 
 @bp.route("/packages/<package>/<release>/<arch>/badge.svg")
-def test_badge(package: str, release: str, arch: str):
+@bp.route("/packages/<prefix>/<package>/<release>/<arch>/badge.svg")
+def test_badge(package: str, release: str, arch: str, prefix: str | None = None):
     check_package(package)
+    check_prefix(prefix, package)
     check_release_arch(release, arch)
     conn = context.get_db()
     test = history.find_test(conn, package, release, arch)

@@ -22,7 +22,7 @@ from webcontrol.web.appbase import NotFound
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page
 from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import check_package, check_release_arch, check_run_id
+from webcontrol.web.insight.common import check_package, check_prefix, check_release_arch, check_run_id
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,16 @@ def insight_run_changes(run: dict) -> dict | None:
 
 @page(
     bp,
-    "/packages/<package>/<release>/<arch>/<run_id>/changes",
+    [
+        "/packages/<package>/<release>/<arch>/<run_id>/changes",
+        "/packages/<prefix>/<package>/<release>/<arch>/<run_id>/changes",
+    ],
     "insight/changes.html",
     "Testbed packages changed since the last passing run",
 )
-def changes(package: str, release: str, arch: str, run_id: str):
+def changes(package: str, release: str, arch: str, run_id: str, prefix: str | None = None):
     check_package(package)
+    check_prefix(prefix, package)
     check_release_arch(release, arch)
     check_run_id(run_id)
     conn = context.get_db()

@@ -19,7 +19,7 @@ from webcontrol import history, insight, results
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import API_PREFIX, describe, query_param
 from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import check_package, check_release_arch
+from webcontrol.web.insight.common import check_package, check_prefix, check_release_arch
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000
@@ -86,8 +86,9 @@ def insight_history_chart(views: Sequence[dict]) -> dict:
     return chart_geometry(views)
 
 
-def _points(package: str, release: str, arch: str) -> tuple[list[dict], int]:
+def _points(package: str, release: str, arch: str, prefix: str | None) -> tuple[list[dict], int]:
     check_package(package)
+    check_prefix(prefix, package)
     check_release_arch(release, arch)
     limit = context.int_param("limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
     conn = context.get_db()
@@ -98,8 +99,9 @@ def _points(package: str, release: str, arch: str) -> tuple[list[dict], int]:
 
 
 @bp.route("/packages/<package>/<release>/<arch>/history.svg")
-def history_svg(package: str, release: str, arch: str):
-    views, _limit = _points(package, release, arch)
+@bp.route("/packages/<prefix>/<package>/<release>/<arch>/history.svg")
+def history_svg(package: str, release: str, arch: str, prefix: str | None = None):
+    views, _limit = _points(package, release, arch, prefix)
     body = flask.render_template(
         "insight/history.svg",
         standalone=True,
@@ -113,8 +115,9 @@ def history_svg(package: str, release: str, arch: str):
 
 
 @bp.route(API_PREFIX + "/packages/<package>/<release>/<arch>/history.svg")
-def history_svg_json(package: str, release: str, arch: str):
-    views, limit = _points(package, release, arch)
+@bp.route(API_PREFIX + "/packages/<prefix>/<package>/<release>/<arch>/history.svg")
+def history_svg_json(package: str, release: str, arch: str, prefix: str | None = None):
+    views, limit = _points(package, release, arch, prefix)
     keys = ("run_id", "date", "result", "classification", "duration", "version", "triggers", "run_url")
     return flask.jsonify(
         {
@@ -127,9 +130,13 @@ def history_svg_json(package: str, release: str, arch: str):
     )
 
 
-describe(
-    bp,
-    API_PREFIX + "/packages/<package>/<release>/<arch>/history.svg",
-    "Data of the history chart: the newest runs, oldest first",
-    [query_param("limit", f"runs, 1..{LIMIT_MAX} (default {LIMIT_DEFAULT})", "integer")],
-)
+for _rule in (
+    "/packages/<package>/<release>/<arch>/history.svg",
+    "/packages/<prefix>/<package>/<release>/<arch>/history.svg",
+):
+    describe(
+        bp,
+        API_PREFIX + _rule,
+        "Data of the history chart: the newest runs, oldest first",
+        [query_param("limit", f"runs, 1..{LIMIT_MAX} (default {LIMIT_DEFAULT})", "integer")],
+    )

@@ -16,6 +16,12 @@ def check_package(package: str) -> None:
         raise NotFound(f"{package!r} is not a valid package name")
 
 
+def check_prefix(prefix: str | None, package: str) -> None:
+    """The ``/packages/<prefix>/<pkg>/…`` form: the prefix must be the package's (CONTRACT §3.2)."""
+    if prefix is not None and prefix != results.srchash(package):
+        raise NotFound(f"{prefix!r} is not the prefix of {package!r}")
+
+
 def check_release_arch(release: str, arch: str) -> None:
     if not results.SERIES_RE.match(release):
         raise NotFound(f"release {release!r} is not valid")

@@ -25,7 +25,7 @@ from webcontrol import history, insight, results
 from webcontrol.web.appbase import NotFound, site_url
 from webcontrol.web.browse import context, links
 from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import browse_fallback, check_package, check_release_arch
+from webcontrol.web.insight.common import browse_fallback, check_package, check_prefix, check_release_arch
 
 SCAN = 100
 #: A package feed merges many tests into ENTRIES entries, so each test is read less deeply.
@@ -120,11 +120,13 @@ def _feed(title: str, alternate: str, entries: list[Entry]) -> flask.Response:
 
 
 @bp.route("/packages/<package>/feed.atom")
-def package_feed(package: str):
-    fallback = browse_fallback(package, "feed.atom")
+@bp.route("/packages/<prefix>/<package>/feed.atom")
+def package_feed(package: str, prefix: str | None = None):
+    fallback = browse_fallback(package, "feed.atom") if prefix is None else None
     if fallback is not None:
         return fallback
     check_package(package)
+    check_prefix(prefix, package)
     conn = context.get_db()
     entries = []
     for test in history.tests_of_package(conn, package):
@@ -133,8 +135,10 @@ def package_feed(package: str):
 
 
 @bp.route("/packages/<package>/<release>/<arch>/feed.atom")
-def test_feed(package: str, release: str, arch: str):
+@bp.route("/packages/<prefix>/<package>/<release>/<arch>/feed.atom")
+def test_feed(package: str, release: str, arch: str, prefix: str | None = None):
     check_package(package)
+    check_prefix(prefix, package)
     check_release_arch(release, arch)
     conn = context.get_db()
     test = history.find_test(conn, package, release, arch)
