@@ -128,3 +128,38 @@ def test_health_reports_ages_and_503_when_stale(client, site):
         assert files["queued"]["max_age_seconds"] == 120 and files["running"]["ok"] is True
     finally:
         os.utime(queued, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+
+
+def test_db_download_survives_a_publish_in_the_middle(app, site, tmp_path):
+    """publish-db renames a new DB over the old one; a GET already started serves the old file whole."""
+    import shutil
+
+    from werkzeug.test import Client
+
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(site.public_db, backup)
+    old = site.public_db.read_bytes()
+    client = Client(app)
+    response = client.get("/static/autopkgtest.db", buffered=False)
+    try:
+        new = tmp_path / "new.db"
+        new.write_bytes(b"SQLite format 3\x00" + b"x" * 100)
+        os.replace(new, site.public_db)
+        body = b"".join(response.response)
+        assert body == old and int(response.headers["Content-Length"]) == len(old)
+    finally:
+        response.close()
+        shutil.copyfile(backup, site.public_db)
+
+
+def test_links_follow_x_forwarded_proto_when_site_url_unset(tmp_path, site):
+    from webcontrol import config as configmod
+    from webcontrol.web.browse import create_app
+
+    configmod.write(
+        {"web": {"database_public": str(site.public_db), "state_dir": str(tmp_path), "releases": "noble"}},
+        tmp_path / "c.conf",
+    )
+    client = create_app(configmod.load(str(tmp_path / "c.conf"))).test_client()
+    page = client.get("/packages/hello", headers={"X-Forwarded-Proto": "https", "Host": "tests.example.org"})
+    assert 'href="https://tests.example.org/packages/h/hello/noble/amd64"' in page.get_data(as_text=True)
