@@ -36,6 +36,17 @@ MALFORMED_REQUEST = "malformed request"
 DUPLICATE_CONTEXTS = ("ubuntu", "ppa", "upstream")
 
 
+def is_hidden(params: Mapping[str, Any]) -> bool:
+    """A request or run whose details must never be shown (CONTRACT §6).
+
+    The private rule of :func:`webcontrol.results.is_private_request`, and
+    also a ``ppas`` value that is a single string carrying credentials
+    (malformed, but it must not leak either).
+    """
+    ppas = params.get("ppas")
+    return results.is_private_request(params) or (isinstance(ppas, str) and results.ppa_has_credentials(ppas))
+
+
 # running.json -------------------------------------------------------------------------
 
 
@@ -129,7 +140,7 @@ def running_jobs(raw: Mapping) -> list[RunningJob]:
                             duration=duration,
                             logtail=logtail,
                             uuid=uuid if isinstance(uuid, str) and uuid else None,
-                            private=package == PRIVATE_PACKAGE or results.is_private_request(params),
+                            private=package == PRIVATE_PACKAGE or is_hidden(params),
                         )
                     )
     return jobs
@@ -220,7 +231,7 @@ def _queued_item(context: str, release: str, arch: str, position: int, text: Any
         private = text == PRIVATE_JOB
         return QueuedRequest(context, release, arch, position, "", {}, private, text, malformed=not private)
     package, params = parsed
-    private = results.is_private_request(params)
+    private = is_hidden(params)
     return QueuedRequest(context, release, arch, position, package, {} if private else params, private, text)
 
 
@@ -348,7 +359,7 @@ def is_running(raw_running: Mapping, package: str, release: str, arch: str, para
         if not isinstance(by_arch, dict):
             continue
         leaf = _leaf(by_arch.get(arch))
-        if leaf is None or results.is_private_request(leaf[0]):
+        if leaf is None or is_hidden(leaf[0]):
             continue
         if _running_signature(leaf[0]) == wanted:
             return True
@@ -375,7 +386,7 @@ def is_queued(raw_queued: Mapping, package: str, release: str, arch: str, params
             if len(text) > len(package) and not text[len(package)].isspace():
                 continue
             parsed = parse_request_text(text)
-            if parsed is None or parsed[0] != package or results.is_private_request(parsed[1]):
+            if parsed is None or parsed[0] != package or is_hidden(parsed[1]):
                 continue
             if _queued_signature(parsed[1]) == wanted:
                 return True

@@ -131,6 +131,9 @@ def test_hiding_rules_and_sizes(queues, tmp_path):
         b"pkg [1, 2]",
         b"pkg {broken",
         b'pkg "string"',
+        b'strppa {"ppas": "joe:t0ken@joe/private"}',
+        b"",
+        b'pkg\t{"triggers": ["a/1"]}',
     ]
     queues.publish(queue, bodies)
     raw = queues.cache(tmp_path, ["noble"], {"noble": ["amd64"]}).run_once()
@@ -149,6 +152,9 @@ def test_hiding_rules_and_sizes(queues, tmp_path):
         "malformed request",
         "malformed request",
         "malformed request",
+        "private job",
+        "malformed request",
+        bodies[14].decode(),
     ]
     text = (tmp_path / "queued.json").read_text()
     assert "t0ken" not in text and "joe/private" not in text

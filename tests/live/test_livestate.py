@@ -218,3 +218,13 @@ def test_json_the_fast_parser_refuses_still_loads(tmp_path):
     path.write_text('{"p": {"k": {"r": {"a": [{}, 123456789012345678901234567890, "t"]}}}, "n": NaN}')
     raw = livestate.load_running(path)
     assert raw["p"]["k"]["r"]["a"][1] == 123456789012345678901234567890
+
+
+def test_credentials_in_a_string_ppas_are_hidden_too():
+    assert livestate.is_hidden({"ppas": "joe:t0ken@joe/private"})
+    assert livestate.is_hidden({"ppas": ["joe:t0ken@joe/private"]})
+    assert livestate.is_hidden({"readable-by": "joe"}) and livestate.is_hidden({"swiftuser": "x"})
+    assert not livestate.is_hidden({"ppas": ["joe/ppa"], "readable-by": "", "swiftuser": None})
+    raw = {"queues": {"ppa": {"noble": {"amd64": {"size": 1, "requests": ['x {"ppas": "a:t@b/c"}']}}}}}
+    (item,) = livestate.queued_requests(raw)
+    assert item.private and item.params == {}

@@ -23,7 +23,7 @@ from typing import Any
 from webcontrol import amqp, results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
-from webcontrol.livestate import PRIVATE_LOGTAIL, PRIVATE_PACKAGE
+from webcontrol.livestate import PRIVATE_LOGTAIL, PRIVATE_PACKAGE, is_hidden
 from webcontrol.messages import MalformedMessage, StatusMessage
 from webcontrol.services.base import on_stop_signals, run_program
 
@@ -56,7 +56,7 @@ class RunningState:
     @staticmethod
     def slot(message: StatusMessage) -> tuple[Leaf, list]:
         """Where a message goes and the leaf value it carries."""
-        if message.package == PRIVATE_PACKAGE or results.is_private_request(message.params):
+        if message.package == PRIVATE_PACKAGE or is_hidden(message.params):
             # One slot per private run, keyed by an opaque id; never its params (credentials).
             uuid = message.uuid or message.params.get("uuid") or ""
             key = uuid if isinstance(uuid, str) else ""

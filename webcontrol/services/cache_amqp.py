@@ -45,8 +45,7 @@ import pika.exceptions
 from webcontrol import amqp, db, results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
-from webcontrol.livestate import MALFORMED_REQUEST, PRIVATE_JOB
-from webcontrol.messages import MalformedMessage, TestRequest
+from webcontrol.livestate import MALFORMED_REQUEST, PRIVATE_JOB, is_hidden
 from webcontrol.services.base import ProgramError, on_stop_signals, run_program
 
 log = logging.getLogger(__name__)
@@ -74,19 +73,29 @@ class PeekStats:
 def render_request(body: bytes) -> str:
     """A queue item as queued.json shows it (CONTRACT §6.2).
 
-    Verbatim, except hidden requests (``private job``), bare packages
-    (``<pkg>\\n{}``, which clients can split) and bodies that are not UTF-8 or
-    whose JSON part is not an object (``malformed request``).
+    The body verbatim, except: hidden requests become ``private job``; a
+    bare package ``<pkg>\n{}`` (clients split every item at its first
+    whitespace); a body that is not UTF-8, or whose JSON part is not a JSON
+    object, ``malformed request``.
     """
     try:
-        request = TestRequest.parse(body)
-    except MalformedMessage:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
         return MALFORMED_REQUEST
-    if request.is_private:
+    parts = text.split(None, 1)
+    if not parts:
+        return MALFORMED_REQUEST
+    if len(parts) == 1:
+        return f"{parts[0]}\n{{}}"
+    try:
+        params = json.loads(parts[1])
+    except (ValueError, RecursionError):
+        return MALFORMED_REQUEST
+    if not isinstance(params, dict):
+        return MALFORMED_REQUEST
+    if is_hidden(params):
         return PRIVATE_JOB
-    if request.bare:
-        return f"{request.package}\n{{}}"
-    return body.decode("utf-8")
+    return text
 
 
 def arches_by_release(conn, releases: list[str]) -> dict[str, list[str]]:
