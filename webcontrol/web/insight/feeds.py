@@ -24,6 +24,7 @@ import flask
 from webcontrol import history, insight, results
 from webcontrol.web.appbase import NotFound, site_url
 from webcontrol.web.browse import context, links
+from webcontrol.web.browse.users import USER_RE
 from webcontrol.web.insight import bp
 from webcontrol.web.insight.common import browse_fallback, check_package, check_prefix, check_release_arch
 
@@ -31,7 +32,6 @@ SCAN = 100
 #: A package feed merges many tests into ENTRIES entries, so each test is read less deeply.
 PACKAGE_SCAN = 50
 ENTRIES = 50
-USER_RE = results.PACKAGE_RE  # Launchpad nicks: lowercase letters, digits, + . -
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 
 
@@ -148,7 +148,7 @@ def test_feed(package: str, release: str, arch: str, prefix: str | None = None):
 
 @bp.route("/user/<user>/feed.atom")
 def user_feed(user: str):
-    if not USER_RE.match(user):
+    if not USER_RE.match(user):  # the user pages' own rule
         raise NotFound(f"{user!r} is not a valid user name")
     conn = context.get_db()
     return _feed(f"autopkgtest: tests requested by {user}", links.user_url(user), user_changes(conn, user))
