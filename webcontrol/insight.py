@@ -38,6 +38,13 @@ neighbours whose kinds differ. The rules, first match wins:
    failure streak after a pass stays ``regression`` until the pass leaves
    the window, then it is ``always_failed``.
 
+Ties and edge cases: two results of one test never share a run_id, so
+"previous" is always one result. Rules are tried in the order above, so a
+result that fits two (a retried pass that also alternates) gets the first.
+A test whose only earlier results are non-decisive behaves as a first run.
+A missing exit code counts as a failure; a missing version is its own
+version (``None``), distinct from ``unknown``.
+
 Flakiness score of a test: over its last :data:`WINDOW` results, the
 decisive ones are grouped by version; ``pairs`` = neighbouring results of
 the same version, ``flips`` = those pairs whose kinds differ; score =
