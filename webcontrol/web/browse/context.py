@@ -74,7 +74,6 @@ class Catalogue:
 
 
 _catalogue_lock = threading.Lock()
-_catalogue: dict[str, tuple[tuple[int, int], Catalogue]] = {}
 
 
 def catalogue() -> Catalogue:
@@ -85,8 +84,10 @@ def catalogue() -> Catalogue:
         stamp = (stat.st_mtime_ns, stat.st_size)
     except OSError:
         stamp = (0, 0)
+    # Per app: the release list also depends on the app's config.
+    cache = flask.current_app.extensions.setdefault("browse_catalogue", {})
     with _catalogue_lock:
-        cached = _catalogue.get(path)
+        cached = cache.get(path)
         if cached and cached[0] == stamp:
             return cached[1]
     conn = get_db()
@@ -98,7 +99,7 @@ def catalogue() -> Catalogue:
         releases = cfg.supported_releases(()) or history.release_first_runs(conn, arches)
     value = Catalogue(releases=releases, arches=arches, requester_run_index=history.has_requester_run_index(conn))
     with _catalogue_lock:
-        _catalogue[path] = (stamp, value)
+        cache[path] = (stamp, value)
     return value
 
 
