@@ -92,3 +92,25 @@ def status_bodies(tree: dict, running: bool = True) -> list[bytes]:
         leaf_message(package, release, arch, value, running).serialise()
         for package, _key, release, arch, value in leaves(tree)
     ]
+
+
+def browse_client(tmp_path: Path, releases: str = "noble"):
+    """A browse.cgi test client reading running.json, queued.json and public.db under tmp_path."""
+    from webcontrol import config
+    from webcontrol.web.browse import create_app
+
+    cfg = config.from_dict(
+        {
+            "web": {
+                "database_public": tmp_path / "public.db",
+                "running_cache": tmp_path / "running.json",
+                "amqp_queue_cache": tmp_path / "queued.json",
+                "releases": releases,
+                "state_dir": tmp_path / "state",
+                "site_url": "https://autopkgtest.example.com",
+            }
+        }
+    )
+    app = create_app(cfg)
+    app.testing = True
+    return app.test_client()

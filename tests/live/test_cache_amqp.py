@@ -13,7 +13,7 @@ import time
 import pika
 import pytest
 
-from tests.live.helpers import QUEUED_2024, QUEUES_2022, wait_for
+from tests.live.helpers import QUEUED_2024, QUEUES_2022, browse_client, wait_for
 from tests.services.amqp import drain
 from webcontrol import amqp, config, db, livestate, results
 from webcontrol.services import cache_amqp
@@ -95,17 +95,24 @@ def test_recorded_queues_round_trip(queues, tmp_path, sample, method):
     raw = livestate.load_queued(tmp_path / "queued.json")
     assert raw == document
     assert raw["releases"] == releases and raw["arches"] == sorted({a for v in arches.values() for a in v})
-    served = livestate.queues_json(raw)
+    make_public_db(tmp_path / "public.db", arches)
+    client = browse_client(tmp_path, " ".join(releases))
+    served = json.loads(client.get("/queues.json").get_data())
+    assert served == livestate.queues_json(raw)
+    sizes = json.loads(client.get("/queue_size.json").get_data())
     for context, by_release in recorded.items():
         for release, by_arch in by_release.items():
             for arch, items in by_arch.items():
                 assert served[context][release][arch] == items, (context, release, arch)
+                assert sizes[context][release][arch] == len(items)
                 for item in items:
                     package, params = item.split(None, 1)
                     assert isinstance(json.loads(params), dict)
     # Every context × release × arch has an entry, empty ones included.
-    assert list(served) == list(results.CONTEXTS)
-    assert all(list(served[c]) == releases for c in served)
+    # (queued.json keeps contexts and releases in order; browse's /queues.json currently sorts keys.)
+    assert list(raw["queues"]) == list(results.CONTEXTS)
+    assert all(list(raw["queues"][c]) == releases for c in raw["queues"])
+    assert sorted(served) == sorted(results.CONTEXTS)
     # Nothing was consumed: the queues still hold the same items in the same order.
     for context, by_release in recorded.items():
         for release, by_arch in by_release.items():

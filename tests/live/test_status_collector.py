@@ -15,6 +15,7 @@ from tests.live.helpers import (
     RUN_2022,
     RUN_2024,
     RunningCollector,
+    browse_client,
     leaves,
     publish,
     read_file_json,
@@ -47,6 +48,9 @@ def test_recorded_sample_round_trips(amqp_names, tmp_path, sample):
         wait_for(lambda: read_file_json(path) == {}, what="empty start state")
         publish(amqp_names.uri, collector.exchange, status_bodies(recorded))
         wait_for(lambda: read_file_json(path) == recorded, what="running.json equal to the recording")
+        # What clients download: /static/running.json served by browse.cgi.
+        served = browse_client(tmp_path).get("/static/running.json")
+        assert served.status_code == 200 and json.loads(served.get_data()) == recorded
         # Everything finishes: the file goes back to {} with every parent pruned.
         publish(amqp_names.uri, collector.exchange, status_bodies(recorded, running=False))
         wait_for(lambda: read_file_json(path) == {}, what="running.json empty after running:false")
