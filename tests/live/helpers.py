@@ -94,7 +94,7 @@ def status_bodies(tree: dict, running: bool = True) -> list[bytes]:
     ]
 
 
-def browse_client(tmp_path: Path, releases: str = "noble"):
+def browse_client(tmp_path: Path, releases: str = "noble", site_url: str | None = "https://autopkgtest.example.com"):
     """A browse.cgi test client reading running.json, queued.json and public.db under tmp_path."""
     from webcontrol import config
     from webcontrol.web.browse import create_app
@@ -107,7 +107,7 @@ def browse_client(tmp_path: Path, releases: str = "noble"):
                 "amqp_queue_cache": tmp_path / "queued.json",
                 "releases": releases,
                 "state_dir": tmp_path / "state",
-                "site_url": "https://autopkgtest.example.com",
+                "site_url": site_url,
             }
         }
     )
