@@ -89,17 +89,11 @@ def test_release_order_fallback_without_config(conn):
         assert "SCAN result" not in plan or "USING" in plan
 
 
-def test_requester_run_index_is_used_when_present(site, tmp_path):
-    import shutil
-
-    copy = tmp_path / "with-index.db"
-    shutil.copyfile(site.public_db, copy)
-    rw = sqlite3.connect(copy)
-    assert not history.has_requester_run_index(rw)
-    expected = history.user_results(rw, sitemod.HEAVY_USER, 30)
-    rw.execute("CREATE INDEX result_requester_run_ix ON result(requester, run_id)")
-    assert history.has_requester_run_index(rw)
-    found = plans(rw, lambda c: history.user_results(c, sitemod.HEAVY_USER, 30, requester_run_index=True))
+def test_requester_run_index_is_in_the_schema_and_used(site):
+    conn = sqlite3.connect(site.public_db)
+    assert history.has_requester_run_index(conn)  # migration 3 of webcontrol.db
+    expected = history.user_results(conn, sitemod.HEAVY_USER, 30)
+    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 30, requester_run_index=True))
     assert all("TEMP B-TREE" not in plan and "result_requester_run_ix" in plan for _sql, plan in found)
-    assert history.user_results(rw, sitemod.HEAVY_USER, 30, requester_run_index=True) == expected
-    rw.close()
+    assert history.user_results(conn, sitemod.HEAVY_USER, 30, requester_run_index=True) == expected
+    conn.close()
