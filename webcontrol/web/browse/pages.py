@@ -13,7 +13,7 @@ import urllib.parse
 import flask
 
 import webcontrol
-from webcontrol import history, results
+from webcontrol import history, insight, results
 from webcontrol.atomicfile import read_json
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
@@ -71,6 +71,7 @@ _RECENT_PARAMS = [
     query_param("arch", "only this architecture"),
     query_param("user", "only results requested by this Launchpad user"),
     query_param("result", "pass, fail, neutral, denylisted, tmpfail or error"),
+    query_param("classification", "pass, regression, always_failed, fixed, flaky, neutral, tmpfail or denylisted"),
 ]
 
 
@@ -82,19 +83,37 @@ def _recent_rows():
     arch = args.get("arch") or None
     user = args.get("user") or None
     result = args.get("result") or None
+    classification = args.get("classification") or None
     if release and not results.SERIES_RE.match(release):
         raise BadRequest(f"invalid release {release!r}")
     if arch and not results.ARCH_RE.match(arch):
         raise BadRequest(f"invalid arch {arch!r}")
     if result and result not in results.FILTERABLE_RESULTS:
         raise BadRequest(f"result must be one of {', '.join(results.FILTERABLE_RESULTS)}")
+    if classification and classification not in insight.CLASSIFICATIONS:
+        raise BadRequest(f"classification must be one of {', '.join(insight.CLASSIFICATIONS)}")
     filters = history.RecentFilter(release=release, arch=arch, requester=user, result=result)
     conn = context.get_db()
-    rows = history.recent(conn, limit, offset, filters, context.catalogue().requester_run_index)
+    index = context.catalogue().requester_run_index
+    if classification:
+        # Classification is computed, not stored: classify newest-first pages until enough match (bounded scan).
+        rows, _complete = insight.select_classified(
+            conn, lambda n, skip: history.recent(conn, n, skip, filters, index), classification, limit, offset
+        )
+    else:
+        rows = history.recent(conn, limit, offset, filters, index)
     return (
         conn,
         rows,
-        {"limit": limit, "offset": offset, "release": release, "arch": arch, "user": user, "result": result},
+        {
+            "limit": limit,
+            "offset": offset,
+            "release": release,
+            "arch": arch,
+            "user": user,
+            "result": result,
+            "classification": classification,
+        },
     )
 
 
@@ -117,6 +136,7 @@ def recent():
         "releases": catalogue.releases,
         "arches": catalogue.all_arches(),
         "result_names": list(results.FILTERABLE_RESULTS),
+        "classifications": list(insight.CLASSIFICATIONS),
     }
 
 
