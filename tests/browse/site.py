@@ -122,6 +122,9 @@ def _running(sample: Path) -> dict:
             }
         }
     }
+    # A hostile or legacy file: a private run (readable-by) stored with its params and log.
+    hidden = {"readable-by": ["secret-team"], "requester": "sneaky", "triggers": ["hello/9.9-secret"]}
+    tree["hello"][results.run_key(hidden)] = {"jammy": {"s390x": [hidden, 60, "SECRET LOG LINE\n"]}}
     return tree
 
 

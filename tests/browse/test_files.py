@@ -112,6 +112,16 @@ def test_queue_json_endpoints(client, site):
     assert raw.get_data() == (site.root / "cache" / "queued.json").read_bytes()
 
 
+def test_queue_json_keeps_the_order_of_queued_json(client, site):
+    """Contexts ubuntu, huge, ppa, upstream and releases in config order, not sorted keys."""
+    source = json.loads((site.root / "cache" / "queued.json").read_text())["queues"]
+    for path in ("/queues.json", "/queue_size.json"):
+        served = json.loads(client.get(path).get_data())
+        assert list(served) == list(source) == ["ubuntu", "huge", "ppa", "upstream"]
+        for context in served:
+            assert list(served[context]) == list(source[context])
+
+
 def test_health_reports_ages_and_503_when_stale(client, site):
     data = client.get("/health").get_json()
     assert set(data["files"]) == {"public_db", "running", "queued", "stats"}

@@ -376,3 +376,11 @@ def test_release_health_pages_by_package(client):
     second = client.get("/api/v1/releases/noble?limit=2&after=hello").get_json()
     assert [p["package"] for p in second["packages"]] == ["libpng1.6"] and second["more_url"] is None
     assert client.get("/releases/noble?after=%3Cx%3E").status_code == 400
+
+
+def test_private_running_jobs_show_nothing_of_their_params(client):
+    for path in ("/packages/hello", "/api/v1/packages/hello", "/running", "/api/v1/running"):
+        body = client.get(path).get_data(as_text=True)
+        assert client.get(path).status_code == 200, path
+        for secret in ("secret-team", "sneaky", "9.9-secret", "SECRET LOG"):
+            assert secret not in body, (path, secret)

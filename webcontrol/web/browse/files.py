@@ -7,9 +7,11 @@ their bytes and shapes follow CONTRACT §5.3, §6 and §12 exactly.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import urllib.parse
 
 import flask
 from werkzeug.http import http_date
@@ -34,7 +36,8 @@ def redirect_trailing_slash():
     """``/packages/…/`` redirects to the same path without the slash (CONTRACT §7.1)."""
     path = flask.request.path
     if _PACKAGES_SLASH.match(path):
-        target = flask.request.script_root + path.rstrip("/")
+        # Quoted: a decoded path may hold CR/LF or spaces, which a Location header must not carry.
+        target = flask.request.script_root + urllib.parse.quote(path.rstrip("/"), safe="/@+:~!$&'()*,;=")
         if flask.request.query_string:
             target += "?" + flask.request.query_string.decode("latin-1")
         return flask.redirect(target, 301)
@@ -108,14 +111,20 @@ def queued_json():
     return _file_response(context.config().get("web", "amqp_queue_cache"), "application/json", missing=empty)
 
 
+def _ordered_json(value) -> flask.Response:
+    # Not jsonify: it sorts keys, and clients expect queued.json's order
+    # (contexts ubuntu, huge, ppa, upstream; releases in config order).
+    return flask.Response(json.dumps(value, ensure_ascii=False), mimetype="application/json")
+
+
 @bp.route("/queues.json")
 def queues_json():
-    return flask.jsonify(livestate.queues_json(context.queued_raw()))
+    return _ordered_json(livestate.queues_json(context.queued_raw()))
 
 
 @bp.route("/queue_size.json")
 def queue_size_json():
-    return flask.jsonify(livestate.queue_sizes(context.queued_raw()))
+    return _ordered_json(livestate.queue_sizes(context.queued_raw()))
 
 
 @bp.route("/health")

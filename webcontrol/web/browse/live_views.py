@@ -7,26 +7,20 @@ filters its typed views and turns them into JSON-ready dicts.
 
 from __future__ import annotations
 
-from webcontrol import livestate, results
-from webcontrol.web.browse import context
+from webcontrol import livestate
+from webcontrol.web.browse import context, live_data
 
 
 def job_view(job: livestate.RunningJob) -> dict:
-    params = job.params if isinstance(job.params, dict) else {}
-    return {
-        "package": job.package,
-        "run_key": job.run_key,
-        "release": job.release,
-        "arch": job.arch,
-        "params": params,
-        "triggers": params.get("triggers") if isinstance(params.get("triggers"), list) else [],
-        "requester": params.get("requester") if isinstance(params.get("requester"), str) else "",
-        "duration": job.duration,
-        "human_duration": results.human_duration(job.duration),
-        "logtail": job.logtail,
-        "uuid": job.uuid,
-        "private": job.private,
-    }
+    """The /running view of a job (private runs show nothing of their params) plus list fields."""
+    view = live_data.job_view(job)
+    params = view["params"]
+    view.update(
+        run_key="" if job.private else job.run_key,  # the key spells out the params
+        triggers=params.get("triggers") if isinstance(params.get("triggers"), list) else [],
+        requester=params.get("requester") if isinstance(params.get("requester"), str) else "",
+    )
+    return view
 
 
 def queued_view(item: livestate.QueuedRequest) -> dict:
