@@ -36,15 +36,8 @@ MALFORMED_REQUEST = "malformed request"
 DUPLICATE_CONTEXTS = ("ubuntu", "ppa", "upstream")
 
 
-def is_hidden(params: Mapping[str, Any]) -> bool:
-    """A request or run whose details must never be shown (CONTRACT §6).
-
-    The private rule of :func:`webcontrol.results.is_private_request`, and
-    also a ``ppas`` value that is a single string carrying credentials
-    (malformed, but it must not leak either).
-    """
-    ppas = params.get("ppas")
-    return results.is_private_request(params) or (isinstance(ppas, str) and results.ppa_has_credentials(ppas))
+#: A request or run whose details must never be shown (CONTRACT §6).
+is_hidden = results.is_private_request
 
 
 # running.json -------------------------------------------------------------------------

@@ -186,6 +186,8 @@ def is_private_request(params: Mapping[str, Any]) -> bool:
     if params.get("readable-by") or params.get("swiftuser"):
         return True
     ppas = params.get("ppas") or []
+    if isinstance(ppas, str):  # malformed, but its credentials must not leak either
+        ppas = [ppas]
     return isinstance(ppas, list) and any(isinstance(p, str) and ppa_has_credentials(p) for p in ppas)
 
 

@@ -67,3 +67,8 @@ def test_private_requests():
     assert results.is_private_request({"swiftuser": "britney"})
     assert results.is_private_request({"ppas": ["u:tok@joe/ppa"]})
     assert not results.is_private_request({"ppas": ["joe/ppa"], "readable-by": []})
+
+
+def test_credentials_in_a_bare_ppas_string_are_private_too():
+    assert results.is_private_request({"ppas": "user:token@joe/ppa"})
+    assert not results.is_private_request({"ppas": "joe/ppa"})
