@@ -111,6 +111,26 @@ def arches_by_release(conn, releases: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def queue_entry(bodies: list[bytes]) -> dict:
+    """One queue's entry in queued.json: its size and its requests in queue order."""
+    return {"size": len(bodies), "requests": [render_request(body) for body in bodies]}
+
+
+def queued_document(releases: list[str], arches: dict[str, list[str]], entry: Callable[[str, str, str], dict]) -> dict:
+    """The queued.json document (CONTRACT §6.2): every context × release × arch with results."""
+    queues: dict[str, dict] = {}
+    for context in results.CONTEXTS:
+        for release in releases:
+            for arch in arches.get(release, []):
+                queues.setdefault(context, {}).setdefault(release, {})[arch] = entry(context, release, arch)
+    return {
+        "releases": list(releases),
+        "arches": sorted({a for release in releases for a in arches.get(release, [])}),
+        "queues": queues,
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 class QueueCache:
     """One pass reads every queue and replaces queued.json."""
 
@@ -254,15 +274,11 @@ class QueueCache:
         """Read every queue; the queued.json document. Raises amqp.BrokerError."""
         self.stats = PeekStats()
         started = time.monotonic()
-        queues: dict[str, dict] = {}
         connection = amqp.connect(self.uri)
         try:
-            for context in results.CONTEXTS:
-                for release in self.releases:
-                    for arch in self.arches.get(release, []):
-                        queues.setdefault(context, {}).setdefault(release, {})[arch] = self._entry(
-                            connection, context, release, arch
-                        )
+            document = queued_document(
+                self.releases, self.arches, lambda ctx, rel, arch: self._entry(connection, ctx, rel, arch)
+            )
         except pika.exceptions.AMQPError as err:
             raise amqp.BrokerError(f"reading queues failed: {err!r}") from err
         finally:
@@ -278,22 +294,17 @@ class QueueCache:
             self.stats.longest_hold_s * 1000,
             self.stats.longest_hold_queue or "-",
         )
-        return {
-            "releases": list(self.releases),
-            "arches": sorted({a for release in self.releases for a in self.arches.get(release, [])}),
-            "queues": queues,
-            "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        return document
 
     def _entry(self, connection, context: str, release: str, arch: str) -> dict:
         bodies = self.read_queue(connection, context, release, arch)
         if bodies is None:
             self.stats.skipped += 1
             previous = ((self._previous.get("queues") or {}).get(context) or {}).get(release, {}).get(arch)
-            return previous if isinstance(previous, dict) else {"size": 0, "requests": []}
+            return previous if isinstance(previous, dict) else queue_entry([])
         self.stats.queues += 1
         self.stats.messages += len(bodies)
-        return {"size": len(bodies), "requests": [render_request(body) for body in bodies]}
+        return queue_entry(bodies)
 
     def run_once(self) -> dict:
         """One pass: snapshot and replace the file. Raises amqp.BrokerError, OSError."""

@@ -14,15 +14,13 @@ or Swift is needed.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
-import json
 import logging
 import random
 import time
 from pathlib import Path
 
-from webcontrol import atomicfile, demodata, results
+from webcontrol import atomicfile, demodata
 from webcontrol import config as configmod
 from webcontrol.messages import StatusMessage, TestRequest, new_uuid, submit_time
 from webcontrol.services.base import ProgramError, run_program
@@ -86,32 +84,23 @@ def _running_json(runs: list[demodata.DemoRun], path: Path) -> None:
 
 
 def _queued_json(runs: list[demodata.DemoRun], path: Path) -> None:
-    """queued.json rendered from queue bodies as cache-amqp renders them."""
-    from webcontrol.services.cache_amqp import render_request
+    """queued.json built by cache-amqp's own document code from generated queue bodies."""
+    from webcontrol.services.cache_amqp import queue_entry, queued_document
 
     rng = random.Random(8)
-    queues: dict = {}
-    for context in results.CONTEXTS:
-        for release in RELEASES:
-            for arch in ARCHES:
-                bodies = []
-                if context in ("ubuntu", "huge"):
-                    for run in rng.sample(runs, rng.choice((0, 0, 1, 3))):
-                        params = {"triggers": run.triggers.split(), "submit-time": submit_time(), "uuid": new_uuid()}
-                        bodies.append(TestRequest(run.package, params).serialise())
-                if context == "ppa" and arch == "amd64":
-                    bodies.append(b'hello\n{"ppas": ["user:secret@joe/private"], "triggers": ["hello/2.0-1"]}')
-                queues.setdefault(context, {}).setdefault(release, {})[arch] = {
-                    "size": len(bodies),
-                    "requests": [render_request(body) for body in bodies],
-                }
-    document = {
-        "releases": list(RELEASES),
-        "arches": sorted(ARCHES),
-        "queues": queues,
-        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    atomicfile.write_atomic(path, json.dumps(document))
+
+    def entry(context: str, release: str, arch: str) -> dict:
+        bodies = []
+        if context in ("ubuntu", "huge"):
+            for run in rng.sample(runs, rng.choice((0, 0, 1, 3))):
+                params = {"triggers": run.triggers.split(), "submit-time": submit_time(), "uuid": new_uuid()}
+                bodies.append(TestRequest(run.package, params).serialise())
+        if context == "ppa" and arch == "amd64":
+            bodies.append(b'hello\n{"ppas": ["user:secret@joe/private"], "triggers": ["hello/2.0-1"]}')
+        return queue_entry(bodies)
+
+    document = queued_document(list(RELEASES), {release: list(ARCHES) for release in RELEASES}, entry)
+    atomicfile.write_json_atomic(path, document)
 
 
 def build(root: Path, runs_per_test: int = 10) -> Path:
