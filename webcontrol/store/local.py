@@ -353,6 +353,15 @@ class _FileChunks:
         self._handle.close()
 
 
+#: Swift's limits on name lengths (bytes); a path segment is also bounded by the filesystem's NAME_MAX.
+MAX_OBJECT_NAME_BYTES = 1024
+NAME_MAX = 255
+
+
+def _too_long(value: str, limit: int) -> bool:
+    return len(value.encode("utf-8", "surrogatepass")) > limit
+
+
 def check_container_name(container: str) -> None:
     """Raise InvalidName unless ``container`` is one plain directory name."""
     if (
@@ -361,14 +370,23 @@ def check_container_name(container: str) -> None:
         or "/" in container
         or "\0" in container
         or container.startswith(".")
+        or _too_long(container, NAME_MAX)
     ):
-        raise InvalidName(f"invalid container name {container!r}")
+        raise InvalidName(f"invalid container name {container!r:.300}")
 
 
 def check_object_name(name: str) -> None:
-    """Raise InvalidName for names that could leave the container or are not files."""
-    if not isinstance(name, str) or not name or "\0" in name or name.startswith("/") or _has_bad_segment(name):
-        raise InvalidName(f"invalid object name {name!r}")
+    """Raise InvalidName for names that could leave the container, are not files, or are too long."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or "\0" in name
+        or name.startswith("/")
+        or _has_bad_segment(name)
+        or _too_long(name, MAX_OBJECT_NAME_BYTES)
+        or any(_too_long(segment, NAME_MAX) for segment in name.split("/"))
+    ):
+        raise InvalidName(f"invalid object name {name!r:.300}")
 
 
 def _has_bad_segment(path: str) -> bool:

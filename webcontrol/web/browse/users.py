@@ -45,6 +45,8 @@ def _check_user(user: str) -> None:
 @bp.route(API_PREFIX + "/user/<user>")
 def user_redirect(user: str):
     """The canonical user page ends with a slash (CONTRACT §7.1)."""
+    # An invalid name is a 404 here too; redirecting would put it (CR/LF included) into a Location header.
+    _check_user(user)
     target = flask.request.path + "/"
     if flask.request.query_string:
         target += "?" + flask.request.query_string.decode("latin-1")
