@@ -323,6 +323,8 @@ def test_results_proxy_is_read_only(site, public_log):
         (f"/packages/{PACKAGE}/", f"/packages/{PACKAGE}"),
         (f"/packages/h/{PACKAGE}/noble/amd64/", f"/packages/h/{PACKAGE}/noble/amd64"),
         ("/running.shtml", "/running"),
+        # Hostile names stay escaped in Location (no header injection).
+        ("/packages/a%0D%0Ab/", "/packages/a%0d%0ab"),
     ],
 )
 def test_redirects(site, path, target):
