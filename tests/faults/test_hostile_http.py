@@ -410,6 +410,92 @@ def test_path_traversal_refused(clients, path, who):
     HITS["traversal"]["refused"] += 1
 
 
+@pytest.fixture(scope="module")
+def clients_without_site_url(site):
+    """The apps with ``[web] site_url`` unset: absolute links and the ``next`` check come from the request."""
+    from webcontrol import config as configmod
+
+    values = json.loads(json.dumps(site.values))
+    values["web"].pop("site_url", None)
+    config = configmod.from_dict(values)
+    apps = {"browse": create_browse(config), "request": create_request(config), "private": create_private(config)}
+    for app in apps.values():
+        app.testing = False
+    return {name: app.test_client() for name, app in apps.items()}
+
+
+header_value = st.one_of(st.sampled_from(MARKUP), st.sampled_from(NASTY), st.text(max_size=60)).map(
+    lambda value: value.replace("\r", "").replace("\n", "")
+)
+
+
+@_settings()
+@given(
+    route=st.sampled_from(
+        [
+            "/",
+            "/packages/hello",
+            "/packages/h/hello/noble/amd64",
+            "/user/bryce/",
+            "/running",
+            "/request.cgi",
+            "/login",
+            "/logout",
+            "/recent",
+            "/api/v1/recent",
+            "/static/autopkgtest.db",
+            "/results/autopkgtest-noble",
+            "/private-results/x",
+            "/health",
+            "/testlist",
+        ]
+    ),  # fmt: skip
+    host=st.sampled_from(["evil.example", "autopkgtest.example.com", "a b", "<zzq>", "evil.example:99999", ""])
+    | header_value,
+    proto=st.sampled_from(["https", "http", "javascript", "<zzq>", ""]) | header_value,
+    cookie=st.sampled_from(
+        [
+            "",
+            "session=garbage",
+            "session=.eJw.x.y",
+            "X-Api-Key=joe:k",
+            "X-Api-Key=:::",
+            "X-Api-Key=<zzq>",
+            "session=" + "A" * 5000,
+        ]
+    )
+    | header_value,  # fmt: skip
+    extra=st.dictionaries(
+        st.sampled_from(
+            [
+                "If-Modified-Since",
+                "Range",
+                "Accept",
+                "Accept-Language",
+                "Referer",
+                "Origin",
+                "X-Forwarded-Host",
+                "User-Agent",
+                "Content-Type",
+            ]
+        ),  # fmt: skip
+        header_value,
+        max_size=4,
+    ),
+    with_site_url=st.booleans(),
+)
+def test_hostile_headers(clients, clients_without_site_url, route, host, proto, cookie, extra, with_site_url):
+    chosen = clients if with_site_url else clients_without_site_url
+    client = _client(chosen, route)
+    client._cookies.clear()
+    headers = {"X-Forwarded-Proto": proto, "Cookie": cookie, **extra}
+    try:
+        response = client.get(route, headers=headers, base_url=f"http://{host or 'localhost'}")
+    except ValueError:  # a Host the test client itself cannot parse: a real server answers 400 first
+        return
+    check("headers", response, allowed_503=route == "/health")
+
+
 def test_zz_report(figures):
     """Runs last in this module: the per-family counts become the module's figures."""
     total = collections.Counter()
