@@ -72,6 +72,7 @@ def test_download_results_survives_sigkills_and_a_broker_restart(policy_broker, 
     events.append((rng.uniform(0.3, 0.7) * seconds, "restart"))
     events.sort()
     process = start()
+    rows_at_start = 0
     publisher.start()
     started = time.monotonic()
     kill_counts, restart_seconds = [], None
@@ -79,10 +80,14 @@ def test_download_results_survives_sigkills_and_a_broker_restart(policy_broker, 
         for moment, event in events:
             time.sleep(max(0.0, started + moment - time.monotonic()))
             if event == "kill":
+                # Kill a consumer that is at work: one that has stored something since it started.
+                floor = rows_at_start
+                wait_for(lambda: _count(db_path) > floor or publisher.done.is_set(), timeout=30, interval=0.01)  # noqa: B023
                 process.send_signal(signal.SIGKILL)
                 process.wait(10)
                 kill_counts.append(_count(db_path))
                 process = start()  # the supervisor restarts it
+                rows_at_start = _count(db_path)
             else:
                 before = time.monotonic()
                 policy_broker.restart()
