@@ -251,3 +251,29 @@ def test_private_results_only_for_readable_by(site, launchpad, figures):  # noqa
     login(client, "dana")
     assert client.get(f"/private-results/{CONTAINER}/{RUN}/log.gz").status_code == 403
     figures.update(cases=len(cases) + 1, served=served, denied=denied + 1)
+
+
+def test_local_results_route_never_serves_private_containers(site, figures):  # noqa: F811
+    """With the local store browse.cgi serves /results/ itself; private-* containers stay private there,
+    as Swift keeps them (no public read ACL: anonymous requests get 401)."""
+    from webcontrol.web.browse import create_app as create_browse_app
+
+    store = LocalStore(site.values["web"]["results_dir"])
+    store.put_object(CONTAINER, f"{RUN}/log.gz", gzip.compress(b"the private log\n"))
+    store.put_object(CONTAINER, f"{RUN}/readable-by", b"joe\n")
+    store.put_object("autopkgtest-noble", f"{RUN}/log.gz", gzip.compress(b"a public log\n"))
+    app = create_browse_app(site.config)
+    refused = 0
+    for who in (None, "joe", "mallory"):
+        client = app.test_client()
+        if who:
+            login(client, who)
+        for path in (f"/results/{CONTAINER}/{RUN}/log.gz", f"/results/{CONTAINER}/{RUN}/readable-by",
+                     f"/results/{CONTAINER}", f"/results/{CONTAINER}/", f"/results/{CONTAINER}?format=json",
+                     f"/results/{CONTAINER}?prefix=noble/&delimiter=/"):  # fmt: skip
+            response = client.get(path)
+            assert response.status_code == 401, (who, path, response.status_code)
+            assert b"private" not in response.get_data() and b"joe" not in response.get_data()
+            refused += 1
+    assert app.test_client().get(f"/results/autopkgtest-noble/{RUN}/log.gz").status_code == 200  # control
+    figures.update(private_requests_via_results=refused, served=0)

@@ -40,6 +40,14 @@ def _local_only() -> None:
         raise NotFound("results are served by the front end's proxy to Swift")
 
 
+def _anonymous_readable(container: str) -> bool:
+    """Private containers have no public read ACL in Swift: anonymous access gets 401 there too.
+
+    They are served only by private-results, after its login and ``readable-by`` check (CONTRACT §11).
+    """
+    return not container.startswith("private-")
+
+
 @bp.route("/results/", strict_slashes=False)
 def account():
     _local_only()
@@ -50,6 +58,8 @@ def account():
 @bp.route("/results/<container>", strict_slashes=False)
 def listing(container: str):
     _local_only()
+    if not _anonymous_readable(container):
+        return _plain(401, "Unauthorized\n")
     args = flask.request.args
     fmt = args.get("format", "plain").lower()
     if fmt not in ("plain", "json"):
@@ -104,6 +114,8 @@ def listing(container: str):
 @bp.route("/results/<container>/<path:name>")
 def get_object(container: str, name: str):
     _local_only()
+    if not _anonymous_readable(container):
+        return _plain(401, "Unauthorized\n")
     store = context.store()
     try:
         stream = store.open_object(container, name)
