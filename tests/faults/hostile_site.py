@@ -24,6 +24,7 @@ from webcontrol.store.local import LocalStore
 SECRET = b"TOPSECRET-do-not-serve-4f1d"
 PRIVATE_CONTAINER = "private-autopkgtest-noble"
 PRIVATE_RUN = "noble/amd64/h/hello/20240101_000000_abcde@"
+PRIVATE_LOG = gzip.compress(b"private log line\n", mtime=0)
 WEBHOOK_SECRET = "s3cret"
 API_USER, API_KEY = "apiuser", "k3y-0123456789"
 
@@ -47,7 +48,7 @@ def build(root: Path, launchpad_url: str, openid_url: str) -> HostileSite:
     (root / "results-secret").mkdir()
     (root / "results-secret" / "log.gz").write_bytes(gzip.compress(SECRET))
     store = LocalStore(values["web"]["results_dir"])
-    store.put_object(PRIVATE_CONTAINER, f"{PRIVATE_RUN}/log.gz", gzip.compress(b"private log line\n"))
+    store.put_object(PRIVATE_CONTAINER, f"{PRIVATE_RUN}/log.gz", PRIVATE_LOG)
     store.put_object(PRIVATE_CONTAINER, f"{PRIVATE_RUN}/readable-by", b"joe\n")
     (root / "github-secrets.json").write_text(json.dumps({"systemd-upstream": WEBHOOK_SECRET, "hello": WEBHOOK_SECRET}))
     (root / "github-credentials").write_text("systemd-upstream:bot:tok\n")
