@@ -13,6 +13,8 @@ finished between the reader's two GETs (a retry then gets a matching pair).
 from __future__ import annotations
 
 import hashlib
+import random
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -27,20 +29,31 @@ from webcontrol import db, demodata, ingest
 
 
 class Publisher(threading.Thread):
-    def __init__(self, command, sha_path, stop):
+    """publish-db back to back; every third run is SIGKILLed at a random moment."""
+
+    def __init__(self, command, sha_path, stop, rng):
         super().__init__(daemon=True)
-        self.command, self.sha_path, self.stop = command, sha_path, stop
+        self.command, self.sha_path, self.stop, self.rng = command, sha_path, stop, rng
         self.published: set[str] = set()
         self.windows: list[tuple[float, float]] = []  # [start, end] of each publish-db run
         self.failures: list[str] = []
+        self.killed = 0
 
     def run(self) -> None:
+        runs = 0
         while not self.stop.is_set():
+            runs += 1
             started = time.monotonic()
-            done = subprocess.run(self.command, capture_output=True, text=True)
+            process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if runs % 3 == 0:
+                time.sleep(self.rng.uniform(0.02, 0.4))
+                if process.poll() is None:
+                    process.send_signal(signal.SIGKILL)
+                    self.killed += 1
+            stderr = process.communicate()[1]
             ended = time.monotonic()
-            if done.returncode != 0:
-                self.failures.append(done.stderr[-500:])
+            if process.returncode not in (0, -signal.SIGKILL):
+                self.failures.append(stderr[-500:])
             self.windows.append((started, ended))
             self.published.add(self.sha_path.read_text().strip())
             time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
@@ -174,7 +187,7 @@ def test_readers_never_see_a_partial_or_unpublished_db(tmp_path, figures):
 
     server = AppServer(conf)
     stop = threading.Event()
-    publisher = Publisher(publish, public.with_name("autopkgtest.db.sha256"), stop)
+    publisher = Publisher(publish, public.with_name("autopkgtest.db.sha256"), stop, random.Random(seconds))
     writer = Writer(db_path, records[500:], stop)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -206,6 +219,7 @@ def test_readers_never_see_a_partial_or_unpublished_db(tmp_path, figures):
         pairs_read=sum(r.pairs for r in readers),
         failed_reads=len(failed),
         publishes=len(publisher.windows),
+        publishes_sigkilled=publisher.killed,
         publish_failures=len(publisher.failures),
         distinct_dbs_downloaded=len(downloaded),
         unpublished_digests=len(unpublished),
@@ -216,6 +230,11 @@ def test_readers_never_see_a_partial_or_unpublished_db(tmp_path, figures):
         max_retries_to_match=max((n for r in readers for n in r.retries_to_match), default=0),
         rows_ingested_during_test=writer.written,
     )
+    # After the last run (never killed at the end: a clean publish follows), the pair on disk matches.
+    subprocess.run(publish, check=True, capture_output=True)
+    final = public.with_name("autopkgtest.db.sha256").read_text().strip()
+    assert final == hashlib.sha256(public.read_bytes()).hexdigest()
+    assert not public.with_name("autopkgtest.db.new").exists()
     assert failed == []
     assert publisher.failures == []
     assert len(publisher.windows) >= seconds // 3 and writer.written > 0
