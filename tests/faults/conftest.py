@@ -19,23 +19,17 @@ from pathlib import Path
 import pika
 import pytest
 
+from tests.fakes.fixtures import fake_launchpad, openid_provider  # noqa: F401 - fixtures of the hostile site
+from tests.faults.hostile import hostile_clients, hostile_clients_nosite, hostile_env  # noqa: F401 - fixtures
+from tests.faults.sizes import SOAK, size  # noqa: F401 - re-exported for the test modules
 from tests.services.rabbitmq import SERVER, PrivateBroker
 from webcontrol import config as configmod
 
 ROOT = Path(__file__).resolve().parents[2]
-SOAK = os.environ.get("AUTOPKGTEST_WEB_SOAK") == "1"
 ARTIFACTS = Path(os.environ.get("AUTOPKGTEST_WEB_ARTIFACTS", ROOT / "test-artifacts"))
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 _FIGURES: dict[str, dict] = {}
-
-
-def size(name: str, ci: int, soak: int) -> int:
-    """A test size: ``AUTOPKGTEST_WEB_FAULTS_<NAME>`` if set, else the CI or soak default."""
-    value = os.environ.get(f"AUTOPKGTEST_WEB_FAULTS_{name.upper()}")
-    if value:
-        return int(value)
-    return soak if SOAK else ci
 
 
 @pytest.fixture
@@ -47,7 +41,17 @@ def figures(request):
         _FIGURES[request.node.nodeid.rsplit("/", 1)[-1]] = record
 
 
+def _collect_hostile() -> None:
+    """The hostile-input families count into tests.faults.hostile.HITS; report them as one figure."""
+    import sys
+
+    module = sys.modules.get("tests.faults.hostile")
+    if module is not None and module.HITS:
+        _FIGURES["hostile HTTP input (all families)"] = module.summary()
+
+
 def pytest_sessionfinish(session, exitstatus):
+    _collect_hostile()
     if not _FIGURES:
         return
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
+    _collect_hostile()
     if not _FIGURES:
         return
     terminalreporter.section("fault-suite figures" + (" (soak)" if SOAK else ""))

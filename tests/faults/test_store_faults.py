@@ -12,7 +12,6 @@ a rerun of each completes.
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
@@ -149,4 +148,3 @@ def test_swift_down_during_batch_programs_then_rerun(swift_server, swift_runs, t
     assert update_rerun_code == 0, update_rerun_err[-3000:]
     assert [s.body["state"] for s in fake_github.statuses] == ["failure"] and fake_github.statuses[0].sha == sha
     assert list(pending.iterdir()) == []
-    assert json.loads(json.dumps(figures))  # figures stay serialisable
