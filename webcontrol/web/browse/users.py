@@ -12,7 +12,7 @@ import flask
 
 from webcontrol import history, results
 from webcontrol.atomicfile import read_json
-from webcontrol.store import ContainerNotFound, StoreError
+from webcontrol.store import ContainerNotFound, InvalidRequest, StoreError
 from webcontrol.web.appbase import NotFound, ServiceUnavailable
 from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import API_PREFIX, RESULTS_LIST, object_schema, page, query_param
@@ -25,6 +25,7 @@ bp = flask.Blueprint("users", __name__)
 USER_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 PPA_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9+._-]*$")
 SHOW_MORE_LIMIT = 10000
+SWIFT_CONTAINER_NAME_MAX = 256
 
 _USER_PARAMS = [
     query_param("limit", "results per page, 1..10000 (default 100)", "integer"),
@@ -153,6 +154,8 @@ def user_ppa(user: str, ppa: str):
     packages: dict[str, list[dict]] = {}
     for release in context.catalogue().releases:
         container = f"autopkgtest-{release}-{user}-{ppa}"
+        if len(container.encode("utf-8")) > SWIFT_CONTAINER_NAME_MAX:
+            continue  # no such container can exist (Swift would answer 400, not "not found")
         try:
             for info in store.iter_objects(container, page_size=10000):
                 if not info.name.endswith("/log.gz"):
@@ -172,7 +175,7 @@ def user_ppa(user: str, ppa: str):
                         "artifacts_url": links.object_url(container, f"{directory}/artifacts.tar.gz"),
                     }
                 )
-        except ContainerNotFound:
+        except (ContainerNotFound, InvalidRequest):
             continue
         except StoreError as err:
             log.error("cannot list %s: %s", container, err)
