@@ -309,6 +309,26 @@ def test_results_are_proxied_to_swift(site, public_log):
     assert [item["name"] for item in json.loads(listing)] == [name]
 
 
+def test_results_proxy_is_anonymous(site, swift):
+    """A private container stays private through the proxy, even for a client that sends a valid token."""
+    import swiftclient
+
+    container = f"private-t{uuid.uuid4().hex[:10]}"
+    conn = swiftclient.Connection(swift.auth_url, swift.user, swift.key, auth_version="1")
+    try:
+        conn.put_container(container)  # no read ACL
+        conn.put_object(container, "noble/amd64/h/hello/x@/log.gz", b"secret", content_type="application/gzip")
+        _, token = conn.get_auth()
+        for headers in ({}, {"X-Auth-Token": token}, {"Authorization": f"Bearer {token}"}):
+            status, _, body = site.request("GET", f"/results/{container}/noble/amd64/h/hello/x@/log.gz", headers)
+            assert status == 401, (headers.keys(), status)
+            assert b"secret" not in body
+        conn.delete_object(container, "noble/amd64/h/hello/x@/log.gz")
+        conn.delete_container(container)
+    finally:
+        conn.close()
+
+
 def test_results_proxy_is_read_only(site, public_log):
     container, name, _ = public_log
     status, _, _ = site.request("PUT", f"/results/{container}/{name}", body=b"overwritten")
