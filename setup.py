@@ -54,7 +54,7 @@ setup(
             "pytest>=7",
             "hypothesis>=6",
             "prometheus_client>=0.16",
-            "ops>=2.9",
+            "ops>=2.10",
             "PyYAML>=6",
             "ruff>=0.4",
             "wheel",
