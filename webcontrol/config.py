@@ -255,8 +255,7 @@ def load(explicit: str | None = None, environ: dict | None = None) -> Config:
     return Config(parser, path)
 
 
-def from_dict(values: dict[str, dict[str, Any]], path: str = "<test>") -> Config:
-    """A Config from ``{section: {key: value}}`` (tests, demo). Raises ConfigError."""
+def _parser_from(values: dict[str, dict[str, Any]]) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str
     for section, keys in values.items():
@@ -264,17 +263,15 @@ def from_dict(values: dict[str, dict[str, Any]], path: str = "<test>") -> Config
         for key, value in keys.items():
             if value is not None:
                 parser.set(section, key, str(value))
-    return Config(parser, path)
+    return parser
+
+
+def from_dict(values: dict[str, dict[str, Any]], path: str = "<test>") -> Config:
+    """A Config from ``{section: {key: value}}`` (tests, demo). Raises ConfigError."""
+    return Config(_parser_from(values), path)
 
 
 def write(values: dict[str, dict[str, Any]], path: str | os.PathLike) -> None:
     """Write ``{section: {key: value}}`` as an INI file (tests, demo)."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str
-    for section, keys in values.items():
-        parser.add_section(section)
-        for key, value in keys.items():
-            if value is not None:
-                parser.set(section, key, str(value))
     with open(path, "w", encoding="utf-8") as handle:
-        parser.write(handle)
+        _parser_from(values).write(handle)

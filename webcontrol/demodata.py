@@ -19,7 +19,7 @@ from pathlib import Path
 
 from webcontrol import resulttar
 from webcontrol.messages import CompletionMessage, new_uuid
-from webcontrol.results import distro_container, run_dir
+from webcontrol.results import distro_container, env_string, run_dir
 from webcontrol.store import ResultStore
 
 DEMO_PACKAGES = (
@@ -53,9 +53,7 @@ class DemoRun:
         return run_dir(self.release, self.arch, self.package, self.run_id)
 
     def completion_message(self) -> CompletionMessage:
-        env = ",".join(
-            part for part in ("all-proposed=1" if self.all_proposed else "", f"testname={self.testname}" if self.testname else "") if part
-        )  # fmt: skip
+        env = env_string(self.all_proposed, self.testname)
         return CompletionMessage(
             architecture=self.arch,
             container=self.container,

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from webcontrol import config as configmod
-from webcontrol import demodata
+from webcontrol import demodata, results
 from webcontrol.services.download_results import ResultRecorder
 
 
@@ -48,7 +48,7 @@ def rows(conn):
 
 
 def expected_row(run: demodata.DemoRun):
-    env = ",".join(p for p in ("all-proposed=1" if run.all_proposed else "",) if p)
+    env = results.env_string(run.all_proposed, run.testname)
     return (
         run.release, run.arch, run.package, run.run_id, run.version, run.triggers, run.duration, run.exitcode,
         run.requester, env, run.uuid,

@@ -200,18 +200,26 @@ def check_launchpad(plan: Plan, env: Environment, nick: str, login_teams: Iterab
         raise ServiceUnavailable(LAUNCHPAD_DOWN) from None
 
 
-def _check_launchpad(plan: Plan, env: Environment, nick: str, login_teams: Iterable[str]) -> bool:
-    lp = env.launchpad
-    ppas: list[str] = plan.params.get("ppas", [])
+def check_ppas(launchpad, ppas: Iterable[str]) -> None:
+    """Each PPA is ``owner/name``, both well-formed, and Launchpad knows it.
+
+    Raises NotFound (``ppa <X> not found``), LaunchpadUnavailable.
+    """
     for ppa in ppas:
         owner, _, name = ppa.partition("/")
         if (
             ppa.count("/") != 1
             or not results.PACKAGE_RE.match(owner)
             or not results.PACKAGE_RE.match(name)
-            or not lp.ppa_exists(owner, name)
+            or not launchpad.ppa_exists(owner, name)
         ):
             raise NotFound(f"ppa {shown_ppa(ppa)} not found")
+
+
+def _check_launchpad(plan: Plan, env: Environment, nick: str, login_teams: Iterable[str]) -> bool:
+    lp = env.launchpad
+    ppas: list[str] = plan.params.get("ppas", [])
+    check_ppas(lp, ppas)
     in_team: bool | None = None
     if not ppas:
         for arch in plan.arches:

@@ -21,7 +21,7 @@ from webcontrol import amqp, github, livestate, messages, results
 from webcontrol.launchpad import LaunchpadUnavailable
 from webcontrol.web.appbase import BadRequest, Forbidden, NotFound, ServiceUnavailable, site_url
 from webcontrol.web.request.services import services
-from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, duplicate_message, shown_ppa
+from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, check_ppas, duplicate_message
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +111,7 @@ def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -
     if not ppas:
         raise BadRequest("Must specify at least one PPA (to associate results with)")
     try:
-        for ppa in ppas:
-            owner, _, name = ppa.partition("/")
-            if (
-                ppa.count("/") != 1
-                or not results.PACKAGE_RE.match(owner)
-                or not results.PACKAGE_RE.match(name)
-                or not svc.launchpad.ppa_exists(owner, name)
-            ):
-                raise NotFound(f"ppa {shown_ppa(ppa)} not found")
+        check_ppas(svc.launchpad, ppas)
     except LaunchpadUnavailable:
         raise ServiceUnavailable(LAUNCHPAD_DOWN) from None
     for item in env:
