@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 import shlex
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-#: Bigger logs are cut here; the full file stays downloadable.
-MAX_LOG_BYTES = 32 * 1024 * 1024
+#: Bigger logs are cut here for display; the full file stays downloadable. Rendering
+#: costs several times the text (HTML, JSON escapes), so this bounds a request's memory.
+MAX_LOG_BYTES = 8 * 1024 * 1024
 
 _ELAPSED = re.compile(r"^\s*\d+s (?=.)")
 _AUTOPKGTEST = re.compile(r"^autopkgtest \[\d\d:\d\d:\d\d\]: (?P<message>.*)$")
@@ -63,13 +65,27 @@ class ParsedLog:
 
 def decompress(data: bytes, limit: int = MAX_LOG_BYTES) -> tuple[str, bool]:
     """Text of a gzip log, at most ``limit`` bytes; (text, truncated). Raises LogError."""
+    return decompress_chunks([data], limit)
+
+
+def decompress_chunks(chunks: Iterable[bytes], limit: int = MAX_LOG_BYTES) -> tuple[str, bool]:
+    """Text of a gzip log read chunk by chunk, stopping at ``limit`` bytes of text.
+
+    Neither the compressed object nor more than ``limit`` bytes of text is
+    held in memory, whatever the object's size. Raises LogError.
+    """
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = bytearray()
+    truncated = False
     try:
-        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        raw = decoder.decompress(data, limit)
-        truncated = bool(decoder.unconsumed_tail)
+        for chunk in chunks:
+            out += decoder.decompress(chunk, limit - len(out))
+            if decoder.unconsumed_tail or len(out) >= limit:
+                truncated = True
+                break
     except zlib.error as err:
         raise LogError(f"not a gzip file: {err}") from None
-    return raw.decode("utf-8", errors="replace"), truncated
+    return out.decode("utf-8", errors="replace"), truncated
 
 
 def _strip(line: str) -> str:
@@ -148,7 +164,7 @@ def parse(text: str, truncated: bool = False) -> ParsedLog:
     )
 
 
-def parse_gzip(data: bytes) -> ParsedLog:
-    """Parse a ``log.gz`` object. Raises LogError when it is not gzip."""
-    text, truncated = decompress(data)
+def parse_gzip(data: bytes | Iterable[bytes]) -> ParsedLog:
+    """Parse a ``log.gz`` object (bytes, or its chunks). Raises LogError when it is not gzip."""
+    text, truncated = decompress_chunks([data] if isinstance(data, bytes) else data)
     return parse(text, truncated)
