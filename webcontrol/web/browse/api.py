@@ -32,9 +32,16 @@ def _paths(app: flask.Flask) -> dict[str, dict]:
     return app.extensions.setdefault(_EXTENSION, {})
 
 
-def query_param(name: str, description: str, schema_type: str = "string") -> dict:
-    """An OpenAPI query parameter description."""
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": schema_type}}
+def query_param(
+    name: str, description: str, schema_type: str = "string", minimum: int | None = None, maximum: int | None = None
+) -> dict:
+    """An OpenAPI query parameter description (with the range the handler enforces)."""
+    schema: dict = {"type": schema_type}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
 def describe(

@@ -106,7 +106,7 @@ def admin():
     "One queue's requests in order, a page at a time",
     parameters=[
         query_param("offset", "skip this many requests", "integer"),
-        query_param("limit", "requests per page, 1..10000 (default 1000)", "integer"),
+        query_param("limit", "requests per page, 1..10000 (default 1000)", "integer", 1, QUEUE_PAGE_MAX),
     ],
 )
 def queue_listing(context_name: str, release: str, arch: str):

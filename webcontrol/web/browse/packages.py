@@ -49,7 +49,7 @@ def _is_prefix(first: str, package: str) -> bool:
 # Route dispatch -------------------------------------------------------------------------------
 
 _HISTORY_PARAMS = [
-    query_param("limit", "results per page, 1..10000 (default 100)", "integer"),
+    query_param("limit", "results per page, 1..10000 (default 100)", "integer", 1, 10000),
     query_param("before", "only results with run_id < this (keyset paging)"),
     query_param("offset", "skip this many results (compatibility)", "integer"),
 ]

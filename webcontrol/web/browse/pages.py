@@ -65,7 +65,7 @@ def run_by_uuid(uuid: str):
 # Recent -------------------------------------------------------------------------------------------
 
 _RECENT_PARAMS = [
-    query_param("limit", "number of results, 1..10000 (default 100)", "integer"),
+    query_param("limit", "number of results, 1..10000 (default 100)", "integer", 1, 10000),
     query_param("offset", "skip this many results", "integer"),
     query_param("release", "only this release"),
     query_param("arch", "only this architecture"),
@@ -261,7 +261,10 @@ def testlist():
     ["/releases/<release>", "/releases/<release>/<arch>"],
     "release.html",
     "Release health: migration-reference results of current versions, a page of packages at a time",
-    [query_param("after", "packages after this name (paging)"), query_param("limit", "packages per page", "integer")],
+    [
+        query_param("after", "packages after this name (paging)"),
+        query_param("limit", "packages per page, 1..1000", "integer", 1, 1000),
+    ],
 )
 def release_health(release: str, arch: str | None = None):
     if not results.SERIES_RE.match(release):

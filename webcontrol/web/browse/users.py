@@ -28,7 +28,7 @@ SHOW_MORE_LIMIT = 10000
 SWIFT_CONTAINER_NAME_MAX = 256
 
 _USER_PARAMS = [
-    query_param("limit", "results per page, 1..10000 (default 100)", "integer"),
+    query_param("limit", "results per page, 1..10000 (default 100)", "integer", 1, 10000),
     query_param("offset", "skip this many results", "integer"),
     query_param("show-running", "false hides running jobs"),
     query_param("show-queued", "false hides queued requests"),

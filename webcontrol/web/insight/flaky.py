@@ -29,7 +29,7 @@ _cache_lock = threading.Lock()
 _PARAMS = [
     query_param("release", "only this release"),
     query_param("arch", "only this architecture"),
-    query_param("limit", f"tests per release/arch, 1..{LIMIT_MAX} (default {LIMIT_DEFAULT})", "integer"),
+    query_param("limit", f"tests per release/arch, 1..{LIMIT_MAX} (default {LIMIT_DEFAULT})", "integer", 1, LIMIT_MAX),
 ]
 _SCHEMA = {
     "type": "object",
