@@ -165,6 +165,26 @@ def test_changes_since_the_last_pass(client, insight_site):
     assert client.get(f"{HELLO_URL}/not-a-run/changes").status_code == 404
 
 
+def test_run_page_diff_reads_the_store_once_per_run(insight_site):
+    """result.tar never changes: a second view of a failing run's page needs no store GET."""
+    from webcontrol.web.browse import create_app
+
+    client = create_app(insight_site.config).test_client()
+    hello = insight_site.hello
+    page = f"{HELLO_URL}/{hello[2].run_id}"
+    first = client.get(page).data.decode()
+    assert "<td>added</td><td>libfoo1</td>" in first
+    root = insight_site.root / "results" / "autopkgtest-noble"
+    tars = [root / f"noble/amd64/h/hello/{run.run_id}/result.tar" for run in (hello[1], hello[2])]
+    for tar in tars:
+        tar.rename(tar.with_suffix(".moved"))
+    try:
+        assert client.get(page).data.decode().count("<td>added</td><td>libfoo1</td>") == 1
+    finally:
+        for tar in tars:
+            tar.with_suffix(".moved").rename(tar)
+
+
 def test_partials_render_from_page_variables(insight_app, insight_site):
     """What the browse history and run pages get when they include the partials."""
     with insight_app.test_request_context("/"):

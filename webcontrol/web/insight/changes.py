@@ -15,6 +15,10 @@ before the failing one (a bounded primary-key walk).
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+
+import flask
 
 from webcontrol import history, insight, results, resulttar
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
@@ -27,6 +31,10 @@ from webcontrol.web.insight.common import check_package, check_prefix, check_rel
 log = logging.getLogger(__name__)
 
 PASS_SCAN = 500
+#: Parsed testbed-package lists kept per app (only successes: a missing result may appear later).
+CACHE_RUNS = 512
+_CACHE = "insight_testbed_packages"
+_cache_lock = threading.Lock()
 
 
 class Unavailable(Exception):
@@ -34,6 +42,25 @@ class Unavailable(Exception):
 
 
 def _testbed_packages(release: str, arch: str, package: str, run_id: str) -> dict[str, str]:
+    """A run's testbed packages; cached per app, since a stored result.tar never changes.
+
+    Without the cache every view of a failing run's page costs two store GETs.
+    """
+    cache: OrderedDict = flask.current_app.extensions.setdefault(_CACHE, OrderedDict())
+    key = (release, arch, package, run_id)
+    with _cache_lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    packages = _read_testbed_packages(release, arch, package, run_id)
+    with _cache_lock:
+        cache[key] = packages
+        while len(cache) > CACHE_RUNS:
+            cache.popitem(last=False)
+    return packages
+
+
+def _read_testbed_packages(release: str, arch: str, package: str, run_id: str) -> dict[str, str]:
     name = f"{results.run_dir(release, arch, package, run_id)}/result.tar"
     container = results.distro_container(release)
     try:
