@@ -7,11 +7,17 @@ old or the new content, never a half-written file (CONTRACT §6).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: Group-readable: the web server's user shares the service group (CONTRACT §12.2).
 PUBLIC_MODE = 0o644
@@ -54,3 +60,28 @@ def read_json(path: str | os.PathLike | None, default: Any) -> Any:
             return json.load(handle)
     except (OSError, ValueError):
         return default
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, exclusive: bool = True) -> Iterator[bool]:
+    """Hold an flock on ``path`` (created if needed) for a cache shared by processes.
+
+    Yields whether the lock is held: when the file cannot be opened or
+    locked, callers go on unlocked (a throwaway cache, logged here).
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(target, "a")
+    except OSError as err:
+        log.warning("cannot lock %s: %s", target, err)
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as err:
+            log.warning("cannot lock %s: %s", target, err)
+            yield False
+            return
+        yield True

@@ -252,7 +252,28 @@ def test_metrics_parse_as_prometheus_text(client, insight_site):
     assert latency.type == "histogram"
     counts = {s.labels["endpoint"]: s.value for s in latency.samples if s.name.endswith("_count")}
     assert counts["insight.test_badge"] >= 1
-    assert "request" not in " ".join(families)  # request.cgi outcomes are not exported
+    assert families["autopkgtest_request_outcomes"].type == "counter"
+
+
+def _request_outcomes(client) -> dict[str, float]:
+    text = client.get("/metrics").data.decode()
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "autopkgtest_request_outcomes")
+    return {sample.labels["status"]: sample.value for sample in family.samples}
+
+
+def test_metrics_count_request_cgi_answers_by_status(client, insight_site):
+    """request.cgi (possibly another process) counts its answers; browse's /metrics exports them."""
+    from webcontrol.web.request import create_app as create_request_app
+
+    requests = create_request_app(insight_site.config).test_client()
+    before = _request_outcomes(client)
+    assert requests.get("/request.cgi?release=noble&arch=amd64&package=hello&trigger=hello/1").status_code == 403
+    assert requests.head("/request.cgi").status_code == 405
+    assert requests.get("/login").status_code == 302  # a login page, not a request outcome
+    after = _request_outcomes(client)
+    assert after.get("403", 0) == before.get("403", 0) + 1
+    assert after.get("405", 0) == before.get("405", 0) + 1
+    assert after.get("302", 0) == before.get("302", 0)
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/flaky", f"{HELLO_URL}/feed.atom", f"{HELLO_URL}/badge.svg"])

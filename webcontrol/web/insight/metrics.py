@@ -20,8 +20,9 @@ Families:
   this browse.cgi process per Flask endpoint, since the process started
   (each WSGI process keeps its own; Prometheus sums the scrapes).
 
-Request outcomes by status are not exported: request.cgi keeps no
-counters that browse.cgi could read.
+- ``autopkgtest_request_outcomes_total{status}`` (counter): request.cgi's
+  answers to test requests and webhooks by HTTP status, from the counts it
+  keeps in ``<runtime_dir>/request-outcomes.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from webcontrol import db, flakiness, insight, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, app_config
 from webcontrol.web.browse import context
 from webcontrol.web.insight import bp
+from webcontrol.web.request import outcomes
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +241,23 @@ def _file_families(out: Exposition) -> None:
     )  # fmt: skip
 
 
+def _request_families(out: Exposition) -> None:
+    counts = outcomes.load(outcomes.outcomes_path(app_config()))
+    out.family(
+        "autopkgtest_request_outcomes",
+        "counter",
+        "Answers of request.cgi to test requests and webhooks, by HTTP status.",
+        [({"status": status}, count) for status, count in sorted(counts.items())],
+    )
+
+
 @bp.route("/metrics")
 def metrics():
     out = Exposition()
     _db_families(out)
     _live_families(out)
     _file_families(out)
+    _request_families(out)
     out.histogram(
         "autopkgtest_page_latency_seconds",
         "Time this browse.cgi process took to answer requests, per endpoint.",

@@ -17,6 +17,7 @@ import markupsafe
 from webcontrol import config as configmod
 from webcontrol.web import login
 from webcontrol.web.appbase import WebError, create_flask_app
+from webcontrol.web.request import outcomes
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -74,5 +75,14 @@ def create_app(config: configmod.Config) -> flask.Flask:
     app.register_error_handler(WebError, render_invalid)
     app.register_blueprint(bp)
     app.register_blueprint(login.make_blueprint("login", "/login", "/logout"))
+    counts = outcomes.outcomes_path(config)
+
+    @app.after_request
+    def count_outcome(response: flask.Response) -> flask.Response:
+        # Test requests and webhooks only; login pages are not request outcomes.
+        if flask.request.blueprint == bp.name:
+            outcomes.record(counts, response.status_code)
+        return response
+
     app.wsgi_app = FullPath(app.wsgi_app)
     return app

@@ -62,23 +62,4 @@ class RateLimiter:
         return sorted(t for t in stamps if isinstance(t, (int, float)) and now - t < WINDOW_S)
 
     def _lock(self, mode: int):
-        return _Flock(self.path.with_name(self.path.name + ".lock"), mode)
-
-
-class _Flock:
-    def __init__(self, path: Path, mode: int):
-        self.path, self.mode, self.handle = path, mode, None
-
-    def __enter__(self):
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.path, "a")
-            fcntl.flock(self.handle, self.mode)
-        except OSError as err:
-            log.warning("cannot lock %s: %s", self.path, err)
-            self.handle = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.handle:
-            self.handle.close()
+        return atomicfile.file_lock(self.path.with_name(self.path.name + ".lock"), exclusive=mode == fcntl.LOCK_EX)
