@@ -18,7 +18,14 @@ import subprocess
 import time
 
 from tests.faults.conftest import program, size, wait_for
-from tests.faults.workload import ReliablePublisher, completion_messages, expected_keys, stored_keys
+from tests.faults.workload import (
+    ReliablePublisher,
+    completion_messages,
+    expected_keys,
+    saved_marker,
+    stop_process,
+    stored_keys,
+)
 from webcontrol import config as configmod
 
 
@@ -99,11 +106,7 @@ def test_download_results_survives_sigkills_and_a_broker_restart(policy_broker, 
         assert wait_for(lambda: policy_broker.message_count(queue) == 0, timeout=30)
         assert process.poll() is None, "download-results exited on its own"
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            exit_code = process.wait(30)
-        else:
-            exit_code = process.returncode
+        exit_code = stop_process(process)
     log_text = log_path.read_text(errors="replace")
     conn = sqlite3.connect(db_path)
     stored = stored_keys(conn)
@@ -142,18 +145,6 @@ def _listing_calls(path) -> list[list]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _marker(db_path, container) -> str | None:
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute("SELECT marker FROM ingest_marker WHERE container = ?", (container,)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
-
-
 def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
     swift_server, swift_runs, tmp_path, figures
 ):
@@ -174,7 +165,7 @@ def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
         calls_path = tmp_path / f"listing-{attempt}.log"
         command = [sys.executable, "-m", "tests.faults.counting_ingest", str(calls_path), "--config", str(conf),
                    "--page-size", str(page_size), "--workers", "4"]  # fmt: skip
-        start_marker = _marker(db_path, container)
+        start_marker = saved_marker(db_path, container)
         with open(tmp_path / "download-all-results.log", "ab") as log:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         killed_at = None
@@ -185,7 +176,7 @@ def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
             def committed_enough(start_marker=start_marker, target_pages=target_pages, calls_path=calls_path,
                                  process=process):  # fmt: skip
                 calls = _listing_calls(calls_path)
-                marker = _marker(db_path, container)
+                marker = saved_marker(db_path, container)
                 done = [c for c in calls if c[0] == "page"]
                 return process.poll() is not None or (marker != start_marker and len(done) > target_pages)
 
@@ -193,7 +184,7 @@ def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
             assert process.poll() is None, "download-all-results finished before it could be killed"
             process.send_signal(signal.SIGKILL)
             process.wait(10)
-            killed_at = _marker(db_path, container)
+            killed_at = saved_marker(db_path, container)
         else:
             assert process.wait(120) == 0
         runs_log.append((start_marker, killed_at, _listing_calls(calls_path)))
@@ -228,4 +219,4 @@ def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
     )
     assert max(reread) <= 1
     assert sorted(stored) == sorted(expected)
-    assert _marker(db_path, container) == ""  # the pass completed
+    assert saved_marker(db_path, container) == ""  # the pass completed

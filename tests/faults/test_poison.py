@@ -14,7 +14,6 @@ import collections
 import hashlib
 import json
 import random
-import signal
 import sqlite3
 import subprocess
 import time
@@ -23,7 +22,8 @@ import pika
 import pytest
 
 from tests.faults.conftest import program, size, wait_for
-from tests.faults.workload import ReliablePublisher, completion_messages, expected_keys, stored_keys
+from tests.faults.workload import ReliablePublisher, completion_messages, expected_keys, stop_process, stored_keys
+from tests.services.amqp import drain
 from webcontrol import amqp
 from webcontrol import config as configmod
 
@@ -112,20 +112,6 @@ def _interleave(good: list[bytes], bad: list[bytes], rng: random.Random) -> list
     tagged = [(0, b) for b in good] + [(1, b) for b in bad]
     rng.shuffle(tagged)
     return [b for _t, b in tagged]
-
-
-def _dead_letters(broker, queue: str) -> list[bytes]:
-    connection = broker.connection()
-    bodies = []
-    try:
-        channel = connection.channel()
-        while True:
-            method, _props, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return bodies
-            bodies.append(body)
-    finally:
-        connection.close()
 
 
 def _digests(bodies) -> collections.Counter:
@@ -225,12 +211,8 @@ def test_poison_messages_dead_lettered_by_policy_and_logged_once(policy_broker, 
         alive = process.poll() is None
         assert policy_broker.message_count(queue) == 0
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            exit_code = process.wait(30)
-        else:
-            exit_code = process.returncode
-    dead_bodies = _dead_letters(policy_broker, dead)
+        exit_code = stop_process(process)
+    dead_bodies = drain(policy_broker.uri, dead)
     log_text = log_path.read_text(errors="replace")
     reject_lines = [line for line in log_text.splitlines() if "rejecting malformed message" in line]
     if kind == "testcomplete":

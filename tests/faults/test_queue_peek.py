@@ -22,6 +22,7 @@ import pika
 
 from tests.faults.conftest import program, size, wait_for
 from tests.faults.test_poison import _bad_bodies
+from tests.faults.workload import stop_process
 from webcontrol import amqp, db
 from webcontrol import config as configmod
 from webcontrol.livestate import MALFORMED_REQUEST
@@ -137,11 +138,7 @@ def test_cache_amqp_loses_nothing_when_killed_mid_peek_and_survives_a_restart(po
         alive_after_restart = process.poll() is None
         listing = listed()
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            exit_code = process.wait(30)
-        else:
-            exit_code = process.returncode
+        exit_code = stop_process(process)
     remaining = _peek_all(policy_broker, queue)
     log_text = log_path.read_text(errors="replace")
     malformed = sum(1 for item in listing if item == MALFORMED_REQUEST)

@@ -19,24 +19,13 @@ import time
 
 from tests.fakes.fixtures import fake_github, fake_github_server  # noqa: F401 - fixtures
 from tests.faults.conftest import program, swift_conf, wait_for
+from tests.faults.workload import saved_marker
 from webcontrol import config as configmod
 from webcontrol import github, resulttar
 from webcontrol.store.swift import SwiftStore
 
 PROJECT = "systemd-upstream"
 PPA = "upstream-systemd-ci/systemd-ci"
-
-
-def _marker(db_path, container) -> str | None:
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute("SELECT marker FROM ingest_marker WHERE container = ?", (container,)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
 
 
 def _github_job(tmp_path, swift_server, release: str, fake) -> tuple:
@@ -89,7 +78,7 @@ def test_swift_down_during_batch_programs_then_rerun(swift_server, swift_runs, t
 
     process = subprocess.Popen(ingest, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: process.poll() is not None or bool(_marker(db_path, container)), 60, 0.005)
+        assert wait_for(lambda: process.poll() is not None or bool(saved_marker(db_path, container)), 60, 0.005)
         assert process.poll() is None, "download-all-results finished before Swift could be stopped"
         swift_server.stop()
         stopped = time.monotonic()
@@ -97,7 +86,7 @@ def test_swift_down_during_batch_programs_then_rerun(swift_server, swift_runs, t
         ingest_err = process.communicate(timeout=180)[1]
         ingest_code = process.returncode
         ingest_seconds = time.monotonic() - stopped
-        marker = _marker(db_path, container)
+        marker = saved_marker(db_path, container)
         conn = sqlite3.connect(db_path)
         stored = set(
             conn.execute(

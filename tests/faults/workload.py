@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import signal
+import sqlite3
+import subprocess
 import threading
 import time
 import uuid as uuidlib
@@ -138,3 +141,24 @@ def write_gzip_bomb(path, size: int, block: int = 16 * 1024 * 1024) -> int:
         out.write(b"\x03\x00")  # an empty final block
         out.write(struct.pack("<II", crc, size & 0xFFFFFFFF))
         return out.tell()
+
+
+def saved_marker(db_path, container: str) -> str | None:
+    """download-all-results' saved position for a container (None if none yet or no DB)."""
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT marker FROM ingest_marker WHERE container = ?", (container,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def stop_process(process: subprocess.Popen) -> int:
+    """SIGTERM a program under test if it still runs; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(30)
+    return process.returncode
