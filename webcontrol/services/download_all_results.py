@@ -99,6 +99,8 @@ class FullIngest:
         self.summary = Summary()
         self._local = threading.local()
         self._thread_stores: list[ResultStore] = []
+        self._readers: list = []
+        self.db_path = conn.execute("PRAGMA database_list").fetchone()[2]
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -117,6 +119,8 @@ class FullIngest:
     def close(self) -> None:
         for store in [self.store, *self._thread_stores]:
             store.close()
+        for reader in self._readers:
+            reader.close()
 
     def discover_releases(self) -> list[str]:
         """Releases of the ``autopkgtest-<release>`` containers in the store, oldest name first."""
@@ -196,11 +200,9 @@ class FullIngest:
         if conn is None:
             conn = db.connect_ro(self.db_path)
             self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
         return conn
-
-    @property
-    def db_path(self) -> str:
-        return self.conn.execute("PRAGMA database_list").fetchone()[2]
 
 
 def _since(value: str) -> datetime.date:
