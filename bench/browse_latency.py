@@ -33,6 +33,24 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "client-data"
 
 
+class Timed:
+    """WSGI middleware: the server's own wall and thread CPU time per request, in response headers."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        # Flask calls start_response once the page is built: time and thread CPU up to then.
+        wall, cpu = time.perf_counter(), time.thread_time()
+
+        def start(status, headers, exc_info=None):
+            headers = [*headers, ("X-Server-Ms", f"{(time.perf_counter() - wall) * 1000:.2f}"),
+                       ("X-Server-Cpu-Ms", f"{(time.thread_time() - cpu) * 1000:.2f}")]  # fmt: skip
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
 def serve(config_path: str, port: int) -> None:
     """Child process: the browse app under werkzeug's threaded server."""
     import logging
@@ -45,19 +63,20 @@ def serve(config_path: str, port: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = create_app(configmod.load(config_path))
+    run_simple("127.0.0.1", port, Timed(app), threaded=True, use_reloader=False, use_debugger=False)
 
-    def timed(environ, start_response):
-        # Flask calls start_response once the page is built: time and thread CPU up to then.
-        wall, cpu = time.perf_counter(), time.thread_time()
 
-        def start(status, headers, exc_info=None):
-            headers = [*headers, ("X-Server-Ms", f"{(time.perf_counter() - wall) * 1000:.2f}"),
-                       ("X-Server-Cpu-Ms", f"{(time.thread_time() - cpu) * 1000:.2f}")]  # fmt: skip
-            return start_response(status, headers, exc_info)
-
-        return app(environ, start)
-
-    run_simple("127.0.0.1", port, timed, threaded=True, use_reloader=False, use_debugger=False)
+def wait_for_port(port: int, seconds: float = 30) -> None:
+    """Until the child server accepts connections. Raises SystemExit."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not start") from None
+            time.sleep(0.1)
 
 
 def free_port() -> int:
@@ -193,15 +212,7 @@ def main() -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)])
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port)
         targets = pages(args.db)
         print(f"server: werkzeug run_simple(threaded=True), pid {server.pid}; {args.clients} client(s); "
               f"{args.requests} requests per page after 10 warm-up")  # fmt: skip

@@ -19,71 +19,20 @@ Target: p95 < 50 ms.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+# The script's own folder is on sys.path: the server, site and client are shared with browse_latency.
+from browse_latency import Timed, free_port, make_site, measure, peak_rss_mb, percentile, wait_for_port
+
 HERE = Path(__file__).resolve().parent
-
-
-def make_site(db_path: str, folder: Path) -> Path:
-    """A config for browse.cgi over ``db_path`` with small live-state files."""
-    from webcontrol import config as configmod
-
-    cache = folder / "cache"
-    cache.mkdir(parents=True)
-    info = json.loads(Path(db_path + ".json").read_text())
-    queued = {
-        "releases": info["releases"],
-        "arches": ["amd64"],
-        "queues": {"ubuntu": {rel: {"amd64": {"size": 1, "requests": ["private job"]}} for rel in info["releases"]}},
-    }
-    (cache / "queued.json").write_text(json.dumps(queued))
-    (cache / "running.json").write_text("{}")
-    values = {
-        "web": {
-            "database_public": os.path.abspath(db_path),
-            "state_dir": str(folder / "state"),
-            "releases": " ".join(info["releases"]),
-            "site_url": "http://127.0.0.1",
-            "results_store": "local",
-            "results_dir": str(folder / "results"),
-            "running_cache": str(cache / "running.json"),
-            "amqp_queue_cache": str(cache / "queued.json"),
-            "stats_cache_dir": str(cache),
-        }
-    }
-    path = folder / "autopkgtest-cloud.conf"
-    configmod.write(values, path)
-    return path
-
-
-class Timed:
-    """WSGI middleware: the server's own wall and CPU time per request, in response headers."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        wall, cpu = time.perf_counter(), time.thread_time()
-
-        def start(status, headers, exc_info=None):
-            headers = list(headers) + [
-                ("X-Server-Ms", f"{(time.perf_counter() - wall) * 1000:.3f}"),
-                ("X-Server-Cpu-Ms", f"{(time.thread_time() - cpu) * 1000:.3f}"),
-            ]
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, start)
 
 
 def serve(config_path: str, port: int, baseline: bool = False) -> None:
@@ -107,41 +56,8 @@ def serve(config_path: str, port: int, baseline: bool = False) -> None:
     run_simple("127.0.0.1", port, Timed(app), threaded=True, use_reloader=False, use_debugger=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def measure(port: int, paths: list[str], count: int) -> list[tuple[float, float, float]]:
-    """(client ms, server ms, server CPU ms) per request, one keep-alive connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    samples = []
-    for n in range(count):
-        path = paths[n % len(paths)]
-        started = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        client = (time.perf_counter() - started) * 1000
-        if response.status != 200:
-            raise SystemExit(f"{path}: HTTP {response.status}: {body[:200]!r}")
-        samples.append((client, float(response.headers["X-Server-Ms"]), float(response.headers["X-Server-Cpu-Ms"])))
-    conn.close()
-    return samples
-
-
 def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[int(0.95 * (len(ordered) - 1))]
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return percentile(sorted(values), 0.95)
 
 
 def targets(db_path: str) -> dict[str, list[str]]:
@@ -193,15 +109,7 @@ def main() -> None:
     command = [sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)]
     server = subprocess.Popen(command + (["--baseline"] if args.baseline else []))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port)
         print(f"server pid {server.pid}; {args.requests} requests per route after 10 warm-up; DB {args.db}")
         if args.baseline:
             print("BASELINE: classification hook returns None (rows marked +class are measured without it)")
@@ -211,9 +119,9 @@ def main() -> None:
         for name, paths in targets(args.db).items():
             if args.baseline and "+class" not in name:
                 continue
-            measure(port, paths, 10)
-            samples = measure(port, paths, args.requests)
-            client = [s[0] for s in samples]
+            measure(port, paths, 10, 1)
+            samples = measure(port, paths, args.requests, 1)
+            client = [s[0] * 1000 for s in samples]
             worst = max(worst, p95(client))
             print(
                 f"{name:<22} {statistics.median(client):>10.1f} {p95(client):>10.1f}"
