@@ -46,6 +46,22 @@ def random_release() -> str:
     return "t" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
 
 
+def web_paths(data, public_db, runtime, state, release: str) -> dict[str, str]:
+    """The [web] keys both Apache sites share: DB, live-state files, caches and state folders."""
+    return {
+        "database": str(data / "rw.db"),
+        "database_public": str(public_db),
+        "running_cache": str(runtime / "running.json"),
+        "amqp_queue_cache": str(runtime / "queued.json"),
+        "stats_cache_dir": str(runtime),
+        "ppa_containers_cache_dir": str(runtime),
+        "indexed_packages": str(runtime / "indexed-packages.json"),
+        "releases": release,
+        "state_dir": str(state),
+        "runtime_dir": str(runtime),
+    }
+
+
 def build_public_db(path: Path, release: str) -> None:
     conn = sqlite3.connect(path)
     try:
@@ -154,16 +170,7 @@ def site(swift, launchpad):
     configmod.write(
         {
             "web": {
-                "database": str(data / "rw.db"),
-                "database_public": str(public_db),
-                "running_cache": str(runtime / "running.json"),
-                "amqp_queue_cache": str(runtime / "queued.json"),
-                "stats_cache_dir": str(runtime),
-                "ppa_containers_cache_dir": str(runtime),
-                "indexed_packages": str(runtime / "indexed-packages.json"),
-                "releases": release,
-                "state_dir": str(state),
-                "runtime_dir": str(runtime),
+                **web_paths(data, public_db, runtime, state, release),
                 "team_cache": str(runtime / "team-cache.json"),
                 "swift_storage_url": swift.storage_url,
                 "allowed_requestors": "autopkgtest-requestors",

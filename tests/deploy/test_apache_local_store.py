@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from tests.deploy import apache
-from tests.deploy.test_apache import ARCH, PACKAGE, RUN_ID, Site, build_public_db, random_release
+from tests.deploy.test_apache import ARCH, PACKAGE, RUN_ID, Site, build_public_db, random_release, web_paths
 from webcontrol import config as configmod
 
 pytestmark = pytest.mark.skipif(apache.apache_available() is not None, reason=str(apache.apache_available()))
@@ -41,16 +41,7 @@ def local_site():
     configmod.write(
         {
             "web": {
-                "database": str(data / "rw.db"),
-                "database_public": str(public_db),
-                "running_cache": str(runtime / "running.json"),
-                "amqp_queue_cache": str(runtime / "queued.json"),
-                "stats_cache_dir": str(runtime),
-                "ppa_containers_cache_dir": str(runtime),
-                "indexed_packages": str(runtime / "indexed-packages.json"),
-                "releases": release,
-                "state_dir": str(state),
-                "runtime_dir": str(runtime),
+                **web_paths(data, public_db, runtime, state, release),
                 "results_store": "local",
                 "results_dir": str(store),
                 "openid_provider": "http://127.0.0.1:9/",
