@@ -50,6 +50,10 @@ def test_one_server_routes_every_app(demo_site):
     assert client.get("/packages/h/hello/noble/amd64").status_code == 200
     assert client.get("/request.cgi?release=noble").status_code == 403  # login form, from request.cgi
     assert client.head("/request.cgi").status_code == 405
+    private = client.get("/private-results/")  # from private-results
+    assert private.status_code == 200 and "Please provide the path to the private result." in private.get_data(
+        as_text=True
+    )
     sha = client.get("/static/autopkgtest.db.sha256").get_data(as_text=True)
     import hashlib
 

@@ -14,7 +14,6 @@ or Swift is needed.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import random
 import time
@@ -134,28 +133,21 @@ def build(root: Path, runs_per_test: int = 10) -> Path:
     return config_path
 
 
-def _optional_app(module: str, config: configmod.Config):
-    """A web app if its module exists (private-results may be absent in partial installs)."""
-    try:
-        return importlib.import_module(module).create_app(config)
-    except ModuleNotFoundError as err:
-        log.warning("demo: %s not available (%s)", module, err)
-        return None
-
-
 def make_wsgi_app(config: configmod.Config):
     """One WSGI app routing paths to browse.cgi, request.cgi and private-results (CONTRACT §12.1)."""
-    browse = _optional_app("webcontrol.web.browse", config)
-    request = _optional_app("webcontrol.web.request", config)
-    private = _optional_app("webcontrol.web.private", config)
+    from webcontrol.web import browse, private, request
+
+    browse_app = browse.create_app(config)
+    request_app = request.create_app(config)
+    private_app = private.create_app(config)
 
     def application(environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if request is not None and (path.rstrip("/") in REQUEST_PATHS):
-            return request(environ, start_response)
-        if private is not None and path.startswith("/private-results"):
-            return private(environ, start_response)
-        return browse(environ, start_response)
+        if path.rstrip("/") in REQUEST_PATHS:
+            return request_app(environ, start_response)
+        if path.startswith("/private-results"):
+            return private_app(environ, start_response)
+        return browse_app(environ, start_response)
 
     return application
 
