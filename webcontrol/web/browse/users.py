@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import urllib.parse
 
 import flask
@@ -21,9 +20,6 @@ log = logging.getLogger(__name__)
 
 bp = flask.Blueprint("users", __name__)
 
-#: Launchpad names: lowercase letters, digits, ``+ - .``, starting with a letter or digit.
-USER_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
-PPA_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9+._-]*$")
 SHOW_MORE_LIMIT = 10000
 SWIFT_CONTAINER_NAME_MAX = 256
 
@@ -38,7 +34,7 @@ _USER_PARAMS = [
 
 
 def _check_user(user: str) -> None:
-    if not USER_RE.match(user):
+    if not results.is_launchpad_name(user):
         raise NotFound(f"{user!r} is not a valid Launchpad user name")
 
 
@@ -122,9 +118,9 @@ def _user_ppas(user: str) -> dict[str, list[str]]:
         if not isinstance(name, str):
             continue
         for release in _known_releases():
-            head = f"autopkgtest-{release}-{user}-"
-            if name.startswith(head) and len(name) > len(head):
-                found.setdefault(name[len(head) :], set()).add(release)
+            ppa = results.ppa_of_container(name, release, user)
+            if ppa is not None:
+                found.setdefault(ppa, set()).add(release)
                 break
     return {
         ppa: sorted(rels, key=lambda r: (order.index(r) if r in order else len(order), r))
@@ -148,12 +144,12 @@ def user_ppas(user: str):
 @page(bp, "/user/<user>/ppa/<ppa>", "user_ppa.html", "Results of one PPA, grouped by package")
 def user_ppa(user: str, ppa: str):
     _check_user(user)
-    if not PPA_RE.match(ppa):
+    if not results.is_ppa_name(ppa):
         raise NotFound(f"{ppa!r} is not a valid PPA name")
     store = context.store()
     packages: dict[str, list[dict]] = {}
     for release in context.catalogue().releases:
-        container = f"autopkgtest-{release}-{user}-{ppa}"
+        container = results.ppa_container(release, f"{user}/{ppa}")
         if len(container.encode("utf-8")) > SWIFT_CONTAINER_NAME_MAX:
             continue  # no such container can exist (Swift would answer 400, not "not found")
         try:

@@ -81,7 +81,7 @@ def _read_testbed_packages(release: str, arch: str, package: str, run_id: str) -
 def run_changes(conn, found: history.Result) -> dict:
     """The diff data for one stored run (never raises for store problems: they become ``unavailable``)."""
     data: dict = {"run_id": found.run_id, "result": found.result_name, "applicable": False, "base": None}
-    if insight.kind(found.exitcode) != "fail":
+    if results.verdict(found.exitcode) != "fail":
         data["reason"] = "the run did not fail"
         return data
     test = history.find_test(conn, found.package, found.release, found.arch)

@@ -49,7 +49,7 @@ def index():
 
 @bp.route(PREFIX + "/<container>/<path:name>")
 def serve(container: str, name: str):
-    if not container.startswith("private-"):
+    if not results.is_private_container(container):
         raise Forbidden("Limited to private results only.")
     nick = current_nick()
     if not nick:
