@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
@@ -90,8 +91,9 @@ class HttpRelay:
         self._release.set()
 
     def count(self, method: str, path_start: str) -> int:
+        """Requests of ``method`` whose path (unquoted) starts with ``path_start``."""
         with self._lock:
-            return sum(1 for m, p in self.requests if m == method and p.startswith(path_start))
+            return sum(1 for m, p in self.requests if m == method and urllib.parse.unquote(p).startswith(path_start))
 
     def _arrived(self, method: str, path: str) -> None:
         with self._lock:
