@@ -9,6 +9,8 @@
 - Errors: :class:`WebError` subclasses carry their HTTP status; one handler
   renders them; anything unexpected becomes a 500 page with an incident id
   (the traceback goes to the log only).
+- :class:`FullPath` lets request.cgi and private-results route their whole
+  paths however Apache mounts them.
 """
 
 from __future__ import annotations
@@ -256,4 +258,23 @@ class LazyApplication:
                         log.error("cannot start web app: %s", err)
                         start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
                         return [b"Error 500: the service is misconfigured; details are in the server log.\n"]
+        return self.app(environ, start_response)
+
+
+class FullPath:
+    """Move ``SCRIPT_NAME`` into ``PATH_INFO`` so routes always see the whole path.
+
+    Apache may mount an app as ``WSGIScriptAlias /request.cgi …`` (path split)
+    or at ``/`` (whole path in PATH_INFO); links are built from ``site_url``.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        script = environ.get("SCRIPT_NAME", "")
+        if script and script != "/":
+            environ = dict(environ)
+            environ["PATH_INFO"] = script.rstrip("/") + environ.get("PATH_INFO", "")
+            environ["SCRIPT_NAME"] = ""
         return self.app(environ, start_response)

@@ -22,13 +22,13 @@ from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, 
 from webcontrol.web import login
 from webcontrol.web.appbase import (
     Forbidden,
+    FullPath,
     NotFound,
     ServiceUnavailable,
     create_flask_app,
     current_nick,
     site_url,
 )
-from webcontrol.web.request import FullPath
 
 log = logging.getLogger(__name__)
 

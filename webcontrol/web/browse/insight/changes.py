@@ -25,8 +25,8 @@ from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, 
 from webcontrol.web.appbase import NotFound
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page
-from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import check_package, check_prefix, check_release_arch, check_run_id
+from webcontrol.web.browse.insight import bp
+from webcontrol.web.browse.insight.common import check_package, check_prefix, check_release_arch, check_run_id
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import flask
 from webcontrol import history, insight, results
 from webcontrol.web.appbase import NotFound, site_url
 from webcontrol.web.browse import context, links
-from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import browse_fallback, check_package, check_prefix, check_release_arch
+from webcontrol.web.browse.insight import bp
+from webcontrol.web.browse.insight.common import browse_fallback, check_package, check_prefix, check_release_arch
 
 SCAN = 100
 #: A package feed merges many tests into ENTRIES entries, so each test is read less deeply.
