@@ -145,6 +145,12 @@ def ppa_container(release: str, ppa: str) -> str:
     return f"{CONTAINER_PREFIX}{release}-{spec.replace('/', '-')}"
 
 
+def release_of_container(name: str) -> str | None:
+    """The release of a distro container (``autopkgtest-<release>``); None for any other container."""
+    release = name[len(CONTAINER_PREFIX) :] if name.startswith(CONTAINER_PREFIX) else ""
+    return release if release and "-" not in release else None
+
+
 def may_be_ppa_container(name: str) -> bool:
     """``autopkgtest-`` and at least three ``-``-separated parts (a distro container has two)."""
     return name.startswith(CONTAINER_PREFIX) and len(name.split("-")) >= 3

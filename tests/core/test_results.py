@@ -41,6 +41,9 @@ def test_names_and_containers():
     assert results.may_be_ppa_container("autopkgtest-noble-joe-ppa") and not results.may_be_ppa_container(
         "autopkgtest-noble"
     )
+    assert results.release_of_container("autopkgtest-noble") == "noble"
+    assert results.release_of_container("autopkgtest-noble-joe-ppa") is None
+    assert results.release_of_container("autopkgtest-") is None
     assert results.is_private_container("private-autopkgtest-noble")
     assert not results.is_private_container("autopkgtest-noble-private-ppa")
 
