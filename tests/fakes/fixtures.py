@@ -39,6 +39,8 @@ def fake_github(fake_github_server):
     fake_github_server.statuses.clear()
     fake_github_server.refused.clear()
     fake_github_server.fail_next = 0
+    fake_github_server.delay = 0.0
+    fake_github_server.received.clear()
     return fake_github_server
 
 
@@ -73,9 +75,11 @@ def client(app):
 
 def login(client, nick: str = "joe", teams: list[str] | None = None, when: int | None = None) -> None:
     """Put a login in the session cookie (the OpenID round trip itself is tested in test_login)."""
+    import secrets
     import time
 
     with client.session_transaction() as session:
+        session["sid"] = secrets.token_hex(16)
         session["nickname"] = nick
         session["identity_url"] = f"https://login.example.com/+id/{nick}"
         session["teams"] = teams or []
