@@ -145,8 +145,9 @@ def test_rate_limit_holds_under_20_concurrent_requests(site, published, launchpa
 
 
 def test_team_cache_defaults_under_state_dir(tmp_path):
-    config = configmod.from_dict({"web": {"state_dir": str(tmp_path / "state")}})
-    from webcontrol.web.request.services import team_cache_path
+    from webcontrol.web.request.services import RequestServices
 
-    assert team_cache_path(config) == tmp_path / "state" / "team-cache.json"
+    config = configmod.from_dict({"web": {"state_dir": str(tmp_path / "state")}})
+    services = RequestServices.from_config(config)
+    assert services.membership.cache.path == str(tmp_path / "state" / "team-cache.json")
     assert ALLOWED_TEAM
