@@ -52,11 +52,15 @@ def openid_provider():
 
 
 @pytest.fixture
-def site(tmp_path, launchpad, amqp_uri, amqp_names, openid_provider):
-    """A site whose release is unique to the test; its debci queues are deleted afterwards."""
+def site(tmp_path, launchpad, amqp_uri, amqp_names, openid_provider, fake_github_server):
+    """A site whose release is unique to the test; its debci queues are deleted afterwards.
+
+    Its GitHub API is the fake GitHub, the only host statuses may go to.
+    """
     release = unique_release()
     tests = [(pkg, release, arch) for pkg in ("hello", "gzip", "libpng1.6") for arch in ARCHES]
     made = make_site(tmp_path / "site", release, tests, launchpad.url, amqp_uri, openid_provider.url)
+    made.set("github", "api_url", fake_github_server.url + "/")
     for ctx in ("", "ppa-", "upstream-"):
         for arch in ARCHES:
             amqp_names.queues.append(f"debci-{ctx}{release}-{arch}")
