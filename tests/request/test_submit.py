@@ -99,12 +99,16 @@ def test_post_form_and_split_triggers_and_readable_by(client, valid, site, amqp_
 def test_user_values_are_escaped_once(client, valid, site, amqp_uri, launchpad):
     login(client, "o'brien")
     launchpad.state.uploaders.add(("o'brien", "hello"))
+    # readable-by must be Launchpad names; the refusal does not echo the value.
     response = ask(client, **valid, readable_by="<script>{x}</script>")
-    assert response.status_code == 200
+    assert response.status_code == 400
+    assert messages_of(response) == ["Invalid readable-by value"]
+    response = ask(client, **dict(valid, package="<script>{x}</script>"))
+    assert response.status_code == 404
     page = response.get_data(as_text=True)
-    assert "<dd>&lt;script&gt;{x}&lt;/script&gt;</dd>" in page
+    assert "package &lt;script&gt;{x}&lt;/script&gt; not found" in page
     assert "&amp;lt;" not in page
-    read_queue(amqp_uri, f"debci-{site.release}-amd64")
+    assert read_queue(amqp_uri, f"debci-{site.release}-amd64") == []
 
 
 def test_running_duplicate(client, valid, site):

@@ -8,6 +8,7 @@ import re
 import urllib.parse
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from tests.fakes.fixtures import drain, login
 from webcontrol.web.private import create_app as create_private_app
@@ -42,7 +43,7 @@ def test_cross_site_link_gets_a_confirmation_page(client, valid, site, amqp_uri)
     token = dict(fields).get("csrf_token")
     assert token
     # The one button posts the same parameters with the token: now it is queued.
-    response = client.post("/request.cgi", data=fields, headers={"Sec-Fetch-Site": "same-origin"})
+    response = client.post("/request.cgi", data=MultiDict(fields), headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert queued(amqp_uri, site) == 1
 
