@@ -28,21 +28,6 @@ class RateLimiter:
         self.path = Path(path)
         self.limit = limit
 
-    def retry_after(self, nick: str, count: int, now: float | None = None) -> int:
-        """0 if ``nick`` may queue ``count`` more messages now, else seconds to wait."""
-        if self.limit <= 0:
-            return 0
-        now = time.time() if now is None else now
-        with self._lock(fcntl.LOCK_SH):
-            stamps = self._recent(nick, now)
-        if len(stamps) + count <= self.limit:
-            return 0
-        if not stamps or count > self.limit:
-            return WINDOW_S
-        # Wait until enough old requests have left the window.
-        index = len(stamps) + count - self.limit - 1
-        return max(1, int(stamps[index] + WINDOW_S - now) + 1)
-
     def reserve(self, nick: str, count: int, now: float | None = None) -> int:
         """Check and record ``count`` requests in one step under the lock.
 
@@ -64,7 +49,7 @@ class RateLimiter:
                     index = len(stamps) + count - self.limit - 1
                     return max(1, int(stamps[index] + WINDOW_S - now) + 1)
                 data[nick] = sorted(stamps + [now] * count)
-                atomicfile.write_json_atomic(self.path, data, mode=0o600)
+                atomicfile.write_json_atomic(self.path, {k: v for k, v in data.items() if v}, mode=0o600)
         except OSError as err:
             log.warning("cannot record request rate in %s: %s", self.path, err)
         return 0
@@ -93,26 +78,6 @@ class RateLimiter:
             for k, v in data.items()
             if isinstance(v, list)
         }
-
-    def record(self, nick: str, count: int, now: float | None = None) -> None:
-        if self.limit <= 0:
-            return
-        now = time.time() if now is None else now
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock(fcntl.LOCK_EX):
-                data = atomicfile.read_json(self.path, {})
-                data = data if isinstance(data, dict) else {}
-                data = {k: [t for t in v if now - t < WINDOW_S] for k, v in data.items() if isinstance(v, list)}
-                data[nick] = sorted(data.get(nick, []) + [now] * count)
-                atomicfile.write_json_atomic(self.path, {k: v for k, v in data.items() if v}, mode=0o600)
-        except OSError as err:
-            log.warning("cannot record request rate in %s: %s", self.path, err)
-
-    def _recent(self, nick: str, now: float) -> list[float]:
-        data = atomicfile.read_json(self.path, {})
-        stamps = data.get(nick, []) if isinstance(data, dict) else []
-        return sorted(t for t in stamps if isinstance(t, (int, float)) and now - t < WINDOW_S)
 
     def _lock(self, mode: int):
         return atomicfile.file_lock(self.path.with_name(self.path.name + ".lock"), exclusive=mode == fcntl.LOCK_EX)
