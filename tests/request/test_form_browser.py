@@ -110,7 +110,7 @@ class WebDriver:
 
 @pytest.fixture
 def server(site):
-    """browse + request.cgi on one origin, links from the request host."""
+    """browse + request.cgi on one origin, links from the request host (browse serves the form's script)."""
     del site.values["web"]["site_url"]
     config = site.config
     browse = create_browse_app(config)
