@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped units, tmpfiles, sysusers and Apache site under real systemd (PID 1 of a container).
+
+One container per module, installed by the operator guide's steps (see
+systemd_site.py). Every check goes through systemd itself (systemctl,
+list-timers, the units' own sandboxes) or through what users see (the rw and
+public DBs, Apache's pages). The last test stops the target and reboots.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import signal
+import sqlite3
+import tempfile
+import time
+
+import pytest
+
+from tests.deploy import nspawn
+from tests.deploy.systemd_site import (
+    DAEMONS,
+    PUBLIC_DB,
+    RELEASE,
+    RUNTIME,
+    STATE,
+    TARGET,
+    TIMED,
+    running_site,
+    seed_runs,
+    sha256,
+    unit,
+    wait_for,
+)
+from webcontrol import demodata
+
+pytestmark = pytest.mark.skipif(nspawn.nspawn_available() is not None, reason=str(nspawn.nspawn_available()))
+
+SEEDED = seed_runs(3)
+SERVICE_USER = "autopkgtest-web"
+
+
+@pytest.fixture(scope="module")
+def site():
+    with running_site(SEEDED) as site:
+        yield site
+
+
+def test_first_population_then_every_service_active_and_timer_scheduled(site):
+    # The README's first population: download-all-results and publish-db ran once, by hand, successfully.
+    for stem in ("download-all-results", "publish-db"):
+        assert "Deactivated successfully" in site.journal(unit(stem)), site.journal(unit(stem))
+    assert sorted(site.uuids()) == sorted(run.uuid for run in SEEDED)
+    assert sorted(site.uuids(PUBLIC_DB)) == sorted(run.uuid for run in SEEDED)
+
+    for stem in DAEMONS:
+        state = site.show(unit(stem), "ActiveState", "SubState")
+        assert (state["ActiveState"], state["SubState"]) == ("active", "running"), site.journal(unit(stem))
+    timers = site.systemctl("list-timers", "--all", "--no-legend", "autopkgtest-web-*")
+    for stem in TIMED:
+        state = site.show(unit(stem, "timer"), "ActiveState", "SubState", "NextElapseUSecRealtime")
+        assert (state["ActiveState"], state["SubState"]) == ("active", "waiting"), stem
+        assert state["NextElapseUSecRealtime"], f"{stem} timer has no next elapse"
+        assert re.search(rf"\s{re.escape(unit(stem, 'timer'))}\s+{re.escape(unit(stem))}$", timers, re.M), timers
+    # The target stops whatever it groups: every service and timer, the oneshots included.
+    grouped = set(site.show(TARGET, "ConsistsOf")["ConsistsOf"].split())
+    expected = {unit(s) for s in DAEMONS + TIMED} | {unit(s, "timer") for s in TIMED}
+    assert expected <= grouped, f"not stopped with the target: {sorted(expected - grouped)}"
+    assert site.systemctl("is-active", "apache2").strip() == "active"
+    assert not site.systemctl("list-units", "--state=failed", "--no-legend", "autopkgtest-web*").strip()
+
+
+def test_completion_is_recorded_published_by_the_timer_and_served(site):
+    runs = site.write_results(seed_runs(1, packages=["systemd-probe"], seed=11))
+    before = site.show(unit("publish-db", "timer"), "LastTriggerUSec")["LastTriggerUSec"]
+    site.publish(runs)
+    wait_for(lambda: runs[0].uuid in site.uuids(), 30, "download-results to record the completion")
+
+    # publish-db runs only from its timer now: at most a minute later the public DB has the result.
+    wait_for(lambda: runs[0].uuid in site.uuids(PUBLIC_DB), 90, "the publish-db timer to publish the result")
+    after = site.show(unit("publish-db", "timer"), "LastTriggerUSec")["LastTriggerUSec"]
+    assert int(after.lstrip("@")) > int(before.lstrip("@") or 0), (before, after)
+    assert site.show(unit("publish-db"), "Result")["Result"] == "success"
+
+    status, _, body = site.http("/")
+    assert status == 200, site.apache_log()
+    status, _, body = site.http("/packages/systemd-probe")
+    assert status == 200, site.apache_log()
+    assert runs[0].version.encode() in body and RELEASE.encode() in body
+    status, headers, db_bytes = site.http("/static/autopkgtest.db")
+    assert status == 200 and headers["Content-Type"] == "application/vnd.sqlite3", site.apache_log()
+    status, _, digest = site.http("/static/autopkgtest.db.sha256")
+    assert status == 200 and digest.split()[0].decode() == sha256(db_bytes)
+    with tempfile.NamedTemporaryFile(suffix=".db") as copy:
+        copy.write(db_bytes)
+        copy.flush()
+        conn = sqlite3.connect(f"file:{copy.name}?mode=ro", uri=True)
+        served = {row[0] for row in conn.execute("SELECT uuid FROM result")}
+        conn.close()
+    assert {run.uuid for run in SEEDED + runs} <= served
+
+
+def process_ids(site, pid: str) -> tuple[str, str]:
+    status = site.container.run(["cat", f"/proc/{pid}/status"])
+    uid = re.search(r"^Uid:\s+(\d+)", status, re.M)[1]
+    gid = re.search(r"^Gid:\s+(\d+)", status, re.M)[1]
+    return uid, gid
+
+
+def write_as(site, pid: str | None, uid: str, gid: str, folder: str) -> str:
+    """Try to create a file in ``folder`` as uid:gid, inside the mount namespace of ``pid`` (None: the plain
+    container); '' on success, else the error."""
+    enter = ["nsenter", "-t", pid, "-m", "--"] if pid else []
+    probe = f"{folder}/.write-probe"
+    argv = [*enter, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+            "sh", "-c", f"touch {probe} && rm {probe}"]  # fmt: skip
+    try:
+        site.container.run(argv)
+    except nspawn.NspawnError as err:
+        return str(err)
+    return ""
+
+
+def test_services_run_as_their_user_and_write_only_their_folders(site):
+    uid = site.container.run(["id", "-u", SERVICE_USER]).strip()
+    gid = site.container.run(["id", "-g", SERVICE_USER]).strip()
+    assert uid != "0"
+    # A folder the service user owns outside its state and runtime folders: writable for the
+    # user as such, so only the units' sandbox can make it read-only.
+    site.container.sh(f"install -d -o {SERVICE_USER} -g {SERVICE_USER} /srv/owned-by-service-user")
+    assert write_as(site, None, uid, gid, "/srv/owned-by-service-user") == ""
+    for stem in DAEMONS:
+        pid = site.show(unit(stem), "MainPID")["MainPID"]
+        assert pid != "0", site.journal(unit(stem))
+        assert process_ids(site, pid) == (uid, gid), stem
+        for folder in (STATE, f"{STATE}/public", RUNTIME):
+            assert write_as(site, pid, uid, gid, folder) == "", f"{stem} cannot write {folder}"
+        for folder in ("/srv/owned-by-service-user", "/etc", "/var/log", "/opt/autopkgtest-web", "/usr/local"):
+            error = write_as(site, pid, uid, gid, folder)
+            assert "Read-only file system" in error, f"{stem} can write {folder}: {error!r}"
+
+
+def test_sigkilled_daemons_restart_and_record_each_result_once(site):
+    runs = list(demodata.plan_runs([RELEASE], ["amd64", "arm64", "s390x"], demodata.DEMO_PACKAGES[:5],
+                                   runs_per_test=100, seed=5))  # fmt: skip
+    ours = {run.uuid for run in runs}
+    before = {stem: site.show(unit(stem), "MainPID", "NRestarts") for stem in DAEMONS}
+    site.publish(runs)
+    wait_for(lambda: len(ours & set(site.uuids())) >= len(runs) // 10, 60, "download-results to start on the batch")
+    for stem in DAEMONS:
+        site.systemctl("kill", "--kill-who=main", "--signal=SIGKILL", unit(stem))
+    recorded_at_kill = len(ours & set(site.uuids()))
+    assert recorded_at_kill < len(runs), "the batch was done before the kill; use more messages"
+
+    def restarted(stem: str) -> bool:
+        state = site.show(unit(stem), "ActiveState", "MainPID", "NRestarts")
+        return (
+            state["ActiveState"] == "active"
+            and state["MainPID"] not in ("0", before[stem]["MainPID"])
+            and int(state["NRestarts"]) == int(before[stem]["NRestarts"]) + 1
+        )
+
+    for stem in DAEMONS:
+        # RestartSec=10s, plus the time to start again.
+        wait_for(lambda s=stem: restarted(s), 40, f"{stem} to be restarted after SIGKILL")
+    site.wait_consuming()
+    wait_for(lambda: ours <= set(site.uuids()), 60, "every completion to be recorded")
+    counts = collections.Counter(site.uuids())
+    assert {uuid: counts[uuid] for uuid in ours if counts[uuid] != 1} == {}
+    assert "status=9/KILL" in site.journal(unit("download-results"), 80)
+
+
+@contextlib.contextmanager
+def swift_frozen(site):
+    """Swift's proxy stopped (SIGSTOP): its clients hang mid-request, as with a stuck store."""
+    pid = site.swift.pids["proxy"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_target_stops_cleanly_and_a_reboot_brings_everything_back(site):
+    with swift_frozen(site):
+        # A long download-all-results run is in progress when the operator stops the site.
+        site.systemctl("start", "--no-block", unit("download-all-results"))
+        wait_for(
+            lambda: site.show(unit("download-all-results"), "ActiveState")["ActiveState"] == "activating",
+            30,
+            "download-all-results to be running",
+        )
+        started = time.monotonic()
+        site.systemctl("stop", TARGET)
+        took = time.monotonic() - started
+        units = site.systemctl("list-units", "--all", "--no-legend", "--plain", "autopkgtest-web*")
+    # Each stops on SIGTERM, well within its 90 s stop timeout (no SIGKILL needed).
+    assert took < 30, f"stopping the target took {took:.1f} s"
+    states = {line.split()[0]: line.split()[2] for line in units.splitlines() if line.strip()}
+    assert {name: state for name, state in states.items() if state != "inactive"} == {}, units
+    for stem in DAEMONS + TIMED:
+        assert site.show(unit(stem), "Result")["Result"] == "success", site.journal(unit(stem))
+
+    site.container.reboot()
+    for stem in DAEMONS:
+        wait_for(lambda s=stem: site.show(unit(s), "SubState")["SubState"] == "running", 30, f"{stem} after reboot")
+    for stem in TIMED:
+        assert site.show(unit(stem, "timer"), "SubState")["SubState"] == "waiting", stem
+    site.wait_consuming()
+    runtime = site.container.run(["stat", "-c", "%U:%G %a", RUNTIME]).strip()
+    assert runtime == f"{SERVICE_USER}:{SERVICE_USER} 750"
+    runs = seed_runs(1, packages=["after-reboot"], seed=13)
+    site.publish(runs)
+    wait_for(lambda: runs[0].uuid in site.uuids(), 30, "download-results to record after the reboot")
+    status, _, db_bytes = site.http("/static/autopkgtest.db")
+    assert status == 200 and sha256(db_bytes) == site.http("/static/autopkgtest.db.sha256")[2].split()[0].decode()
+    assert site.http("/packages/systemd-probe")[0] == 200, site.apache_log()
