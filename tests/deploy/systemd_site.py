@@ -74,7 +74,7 @@ class Site:
         return self.container.run(["systemctl", *args], check=check)
 
     def show(self, name: str, *props: str) -> dict[str, str]:
-        out = self.systemctl("show", "--timestamp=unix", name, *(f"--property={p}" for p in props))
+        out = self.systemctl("show", name, *(f"--property={p}" for p in props))
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def journal(self, name: str, lines: int = 40) -> str:
