@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import re
 import signal
@@ -104,6 +105,23 @@ def test_completion_is_recorded_published_by_the_timer_and_served(site):
         served = {row[0] for row in conn.execute("SELECT uuid FROM result")}
         conn.close()
     assert {run.uuid for run in SEEDED + runs} <= served
+
+
+def test_every_program_succeeds_in_its_sandbox_and_apache_serves_what_they_write(site):
+    # By now (after the publish-db timer fired) the 30 s and one-minute timers have fired too.
+    for stem in ("cache-amqp", "cache-ppa-containers", "update-github-jobs"):
+        assert "Deactivated successfully" in site.journal(unit(stem)), site.journal(unit(stem))
+    # The hourly and daily ones, started by hand as an operator would.
+    site.systemctl("start", unit("stats"), unit("db-backup"))
+    for stem in ("stats", "db-backup"):
+        assert site.show(unit(stem), "Result")["Result"] == "success", site.journal(unit(stem))
+    assert site.swift_objects("db-backups"), site.journal(unit("db-backup"))
+    assert not site.systemctl("list-units", "--state=failed", "--no-legend", "autopkgtest-web*").strip()
+    # Written by the services with UMask=0027, read by Apache's www-data through the group.
+    status, _, body = site.http("/static/running.json")
+    assert status == 200 and isinstance(json.loads(body), dict), site.apache_log()
+    status, _, body = site.http("/queued.json")
+    assert status == 200 and isinstance(json.loads(body), dict), site.apache_log()
 
 
 def process_ids(site, pid: str) -> tuple[str, str]:
