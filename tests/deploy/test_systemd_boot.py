@@ -10,6 +10,7 @@ public DBs, Apache's pages). The last test stops the target and reboots.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -169,11 +170,15 @@ def test_sigkilled_daemons_restart_and_record_each_result_once(site):
                                    runs_per_test=100, seed=5))  # fmt: skip
     ours = {run.uuid for run in runs}
     before = {stem: site.show(unit(stem), "MainPID", "NRestarts") for stem in DAEMONS}
-    site.publish(runs)
-    wait_for(lambda: len(ours & set(site.uuids())) >= len(runs) // 10, 60, "download-results to start on the batch")
-    for stem in DAEMONS:
-        site.systemctl("kill", "--kill-who=main", "--signal=SIGKILL", unit(stem))
-    recorded_at_kill = len(ours & set(site.uuids()))
+    # Published while download-results ingests (one confirmed message at a time), so the kill
+    # lands mid-stream however fast the consumer is.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as publisher:
+        sent = publisher.submit(site.publish, runs)
+        wait_for(lambda: len(ours & set(site.uuids())) >= len(runs) // 10, 60, "download-results to start")
+        for stem in DAEMONS:
+            site.systemctl("kill", "--kill-who=main", "--signal=SIGKILL", unit(stem))
+        recorded_at_kill = len(ours & set(site.uuids()))
+        sent.result(timeout=120)
     assert recorded_at_kill < len(runs), "the batch was done before the kill; use more messages"
 
     def restarted(stem: str) -> bool:
@@ -205,26 +210,44 @@ def swift_frozen(site):
         os.kill(pid, signal.SIGCONT)
 
 
+def unit_states(site) -> tuple[str, dict[str, str]]:
+    units = site.systemctl("list-units", "--all", "--no-legend", "--plain", "autopkgtest-web*")
+    return units, {line.split()[0]: line.split()[2] for line in units.splitlines() if line.strip()}
+
+
 def test_target_stops_cleanly_and_a_reboot_brings_everything_back(site):
+    # A run stopped while Python is still starting (before the program's SIGTERM handler).
+    site.systemctl("start", "--no-block", unit("publish-db"))
+    wait_for(lambda: site.show(unit("publish-db"), "ActiveState")["ActiveState"] != "inactive", 30, "publish-db")
+    site.systemctl("stop", unit("publish-db"))
+    state = site.show(unit("publish-db"), "ActiveState", "Result")
+    assert (state["ActiveState"], state["Result"]) == ("inactive", "success"), site.journal(unit("publish-db"))
+
+    # A download-all-results run in progress, waiting on a slow store, when the operator stops the site.
+    job = unit("download-all-results")
     with swift_frozen(site):
-        # A long download-all-results run is in progress when the operator stops the site.
-        site.systemctl("start", "--no-block", unit("download-all-results"))
-        wait_for(
-            lambda: site.show(unit("download-all-results"), "ActiveState")["ActiveState"] == "activating",
-            30,
-            "download-all-results to be running",
-        )
+        site.systemctl("start", "--no-block", job)
+
+        def logging_run() -> bool:
+            pid = site.show(job, "MainPID")["MainPID"]
+            # Its first line comes after the program's stop handler is in place.
+            return pid != "0" and bool(site.container.run(["journalctl", f"_PID={pid}", "-o", "cat"]).strip())
+
+        wait_for(logging_run, 30, "download-all-results to be running")
         started = time.monotonic()
-        site.systemctl("stop", TARGET)
-        took = time.monotonic() - started
-        units = site.systemctl("list-units", "--all", "--no-legend", "--plain", "autopkgtest-web*")
-    # Each stops on SIGTERM, well within its 90 s stop timeout (no SIGKILL needed).
+        site.systemctl("stop", "--no-block", TARGET)
+        wait_for(lambda: site.show(job, "ActiveState")["ActiveState"] == "deactivating", 30, "the stop to reach it")
+    # The store answers again: the run finishes its request, sees the stop and exits.
+    wait_for(lambda: set(unit_states(site)[1].values()) <= {"inactive", "failed"}, 90, "every unit to stop")
+    took = time.monotonic() - started
+    units, states = unit_states(site)
+    # Each stopped on SIGTERM, well within its 90 s stop timeout (no SIGKILL needed).
     assert took < 30, f"stopping the target took {took:.1f} s"
-    states = {line.split()[0]: line.split()[2] for line in units.splitlines() if line.strip()}
     left = {name: state for name, state in states.items() if state != "inactive"}
     assert left == {}, "\n".join([units, *(site.journal(name) for name in left)])
     for stem in DAEMONS + TIMED:
         assert site.show(unit(stem), "Result")["Result"] == "success", site.journal(unit(stem))
+    assert "received signal 15, stopping" in site.journal(job)
 
     site.container.reboot()
     for stem in DAEMONS:
