@@ -126,7 +126,8 @@ def prepare_root() -> Path:
         log.info("debootstrap %s from %s into %s", SUITE, mirror, tmp)
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), mirror])
 
-    return _cached(CACHE / f"nspawn-root-{SUITE}", root_key(mirror), build)
+    # One folder per recipe: a branch with another recipe never deletes a root a container runs on.
+    return _cached(CACHE / f"nspawn-root-{SUITE}-r{RECIPE}", root_key(mirror), build)
 
 
 def at_opt(opt: Path, argv: list[str]) -> str:
@@ -152,7 +153,9 @@ def prepare_venv() -> Path:
             at_opt(opt, [SYSTEM_PYTHON, "-m", "venv", VENV_INSIDE])
             at_opt(opt, [pip, "install", "--quiet", "setuptools", "wheel", str(source)])
 
-    return _cached(CACHE / "nspawn-opt", venv_key(), build)
+    # One folder per dependency set, for the same reason (tests copy it while it exists).
+    key = venv_key()
+    return _cached(CACHE / f"nspawn-opt-{key[:12]}", key, build)
 
 
 def project_venv(work: Path) -> Path:
