@@ -73,6 +73,9 @@ def test_first_population_then_every_service_active_and_timer_scheduled(site):
     assert expected <= grouped, f"not stopped with the target: {sorted(expected - grouped)}"
     assert site.systemctl("is-active", "apache2").strip() == "active"
     assert not site.systemctl("list-units", "--state=failed", "--no-legend", "autopkgtest-web*").strip()
+    # systemd had nothing to say about our units (unknown keys, unsupported sandboxing, ...).
+    warnings = site.container.run(["journalctl", "-b", "-p", "warning", "_PID=1", "-o", "cat", "--no-pager"])
+    assert "autopkgtest-web" not in warnings, warnings
 
 
 def test_completion_is_recorded_published_by_the_timer_and_served(site):
@@ -154,6 +157,11 @@ def test_services_run_as_their_user_and_write_only_their_folders(site):
     # user as such, so only the units' sandbox can make it read-only.
     site.container.sh(f"install -d -o {SERVICE_USER} -g {SERVICE_USER} /srv/owned-by-service-user")
     assert write_as(site, None, uid, gid, "/srv/owned-by-service-user") == ""
+    # The web apps run in Apache's mod_wsgi daemons, as the service user too.
+    wsgi = site.container.run(["sh", "-c", "grep -l '^(wsgi:autopkgtest' /proc/[0-9]*/cmdline || true"]).split()
+    assert wsgi, "no mod_wsgi daemon process"
+    for cmdline in wsgi:
+        assert process_ids(site, cmdline.split("/")[2]) == (uid, gid), cmdline
     for stem in DAEMONS:
         pid = site.show(unit(stem), "MainPID")["MainPID"]
         assert pid != "0", site.journal(unit(stem))
