@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,8 @@ def unit(stem: str, kind: str = "service") -> str:
 
 @dataclass
 class Site:
+    """One installed, running site: the container, the link to the services host, its broker and Swift."""
+
     container: nspawn.Container
     link: netns.Link
     broker: PrivateBroker
@@ -294,7 +296,7 @@ def seed_runs(count: int, packages: Iterable[str] = ("hello", "six"), seed: int 
 
 
 @contextlib.contextmanager
-def running_site(seeded: list[demodata.DemoRun]):
+def running_site(seeded: list[demodata.DemoRun]) -> Iterator[Site]:
     """Everything above, torn down in reverse order whatever happens (containers, brokers, namespaces)."""
     root = nspawn.prepare_root()
     work = Path(tempfile.mkdtemp(prefix="autopkgtest-web-nspawn-"))
