@@ -81,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "running_expiry_seconds", _positive_int, 300, "drop running entries without status"),
     Setting("web", "swift_storage_url", str, None, "public Swift storage URL proxied at /results/"),
     Setting("web", "backup_retention_days", _positive_int, 30, "how long db-backup keeps backups"),
-    Setting("amqp", "uri", str, None, "amqp://user:password@host[:port][/vhost]"),
+    Setting("amqp", "uri", str, None, "amqp://user:password@host[:port][/vhost], several for a cluster"),
+    Setting("amqp", "queue_type", lambda v: _choice(v, ("classic", "quorum")), "classic", "type of our durable queues"),
     Setting("amqp", "complete_exchange_durable", lambda v: _boolean(v), True, "testcomplete.fanout durable"),
     Setting("amqp", "status_exchange_auto_delete", lambda v: _boolean(v), False, "teststatus.fanout auto-delete"),
     Setting("swift", "os_auth_url", str, None, "Keystone (or tempauth) URL"),
@@ -105,6 +106,12 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY = {(s.section, s.key): s for s in SETTINGS}
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError("must be one of " + ", ".join(choices))
+    return value
 
 
 def _boolean(value: str) -> bool:
