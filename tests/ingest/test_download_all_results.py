@@ -94,6 +94,34 @@ def test_since_and_release_options(swift_store, swift_config):
     assert all(r[3] >= since.replace("-", "") for r in stored)
 
 
+def test_a_sweep_asks_the_db_once_per_listing_page(swift_store, swift_config, monkeypatch):
+    """The hourly pass lists everything again: its DB cost must grow with pages, not with objects."""
+    rel = release_name()
+    runs = demodata.write_runs(
+        swift_store, demodata.plan_runs([rel], ["amd64", "arm64"], ["hello", "six"], runs_per_test=5)
+    )
+    objects = sum(1 for _ in swift_store.iter_objects(results.distro_container(rel)))
+    pages = -(-objects // 10)
+    conn = db.connect_rw(swift_config([rel]).get("web", "database"))
+    assert dar.FullIngest(conn, lambda: swift_store, workers=2, page_size=10).run([rel]).stored == len(runs)
+
+    lookups = []
+
+    def traced(connection):
+        connection.set_trace_callback(lambda sql: lookups.append(sql) if "FROM result" in sql else None)
+        return connection
+
+    traced(conn)
+    connect_ro = db.connect_ro
+    monkeypatch.setattr(db, "connect_ro", lambda *args, **kwargs: traced(connect_ro(*args, **kwargs)))
+    summary = dar.FullIngest(conn, lambda: swift_store, workers=2, page_size=10).run([rel])
+    assert (summary.present, summary.stored) == (len(runs), 0)
+    assert len(lookups) <= pages
+    assert summary.lookups == len(lookups)
+    assert summary.listings == pages + (objects % 10 == 0)
+    assert f"({summary.listings} listing requests, {len(lookups)} DB lookups)" in summary.line()
+
+
 class FailingAfter:
     """A real store that fails once ``pages`` listings have been served (Swift going away)."""
 
