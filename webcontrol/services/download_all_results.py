@@ -13,6 +13,13 @@ name order (a new ``a/aaa/`` run sorts before a marker at ``z/zzz/``), and
 only objects the DB lacks are downloaded, so a sweep costs one listing
 request and one DB query per 1000 objects. Damaged objects are logged, counted, listed at the end and
 skipped; an unreachable store or DB is a failure (exit 1, marker unchanged).
+
+``--from-backup`` is the fast way to rebuild a unit: it restores the newest
+db-backup into the empty DB first (what db-backup --restore does), then
+sweeps every container from the beginning, so only the results the backup
+lacks are downloaded. A DB that already holds results is not overwritten:
+the sweep then simply completes it (so an interrupted rebuild can be
+re-run with the same command).
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from webcontrol import db, ingest, results, resulttar
 from webcontrol.config import Config
+from webcontrol.services import db_backup
 from webcontrol.services.base import on_stop_signals, run_program
 from webcontrol.store import ContainerNotFound, ObjectInfo, ObjectNotFound, ResultStore, open_store
 
@@ -224,9 +233,32 @@ def _page_size(value: str) -> int:
     return int(value)
 
 
+def restore_newest_backup(config: Config) -> None:
+    """Restore the newest db-backup into an empty or missing rw DB; leave a DB with results alone.
+
+    Raises ProgramError (no backup, damaged backup), StoreError.
+    """
+    db_path = Path(config.need("web", "database"))
+    held = db_backup.result_rows(db_path)
+    if held:
+        log.warning("%s already holds %d results: not restoring a backup over it, completing it instead", db_path, held)
+        return
+    dest = db_backup.destination(config)
+    try:
+        started = time.monotonic()
+        name = db_backup.restore(db_path, dest, None)
+    finally:
+        dest.store.close()
+    log.info("restored backup %s in %.1f s; now downloading what it lacks", name, time.monotonic() - started)
+
+
 def _run(args: argparse.Namespace, config: Config) -> int:
+    if args.from_backup:
+        restore_newest_backup(config)
     conn = db.connect_rw(config.need("web", "database"))
-    job = FullIngest(conn, lambda: open_store(config), args.since, args.full, args.workers, page_size=args.page_size)
+    # After a restore the saved positions are the old unit's: results added since can be anywhere.
+    full = args.full or args.from_backup
+    job = FullIngest(conn, lambda: open_store(config), args.since, full, args.workers, page_size=args.page_size)
     on_stop_signals(job.stop)
     try:
         releases = args.release or config.supported_releases(db.releases_by_age(conn))
@@ -247,6 +279,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--release", action="append", help="only this release (repeatable)")
     parser.add_argument("--since", type=_since, metavar="YYYY-MM-DD", help="only runs on or after this date")
     parser.add_argument("--full", action="store_true", help="ignore saved positions and list from the beginning")
+    parser.add_argument(
+        "--from-backup",
+        action="store_true",
+        help="first restore the newest db-backup into the empty DB, then download only what it lacks"
+        " (the fast way to rebuild a unit)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel downloads (default %(default)s)")
     # For fault tests (kill mid-run with many small pages); operators keep the default.
     parser.add_argument(
