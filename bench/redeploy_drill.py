@@ -21,6 +21,12 @@ Starts a real Swift All-In-One, writes N runs into it as workers write them
 
     python bench/redeploy_drill.py [--runs 20000] [--after 0.01] [--workers 8]
 
+``--restore-db PATH`` instead times the restore half of (b) at the size of
+an existing results DB (for example one made by bench/gen_big_db.py): it
+backs PATH up with db-backup, then rebuilds a unit with
+``download-all-results --from-backup`` against an empty local store, and
+publishes it with publish-db.
+
 Generation goes through the same single-process Swift proxy and takes most
 of the wall time (about 100 objects/s on a busy 2-core machine).
 """
@@ -33,6 +39,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -249,12 +256,72 @@ class Drill:
         self.swift.destroy()
 
 
+def restore_at_size(path: Path) -> None:
+    """db-backup of a copy of ``path``, then --from-backup and publish-db on a new unit, timed."""
+    work = Path(tempfile.mkdtemp(prefix="redeploy-restore-"))
+    try:
+        (work / "store").mkdir()
+        confs = []
+        for name in ("old", "new"):
+            (work / name / "public").mkdir(parents=True)
+            conf = work / name / "autopkgtest-cloud.conf"
+            configmod.write(
+                {
+                    "web": {
+                        "database": work / name / "autopkgtest.db",
+                        "database_public": work / name / "public" / "autopkgtest.db",
+                        "indexed_packages": work / name / "indexed-packages.json",
+                        "state_dir": work / "state",  # shared: the backups live under it, as in Swift
+                        "results_dir": work / "store",
+                        "releases": "noble",
+                        "archive_url": "file:///nonexistent",
+                    }
+                },
+                conf,
+            )
+            confs.append(conf)
+        started = time.monotonic()
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        copy = sqlite3.connect(work / "old" / "autopkgtest.db")
+        source.backup(copy)
+        copy.close()
+        rows = source.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+        source.close()
+        size = path.stat().st_size
+        print(f"copied {path} ({rows} results, {size / 1e9:.2f} GB) in {time.monotonic() - started:.0f} s")
+        for label, conf, extra in (
+            ("db-backup", confs[0], ()),
+            ("download-all-results --from-backup", confs[1], ("--from-backup",)),
+            ("publish-db", confs[1], ()),
+        ):
+            module = {"db-backup": "db_backup", "publish-db": "publish_db"}.get(label, "download_all_results")
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", f"webcontrol.services.{module}", "--config", str(conf), *extra],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{done.stderr[-3000:]}")
+            print(f"{label}: {time.monotonic() - started:.0f} s")
+        packed = sum(f.stat().st_size for f in (work / "state" / "backups").rglob("*.zst"))
+        public = sqlite3.connect(work / "new" / "public" / "autopkgtest.db")
+        held = public.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+        print(f"backup object {packed / 1e9:.2f} GB; the new unit's public DB holds {held} of {rows} results")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20000, help="results in the store (default %(default)s)")
     parser.add_argument("--after", type=float, default=0.01, help="share written after the backup (default 1%%)")
     parser.add_argument("--workers", type=int, default=8, help="download-all-results --workers")
+    parser.add_argument("--restore-db", type=Path, metavar="PATH", help="time the restore at this DB's size")
     args = parser.parse_args()
+    if args.restore_db:
+        restore_at_size(args.restore_db)
+        return 0
     drill = Drill(args)
     try:
         drill.run()
