@@ -20,7 +20,7 @@ both Apaches health-checking ``/health``. Then it checks and prints:
    queued.json.
 
 Needs root, ``iproute2``, ``haproxy``, ``apache2`` + ``libapache2-mod-wsgi-py3``
-and ``rabbitmq-server`` (not started). It takes about two minutes and three
+and ``rabbitmq-server`` (not started). It takes three to five minutes and three
 RabbitMQ nodes' worth of memory, so it is a drill, not a CI test; the
 failover logic itself is tested in tests/faults/test_broker_failover.py.
 
