@@ -254,6 +254,7 @@ class Drill:
 
     def close(self) -> None:
         self.swift.destroy()
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def restore_at_size(path: Path) -> None:
