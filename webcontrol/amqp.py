@@ -33,8 +33,16 @@ class BrokerError(Exception):
     """The broker is unreachable or did not confirm a publish."""
 
 
+def broker_uris(uri: str) -> list[str]:
+    """The broker URIs of ``[amqp] uri``: one, or the nodes of a cluster separated by spaces. Raises ValueError."""
+    uris = uri.split()
+    if not uris:
+        raise ValueError("no amqp:// URI given")
+    return uris
+
+
 def connection_parameters(uri: str, **overrides: Any) -> pika.ConnectionParameters:
-    """Parameters for ``amqp://user:password@host[:port][/vhost]``. Raises ValueError.
+    """Parameters for one ``amqp://user:password@host[:port][/vhost]``. Raises ValueError.
 
     The port defaults to 5672 and the vhost to ``/``; a percent-encoded vhost
     (``/%2F``) is honoured.
@@ -65,12 +73,47 @@ def connection_parameters(uri: str, **overrides: Any) -> pika.ConnectionParamete
     return pika.ConnectionParameters(**options)
 
 
+def cluster_parameters(uri: str, **overrides: Any) -> list[pika.ConnectionParameters]:
+    """Parameters for every node named in ``[amqp] uri``, in the order given. Raises ValueError."""
+    return [connection_parameters(one, **overrides) for one in broker_uris(uri)]
+
+
 def connect(uri: str, **overrides: Any) -> pika.BlockingConnection:
-    """A blocking connection. Raises BrokerError."""
-    try:
-        return pika.BlockingConnection(connection_parameters(uri, **overrides))
-    except (pika.exceptions.AMQPError, OSError) as err:
-        raise BrokerError(f"cannot connect to RabbitMQ: {err!r}") from err
+    """A blocking connection to the first node of ``uri`` that answers. Raises BrokerError, ValueError.
+
+    Nodes are tried in the order given and each call starts again at the
+    first, so once a preferred node is back, the next reconnect returns to
+    it. (The nodes are tried one by one rather than handing pika the list:
+    pika gives up on the whole list when one host name does not resolve.)
+    """
+    parameters = cluster_parameters(uri, **overrides)
+    failures = []
+    for params in parameters:
+        try:
+            connection = pika.BlockingConnection(params)
+        except (pika.exceptions.AMQPError, OSError) as err:
+            failures.append(f"{params.host}:{params.port}: {err!r}")
+            continue
+        if failures:
+            log.warning(
+                "RabbitMQ node(s) unreachable (%s); connected to %s:%s", "; ".join(failures), params.host, params.port
+            )
+        return connection
+    raise BrokerError("cannot connect to RabbitMQ: " + "; ".join(failures))
+
+
+QUEUE_TYPES = ("classic", "quorum")
+
+
+def queue_arguments(queue_type: str) -> dict[str, str] | None:
+    """Declaration arguments of our durable queues for ``[amqp] queue_type``. Raises ValueError.
+
+    ``classic`` declares without arguments, exactly as before, so queues that
+    already exist on a broker keep matching.
+    """
+    if queue_type not in QUEUE_TYPES:
+        raise ValueError(f"queue type must be one of {', '.join(QUEUE_TYPES)}, not {queue_type!r}")
+    return {"x-queue-type": "quorum"} if queue_type == "quorum" else None
 
 
 def host_queue_name(base: str) -> str:
@@ -154,8 +197,10 @@ class Consumer(Generic[T]):
     tick_seconds = 1.0
     backoff_max_seconds = 30.0
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, queue_type: str = "classic"):
         self.uri = uri
+        # Quorum queues are always durable and never auto-delete: only a durable queue takes the type.
+        self.queue_arguments = queue_arguments(queue_type) if self.queue_durable else None
         self._stopping = False
         self.rejected = 0
 
@@ -199,11 +244,17 @@ class Consumer(Generic[T]):
         """Declare our exchange and queue and bind them; returns the channel."""
         channel = declare_exchange(connection, channel, self.exchange, self.exchange_durable, self.exchange_auto_delete)
         try:
-            channel.queue_declare(self.queue, durable=self.queue_durable, auto_delete=self.queue_auto_delete)
+            channel.queue_declare(
+                self.queue,
+                durable=self.queue_durable,
+                auto_delete=self.queue_auto_delete,
+                arguments=self.queue_arguments,
+            )
         except pika.exceptions.ChannelClosedByBroker as err:
             if err.reply_code != 406:
                 raise
-            # The operator made it with other settings (e.g. dead-lettering): use it as it is.
+            # The operator made it with other settings (e.g. dead-lettering), or it predates a
+            # change of [amqp] queue_type: use it as it is.
             log.warning("queue %s exists with other parameters (%s); using it as it is", self.queue, err.reply_text)
             channel = connection.channel()
             channel.queue_declare(self.queue, passive=True)

@@ -83,7 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "backup_retention_days", _positive_int, 30, "how long db-backup keeps backups"),
     Setting("web", "max_triggers", _positive_int, 50, "most distinct triggers in one test request"),
     Setting("web", "confirm_cross_site", lambda v: _boolean(v), True, "confirm cross-site cookie requests"),
-    Setting("amqp", "uri", str, None, "amqp://user:password@host[:port][/vhost]"),
+    Setting("amqp", "uri", str, None, "amqp://user:password@host[:port][/vhost], several for a cluster"),
+    Setting("amqp", "queue_type", lambda v: _choice(v, ("classic", "quorum")), "classic", "type of our durable queues"),
     Setting("amqp", "complete_exchange_durable", lambda v: _boolean(v), True, "testcomplete.fanout durable"),
     Setting("amqp", "status_exchange_auto_delete", lambda v: _boolean(v), False, "teststatus.fanout auto-delete"),
     Setting("swift", "os_auth_url", str, None, "Keystone (or tempauth) URL"),
@@ -108,6 +109,12 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY = {(s.section, s.key): s for s in SETTINGS}
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError("must be one of " + ", ".join(choices))
+    return value
 
 
 def _boolean(value: str) -> bool:

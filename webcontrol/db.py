@@ -301,15 +301,29 @@ def get_marker(conn: sqlite3.Connection, container: str) -> str | None:
     return row[0] if row else None
 
 
-def has_result(conn: sqlite3.Connection, release: str, arch: str, package: str, run_id: str) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM result JOIN test ON test.id = result.test_id"
-            " WHERE test.package = ? AND test.release = ? AND test.arch = ? AND result.run_id = ?",
-            (package, release, arch, run_id),
-        ).fetchone()
-        is not None
-    )
+def stored_runs(conn: sqlite3.Connection, runs: Iterable[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+    """Which of the ``(release, arch, package, run_id)`` runs the DB holds, in one query.
+
+    download-all-results asks this once per listing page instead of once per
+    object. Run ids are near-unique, so the run_id index narrows it to about
+    one row per asked run.
+    """
+    wanted = set(runs)
+    run_ids = sorted({run[3] for run in wanted})
+    if not run_ids:
+        return set()
+    found: set[tuple[str, str, str, str]] = set()
+    # SQLite (3.32 and later) allows 32766 parameters per statement; a listing page has at most 10000 names.
+    for start in range(0, len(run_ids), 10000):
+        chunk = run_ids[start : start + 10000]
+        rows = conn.execute(
+            "SELECT test.release, test.arch, test.package, result.run_id FROM result"
+            " JOIN test ON test.id = result.test_id"
+            f" WHERE result.run_id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        found.update(tuple(row) for row in rows)
+    return found & wanted
 
 
 def releases_by_age(conn: sqlite3.Connection) -> list[str]:

@@ -42,6 +42,10 @@ def test_missing_and_malformed_keys_are_named(tmp_path):
         config.need("amqp", "uri")
     with pytest.raises(configmod.ConfigError, match="malformed configuration"):
         configmod.load(write(tmp_path, "no section header\n"))
+    with pytest.raises(configmod.ConfigError, match=r"\[amqp\] queue_type = 'mirrored' is invalid: must be one of"):
+        configmod.load(write(tmp_path, "[amqp]\nqueue_type = mirrored\n"))
+    assert configmod.load(write(tmp_path, "[amqp]\nqueue_type = quorum\n")).get("amqp", "queue_type") == "quorum"
+    assert configmod.load(write(tmp_path, "[amqp]\n")).get("amqp", "queue_type") == "classic"
 
 
 def test_search_order(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -92,6 +93,34 @@ def test_since_and_release_options(swift_store, swift_config):
     stored = rows(db.connect_rw(config.get("web", "database")))
     assert stored and {r[0] for r in stored} == {rel_a}
     assert all(r[3] >= since.replace("-", "") for r in stored)
+
+
+def test_a_sweep_asks_the_db_once_per_listing_page(swift_store, swift_config, monkeypatch):
+    """The hourly pass lists everything again: its DB cost must grow with pages, not with objects."""
+    rel = release_name()
+    runs = demodata.write_runs(
+        swift_store, demodata.plan_runs([rel], ["amd64", "arm64"], ["hello", "six"], runs_per_test=5)
+    )
+    objects = sum(1 for _ in swift_store.iter_objects(results.distro_container(rel)))
+    pages = -(-objects // 10)
+    conn = db.connect_rw(swift_config([rel]).get("web", "database"))
+    assert dar.FullIngest(conn, lambda: swift_store, workers=2, page_size=10).run([rel]).stored == len(runs)
+
+    lookups = []
+
+    def traced(connection):
+        connection.set_trace_callback(lambda sql: lookups.append(sql) if "FROM result" in sql else None)
+        return connection
+
+    traced(conn)
+    connect_ro = db.connect_ro
+    monkeypatch.setattr(db, "connect_ro", lambda *args, **kwargs: traced(connect_ro(*args, **kwargs)))
+    summary = dar.FullIngest(conn, lambda: swift_store, workers=2, page_size=10).run([rel])
+    assert (summary.present, summary.stored) == (len(runs), 0)
+    assert len(lookups) <= pages
+    assert summary.lookups == len(lookups)
+    assert summary.listings == pages + (objects % 10 == 0)
+    assert f"({summary.listings} listing requests, {len(lookups)} DB lookups)" in summary.line()
 
 
 class FailingAfter:
@@ -190,3 +219,42 @@ def test_writer_and_batch_ingest_at_the_same_time(tmp_path):
     dar.FullIngest(db.connect_rw(path), lambda: store, workers=4).run(["noble"])
     thread.join()
     assert rows(db.connect_rw(path)) == sorted([expected_row(r) for r in runs] + [expected_row(r) for r in other])
+
+
+def test_from_backup_restores_then_downloads_only_what_the_backup_lacks(tmp_path, make_config, caplog):
+    """Rebuilding a unit: the newest backup, then only the results stored after it."""
+    from webcontrol.services import db_backup
+    from webcontrol.store.local import LocalStore
+
+    caplog.set_level(logging.INFO)
+    store = LocalStore(tmp_path / "store")
+    planned = list(demodata.plan_runs(["noble"], ["amd64", "arm64"], demodata.DEMO_PACKAGES[:5], runs_per_test=6))
+    before, after = planned[::2], planned[1::2]  # later results land between earlier ones in name order
+    demodata.write_runs(store, before)
+    old_unit = make_config(web={"results_dir": tmp_path / "store", "database": tmp_path / "old.db"})
+    assert run_cli(old_unit) == 0
+    conn = db.connect_rw(tmp_path / "old.db")
+    # The old unit died in the middle of a pass: its saved position must not be trusted after a restore.
+    db.record_results(conn, [], marker=(results.distro_container("noble"), "noble/zzz"))
+    conn.close()
+    assert db_backup.main(["--config", old_unit.path]) == 0
+    demodata.write_runs(store, after)
+
+    new_unit = make_config(web={"results_dir": tmp_path / "store", "database": tmp_path / "new.db"})
+    caplog.clear()
+    assert run_cli(new_unit, "--from-backup") == 0
+    assert rows(db.connect_rw(tmp_path / "new.db")) == sorted(expected_row(r) for r in planned)
+    assert f"done: {len(after)} results stored, {len(before)} already present" in caplog.text
+
+    # Run again (say, after an interruption): the DB is not restored over, only completed.
+    caplog.clear()
+    assert run_cli(new_unit, "--from-backup") == 0
+    assert "not restoring a backup over it" in caplog.text
+    assert f"done: 0 results stored, {len(planned)} already present" in caplog.text
+
+
+def test_from_backup_without_any_backup_fails_with_one_line(tmp_path, make_config, capsys):
+    config = make_config(web={"results_dir": tmp_path / "store"})
+    assert run_cli(config, "--from-backup") == 1
+    assert f"no backups in LocalStore({str(tmp_path / 'state')!r}) container backups" in capsys.readouterr().err
+    assert not db.result_count(db.connect_rw(config.get("web", "database")))

@@ -3,15 +3,23 @@
 
 For each release, newest first, it lists ``autopkgtest-<release>`` page by
 page (1000 names, next page after the last name of each page) starting at
-the container's saved marker, downloads the ``result.tar`` of every run the
-DB lacks (in parallel), and commits the page's rows together with the new
-marker. A killed run therefore resumes at the first page it had not
+the container's saved marker, asks the DB in one query which of the page's
+runs it already holds, downloads the ``result.tar`` of every run it lacks
+(in parallel), and commits the page's
+rows together with the new marker. A killed run therefore resumes at the first page it had not
 committed. When a pass reaches the end of the container the marker is reset,
 so the next run sweeps the whole listing again: new runs appear anywhere in
 name order (a new ``a/aaa/`` run sorts before a marker at ``z/zzz/``), and
 only objects the DB lacks are downloaded, so a sweep costs one listing
-request per 1000 objects. Damaged objects are logged, counted, listed at the end and
+request and one DB query per 1000 objects. Damaged objects are logged, counted, listed at the end and
 skipped; an unreachable store or DB is a failure (exit 1, marker unchanged).
+
+``--from-backup`` is the fast way to rebuild a unit: it restores the newest
+db-backup into the empty DB first (what db-backup --restore does), then
+sweeps every container from the beginning, so only the results the backup
+lacks are downloaded. A DB that already holds results is not overwritten:
+the sweep then simply completes it (so an interrupted rebuild can be
+re-run with the same command).
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from webcontrol import db, ingest, results, resulttar
 from webcontrol.config import Config
+from webcontrol.services import db_backup
 from webcontrol.services.base import on_stop_signals, run_program
-from webcontrol.store import ContainerNotFound, ObjectNotFound, ResultStore, open_store
+from webcontrol.store import ContainerNotFound, ObjectInfo, ObjectNotFound, ResultStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +54,14 @@ class Summary:
     not_distro: int = 0
     damaged: list[str] = field(default_factory=list)
     listed: int = 0
+    listings: int = 0  # listing requests
+    lookups: int = 0  # DB queries asking which listed runs are stored
 
     def line(self) -> str:
         return (
             f"{self.stored} results stored, {self.present} already present, {self.not_distro} not for the DB, "
-            f"{len(self.damaged)} damaged, {self.listed} objects listed"
+            f"{len(self.damaged)} damaged, {self.listed} objects listed "
+            f"({self.listings} listing requests, {self.lookups} DB lookups)"
         )
 
 
@@ -99,8 +112,6 @@ class FullIngest:
         self.summary = Summary()
         self._local = threading.local()
         self._thread_stores: list[ResultStore] = []
-        self._readers: list = []
-        self.db_path = conn.execute("PRAGMA database_list").fetchone()[2]
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -119,8 +130,6 @@ class FullIngest:
     def close(self) -> None:
         for store in [self.store, *self._thread_stores]:
             store.close()
-        for reader in self._readers:
-            reader.close()
 
     def discover_releases(self) -> list[str]:
         """Releases of the ``autopkgtest-<release>`` containers in the store, oldest name first."""
@@ -136,20 +145,25 @@ class FullIngest:
                 self.ingest_container(pool, release)
         return self.summary
 
+    def _list(self, container: str, marker: str | None) -> list[ObjectInfo]:
+        self.summary.listings += 1
+        return self.store.list_objects(container, marker=marker, limit=self.page_size)
+
     def ingest_container(self, pool, release: str) -> None:
         container = results.distro_container(release)
         marker = None if self.full else (db.get_marker(self.conn, container) or None)
         log.info("%s: listing from %s", container, marker or "the beginning")
         while not self._stopping:
             try:
-                page = self.store.list_objects(container, marker=marker, limit=self.page_size)
+                page = self._list(container, marker)
             except ContainerNotFound:
                 log.warning("%s: no such container, skipping release %s", container, release)
                 return
             if not page:
                 break
             self.summary.listed += len(page)
-            records = list(filter(None, pool.map(lambda obj: self._fetch(container, obj.name), page)))
+            wanted = self._missing_runs(container, page)
+            records = list(filter(None, pool.map(lambda run: self._fetch(container, *run), wanted)))
             outcomes = db.record_results(self.conn, records, marker=(container, page[-1].name))
             for outcome in outcomes:
                 if outcome is db.Outcome.DUPLICATE:
@@ -164,23 +178,34 @@ class FullIngest:
             db.record_results(self.conn, [], marker=(container, ""))  # pass complete: next run starts over
         self.progress.update(container, self.summary, final=True)
 
-    def _fetch(self, container: str, name: str) -> db.ResultRecord | None:
-        """The record of one listed object, or None when there is nothing to store."""
-        if not name.endswith("/result.tar"):
-            return None
-        location = results.parse_run_dir(name)
-        if location is None:
-            log.warning(
-                "%s/%s: not in the <release>/<arch>/<prefix>/<package>/<run_id> layout, skipped", container, name
-            )
-            return None
-        release, arch, package, run_id = location
-        if self.since_run_id and run_id < self.since_run_id:
-            return None
-        if db.has_result(self._reader(), release, arch, package, run_id):
-            with self._lock:
-                self.summary.present += 1
-            return None
+    def _missing_runs(self, container: str, page: list[ObjectInfo]) -> list[tuple[str, str, str, str, str]]:
+        """``(name, release, arch, package, run_id)`` of the page's results the DB lacks (one DB query)."""
+        runs = []
+        for obj in page:
+            if not obj.name.endswith("/result.tar"):
+                continue
+            location = results.parse_run_dir(obj.name)
+            if location is None:
+                log.warning(
+                    "%s/%s: not in the <release>/<arch>/<prefix>/<package>/<run_id> layout, skipped",
+                    container,
+                    obj.name,
+                )
+                continue
+            if self.since_run_id and location[3] < self.since_run_id:
+                continue
+            runs.append((obj.name, *location))
+        if not runs:
+            return []
+        self.summary.lookups += 1
+        stored = db.stored_runs(self.conn, [run[1:] for run in runs])
+        self.summary.present += sum(1 for run in runs if run[1:] in stored)
+        return [run for run in runs if run[1:] not in stored]
+
+    def _fetch(
+        self, container: str, name: str, release: str, arch: str, package: str, run_id: str
+    ) -> db.ResultRecord | None:
+        """The record of one result.tar, or None when there is nothing to store."""
         try:
             tar = resulttar.parse(self._thread_store().get_object(container, name))
             return ingest.record_from_tar(container, release, arch, package, run_id, tar)
@@ -193,16 +218,6 @@ class FullIngest:
             with self._lock:
                 self.summary.not_distro += 1
         return None
-
-    def _reader(self):
-        """A per-thread read connection (sqlite3 connections are not shared across threads)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = db.connect_ro(self.db_path)
-            self._local.conn = conn
-            with self._lock:
-                self._readers.append(conn)
-        return conn
 
 
 def _since(value: str) -> datetime.date:
@@ -218,9 +233,32 @@ def _page_size(value: str) -> int:
     return int(value)
 
 
+def restore_newest_backup(config: Config) -> None:
+    """Restore the newest db-backup into an empty or missing rw DB; leave a DB with results alone.
+
+    Raises ProgramError (no backup, damaged backup), StoreError.
+    """
+    db_path = Path(config.need("web", "database"))
+    held = db_backup.result_rows(db_path)
+    if held:
+        log.warning("%s already holds %d results: not restoring a backup over it, completing it instead", db_path, held)
+        return
+    dest = db_backup.destination(config)
+    try:
+        started = time.monotonic()
+        name = db_backup.restore(db_path, dest, None)
+    finally:
+        dest.store.close()
+    log.info("restored backup %s in %.1f s; now downloading what it lacks", name, time.monotonic() - started)
+
+
 def _run(args: argparse.Namespace, config: Config) -> int:
+    if args.from_backup:
+        restore_newest_backup(config)
     conn = db.connect_rw(config.need("web", "database"))
-    job = FullIngest(conn, lambda: open_store(config), args.since, args.full, args.workers, page_size=args.page_size)
+    # After a restore the saved positions are the old unit's: results added since can be anywhere.
+    full = args.full or args.from_backup
+    job = FullIngest(conn, lambda: open_store(config), args.since, full, args.workers, page_size=args.page_size)
     on_stop_signals(job.stop)
     try:
         releases = args.release or config.supported_releases(db.releases_by_age(conn))
@@ -241,6 +279,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--release", action="append", help="only this release (repeatable)")
     parser.add_argument("--since", type=_since, metavar="YYYY-MM-DD", help="only runs on or after this date")
     parser.add_argument("--full", action="store_true", help="ignore saved positions and list from the beginning")
+    parser.add_argument(
+        "--from-backup",
+        action="store_true",
+        help="first restore the newest db-backup into the empty DB, then download only what it lacks"
+        " (the fast way to rebuild a unit)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel downloads (default %(default)s)")
     # For fault tests (kill mid-run with many small pages); operators keep the default.
     parser.add_argument(

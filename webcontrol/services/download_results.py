@@ -36,8 +36,9 @@ class ResultRecorder(amqp.Consumer[CompletionMessage]):
         exchange: str | None = None,
         queue: str | None = None,
         exchange_durable: bool = True,
+        queue_type: str = "classic",
     ):
-        super().__init__(uri)
+        super().__init__(uri, queue_type)
         self.conn = db.connect_rw(db_path)
         self.exchange = exchange or results.COMPLETE_EXCHANGE
         self.exchange_durable = exchange_durable
@@ -87,6 +88,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         exchange=args.exchange,
         queue=args.queue,
         exchange_durable=config.get("amqp", "complete_exchange_durable"),
+        queue_type=config.get("amqp", "queue_type"),
     )
     on_stop_signals(recorder.stop)
     try:

@@ -33,6 +33,10 @@ UNIT_PATTERN = re.compile(r"^autopkgtest-web(-[a-z0-9-]+)?\.(service|timer|targe
 GIT_SOURCE = re.compile(r"^(git\+|https?://|git://|ssh://)|\.git$|^[\w.-]+@[\w.-]+:")
 
 
+def _unit_number(unit: ops.Unit) -> int:
+    return int(unit.name.rsplit("/", 1)[1])
+
+
 class WaitingForRelation(Exception):
     """Relation data this unit needs has not arrived yet."""
 
@@ -178,7 +182,8 @@ class AutopkgtestWebCharm(ops.CharmBase):
         self.host.run(["systemctl", "daemon-reload"])
 
     def _amqp_uri(self) -> str:
-        configured = str(self.config.get("amqp-uri", "")).strip()
+        """One URI per broker node, in unit order: the programs fail over from one to the next."""
+        configured = " ".join(str(self.config.get("amqp-uri", "")).split())
         if configured:
             return configured
         relation = self.model.get_relation("amqp")
@@ -186,13 +191,19 @@ class AutopkgtestWebCharm(ops.CharmBase):
             raise SiteConfigError("needs the amqp relation (rabbitmq-server) or the amqp-uri option")
         username = str(self.config.get("amqp-username") or "autopkgtest-web")
         vhost = str(self.config.get("amqp-vhost") or "/")
-        for unit in sorted(relation.units, key=lambda u: u.name):
+        app_password = relation.app and relation.data[relation.app].get("password")
+        uris = []
+        for unit in sorted(relation.units, key=_unit_number):
             data = relation.data[unit]
-            password = data.get("password") or (relation.app and relation.data[relation.app].get("password"))
+            password = data.get("password") or app_password
             host = data.get("hostname") or data.get("private-address")
             if password and host:
-                return siteconfig.amqp_uri(username, password, host, vhost)
-        raise WaitingForRelation("waiting for AMQP credentials from the amqp relation")
+                uri = siteconfig.amqp_uri(username, password, host, vhost)
+                if uri not in uris:  # units behind one virtual IP all report that address
+                    uris.append(uri)
+        if not uris:
+            raise WaitingForRelation("waiting for AMQP credentials from the amqp relation")
+        return " ".join(uris)
 
     def _swift(self) -> dict[str, str]:
         secret_id = self.config.get("swift-credentials")
@@ -205,8 +216,10 @@ class AutopkgtestWebCharm(ops.CharmBase):
         return siteconfig.swift_section(content)
 
     def _inputs(self) -> SiteInputs:
+        uri = self._amqp_uri()
         return SiteInputs(
-            amqp_uri=self._amqp_uri(),
+            amqp_uri=uri,
+            amqp_queue_type=siteconfig.amqp_queue_type(str(self.config.get("amqp-queue-type", "auto")), uri),
             swift=self._swift(),
             site_url=str(self.config.get("site-url", "")).strip(),
             releases=str(self.config.get("releases", "")),

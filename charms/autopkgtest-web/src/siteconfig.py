@@ -41,6 +41,9 @@ SWIFT_SECRET_KEYS = {
     "identity-api-version": "os_identity_api_version",
 }
 REQUIRED_SWIFT_KEYS = ("auth-url", "username", "password")
+QUEUE_TYPES = ("classic", "quorum")
+# Quorum queues keep working with one node down only with three or more members.
+QUORUM_MIN_NODES = 3
 
 
 class SiteConfigError(Exception):
@@ -51,8 +54,9 @@ class SiteConfigError(Exception):
 class SiteInputs:
     """Everything the rendered files depend on."""
 
-    amqp_uri: str
+    amqp_uri: str  # one amqp:// URI, or the nodes of a cluster separated by spaces
     swift: dict[str, str]
+    amqp_queue_type: str = "classic"
     site_url: str = ""
     releases: str = ""
     archive_url: str = ""
@@ -71,6 +75,20 @@ def amqp_uri(username: str, password: str, host: str, vhost: str = "/", port: in
     host_part = f"[{host}]" if ":" in host else host
     path = "" if vhost == "/" else "/" + urllib.parse.quote(vhost, safe="")
     return f"amqp://{user}:{secret}@{host_part}:{port}{path}"
+
+
+def amqp_queue_type(option: str, uri: str) -> str:
+    """``[amqp] queue_type`` from the amqp-queue-type option. Raises SiteConfigError.
+
+    ``auto`` picks quorum for a cluster of three or more nodes (the number
+    of URIs), classic otherwise.
+    """
+    option = option.strip() or "auto"
+    if option == "auto":
+        return "quorum" if len(uri.split()) >= QUORUM_MIN_NODES else "classic"
+    if option not in QUEUE_TYPES:
+        raise SiteConfigError(f"amqp-queue-type must be auto, classic or quorum, not {option!r}")
+    return option
 
 
 def swift_section(secret: dict[str, str]) -> dict[str, str]:
@@ -121,8 +139,15 @@ def config_sections(inputs: SiteInputs) -> dict[str, dict[str, str]]:
         web["archive_url"] = inputs.archive_url
     if inputs.allowed_requestors.strip():
         web["allowed_requestors"] = inputs.allowed_requestors.strip()
-    _validate_url("the AMQP URI", inputs.amqp_uri, ("amqp", "amqps"))
-    sections = {"web": web, "amqp": {"uri": inputs.amqp_uri}, "swift": dict(inputs.swift)}
+    uris = inputs.amqp_uri.split()
+    if not uris:
+        raise SiteConfigError("no AMQP URI")
+    for uri in uris:
+        _validate_url("the AMQP URI", uri, ("amqp", "amqps"))
+    if inputs.amqp_queue_type not in QUEUE_TYPES:
+        raise SiteConfigError(f"unknown AMQP queue type {inputs.amqp_queue_type!r}")
+    amqp = {"uri": " ".join(uris), "queue_type": inputs.amqp_queue_type}
+    sections = {"web": web, "amqp": amqp, "swift": dict(inputs.swift)}
     for section, values in inputs.extra.items():
         sections.setdefault(section, {}).update(values)
     return sections

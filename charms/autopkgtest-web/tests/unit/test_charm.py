@@ -234,6 +234,57 @@ def test_amqp_uri_option_wins_over_the_relation(harness, host):
     assert read_config(host)["amqp"]["uri"] == "amqp://u:p@broker.example.com:5671/%2Fci"
 
 
+def test_a_rabbitmq_cluster_gives_one_uri_per_node_and_quorum_queues(harness, host):
+    harness.begin_with_initial_hooks()
+    configure(harness)
+    rel = harness.add_relation("amqp", "rabbitmq-server")
+    # Units join one by one; the password comes from the leader's application data.
+    harness.update_relation_data(rel, "rabbitmq-server", {"password": "secret"})
+    for number, address in ((10, "10.1.2.30"), (2, "10.1.2.20"), (0, "10.1.2.10")):
+        harness.add_relation_unit(rel, f"rabbitmq-server/{number}")
+        harness.update_relation_data(rel, f"rabbitmq-server/{number}", {"private-address": address})
+    assert harness.model.unit.status == ops.ActiveStatus()
+    amqp = read_config(host)["amqp"]
+    assert amqp["uri"].split() == [
+        "amqp://autopkgtest-web:secret@10.1.2.10:5672",
+        "amqp://autopkgtest-web:secret@10.1.2.20:5672",
+        "amqp://autopkgtest-web:secret@10.1.2.30:5672",
+    ]
+    assert amqp["queue_type"] == "quorum"
+
+    # A node leaves: two nodes cannot keep a quorum queue available, so auto falls back to classic.
+    harness.remove_relation_unit(rel, "rabbitmq-server/10")
+    amqp = read_config(host)["amqp"]
+    assert len(amqp["uri"].split()) == 2
+    assert amqp["queue_type"] == "classic"
+
+    # The operator's choice wins over auto.
+    harness.update_config({"amqp-queue-type": "quorum"})
+    assert read_config(host)["amqp"]["queue_type"] == "quorum"
+
+
+def test_single_broker_keeps_classic_queues_and_a_bad_queue_type_blocks(harness, host):
+    harness.begin_with_initial_hooks()
+    add_amqp(harness, {"hostname": "10.1.2.3", "password": "secret"})
+    configure(harness)
+    assert read_config(host)["amqp"]["queue_type"] == "classic"
+    harness.update_config({"amqp-queue-type": "mirrored"})
+    assert harness.model.unit.status == ops.BlockedStatus(
+        "amqp-queue-type must be auto, classic or quorum, not 'mirrored'"
+    )
+    assert read_config(host)["amqp"]["queue_type"] == "classic"  # the last good file stays
+
+
+def test_several_amqp_uris_in_the_option(harness, host):
+    harness.begin_with_initial_hooks()
+    configure(harness, **{"amqp-uri": " amqp://u:p@rmq-1  amqp://u:p@rmq-2\namqp://u:p@rmq-3 "})
+    amqp = read_config(host)["amqp"]
+    assert amqp["uri"] == "amqp://u:p@rmq-1 amqp://u:p@rmq-2 amqp://u:p@rmq-3"
+    assert amqp["queue_type"] == "quorum"
+    harness.update_config({"amqp-uri": "amqp://u:p@rmq-1 http://rmq-2"})
+    assert harness.model.unit.status == ops.BlockedStatus("the AMQP URI must be an amqp/amqps URL, not 'http://rmq-2'")
+
+
 def test_config_change_restarts_the_consumers_only_when_the_file_changed(harness, host):
     harness.begin_with_initial_hooks()
     add_amqp(harness, {"hostname": "10.1.2.3", "password": "secret"})
