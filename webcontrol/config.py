@@ -81,6 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "running_expiry_seconds", _positive_int, 300, "drop running entries without status"),
     Setting("web", "swift_storage_url", str, None, "public Swift storage URL proxied at /results/"),
     Setting("web", "backup_retention_days", _positive_int, 30, "how long db-backup keeps backups"),
+    Setting("web", "trigger_index", str, None, "sidecar DB of runs per trigger (default: next to database_public)"),
     Setting("amqp", "uri", str, None, "amqp://user:password@host[:port][/vhost]"),
     Setting("amqp", "complete_exchange_durable", lambda v: _boolean(v), True, "testcomplete.fanout durable"),
     Setting("amqp", "status_exchange_auto_delete", lambda v: _boolean(v), False, "teststatus.fanout auto-delete"),

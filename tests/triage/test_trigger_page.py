@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""/trigger/<source>/<version> and its JSON twin on a site where one upload broke two packages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.triage import site as triagesite
+from webcontrol import triggerindex
+from webcontrol.web.browse import create_app
+
+TRIGGER_PATH = "/trigger/glib2.0/2.82.0-1"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return triagesite.build(tmp_path_factory.mktemp("triage-site"))
+
+
+@pytest.fixture(scope="module")
+def client(site):
+    return create_app(site.config).test_client()
+
+
+def test_summary_counts_regressions_packages_running_and_queued(client):
+    data = client.get("/api/v1" + TRIGGER_PATH).get_json()
+    assert data["summary"]["text"] == "3 regressions in 2 packages, 1 running, 2 queued"
+    assert data["summary"]["runs"] == 8 and data["summary"]["tests"] == 7 and data["summary"]["packages"] == 5
+    assert data["summary"]["counts"]["always_failed"] == {"tests": 1, "packages": 1}
+
+
+def test_regressions_come_first_grouped_by_package(client):
+    data = client.get("/api/v1" + TRIGGER_PATH).get_json()
+    order = [
+        (group["package"], t["result"]["release"], t["result"]["arch"], t["result"]["classification"])
+        for group in data["groups"]
+        for t in group["tests"]
+    ]
+    assert order == [
+        ("gtk3", "jammy", "amd64", "regression"),
+        ("gtk3", "noble", "amd64", "regression"),
+        ("libfoo", "noble", "amd64", "regression"),
+        ("pango", "noble", "amd64", "always_failed"),
+        ("cairo", "noble", "amd64", "flaky"),
+        ("harfbuzz", "noble", "amd64", "pass"),
+        ("libfoo", "noble", "arm64", "pass"),
+    ]
+    cairo = data["groups"][3]["tests"][0]
+    assert cairo["runs"] == 2 and [e["classification"] for e in cairo["earlier_runs"]] == ["regression"]
+    first = data["groups"][0]["tests"][0]["result"]
+    assert first["log_url"].endswith(f"/autopkgtest-jammy/jammy/amd64/g/gtk3/{triagesite.run_id(5, 3)}/log.gz")
+    assert first["history_url"] == "https://autopkgtest.example.com/packages/g/gtk3/jammy/amd64"
+
+
+def test_live_entries_of_the_trigger_only(client):
+    data = client.get("/api/v1" + TRIGGER_PATH).get_json()
+    assert [(j["package"], j["arch"]) for j in data["running"]] == [("libfoo", "s390x")]
+    assert [(q["package"], q["position"]) for q in data["queued"]] == [("gtk3", 1), ("pango", 2)]
+
+
+def test_paging_keeps_the_order(client):
+    first = client.get("/api/v1" + TRIGGER_PATH + "?limit=3").get_json()
+    second = client.get(first["next_url"].replace("https://autopkgtest.example.com", "")).get_json()
+    assert first["pages"] == 3 and second["page"] == 2
+    assert [g["package"] for g in first["groups"]] == ["gtk3", "libfoo"]
+    assert [g["package"] for g in second["groups"]] == ["pango", "cairo", "harfbuzz"]
+    assert second["prev_url"].endswith("/api/v1/trigger/glib2.0/2.82.0-1?page=1&limit=3")
+
+
+def test_html_page_shows_summary_and_links(client):
+    page = client.get(TRIGGER_PATH).get_data(as_text=True)
+    assert '<p class="summary" id="trigger-summary">3 regressions in 2 packages, 1 running, 2 queued' in page
+    assert (
+        page.index('data-package="gtk3"') < page.index('data-package="pango"') < page.index('data-package="harfbuzz"')
+    )
+    assert "Running now" in page and "Queued now" in page
+    assert 'href="https://autopkgtest.example.com/packages/g/gtk3/noble/amd64"' in page
+
+
+def test_unknown_trigger_is_an_empty_page_and_bad_names_404(client):
+    data = client.get("/api/v1/trigger/nosuch/1.0").get_json()
+    assert data["summary"]["text"] == "0 regressions in 0 packages, 0 running, 0 queued" and data["groups"] == []
+    assert client.get("/trigger/Bad_Name/1.0").status_code == 404
+    assert client.get("/api/v1/trigger/glib2.0/1.0%0A").status_code == 404
+    assert client.get("/api/v1" + TRIGGER_PATH + "?page=0").status_code == 400
+
+
+def test_triggers_link_to_their_trigger_page_on_other_pages(client):
+    history = client.get("/packages/g/gtk3/noble/amd64").get_data(as_text=True)
+    assert (
+        '<a class="trigger" href="https://autopkgtest.example.com/trigger/glib2.0/2.82.0-1">glib2.0/2.82.0-1</a>'
+        in history
+    )
+    run = client.get(f"/packages/g/gtk3/noble/amd64/{triagesite.run_id(5, 2)}").get_data(as_text=True)
+    assert 'href="https://autopkgtest.example.com/trigger/gtk3/1.0-1"' in run
+    home = client.get("/").get_data(as_text=True)
+    assert re.search(r'<a class="trigger" href="https://autopkgtest.example.com/trigger/[^"]+">', home)
+
+
+def test_without_an_index_the_page_says_so(site, tmp_path):
+    path = triggerindex.index_path(site.public_db)
+    moved = tmp_path / "moved.db"
+    path.rename(moved)
+    try:
+        response = create_app(site.config).test_client().get(TRIGGER_PATH)
+        assert response.status_code == 200
+        assert "The trigger index is not available yet" in response.get_data(as_text=True)
+    finally:
+        moved.rename(path)
+
+
+def test_openapi_describes_the_trigger_twin(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert "/api/v1/trigger/{source}/{version}" in paths
