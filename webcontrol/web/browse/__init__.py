@@ -48,13 +48,13 @@ def _optional_blueprint(spec: str) -> flask.Blueprint | None:
 
 def create_app(config: Config) -> flask.Flask:
     """The browse.cgi WSGI app. Raises ConfigError, OSError (secret key)."""
-    from webcontrol.web.browse import api, context, files, packages, pages, results_proxy, triggers, users
+    from webcontrol.web.browse import api, context, files, packages, pages, results_proxy, search, triggers, users
 
     app = create_flask_app("webcontrol.web.browse", config, template_folder=TEMPLATES)
     app.teardown_appcontext(context.close_db)
     app.jinja_env.globals.update(page_alert=context.alert, trigger_url=triggers.trigger_url)
     app.url_map.strict_slashes = True
-    for blueprint in (files.bp, api.bp, pages.bp, packages.bp, users.bp, results_proxy.bp, triggers.bp):
+    for blueprint in (files.bp, api.bp, pages.bp, packages.bp, users.bp, results_proxy.bp, triggers.bp, search.bp):
         app.register_blueprint(blueprint)
     for spec in EXTRA_BLUEPRINTS:
         blueprint = _optional_blueprint(spec)
