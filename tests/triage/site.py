@@ -5,19 +5,24 @@ Built on the browse test site (tests/browse/site.py) plus results that tell
 a story: libfoo and gtk3 passed before and fail with the new glib
 (regressions, gtk3 on two releases), pango always failed, cairo failed once
 and passed on retry (flaky), harfbuzz passes. Running and queued entries
-carry the same trigger. The trigger index is built by the real refresh.
+carry the same trigger. The trigger index is built by the real refresh; the
+failing runs get worker-like logs, indexed by ``index-failures --backfill``.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import sqlite3
 from pathlib import Path
 
 from tests.browse import site as browsesite
-from webcontrol import db, results, triggerindex
+from webcontrol import config as configmod
+from webcontrol import db, demodata, results, triggerindex
 from webcontrol.atomicfile import write_json_atomic
 from webcontrol.db import ResultRecord
+from webcontrol.services import index_failures
+from webcontrol.store.local import LocalStore
 
 TRIGGER = "glib2.0/2.82.0-1"
 OLD_TRIGGER = "glib2.0/2.80.0-6"
@@ -68,6 +73,29 @@ def _live(root: Path) -> None:
     write_json_atomic(cache / "queued.json", queued)
 
 
+#: What the broken packages print; markup in a log must reach pages as text.
+ERROR_LINES = (
+    "/usr/bin/gtk-demo: symbol lookup error: undefined symbol: g_once_init_leave_pointer",
+    "<b>not bold</b> & <script>alert('x')</script>",
+)
+
+
+def _logs(site: browsesite.Site, records: list[ResultRecord]) -> None:
+    """Worker-like logs for the failing runs of the story, in the site's local store."""
+    store = LocalStore(site.store)
+    for record in records:
+        if record.exitcode in results.PASSING_CODES:
+            continue
+        run = demodata.DemoRun(
+            results.distro_container(record.release), record.release, record.arch, record.package, record.run_id,
+            record.exitcode, record.version, record.triggers, record.duration, record.requester, False, None,
+            "00000000-0000-4000-8000-000000000000", ERROR_LINES,
+        )  # fmt: skip
+        store.put_object(
+            run.container, f"{run.swift_dir}/log.gz", demodata.make_log(run, ["upstream", "smoke"]), "text/plain"
+        )
+
+
 def build(root: Path) -> browsesite.Site:
     site = browsesite.build(root)
     conn = sqlite3.connect(site.public_db, isolation_level=None)
@@ -75,4 +103,14 @@ def build(root: Path) -> browsesite.Site:
     conn.close()
     _live(root)
     triggerindex.refresh(site.public_db, triggerindex.index_path(site.public_db))
+    _logs(site, story())
+    config_path = root / "autopkgtest-cloud.conf"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(config_path)
+    parser.set("web", "failure_retention_days", "36500")  # the story is from 2024
+    with open(config_path, "w") as handle:
+        parser.write(handle)
+    assert index_failures.main(["--config", str(config_path), "--backfill"]) == 0
+    site.config = configmod.load(str(config_path))
     return site
