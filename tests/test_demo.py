@@ -73,6 +73,9 @@ def test_demo_upload_breaks_packages_with_a_searchable_error(demo_site):
     assert {g["package"] for g in found["groups"]} == {"bash", "chrony", "nginx"}
     recurring = client.get("/api/v1/search?q=%22Segmentation+fault%22").get_json()
     assert len({g["package"] for g in recurring["groups"]}) >= 2
+    # /retry belongs to request.cgi: anonymous gets its login form; the JSON twin answers JSON.
+    assert '<form action="/login" method="post">' in client.post("/retry").get_data(as_text=True)
+    assert client.post("/api/v1/retry", json={"items": []}).get_json()["status"] == 403
 
 
 def test_command_serves_on_loopback(tmp_path):

@@ -111,6 +111,43 @@ def test_without_an_index_the_page_says_so(site, tmp_path):
         moved.rename(path)
 
 
-def test_openapi_describes_the_trigger_twin(client):
+def test_openapi_describes_trigger_search_and_retry(client):
     paths = client.get("/api/v1/openapi.json").get_json()["paths"]
-    assert "/api/v1/trigger/{source}/{version}" in paths
+    trigger = paths["/api/v1/trigger/{source}/{version}"]["get"]
+    assert {p["name"] for p in trigger["parameters"]} == {"source", "version", "page", "limit"}
+    search = paths["/api/v1/search"]["get"]
+    assert {p["name"] for p in search["parameters"]} >= {"q", "release", "arch", "since", "until", "before"}
+    retry = paths["/api/v1/retry"]["post"]
+    body = retry["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["items"] and body["properties"]["items"]["maxItems"] == 100
+
+
+def test_trigger_page_retry_form_preselects_regressions(site):
+    from tests.fakes.fixtures import login
+    from webcontrol.web import sessions
+
+    client = create_app(site.config).test_client()
+    anonymous = client.get(TRIGGER_PATH).get_data(as_text=True)
+    assert (
+        '<form id="retry-form" class="retry" method="post" action="https://autopkgtest.example.com/retry">' in anonymous
+    )
+    assert "log in first" in anonymous and 'name="csrf_token"' not in anonymous
+    login(client, "joe")
+    page = client.get(TRIGGER_PATH).get_data(as_text=True)
+    boxes = re.findall(r'<input type="checkbox" form="retry-form" name="item" value="([^"]+)"[^>]*?( checked)?>', page)
+    assert boxes == [
+        (f"jammy amd64 gtk3 {triagesite.TRIGGER}", " checked"),
+        (f"noble amd64 gtk3 {triagesite.TRIGGER} gtk3/1.0-1", " checked"),
+        (f"noble amd64 libfoo {triagesite.TRIGGER}", " checked"),
+        (f"noble amd64 pango {triagesite.TRIGGER}", ""),
+    ]
+    with client.session_transaction() as session:
+        sid = session["sid"]
+    token = sessions.form_token(client.application.secret_key, sid)
+    assert f'<input type="hidden" name="csrf_token" value="{token}">' in page
+    assert "3 regressions preselected" in page
+
+
+def test_history_page_retries_its_newest_run(site):
+    page = create_app(site.config).test_client().get("/packages/g/gtk3/noble/amd64").get_data(as_text=True)
+    assert f'<input type="hidden" name="item" value="noble amd64 gtk3 {triagesite.TRIGGER} gtk3/1.0-1">' in page

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RELEASES = ("jammy", "noble", "questing")
 ARCHES = ("amd64", "arm64", "ppc64el", "s390x")
 READY = ".demo-ready"
-REQUEST_PATHS = ("/request.cgi", "/login", "/logout", "/github/webhook")
+REQUEST_PATHS = ("/request.cgi", "/login", "/logout", "/github/webhook", "/retry", "/api/v1/retry")
 
 
 def demo_config_values(root: Path) -> dict[str, dict[str, object]]:

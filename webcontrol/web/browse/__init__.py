@@ -52,7 +52,9 @@ def create_app(config: Config) -> flask.Flask:
 
     app = create_flask_app("webcontrol.web.browse", config, template_folder=TEMPLATES)
     app.teardown_appcontext(context.close_db)
-    app.jinja_env.globals.update(page_alert=context.alert, trigger_url=triggers.trigger_url)
+    app.jinja_env.globals.update(
+        page_alert=context.alert, trigger_url=triggers.trigger_url, retry_token=triggers.retry_token
+    )
     app.url_map.strict_slashes = True
     for blueprint in (files.bp, api.bp, pages.bp, packages.bp, users.bp, results_proxy.bp, triggers.bp, search.bp):
         app.register_blueprint(blueprint)

@@ -18,9 +18,9 @@ import urllib.parse
 import flask
 
 from webcontrol import history, livestate, results, triggerindex
-from webcontrol.web.appbase import NotFound, site_url
+from webcontrol.web.appbase import NotFound, current_nick, site_url
 from webcontrol.web.browse import context, links, live_views
-from webcontrol.web.browse.api import RESULT_SCHEMA, object_schema, page, query_param
+from webcontrol.web.browse.api import RESULT_SCHEMA, describe, object_schema, page, query_param
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,63 @@ _SCHEMA = object_schema(
 )
 
 
+_RETRY_ITEM = object_schema(
+    release={"type": "string"}, arch={"type": "string"}, package={"type": "string"},
+    triggers={"type": "array", "items": {"type": "string"}},
+)  # fmt: skip
+# /api/v1/retry is served by request.cgi; the browse app publishes the one OpenAPI document.
+describe(
+    bp,
+    "/api/v1/retry",
+    "Retry many tests in one request (API key: Authorization: Bearer <lpuser>:<key>); per-item outcome",
+    schema=object_schema(
+        queued={"type": "integer"},
+        skipped={"type": "integer"},
+        refused={"type": "integer"},
+        items={
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    **_RETRY_ITEM["properties"],
+                    "outcome": {"type": "string", "enum": ["queued", "skipped", "refused"]},
+                    "reason": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "uuid": {"type": "string", "nullable": True},
+                    "result_url": {"type": "string"},
+                },
+            },
+        },
+    ),
+    method="post",
+    request_body={
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": _RETRY_ITEM, "maxItems": 100},
+            "triggers": {"type": "array", "items": {"type": "string"}, "description": "added to every item"},
+            "all-proposed": {"type": "boolean"},
+        },
+    },
+)
+
+
 def trigger_url(trigger: str) -> str | None:
     """``<site>/trigger/<source>/<version>``; None for a trigger that is not ``source/version``."""
     source, _, version = trigger.partition("/")
     if not results.PACKAGE_RE.fullmatch(source) or not results.VERSION_RE.fullmatch(version):
         return None
     return f"{links.site()}/trigger/{source}/{urllib.parse.quote(version, safe='+:~')}"
+
+
+def retry_token() -> str | None:
+    """The form token of the logged-in user's session for retry forms; None when logged out."""
+    nick = current_nick()
+    if not nick:
+        return None
+    from webcontrol.web.request.retry import form_token
+
+    return form_token(nick)
 
 
 def check_trigger(source: str, version: str) -> str:

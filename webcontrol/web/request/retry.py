@@ -129,14 +129,15 @@ def _form_request() -> tuple[list[Item], list[str], bool]:
     return [parse_form_item(v) for v in form.getlist("item")], extra, bool(proposed)
 
 
-def _token_subject(identity: Identity) -> str:
-    """What the form token is bound to: the login session, else the API-key user."""
+def _token_subject(nick: str) -> str:
+    """What the form token is bound to: the login session, else the (API-key) user."""
     sid = flask.session.get("sid")
-    return sid if isinstance(sid, str) and sid else f"user:{identity.nick}"
+    return sid if isinstance(sid, str) and sid else f"user:{nick}"
 
 
-def form_token(identity: Identity) -> str:
-    return sessions.form_token(flask.current_app.secret_key, _token_subject(identity))
+def form_token(nick: str) -> str:
+    """This session's token for retry forms (browse pages render it; every web app shares the key)."""
+    return sessions.form_token(flask.current_app.secret_key, _token_subject(nick))
 
 
 def _needs_confirmation(identity: Identity) -> bool:
@@ -148,7 +149,7 @@ def _needs_confirmation(identity: Identity) -> bool:
     if flask.request.headers.get("Sec-Fetch-Site") != "cross-site":
         return False
     token = flask.request.form.get(TOKEN_FIELD, "")
-    return not sessions.token_matches(flask.current_app.secret_key, _token_subject(identity), token)
+    return not sessions.token_matches(flask.current_app.secret_key, _token_subject(identity.nick), token)
 
 
 def _duplicate_key(item: Item, params: dict) -> tuple:
@@ -266,7 +267,7 @@ def retry_page():
     if flask.request.method == "GET" or _needs_confirmation(identity):
         # A link (or another site's form) only ever gets the list and one confirming button.
         return flask.render_template(
-            "retry_confirm.html", items=items, extra=extra, all_proposed=all_proposed, token=form_token(identity)
+            "retry_confirm.html", items=items, extra=extra, all_proposed=all_proposed, token=form_token(identity.nick)
         )
     done = process(items, extra, all_proposed, identity)
     return flask.render_template("retried.html", **_summary(done))
