@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import configparser
+import re
 import threading
 
 import pytest
 from werkzeug.serving import make_server
 
 from tests.browse.test_browser import CHROMIUM, dom, screenshot
+from tests.fakes.fixtures import login
 from tests.triage import site as triagesite
 from webcontrol import config as configmod
 from webcontrol.web.browse import create_app
@@ -17,8 +19,27 @@ from webcontrol.web.browse import create_app
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt install chromium)")
 
 
+class LoggedIn:
+    """WSGI wrapper: every request carries joe's session cookie (Chromium's command line cannot log in)."""
+
+    def __init__(self, app):
+        client = app.test_client()
+        login(client, "joe")
+        self.cookie = f"session={client.get_cookie('session').value}"
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        return self.app(dict(environ, HTTP_COOKIE=self.cookie), start_response)
+
+
+def serve(app):
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def servers(tmp_path_factory):
     site = triagesite.build(tmp_path_factory.mktemp("triage-browser"))
     # Links built from the request host, so the browser loads our CSS.
     parser = configparser.ConfigParser(interpolation=None)
@@ -28,12 +49,26 @@ def server(tmp_path_factory):
     path = site.root / "browser.conf"
     with open(path, "w") as handle:
         parser.write(handle)
-    httpd = make_server("127.0.0.1", 0, create_app(configmod.load(str(path))), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    app = create_app(configmod.load(str(path)))
+    running = [serve(app), serve(LoggedIn(app))]
+    yield [f"http://127.0.0.1:{httpd.server_port}" for httpd in running]
+    for httpd in running:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers[0]
+
+
+def test_logged_in_trigger_page_has_the_retry_form(servers):
+    url = f"{servers[1]}/trigger/glib2.0/2.82.0-1"
+    page = dom(url)
+    assert "Logout joe" in page and 'name="csrf_token"' in page
+    boxes = re.findall(r'<input type="checkbox" form="retry-form" name="item"[^>]*>', page)
+    assert len(boxes) == 4 and sum('checked=""' in box for box in boxes) == 3
+    screenshot(url, "trigger-retry")
 
 
 def test_trigger_page_puts_regressions_first(server):
