@@ -45,6 +45,7 @@ _SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS excerpt USING fts5(text, columnsize=0)",
 )
 _TERMS = re.compile(r'"([^"]*)"|(\S+)')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class QueryError(ValueError):
@@ -161,6 +162,7 @@ def fts_query(text: str) -> str:
     """
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    text = _CONTROL.sub(" ", text)  # a NUL would end the FTS5 string early
     terms = [quoted or bare for quoted, bare in _TERMS.findall(text)]
     terms = [term for term in terms if term.strip()]
     if not terms:

@@ -362,58 +362,6 @@ def _summarise(conn: sqlite3.Connection, triggers: set[str] | None) -> None:
         )
 
 
-# Reading ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Summary:
-    runs: int
-    tests: int
-    packages: int
-    counts: dict[str, list[int]]  # classification -> [tests, packages]
-
-
-@dataclass(frozen=True)
-class TestRow:
-    test_id: int
-    package: str
-    release: str
-    arch: str
-    run_id: str
-    exitcode: int | None
-    classification: str
-    runs: int
-
-
-def summary(conn: sqlite3.Connection, schema: str, trigger: str) -> Summary | None:
-    row = conn.execute(
-        f"SELECT runs, tests, packages, counts FROM {schema}.trigger_summary WHERE trigger = ?", (trigger,)
-    ).fetchone()
-    if row is None:
-        return None
-    return Summary(row[0], row[1], row[2], json.loads(row[3]))
-
-
-def tests_page(conn: sqlite3.Connection, schema: str, trigger: str, offset: int, limit: int) -> list[TestRow]:
-    """One page of a trigger's tests: regressions first, then by package, arch, release (one index walk)."""
-    rows = conn.execute(
-        f"SELECT test_id, package, release, arch, run_id, exitcode, classification, runs FROM {schema}.trigger_test"
-        " WHERE trigger = ? ORDER BY rank, package, arch, release LIMIT ? OFFSET ?",
-        (trigger, limit, offset),
-    )
-    return [TestRow(*tuple(row)) for row in rows]
-
-
-def runs_of(conn: sqlite3.Connection, schema: str, trigger: str, test_id: int) -> list[tuple[str, int | None, str]]:
-    """``(run_id, exitcode, classification)`` of every run of one test with this trigger, newest first."""
-    rows = conn.execute(
-        f"SELECT run_id, exitcode, classification FROM {schema}.trigger_run WHERE trigger = ? AND test_id = ?"
-        " ORDER BY run_id DESC",
-        (trigger, test_id),
-    )
-    return [tuple(row) for row in rows]
-
-
 def publish_stage(config: Config) -> RefreshSummary | None:
     """publish-db's stage after each swap: index the newly published results.
 
