@@ -182,6 +182,7 @@ def test_bad_queries_are_400_and_no_query_shows_the_form(client):
     assert client.get("/api/v1/search?q=" + "x" * 300).status_code == 400
     assert client.get("/api/v1/search?q=a&since=yesterday").status_code == 400
     assert client.get("/api/v1/search?q=a&release=No!").status_code == 400
+    assert client.get("/api/v1/search?q=%00").status_code == 400  # only separators: empty, not an FTS5 error
     # FTS5 syntax in user input is just text.
     assert client.get('/api/v1/search?q=NEAR(a b) "unbalanced').get_json()["groups"] == []
     page = client.get("/search").get_data(as_text=True)
