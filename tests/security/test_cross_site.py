@@ -4,12 +4,16 @@ Every HTML page of the three apps carries the framing, sniffing and script-origi
 
 from __future__ import annotations
 
+import html
 import re
 import urllib.parse
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from tests.fakes.fixtures import drain, login
+from tests.request.test_excuses_links import excuses_app  # noqa: F401  (pytest fixture)
+from webcontrol.messages import TestRequest
 from webcontrol.web.private import create_app as create_private_app
 from webcontrol.web.request import create_app
 
@@ -42,7 +46,7 @@ def test_cross_site_link_gets_a_confirmation_page(client, valid, site, amqp_uri)
     token = dict(fields).get("csrf_token")
     assert token
     # The one button posts the same parameters with the token: now it is queued.
-    response = client.post("/request.cgi", data=fields, headers={"Sec-Fetch-Site": "same-origin"})
+    response = client.post("/request.cgi", data=MultiDict(fields), headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert queued(amqp_uri, site) == 1
 
@@ -138,3 +142,33 @@ def test_user_path_with_newline_is_404(site, valid):
 
     browse = create_browse_app(site.config).test_client()
     assert browse.get("/user/joe%0A").status_code == 404
+
+
+def test_recorded_retry_links_same_site_queue_and_cross_site_confirm(excuses_app, amqp_uri):  # noqa: F811
+    """britney's recorded links: from the excuses page (same site) they queue at once; the same links on a
+    page of another site show the confirmation page, and its button queues exactly the same request."""
+    app, prefix, sample = excuses_app
+    client = app.test_client()
+    login(client, "archive-admin")
+    for url in sample[:10]:
+        split = urllib.parse.urlsplit(url)
+        first = dict(urllib.parse.parse_qsl(split.query))
+        queue = f"{prefix}debci-{first['release']}-{first['arch']}"
+        response = client.get(f"{split.path}?{split.query}", headers={"Sec-Fetch-Site": "same-site"})
+        assert response.status_code == 200 and "Test request submitted" in response.get_data(as_text=True), url
+        (same_site,) = drain(amqp_uri, queue)
+
+        response = client.get(f"{split.path}?{split.query}", headers={"Sec-Fetch-Site": "cross-site"})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200 and "Test request submitted" not in page, url
+        assert drain(amqp_uri, queue) == []
+        fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
+        response = client.post(
+            "/request.cgi",
+            data=MultiDict([(k, html.unescape(v)) for k, v in fields]),
+            headers={"Sec-Fetch-Site": "same-origin"},
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        (confirmed,) = drain(amqp_uri, queue)
+        strip = lambda raw: {k: v for k, v in TestRequest.parse(raw).params.items() if k not in ("submit-time", "uuid")}  # noqa: E731
+        assert strip(confirmed) == strip(same_site)

@@ -16,6 +16,7 @@ from webcontrol.github import StatusPoster
 from webcontrol.launchpad import Launchpad, Membership, TeamCache
 from webcontrol.launchpad_limits import LaunchpadAnswers, RequestLaunchpad
 from webcontrol.web.request.auth import ApiKeys
+from webcontrol.web.request.hidden import HiddenRequests
 from webcontrol.web.request.outbox import StatusOutbox
 from webcontrol.web.request.publisher import Publisher
 from webcontrol.web.request.ratelimit import RateLimiter
@@ -39,6 +40,7 @@ class RequestServices:
     publisher: Publisher | None
     answers: LaunchpadAnswers
     outbox: StatusOutbox
+    hidden: HiddenRequests
     #: Prepended to every queue name; only tests set it, to publish to private queues.
     queue_prefix: str = ""
     _releases: tuple[float, list[str]] | None = None
@@ -62,6 +64,7 @@ class RequestServices:
             publisher=Publisher(config.get("amqp", "uri")) if config.get("amqp", "uri") else None,
             answers=LaunchpadAnswers(config.get("web", "team_cache_seconds")),
             outbox=StatusOutbox(poster, config.pending_dir),
+            hidden=HiddenRequests(Path(config.get("web", "runtime_dir")) / "hidden-requests.json"),
         )
 
     @property

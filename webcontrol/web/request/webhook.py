@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import time
 from typing import Any
 
@@ -43,6 +44,7 @@ BUILD_GIT_RE = re.compile(r"https?://[a-zA-Z0-9._/~+-]+(#[a-zA-Z0-9._/-]+)?")
 TESTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 ACTIONS = ("opened", "synchronize", "reopened")
 KNOWN_KEYS = ("release", "arch", "package", "ppa", "env", "build-git", "testname")
+SWEEP_ONE_IN = 100
 RABBIT_DOWN = "RabbitMQ is unresponsive, please try again later."
 
 
@@ -160,6 +162,8 @@ def _submit(
     svc = services()
     config = svc.config
     deliveries = github.Deliveries(config.pending_dir)
+    if secrets.randbelow(SWEEP_ONE_IN) == 0:
+        deliveries.sweep()
     try:
         first_query = deliveries.claim(delivery, query)
     except OSError as err:
