@@ -29,7 +29,7 @@ def uploads(site, launchpad):
 def token_of(client) -> str:
     with client.session_transaction() as session:
         sid = session["sid"]
-    return sessions.form_token(client.application.secret_key, sid)
+    return sessions.form_token(client.application.secret_key, f"session:{sid}")
 
 
 def queued(amqp_uri, release, arch) -> list[TestRequest]:
@@ -179,3 +179,37 @@ def test_broker_down_refuses_every_accepted_item(site, uploads):
     page = response.get_data(as_text=True)
     assert outcomes(page) == [("hello", "amd64", "refused"), ("hello", "arm64", "refused")]
     assert page.count("RabbitMQ is unresponsive, please try again later.") == 2
+
+
+def test_a_wrong_token_is_refused_not_confirmed(client, uploads, amqp_uri):
+    login(client, "joe")
+    response = client.post("/retry", data={"item": f"{uploads} amd64 hello hello/1.0", "csrf_token": "0" * 64})
+    assert response.status_code == 403 and "The form has expired" in response.get_data(as_text=True)
+    assert queued(amqp_uri, uploads, "amd64") == []
+
+
+def test_each_item_keeps_the_trigger_cap_of_a_single_request(site, uploads, amqp_uri):
+    site.set("web", "max_triggers", 2)
+    client = create_app(site.config).test_client()
+    login(client, "joe")
+    response = client.post("/retry", data={"csrf_token": token_of(client), "trigger": "hello/1.0 hello/1.0",
+                                           "item": [f"{uploads} amd64 hello glib2.0/2.82.0-1",
+                                                    f"{uploads} arm64 hello glib2.0/2.82.0-1 gzip/1.12-1"]})  # fmt: skip
+    page = response.get_data(as_text=True)
+    assert outcomes(page) == [("hello", "amd64", "queued"), ("hello", "arm64", "refused")]
+    assert "Too many triggers (at most 2)" in page
+    (message,) = queued(amqp_uri, uploads, "amd64")
+    assert message.params["triggers"] == ["glib2.0/2.82.0-1", "hello/1.0"]  # repeats dropped
+
+
+def test_launchpad_down_refuses_the_rest_without_waiting_again(client, uploads, launchpad, amqp_uri):
+    login(client, "joe")
+    launchpad.state.fail = "500"
+    items = [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0", f"{uploads} amd64 gzip hello/1.0"]
+    response = client.post("/retry", data={"csrf_token": token_of(client), "item": items})
+    page = response.get_data(as_text=True)
+    assert [o for _p, _a, o in outcomes(page)] == ["refused"] * 3
+    assert page.count("Launchpad is not responding, please try again later.") == 3
+    calls = launchpad.call_count()
+    assert 0 < calls <= 3  # only the first item asked (with its retries); the others did not wait again
+    assert queued(amqp_uri, uploads, "amd64") == []

@@ -143,7 +143,7 @@ def test_trigger_page_retry_form_preselects_regressions(site):
     ]
     with client.session_transaction() as session:
         sid = session["sid"]
-    token = sessions.form_token(client.application.secret_key, sid)
+    token = sessions.form_token(client.application.secret_key, f"session:{sid}")
     assert f'<input type="hidden" name="csrf_token" value="{token}">' in page
     assert "3 regressions preselected" in page
 

@@ -120,12 +120,11 @@ def trigger_url(trigger: str) -> str | None:
 
 def retry_token() -> str | None:
     """The form token of the logged-in user's session for retry forms; None when logged out."""
-    nick = current_nick()
-    if not nick:
+    if not current_nick():
         return None
-    from webcontrol.web.request.retry import form_token
+    from webcontrol.web.request.retry import browse_form_token
 
-    return form_token(nick)
+    return browse_form_token()
 
 
 def check_trigger(source: str, version: str) -> str:

@@ -36,7 +36,6 @@ from typing import Any
 import flask
 
 from webcontrol import amqp, messages, results
-from webcontrol.web import sessions
 from webcontrol.web.appbase import (
     BadRequest,
     Forbidden,
@@ -46,10 +45,17 @@ from webcontrol.web.appbase import (
     error_response,
     site_url,
 )
-from webcontrol.web.request.auth import Identity, identify
+from webcontrol.web.request.auth import Identity, form_token, form_token_matches, identify, session_token_subject
 from webcontrol.web.request.services import services
-from webcontrol.web.request.validation import RequestArgs, check_launchpad, check_local, check_syntax
-from webcontrol.web.request.views import DEMO_DISABLED, RABBIT_DOWN, full_url
+from webcontrol.web.request.validation import (
+    LAUNCHPAD_DOWN,
+    RequestArgs,
+    check_launchpad,
+    check_local,
+    check_syntax,
+    duplicate_message,
+)
+from webcontrol.web.request.views import BAD_TOKEN, DEMO_DISABLED, RABBIT_DOWN, full_url, needs_confirmation
 
 log = logging.getLogger(__name__)
 
@@ -129,27 +135,20 @@ def _form_request() -> tuple[list[Item], list[str], bool]:
     return [parse_form_item(v) for v in form.getlist("item")], extra, bool(proposed)
 
 
-def _token_subject(nick: str) -> str:
-    """What the form token is bound to: the login session, else the (API-key) user."""
-    sid = flask.session.get("sid")
-    return sid if isinstance(sid, str) and sid else f"user:{nick}"
+def browse_form_token() -> str | None:
+    """The logged-in session's form token, for the retry forms of browse pages (they share the key)."""
+    subject = session_token_subject()
+    return form_token(subject) if subject else None
 
 
-def form_token(nick: str) -> str:
-    """This session's token for retry forms (browse pages render it; every web app shares the key)."""
-    return sessions.form_token(flask.current_app.secret_key, _token_subject(nick))
-
-
-def _needs_confirmation(identity: Identity) -> bool:
-    """A cookie-authenticated browser POST from another site without this session's token."""
-    if not services().config.get("web", "confirm_cross_site"):
+def _has_token(identity: Identity) -> bool:
+    """Whether this session's form token came with the POST. Raises Forbidden for a wrong one."""
+    tokens = flask.request.form.getlist(TOKEN_FIELD) if flask.request.method == "POST" else []
+    if not tokens:
         return False
-    if flask.request.headers.get("Authorization", "")[:7].lower() == "bearer ":
-        return False
-    if flask.request.headers.get("Sec-Fetch-Site") != "cross-site":
-        return False
-    token = flask.request.form.get(TOKEN_FIELD, "")
-    return not sessions.token_matches(flask.current_app.secret_key, _token_subject(identity.nick), token)
+    if len(tokens) != 1 or not form_token_matches(identity.token_subject, tokens[0]):
+        raise Forbidden(BAD_TOKEN)
+    return True
 
 
 def _duplicate_key(item: Item, params: dict) -> tuple:
@@ -157,36 +156,44 @@ def _duplicate_key(item: Item, params: dict) -> tuple:
 
 
 def process(items: list[Item], extra: list[str], all_proposed: bool, identity: Identity) -> list[Item]:
-    """Validate each item as a single request, publish the accepted ones together."""
+    """Validate each item as request.cgi validates one request, then publish the accepted ones together."""
     svc = services()
     now = time.time()
     site = site_url()
     accepted: list[Item] = []
     seen: set[tuple] = set()
+    launchpad_down = False
     conn = svc.open_db()
     try:
-        env = svc.environment(conn, site)
         for item in items:
             pairs = [("release", item.release), ("arch", item.arch), ("package", item.package)]
-            pairs += [("trigger", t) for t in dict.fromkeys(item.triggers + extra)]
+            pairs += [("trigger", t) for t in item.triggers + extra]
             pairs += [("all-proposed", "1")] if all_proposed else []
             try:
-                plan = check_syntax(RequestArgs(pairs), site)
+                plan = check_syntax(RequestArgs(pairs), site, svc.max_triggers)
                 if _duplicate_key(item, plan.params) in seen:
                     item.outcome, item.reason = "skipped", "Repeats an earlier item of this request"
                     continue
                 seen.add(_duplicate_key(item, plan.params))
+                # Each item is one request: its own environment and Launchpad budget.
+                env = svc.environment(conn, site)
                 check_local(plan, env)
+                if svc.hidden.is_queued(env.queued, plan.queue_context, plan.package, plan.release, item.arch,
+                                        plan.params):  # fmt: skip
+                    raise Forbidden(duplicate_message("queued", plan.release, plan.package, item.arch,
+                                                      plan.params["triggers"]))  # fmt: skip
+                if launchpad_down:  # one timeout is enough: do not wait again for every item
+                    raise ServiceUnavailable(LAUNCHPAD_DOWN)
                 in_team = check_launchpad(plan, env, identity.nick, identity.teams)
-                if not in_team:
-                    planned = sum(1 for each in accepted if not each.in_team)
-                    if svc.rate_limiter.retry_after(identity.nick, planned + 1, now):
-                        raise TooManyRequests(
-                            f"You, {identity.nick}, have requested too many tests. Please try again later."
-                        )
+                # Checked and recorded in one step, as for a single request.
+                if not in_team and svc.rate_limiter.reserve(identity.nick, 1, now):
+                    raise TooManyRequests(
+                        f"You, {identity.nick}, have requested too many tests. Please try again later."
+                    )
             except WebError as err:
                 # The same test already queued or running is not an error of this retry: it is skipped.
                 duplicate = isinstance(err, Forbidden) and err.message.startswith("Test already")
+                launchpad_down = launchpad_down or err.message == LAUNCHPAD_DOWN
                 item.outcome = "skipped" if duplicate else "refused"
                 item.reason, item.status = err.message, 200 if duplicate else err.status
                 continue
@@ -205,21 +212,22 @@ def _publish(accepted: list[Item], identity: Identity, now: float) -> None:
     for item in accepted:
         params = dict(item.params, requester=identity.nick, **{"submit-time": stamp, "uuid": messages.new_uuid()})
         queue = svc.queue_prefix + results.queue_name("ubuntu", item.release, item.arch)
-        outgoing.append((item, item.in_team, queue, messages.TestRequest(item.package, params)))
+        outgoing.append((item, queue, messages.TestRequest(item.package, params)))
     if not outgoing:
         return
     try:
-        svc.publisher.publish([(queue, request.serialise()) for _i, _t, queue, request in outgoing])
+        svc.publisher.publish([(queue, request.serialise()) for _item, queue, request in outgoing])
     except amqp.BrokerError as err:
         log.error("retry by %s: %d requests not queued: %s", identity.nick, len(outgoing), err)
-        for item, *_rest in outgoing:
+        counted = sum(1 for item in accepted if not item.in_team)
+        if counted:
+            svc.rate_limiter.cancel(identity.nick, counted, now)
+        for item, _queue, _request in outgoing:
             item.outcome, item.reason, item.status = "refused", RABBIT_DOWN, 503
         return
-    counted = sum(1 for _item, team, _q, _r in outgoing if not team)
-    if counted:
-        svc.rate_limiter.record(identity.nick, counted, now)
-    for item, _team, queue, request in outgoing:
+    for item, queue, request in outgoing:
         item.outcome, item.uuid = "queued", request.params["uuid"]
+        svc.hidden.remember(item.package, item.release, item.arch, item.params)
         log.info("retry: queued %s for %s on %s (requester %s)", item.uuid, item.package, queue, identity.nick)
 
 
@@ -264,10 +272,11 @@ def retry_page():
         return identity
     items, extra, all_proposed = _form_request()
     _check_count(items)
-    if flask.request.method == "GET" or _needs_confirmation(identity):
+    if flask.request.method == "GET" or needs_confirmation(identity, _has_token(identity)):
         # A link (or another site's form) only ever gets the list and one confirming button.
+        token = form_token(identity.token_subject) if identity.token_subject else ""
         return flask.render_template(
-            "retry_confirm.html", items=items, extra=extra, all_proposed=all_proposed, token=form_token(identity.nick)
+            "retry_confirm.html", items=items, extra=extra, all_proposed=all_proposed, token=token
         )
     done = process(items, extra, all_proposed, identity)
     return flask.render_template("retried.html", **_summary(done))
@@ -278,9 +287,7 @@ def retry_json():
     identity = _start(as_json=True)
     if not flask.request.is_json:
         raise BadRequest("Send the items as JSON (Content-Type: application/json)")
-    if flask.request.headers.get("Sec-Fetch-Site") == "cross-site" and not flask.request.headers.get(
-        "Authorization", ""
-    ).lower().startswith("bearer "):
+    if identity.by_cookie and flask.request.headers.get("Sec-Fetch-Site") == "cross-site":
         raise Forbidden("Cross-site requests must use the /retry form")
     items, extra, all_proposed = parse_json(flask.request.get_json(silent=True))
     _check_count(items)
