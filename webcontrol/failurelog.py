@@ -46,12 +46,12 @@ DEFAULT_MAX_BYTES = 4096
 READ_MAX_BYTES = 512 * 1024 * 1024
 
 _ELAPSED = re.compile(r"^\s*\d+s(?: |$)")
-_AUTOPKGTEST = re.compile(r"^autopkgtest \[\d\d:\d\d:\d\d\]: (?P<message>.*)$")
-_TEST_START = re.compile(r"^test (?P<name>[^\s:]+): \[-+$")
-_TEST_END = re.compile(r"^test (?P<name>[^\s:]+): -+\]$")
-_TEST_BLOCK = re.compile(r"^test (?P<name>[^\s:]+):\s+(?:- )+-? *(?P<kind>results|stderr)(?: -)+ *-?$")
-_SUMMARY_MARKER = re.compile(r"^@{20} summary\s*$")
-_SUMMARY_LINE = re.compile(r"^(?P<test>\S+)\s+(?P<result>PASS|FAIL|SKIP|FLAKY|NEUTRAL|BROKEN)\b\s*(?P<reason>.*)$")
+_AUTOPKGTEST = re.compile(r"^autopkgtest \[\d\d:\d\d:\d\d\]: (?P<message>.*)\Z")
+_TEST_START = re.compile(r"^test (?P<name>[^\s:]+): \[-+\Z")
+_TEST_END = re.compile(r"^test (?P<name>[^\s:]+): -+\]\Z")
+_TEST_BLOCK = re.compile(r"^test (?P<name>[^\s:]+):\s+(?:- )+-? *(?P<kind>results|stderr)(?: -)+ *-?\Z")
+_SUMMARY_MARKER = re.compile(r"^@{20} summary\s*\Z")
+_SUMMARY_LINE = re.compile(r"^(?P<test>\S+)\s+(?P<result>PASS|FAIL|SKIP|FLAKY|NEUTRAL|BROKEN)\b\s*(?P<reason>.*)\Z")
 _OWN_ERROR = re.compile(r"^(?:<VirtSubproc>: failure:|blame: |badpkg: |ERROR: )")
 _FAILING = ("FAIL", "BROKEN")
 
