@@ -12,7 +12,8 @@ index leaves untouched. Then browse.cgi runs in a child process under
 werkzeug's threaded server, as in bench/browse_latency.py, and the script
 times the JSON twin and the HTML page for the heaviest trigger of the DB
 (gen_big_db puts four triggers on ~7.5% of all results each), on random
-pages of it, and for small triggers. Target: p95 < 50 ms.
+deep pages of it (keyset cursors of random rows), and for small triggers.
+Target: p95 < 50 ms.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 from browse_latency import free_port, make_site, measure, peak_rss_mb, percentile, serve, wait_for_port
@@ -60,15 +62,22 @@ def targets(index: Path, pages: int) -> dict[str, list[str]]:
     conn = sqlite3.connect(index)
     heavy, tests = conn.execute("SELECT trigger, tests FROM trigger_summary ORDER BY runs DESC LIMIT 1").fetchone()
     small = [row[0] for row in conn.execute("SELECT trigger FROM trigger_summary WHERE runs < 50 LIMIT 2000")]
+    # Cursors of random rows: the pages a user reaches by following "next" (keyset paging).
+    cursors = [
+        urllib.parse.quote(f"{rank}/{package}/{arch}/{release}", safe="")
+        for rank, package, arch, release in conn.execute(
+            "SELECT rank, package, arch, release FROM trigger_test WHERE trigger = ? ORDER BY random() LIMIT ?",
+            (heavy, pages),
+        )
+    ]
     conn.close()
     rng = random.Random(1)
-    last = max(1, -(-tests // 100))
-    print(f"heaviest trigger: {heavy} ({tests:,} tests, {last} pages of 100)")
+    print(f"heaviest trigger: {heavy} ({tests:,} tests)")
     return {
         "heavy p1 json": [f"/api/v1/trigger/{heavy}"],
         "heavy p1 html": [f"/trigger/{heavy}"],
-        "heavy rnd json": [f"/api/v1/trigger/{heavy}?page={rng.randint(1, last)}" for _ in range(pages)],
-        "heavy last json": [f"/api/v1/trigger/{heavy}?page={last}"],
+        "heavy deep json": [f"/api/v1/trigger/{heavy}?after={cursor}" for cursor in cursors],
+        "heavy deep html": [f"/trigger/{heavy}?after={cursor}" for cursor in cursors],
         "small json": [f"/api/v1/trigger/{name}" for name in rng.sample(small, min(len(small), pages))],
     }
 

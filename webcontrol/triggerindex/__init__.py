@@ -12,7 +12,7 @@ from webcontrol.triggerindex.build import (
     rebuild,
     refresh,
 )
-from webcontrol.triggerindex.read import Summary, TestRow, runs_of, summary, tests_page
+from webcontrol.triggerindex.read import Summary, TestRow, parse_cursor, runs_of, summary, tests_page
 
 __all__ = [
     "FILE_NAME",
@@ -23,6 +23,7 @@ __all__ = [
     "Summary",
     "TestRow",
     "index_path",
+    "parse_cursor",
     "publish_stage",
     "rebuild",
     "refresh",

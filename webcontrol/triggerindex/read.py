@@ -30,6 +30,12 @@ class TestRow:
     exitcode: int | None
     classification: str
     runs: int
+    rank: int
+
+    @property
+    def cursor(self) -> str:
+        """The ``after`` value that continues after this row."""
+        return f"{self.rank}/{self.package}/{self.arch}/{self.release}"
 
 
 def summary(conn: sqlite3.Connection, schema: str, trigger: str) -> Summary | None:
@@ -41,12 +47,23 @@ def summary(conn: sqlite3.Connection, schema: str, trigger: str) -> Summary | No
     return Summary(row[0], row[1], row[2], json.loads(row[3]))
 
 
-def tests_page(conn: sqlite3.Connection, schema: str, trigger: str, offset: int, limit: int) -> list[TestRow]:
-    """One page of a trigger's tests: regressions first, then by package, arch, release (one index walk)."""
+def tests_page(
+    conn: sqlite3.Connection, schema: str, trigger: str, after: tuple[int, str, str, str] | None, limit: int
+) -> list[TestRow]:
+    """One page of a trigger's tests: regressions first, then by package, arch, release.
+
+    Keyset paging: ``after`` is the (rank, package, arch, release) of the
+    last row of the previous page (see :func:`cursor`), so any page costs one
+    index seek, however deep.
+    """
+    where, args = "trigger = ?", [trigger]
+    if after is not None:
+        where += " AND (rank, package, arch, release) > (?, ?, ?, ?)"
+        args += list(after)
     rows = conn.execute(
-        f"SELECT test_id, package, release, arch, run_id, exitcode, classification, runs FROM {schema}.trigger_test"
-        " WHERE trigger = ? ORDER BY rank, package, arch, release LIMIT ? OFFSET ?",
-        (trigger, limit, offset),
+        f"SELECT test_id, package, release, arch, run_id, exitcode, classification, runs, rank"
+        f" FROM {schema}.trigger_test WHERE {where} ORDER BY rank, package, arch, release LIMIT ?",
+        (*args, limit),
     )
     return [TestRow(*tuple(row)) for row in rows]
 
@@ -59,3 +76,11 @@ def runs_of(conn: sqlite3.Connection, schema: str, trigger: str, test_id: int) -
         (trigger, test_id),
     )
     return [tuple(row) for row in rows]
+
+
+def parse_cursor(value: str) -> tuple[int, str, str, str] | None:
+    """``rank/package/arch/release`` back to the keyset tuple; None when malformed."""
+    parts = value.split("/")
+    if len(parts) != 4 or not parts[0].isdigit():
+        return None
+    return int(parts[0]), parts[1], parts[2], parts[3]

@@ -18,7 +18,7 @@ import urllib.parse
 import flask
 
 from webcontrol import history, livestate, results, triggerindex
-from webcontrol.web.appbase import NotFound, current_nick, site_url
+from webcontrol.web.appbase import BadRequest, NotFound, current_nick, site_url
 from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import RESULT_SCHEMA, describe, object_schema, page, query_param
 
@@ -31,7 +31,7 @@ LIMIT_MAX = 1000
 SCHEMA_NAME = "tix"
 
 _PARAMS = [
-    query_param("page", "page number, 1 or more (default 1)", "integer", 1),
+    query_param("after", "paging cursor: the next_after of the previous page"),
     query_param("limit", f"tests per page, 1..{LIMIT_MAX} (default {LIMIT_DEFAULT})", "integer", 1, LIMIT_MAX),
 ]
 _TEST = {
@@ -62,10 +62,9 @@ _SCHEMA = object_schema(
     },
     running={"type": "array", "items": {"type": "object"}},
     queued={"type": "array", "items": {"type": "object"}},
-    page={"type": "integer"},
-    pages={"type": "integer"},
+    next_after={"type": "string", "nullable": True},
     next_url={"type": "string", "nullable": True},
-    prev_url={"type": "string", "nullable": True},
+    first_url={"type": "string", "nullable": True},
 )
 
 
@@ -188,14 +187,14 @@ def summary_text(regressions: int, regression_packages: int, running: int, queue
     return f"{regressions} {noun} in {regression_packages} {where}, {running} running, {queued} queued"
 
 
-def _page_url(trigger: str, number: int, limit: int) -> str:
-    query = {"page": number}
+def _page_url(trigger: str, after: str | None, limit: int) -> str:
+    query: dict = {"after": after} if after else {}
     if limit != LIMIT_DEFAULT:
         query["limit"] = limit
     prefix = "/api/v1" if flask.request.path.startswith("/api/") else ""
     source, _, version = trigger.partition("/")
     base = f"{site_url()}{prefix}/trigger/{source}/{urllib.parse.quote(version, safe='+:~')}"
-    return f"{base}?{urllib.parse.urlencode(query)}"
+    return f"{base}?{urllib.parse.urlencode(query)}" if query else base
 
 
 def _test_view(conn: sqlite3.Connection, trigger: str, row: triggerindex.TestRow) -> dict | None:
@@ -221,7 +220,10 @@ def _test_view(conn: sqlite3.Connection, trigger: str, row: triggerindex.TestRow
       _SCHEMA)  # fmt: skip
 def trigger_page(source: str, version: str):
     trigger = check_trigger(source, version)
-    number = context.int_param("page", 1, 1)
+    raw_after = flask.request.args.get("after") or None
+    after = triggerindex.parse_cursor(raw_after) if raw_after else None
+    if raw_after and after is None:
+        raise BadRequest(f"after must be a cursor from next_after, not {raw_after!r}")
     limit = context.int_param("limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
     conn = context.get_db()
     running, queued = live_for(trigger)
@@ -233,11 +235,11 @@ def trigger_page(source: str, version: str):
         "groups": [],
         "running": running,
         "queued": queued,
-        "page": number,
+        "after": raw_after,
         "limit": limit,
-        "pages": 0,
+        "next_after": None,
         "next_url": None,
-        "prev_url": None,
+        "first_url": _page_url(trigger, None, limit) if raw_after else None,
     }
     found = triggerindex.summary(conn, SCHEMA_NAME, trigger) if data["indexed"] else None
     counts = found.counts if found else {}
@@ -255,12 +257,11 @@ def trigger_page(source: str, version: str):
     }
     if not found:
         return data
-    data["pages"] = max(1, -(-found.tests // limit))
-    if number > 1:
-        data["prev_url"] = _page_url(trigger, min(number - 1, data["pages"]), limit)
-    if number < data["pages"]:
-        data["next_url"] = _page_url(trigger, number + 1, limit)
-    for row in triggerindex.tests_page(conn, SCHEMA_NAME, trigger, (number - 1) * limit, limit):
+    rows = triggerindex.tests_page(conn, SCHEMA_NAME, trigger, after, limit)
+    if len(rows) == limit:
+        data["next_after"] = rows[-1].cursor
+        data["next_url"] = _page_url(trigger, rows[-1].cursor, limit)
+    for row in rows:
         view = _test_view(conn, trigger, row)
         if view is None:
             continue
