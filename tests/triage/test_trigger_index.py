@@ -104,3 +104,25 @@ def test_a_rebuild_pauses_at_its_budget_and_resumes(tmp_path):
         assert not path.exists()  # nothing half-built is ever served
     assert calls == 5  # one test per call with no time to spare
     assert len(index_rows(path)) == 5
+
+
+def test_page_queries_are_index_seeks(tmp_path):
+    """Every query of a trigger page reads a bounded range: no SCAN of result or of the index tables."""
+    source = tmp_path / "public.db"
+    conn = db.connect_rw(source)
+    db.record_results(conn, [rec(f"pkg{n}", f"20240305_1000{n:02d}@", n % 2 * 4) for n in range(20)])
+    conn.close()
+    path = tmp_path / "trigger-index.db"
+    triggerindex.refresh(source, path)
+    conn = db.connect_ro(source)
+    conn.execute("ATTACH DATABASE ? AS tix", (path.resolve().as_uri() + "?mode=ro",))
+    traced = []
+    conn.set_trace_callback(traced.append)
+    rows = triggerindex.tests_page(conn, "tix", GLIB, (0, "pkg1", "amd64", "noble"), 5)
+    triggerindex.page_results(conn, rows)
+    triggerindex.summary(conn, "tix", GLIB)
+    triggerindex.runs_of(conn, "tix", GLIB, rows[0].test_id)
+    conn.set_trace_callback(None)
+    for statement in traced:
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "SCAN" not in plan.replace("SCAN CONSTANT ROW", ""), (statement, plan)

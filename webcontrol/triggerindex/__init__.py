@@ -12,7 +12,15 @@ from webcontrol.triggerindex.build import (
     rebuild,
     refresh,
 )
-from webcontrol.triggerindex.read import Summary, TestRow, parse_cursor, runs_of, summary, tests_page
+from webcontrol.triggerindex.read import (
+    Summary,
+    TestRow,
+    page_results,
+    parse_cursor,
+    runs_of,
+    summary,
+    tests_page,
+)
 
 __all__ = [
     "FILE_NAME",
@@ -23,6 +31,7 @@ __all__ = [
     "Summary",
     "TestRow",
     "index_path",
+    "page_results",
     "parse_cursor",
     "publish_stage",
     "rebuild",

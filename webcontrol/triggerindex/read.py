@@ -68,6 +68,30 @@ def tests_page(
     return [TestRow(*tuple(row)) for row in rows]
 
 
+#: The result columns :func:`page_results` reads, in webcontrol.history.Result's field order.
+RESULT_COLUMNS = (
+    "test.package, test.release, test.arch, result.run_id, result.version, result.triggers,"
+    " result.duration, result.exitcode, result.requester, result.env, result.uuid"
+)
+
+
+def page_results(conn: sqlite3.Connection, rows: list[TestRow]) -> dict[tuple[int, str], tuple]:
+    """The public DB's result rows of a page, ``(test_id, run_id) -> columns``, in one statement.
+
+    A row the public DB does not have yet (the index can be one publish
+    ahead of a connection opened just before the swap) is simply missing.
+    """
+    if not rows:
+        return {}
+    keys = " OR ".join("(result.test_id = ? AND result.run_id = ?)" for _ in rows)
+    args = [value for row in rows for value in (row.test_id, row.run_id)]
+    found = conn.execute(
+        f"SELECT result.test_id, {RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id WHERE {keys}",
+        args,
+    )
+    return {(row[0], row[4]): tuple(row[1:]) for row in found}
+
+
 def runs_of(conn: sqlite3.Connection, schema: str, trigger: str, test_id: int) -> list[tuple[str, int | None, str]]:
     """``(run_id, exitcode, classification)`` of every run of one test with this trigger, newest first."""
     rows = conn.execute(

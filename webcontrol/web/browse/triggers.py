@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 bp = flask.Blueprint("triggers", __name__)
 
-LIMIT_DEFAULT = 100
+LIMIT_DEFAULT = 50
 LIMIT_MAX = 1000
 SCHEMA_NAME = "tix"
 
@@ -197,10 +197,10 @@ def _page_url(trigger: str, after: str | None, limit: int) -> str:
     return f"{base}?{urllib.parse.urlencode(query)}" if query else base
 
 
-def _test_view(conn: sqlite3.Connection, trigger: str, row: triggerindex.TestRow) -> dict | None:
-    found = history.result_by_run_id(conn, row.package, row.release, row.arch, row.run_id)
-    if found is None:  # the index can be a publish ahead of the request's DB
+def _test_view(conn: sqlite3.Connection, trigger: str, row: triggerindex.TestRow, columns: tuple | None) -> dict | None:
+    if columns is None:  # the index can be a publish ahead of the request's DB
         return None
+    found = history.Result(*columns)
     earlier = []
     if row.runs > 1:
         for run_id, exitcode, classification in triggerindex.runs_of(conn, SCHEMA_NAME, trigger, row.test_id)[1:]:
@@ -261,8 +261,9 @@ def trigger_page(source: str, version: str):
     if len(rows) == limit:
         data["next_after"] = rows[-1].cursor
         data["next_url"] = _page_url(trigger, rows[-1].cursor, limit)
+    found_rows = triggerindex.page_results(conn, rows)
     for row in rows:
-        view = _test_view(conn, trigger, row)
+        view = _test_view(conn, trigger, row, found_rows.get((row.test_id, row.run_id)))
         if view is None:
             continue
         groups = data["groups"]
