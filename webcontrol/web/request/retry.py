@@ -107,6 +107,7 @@ def parse_json(body: Any) -> tuple[list[Item], list[str], bool]:
     """Items, extra triggers and all-proposed from a JSON body. Raises BadRequest."""
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         raise BadRequest('The body must be a JSON object with a list "items"')
+    _check_count(body["items"])
     items = []
     for entry in body["items"]:
         fields = [entry.get(k) if isinstance(entry, dict) else None for k in ("release", "arch", "package")]
@@ -132,6 +133,7 @@ def _form_request() -> tuple[list[Item], list[str], bool]:
     if proposed not in ([], ["1"]):
         raise BadRequest("Invalid all-proposed value")
     extra = [t for value in form.getlist("trigger") for t in value.split()]
+    _check_count(form.getlist("item"))
     return [parse_form_item(v) for v in form.getlist("item")], extra, bool(proposed)
 
 
@@ -258,7 +260,7 @@ def _start(as_json: bool) -> Identity | flask.Response:
     return identity
 
 
-def _check_count(items: list[Item]) -> None:
+def _check_count(items: list) -> None:
     if not items:
         raise BadRequest("Nothing to retry: select at least one test")
     if len(items) > MAX_ITEMS:
@@ -271,7 +273,6 @@ def retry_page():
     if isinstance(identity, flask.Response):
         return identity
     items, extra, all_proposed = _form_request()
-    _check_count(items)
     if flask.request.method == "GET" or needs_confirmation(identity, _has_token(identity)):
         # A link (or another site's form) only ever gets the list and one confirming button.
         token = form_token(identity.token_subject) if identity.token_subject else ""
@@ -290,5 +291,4 @@ def retry_json():
     if identity.by_cookie and flask.request.headers.get("Sec-Fetch-Site") == "cross-site":
         raise Forbidden("Cross-site requests must use the /retry form")
     items, extra, all_proposed = parse_json(flask.request.get_json(silent=True))
-    _check_count(items)
     return flask.jsonify(_summary(process(items, extra, all_proposed, identity)))
