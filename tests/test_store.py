@@ -333,7 +333,7 @@ def test_swift_config_keystone_v3_and_missing_keys():
         "os_region_name": "RegionOne",
     }
     store = SwiftStore.from_config(from_dict({"swift": section}))
-    conn = store._conn  # no Keystone here: check what would be sent
+    conn = store._pool.take()  # no Keystone here: check what would be sent
     assert (conn.authurl, conn.user, conn.key, conn.auth_version) == (section["os_auth_url"], "bot", "secret", "3")
     assert conn.os_options == {
         "project_name": "autopkgtest",
@@ -342,6 +342,7 @@ def test_swift_config_keystone_v3_and_missing_keys():
         "region_name": "RegionOne",
     }
     assert conn.retries == 5
+    store._pool.give_back(conn)
     store.close()
     del section["os_password"]
     with pytest.raises(ConfigError, match=r"\[swift\] os_password"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from webcontrol import resulttar
 from webcontrol.messages import CompletionMessage, new_uuid
-from webcontrol.results import distro_container, env_string, run_dir
+from webcontrol.results import PASSING_CODES, distro_container, env_string, ppa_container, result_name, run_dir
 from webcontrol.store import ResultStore
 
 DEMO_PACKAGES = (
@@ -73,11 +73,12 @@ class DemoRun:
 
 
 def _summary(run: DemoRun, tests: list[str]) -> list[tuple[str, str]]:
-    if run.exitcode in (0, 2):
+    name = result_name(run.exitcode)
+    if name == "pass":
         return [(t, "PASS") for t in tests] + ([("optional", "SKIP")] if run.exitcode == 2 else [])
-    if run.exitcode == 8:
+    if name == "neutral":
         return [(t, "SKIP") for t in tests]
-    if run.exitcode in (4, 6, 12, 14):
+    if name == "fail":
         return [(tests[0], "FAIL")] + [(t, "PASS") for t in tests[1:]]
     return []
 
@@ -149,7 +150,7 @@ def _testbed_packages(run: DemoRun, rng: random.Random) -> str:
         "zlib1g": "1:1.3.dfsg-3.1",
     }
     base[run.package] = run.version
-    if run.exitcode not in (0, 2, 8):
+    if run.exitcode not in PASSING_CODES:
         base["libfoo1"] = f"1.{rng.randint(0, 9)}-1"
     return "".join(f"{name}\t{version}\n" for name, version in sorted(base.items()))
 
@@ -159,7 +160,7 @@ def write_run(store: ResultStore, run: DemoRun, rng: random.Random, tests: list[
     tests = tests or ["upstream", "smoke"]
     prefix = run.swift_dir
     store.put_object(run.container, f"{prefix}/log.gz", make_log(run, tests), "text/plain; charset=UTF-8", "gzip")
-    if run.exitcode not in (16, 20):
+    if result_name(run.exitcode) not in ("tmpfail", "error"):
         store.put_object(run.container, f"{prefix}/artifacts.tar.gz", _artifacts(run), "application/gzip")
     testinfo = {
         "virt_server": "lxd",
@@ -242,7 +243,7 @@ def plan_ppa_runs(
         when = end - datetime.timedelta(hours=index + 1)
         version = f"2.0-0ubuntu1~ppa{index}"
         yield DemoRun(
-            container=f"autopkgtest-{release}-{owner}-{ppa}", release=release, arch=arch, package=package,
+            container=ppa_container(release, f"{owner}/{ppa}"), release=release, arch=arch, package=package,
             run_id=f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@", exitcode=rng.choice((0, 4)),
             version=version, triggers=f"{package}/{version}", duration=rng.randint(60, 900), requester=owner,
             all_proposed=False, testname=None, uuid=new_uuid(),

@@ -6,13 +6,12 @@ A *test* is one (package, release, arch). Its results are ordered by
 test, the primary key, so the order has no ties). "Earlier" always means a
 smaller run_id, never a lower version.
 
-Kinds of a result (from the exit code, CONTRACT §3.4):
-
-- ``pass``: exit 0 or 2;
-- ``neutral`` (8), ``tmpfail`` (16), ``denylisted`` (99): *non-decisive*;
-  they say nothing about whether the test works, so they are never compared
-  with and are skipped when looking at earlier results;
-- ``fail``: everything else (4, 6, 12, 14, 20, unknown codes, a missing code).
+Kinds of a result are the verdicts of :func:`webcontrol.results.verdict`:
+``pass`` (exit 0 or 2); ``neutral`` (8), ``tmpfail`` (16) and
+``denylisted`` (99), which are *non-decisive*: they say nothing about
+whether the test works, so they are never compared with and are skipped
+when looking at earlier results; ``fail`` for everything else (4, 6, 12,
+14, 20, unknown codes, a missing code).
 
 Classification of one result R, computed from R and the :data:`WINDOW`
 results of the same test immediately before it (of any kind; the
@@ -94,7 +93,6 @@ SEVERITY = {
 }
 #: The public-DB table publish-db fills (webcontrol.flakiness); it also stores each test's newest classification.
 FLAKINESS_TABLE = "test_flakiness"
-_NON_DECISIVE = {8: "neutral", 16: "tmpfail", 99: "denylisted"}
 _HISTORY_COLUMNS = "run_id, version, triggers, exitcode"
 
 
@@ -117,15 +115,8 @@ def as_run(row: Any) -> Run:
     return Run(row.run_id, row.version, row.triggers, row.exitcode)
 
 
-def kind(exitcode: int | None) -> str:
-    """``pass``, ``fail``, ``neutral``, ``tmpfail`` or ``denylisted``."""
-    if exitcode in (0, 2):
-        return "pass"
-    return _NON_DECISIVE.get(exitcode, "fail") if exitcode is not None else "fail"
-
-
 def is_decisive(run: Run) -> bool:
-    return kind(run.exitcode) in ("pass", "fail")
+    return results.is_decisive(run.exitcode)
 
 
 def trigger_set(triggers: str | None) -> frozenset[str]:
@@ -144,19 +135,19 @@ def classify(row: Any, earlier: Sequence[Any]) -> str:
     truncated one is not).
     """
     run = as_run(row)
-    own = kind(run.exitcode)
-    if own not in ("pass", "fail"):
+    own = results.verdict(run.exitcode)
+    if own in results.NON_DECISIVE:
         return own
     decisive = [each for each in map(as_run, earlier[:WINDOW]) if is_decisive(each)]
-    same_version = [kind(each.exitcode) for each in reversed(decisive) if each.version == run.version]
+    same_version = [results.verdict(each.exitcode) for each in reversed(decisive) if each.version == run.version]
     flips = _flips([*same_version, own])
     if own == "pass":
-        if not decisive or kind(decisive[0].exitcode) == "pass":
+        if not decisive or results.verdict(decisive[0].exitcode) == "pass":
             return "pass"
         previous = decisive[0]
         retried = previous.version == run.version and trigger_set(previous.triggers) == trigger_set(run.triggers)
         return "flaky" if flips >= 2 or retried else "fixed"
-    if not any(kind(each.exitcode) == "pass" for each in decisive):
+    if not any(results.verdict(each.exitcode) == "pass" for each in decisive):
         return "always_failed"
     return "flaky" if flips >= 2 else "regression"
 
@@ -203,7 +194,7 @@ def flakiness(rows_newest_first: Iterable[Any]) -> Flakiness:
         run = as_run(row)
         if is_decisive(run):
             runs += 1
-            by_version.setdefault(run.version, []).append(kind(run.exitcode))
+            by_version.setdefault(run.version, []).append(results.verdict(run.exitcode))
     flips = sum(_flips(kinds) for kinds in by_version.values())
     pairs = sum(len(kinds) - 1 for kinds in by_version.values())
     return Flakiness(score=round(flips / pairs, 4) if pairs else 0.0, flips=flips, pairs=pairs, runs=runs)
@@ -214,7 +205,7 @@ def flakiness(rows_newest_first: Iterable[Any]) -> Flakiness:
 
 def state(exitcode: int | None) -> str | None:
     """The state a result puts its test in; None for tmpfail (no change)."""
-    value = kind(exitcode)
+    value = results.verdict(exitcode)
     return None if value == "tmpfail" else value
 
 
@@ -388,11 +379,12 @@ def classify_rows(conn: sqlite3.Connection, rows: Sequence[Any]) -> list[str | N
 
 
 def last_passing_run(conn: sqlite3.Connection, test: int, before: str, scan: int = 500) -> Run | None:
-    """The newest passing (exit 0/2) result older than ``before``, looking back at most ``scan`` results."""
+    """The newest passing result older than ``before``, looking back at most ``scan`` results."""
+    passing = ",".join("?" * len(results.PASS_CODES))
     row = conn.execute(
         f"SELECT {_HISTORY_COLUMNS} FROM (SELECT {_HISTORY_COLUMNS} FROM result WHERE test_id = ? AND run_id < ?"
-        " ORDER BY run_id DESC LIMIT ?) WHERE exitcode IN (0, 2) ORDER BY run_id DESC LIMIT 1",
-        (test, before, scan),
+        f" ORDER BY run_id DESC LIMIT ?) WHERE exitcode IN ({passing}) ORDER BY run_id DESC LIMIT 1",
+        (test, before, scan, *results.PASS_CODES),
     ).fetchone()
     return Run(*row) if row else None
 

@@ -29,8 +29,21 @@ RESULT_NAMES: dict[int, str] = {
 }
 #: Result names a user may filter on, in display order.
 FILTERABLE_RESULTS = ("pass", "fail", "neutral", "denylisted", "tmpfail", "error")
+#: What a run says about whether its test works, by result name.
+#: Exit 20 (``error``) is a failure: britney blocks on it like any FAIL, and unlike 16 it does not blame the testbed.
+VERDICTS: dict[str, str] = {
+    "pass": "pass",
+    "fail": "fail",
+    "error": "fail",
+    "otherfail": "fail",
+    "neutral": "neutral",
+    "tmpfail": "tmpfail",
+    "denylisted": "denylisted",
+}
+#: Verdicts that say nothing about whether the test works (never compared with a pass or a failure).
+NON_DECISIVE = frozenset({"neutral", "tmpfail", "denylisted"})
 #: Exit codes counted as a passing run by statistics and britney (PASS/NEUTRAL).
-PASSING_CODES = frozenset({0, 2, 8})
+PASSING_CODES = frozenset(code for code, name in RESULT_NAMES.items() if name in ("pass", "neutral"))
 #: Exit codes for which a missing tested version is stored as ``unknown``.
 UNKNOWN_VERSION_CODES = frozenset({4, 12, 20})
 #: Results that never get a retry link.
@@ -49,13 +62,23 @@ def codes_for_result(name: str) -> list[int]:
     return sorted(code for code, value in RESULT_NAMES.items() if value == name)
 
 
+#: Exit codes of a passing run (``pass``: 0 and 2), for SQL filters.
+PASS_CODES = tuple(codes_for_result("pass"))
+
+
+def verdict(exitcode: int | None) -> str:
+    """``pass``, ``fail``, ``neutral``, ``tmpfail`` or ``denylisted``; unknown and missing codes fail."""
+    return VERDICTS[result_name(exitcode)]
+
+
+def is_decisive(exitcode: int | None) -> bool:
+    """True when the run passed or failed (not neutral, tmpfail or denylisted)."""
+    return verdict(exitcode) not in NON_DECISIVE
+
+
 def github_state(exitcode: int | None) -> str:
     """The GitHub commit-status state of a finished run (CONTRACT §10.1)."""
-    if exitcode in (0, 2):
-        return "success"
-    if exitcode in (4, 6, 12, 14):
-        return "failure"
-    return "error"
+    return {"pass": "success", "fail": "failure"}.get(result_name(exitcode), "error")
 
 
 def show_retry(exitcode: int | None) -> bool:
@@ -69,6 +92,10 @@ VERSION_RE = re.compile(r"^[a-zA-Z0-9.+:~-]+\Z")
 #: Releases, arches and contexts never contain "-" (workers split queue names on it).
 SERIES_RE = re.compile(r"^[a-z0-9][a-z0-9.+]*\Z")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\Z")
+#: Launchpad person and team names: requesters, the user pages, ``readable-by``.
+LAUNCHPAD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*\Z")
+#: Each half of a PPA's ``owner/name`` as requests accept it; PPA containers are named from these.
+PPA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+\Z")
 RUN_ID_RE = re.compile(r"^[0-9]{8}_[0-9]{6}(_[0-9a-f]{5})?@\Z")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 MIGRATION_REFERENCE = "migration-reference/0"
@@ -82,6 +109,15 @@ def is_run_id(value: str) -> bool:
     return bool(RUN_ID_RE.match(value))
 
 
+def is_launchpad_name(name: str) -> bool:
+    return bool(LAUNCHPAD_NAME_RE.fullmatch(name))
+
+
+def is_ppa_name(name: str) -> bool:
+    """True for the owner or the name half of a PPA (``owner/name``)."""
+    return bool(PPA_NAME_RE.fullmatch(name))
+
+
 # Store layout (CONTRACT §3) -----------------------------------------------------
 
 
@@ -90,8 +126,13 @@ def srchash(package: str) -> str:
     return package[:4] if package.startswith("lib") else package[:1]
 
 
+CONTAINER_PREFIX = "autopkgtest-"
+#: Containers of private runs; only private-results serves them, after its login and ACL check.
+PRIVATE_CONTAINER_PREFIX = "private-"
+
+
 def distro_container(release: str) -> str:
-    return f"autopkgtest-{release}"
+    return f"{CONTAINER_PREFIX}{release}"
 
 
 def ppa_container(release: str, ppa: str) -> str:
@@ -101,7 +142,28 @@ def ppa_container(release: str, ppa: str) -> str:
     the name.
     """
     spec = ppa.rsplit("@", 1)[-1].split(":", 1)[0]
-    return f"autopkgtest-{release}-{spec.replace('/', '-')}"
+    return f"{CONTAINER_PREFIX}{release}-{spec.replace('/', '-')}"
+
+
+def release_of_container(name: str) -> str | None:
+    """The release of a distro container (``autopkgtest-<release>``); None for any other container."""
+    release = name[len(CONTAINER_PREFIX) :] if name.startswith(CONTAINER_PREFIX) else ""
+    return release if release and "-" not in release else None
+
+
+def may_be_ppa_container(name: str) -> bool:
+    """``autopkgtest-`` and at least three ``-``-separated parts (a distro container has two)."""
+    return name.startswith(CONTAINER_PREFIX) and len(name.split("-")) >= 3
+
+
+def ppa_of_container(name: str, release: str, owner: str) -> str | None:
+    """The PPA name of ``autopkgtest-<release>-<owner>-<ppa>``; None for another release, owner or shape."""
+    head = ppa_container(release, f"{owner}/")
+    return name[len(head) :] if name.startswith(head) and len(name) > len(head) else None
+
+
+def is_private_container(container: str) -> bool:
+    return container.startswith(PRIVATE_CONTAINER_PREFIX)
 
 
 def run_dir(release: str, arch: str, package: str, run_id: str) -> str:

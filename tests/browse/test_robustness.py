@@ -42,3 +42,18 @@ def test_odd_requests_are_clean_client_errors(client, path):
     assert "Traceback" not in body
     if response.mimetype == "text/html":
         assert "<script>" not in body and "<x>" not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/user/joe%0A/",
+        "/user/joe%0A/feed.atom",
+        "/user/bryce/ppa/Chrony_Merge",
+        "/user/bryce/ppa/x",
+        "/user/bryce/ppa/chrony-merge%0A",
+    ],
+)
+def test_user_and_ppa_names_follow_the_launchpad_rules(client, path):
+    """The names request.cgi accepts are the only ones the user and PPA pages answer for (whole value)."""
+    assert client.get(path).status_code == 404

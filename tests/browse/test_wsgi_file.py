@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import runpy
+import sys
 from pathlib import Path
 
+import pytest
 from werkzeug.test import Client
+
+import webcontrol.web.browse as browse
+from webcontrol.web.browse import create_app
 
 CGI = Path(__file__).resolve().parents[2] / "webcontrol" / "browse.cgi"
 
@@ -27,3 +32,11 @@ def test_browse_cgi_with_broken_config_is_a_plain_500(tmp_path):
     application = runpy.run_path(str(CGI))["application"]
     response = Client(application).get("/", environ_overrides={"AUTOPKGTEST_CLOUD_CONF": str(tmp_path / "missing")})
     assert response.status_code == 500 and b"Traceback" not in response.data
+
+
+def test_a_blueprint_that_cannot_be_imported_stops_the_app(site, monkeypatch):
+    """A broken feature module fails browse.cgi's start instead of quietly taking its pages away."""
+    monkeypatch.delattr(browse, "insight", raising=False)
+    monkeypatch.setitem(sys.modules, "webcontrol.web.browse.insight", None)
+    with pytest.raises(ImportError):
+        create_app(site.config)

@@ -17,6 +17,37 @@ def test_result_names(code, name):
     assert results.result_name(code) == name
 
 
+@pytest.mark.parametrize(
+    "code,verdict,github",
+    [(0, "pass", "success"), (2, "pass", "success"), (4, "fail", "failure"), (6, "fail", "failure"),
+     (8, "neutral", "error"), (12, "fail", "failure"), (14, "fail", "failure"), (16, "tmpfail", "error"),
+     (20, "fail", "error"), (99, "denylisted", "error"), (1, "fail", "error"), (None, "fail", "error")],
+)  # fmt: skip
+def test_verdicts_and_github_states(code, verdict, github):
+    """Exit 20 reads ``error`` on pages and GitHub, but insight and britney count it as a failure."""
+    assert results.verdict(code) == verdict
+    assert results.is_decisive(code) == (verdict in ("pass", "fail"))
+    assert results.github_state(code) == github
+
+
+def test_names_and_containers():
+    assert results.is_launchpad_name("j") and results.is_launchpad_name("ubuntu-archive-bot")
+    assert not results.is_launchpad_name("Joe") and not results.is_launchpad_name("joe\n")
+    assert results.is_ppa_name("dovecot-merge-v1e2.3.19.1adfsg1-2")
+    assert not results.is_ppa_name("x") and not results.is_ppa_name("My_PPA")
+    assert results.ppa_of_container("autopkgtest-noble-bryce-chrony-merge", "noble", "bryce") == "chrony-merge"
+    assert results.ppa_of_container("autopkgtest-noble-bryce-chrony-merge", "noble", "bry") is None
+    assert results.ppa_of_container("autopkgtest-noble-bryce-", "noble", "bryce") is None
+    assert results.may_be_ppa_container("autopkgtest-noble-joe-ppa") and not results.may_be_ppa_container(
+        "autopkgtest-noble"
+    )
+    assert results.release_of_container("autopkgtest-noble") == "noble"
+    assert results.release_of_container("autopkgtest-noble-joe-ppa") is None
+    assert results.release_of_container("autopkgtest-") is None
+    assert results.is_private_container("private-autopkgtest-noble")
+    assert not results.is_private_container("autopkgtest-noble-private-ppa")
+
+
 def test_layout():
     assert results.srchash("hello") == "h" and results.srchash("libpng1.6") == "libp"
     assert (

@@ -142,6 +142,17 @@ def test_daemons_restart_within_a_minute(stem):
     assert parsed["Install"]["WantedBy"] == "autopkgtest-web.target"
 
 
+@pytest.mark.parametrize("path", [p for p in UNITS if p.suffix == ".service"], ids=lambda p: p.name)
+def test_stopping_the_target_stops_and_waits_for_every_service(path):
+    """PartOf= makes the target's stop reach the unit (a timer's run in progress too); After= makes
+    that stop job finish only once the unit is down. test_systemd_boot.py checks it under systemd."""
+    parsed = read_unit(path)
+    assert parsed["Unit"]["PartOf"] == "autopkgtest-web.target"
+    assert "autopkgtest-web.target" in parsed["Unit"]["After"].split()
+    if parsed["Service"]["Type"] == "oneshot":
+        assert parsed["Service"]["SuccessExitStatus"] == "SIGTERM"
+
+
 def next_elapses(spec: str, count: int) -> list[datetime.datetime]:
     result = subprocess.run(
         ["systemd-analyze", "calendar", "--iterations", str(count), spec],

@@ -10,16 +10,12 @@ import pytest
 
 from tests.fakes.site import SITE_URL
 from webcontrol import github
-from webcontrol.web.appbase import create_flask_app
-from webcontrol.web.request.pages import bp
+from webcontrol.web.browse import create_app as create_browse_app
 
 
 @pytest.fixture
 def browse(site):
-    """A stand-in browse app: the shared Flask setup plus the blueprint, as browse.cgi registers it."""
-    app = create_flask_app("browse-test", site.config)
-    app.register_blueprint(bp)
-    return app.test_client()
+    return create_browse_app(site.config).test_client()
 
 
 def test_form_lists_releases_and_arches(browse, site):

@@ -56,13 +56,16 @@ def _stop_pid(proc: subprocess.Popen | None, timeout: float = STOP_TIMEOUT_S) ->
 class PrivateBroker:
     """One RabbitMQ node on 127.0.0.1 with private ports, stopped by PID."""
 
-    def __init__(self, base: Path | None = None):
+    def __init__(self, base: Path | None = None, host: str = "127.0.0.1"):
         self.base = Path(base or tempfile.mkdtemp(prefix="rmq-"))
+        # AMQP listens on host (a network namespace's own address, for clients in another
+        # namespace); Erlang's epmd and distribution stay on loopback.
+        self.host = host
         self.port = _free_port()
         self.dist_port = _free_port()
         self.epmd_port = _free_port()
         self.node = f"rabbit-{self.port}@localhost"
-        self.uri = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        self.uri = f"amqp://guest:guest@{host}:{self.port}/"
         self.epmd: subprocess.Popen | None = None
         self.server: subprocess.Popen | None = None
         self._configure()
@@ -71,7 +74,7 @@ class PrivateBroker:
         for name in ("mnesia", "log", "home"):
             (self.base / name).mkdir(parents=True, exist_ok=True)
         (self.base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\ndisk_free_limit.absolute = 5MB\nloopback_users = none\n"
+            f"listeners.tcp.default = {self.host}:{self.port}\ndisk_free_limit.absolute = 5MB\nloopback_users = none\n"
         )
         (self.base / "enabled_plugins").write_text("[].\n")
         (self.base / "rabbitmq-env.conf").write_text("")
@@ -82,7 +85,7 @@ class PrivateBroker:
         env.update(
             HOME=str(self.base / "home"),
             RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_IP_ADDRESS=self.host,
             RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_MNESIA_BASE=str(self.base / "mnesia"),

@@ -126,8 +126,11 @@ RING_SCRIPT = HELPERS / "swift_rings.py"
 class SwiftServer:
     """One Swift All In One: configuration, data and the four processes."""
 
-    def __init__(self, venv: Path, base: Path):
+    def __init__(self, venv: Path, base: Path, proxy_ip: str = "127.0.0.1"):
         self.venv = venv
+        # The proxy may listen on another address (a network namespace's own); the
+        # other three servers stay on loopback, where the rings point.
+        self.proxy_ip = proxy_ip
         self.base = base
         self.etc = base / "etc"
         self.devices = base / "srv" / "node"
@@ -137,8 +140,8 @@ class SwiftServer:
         self._procs: dict[str, subprocess.Popen] = {}
         self.user = USER
         self.key = KEY
-        self.auth_url = f"http://127.0.0.1:{self.ports['proxy']}/auth/v1.0"
-        self.storage_url = f"http://127.0.0.1:{self.ports['proxy']}/v1/AUTH_test"
+        self.auth_url = f"http://{proxy_ip}:{self.ports['proxy']}/auth/v1.0"
+        self.storage_url = f"http://{proxy_ip}:{self.ports['proxy']}/v1/AUTH_test"
         self._configure()
 
     # Setup
@@ -186,7 +189,7 @@ class SwiftServer:
             )
         shutil.copy(DICT_CACHE, self.etc / "swift_dict_cache.py")
         (self.etc / "proxy-server.conf").write_text(
-            textwrap.dedent(common)
+            textwrap.dedent(common).replace("bind_ip = 127.0.0.1", f"bind_ip = {self.proxy_ip}")
             + f"bind_port = {self.ports['proxy']}\n"
             + textwrap.dedent(f"""
             [pipeline:main]
@@ -379,10 +382,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start_swift(attempts: int = 3) -> SwiftServer:
+def start_swift(attempts: int = 3, proxy_ip: str = "127.0.0.1") -> SwiftServer:
     """Build (if needed) the venv, configure a fresh Swift and start it.
 
     A start that fails (e.g. a port taken after all) is retried on new ports.
+    ``proxy_ip`` is the address the proxy (the only server clients talk to) listens on.
     """
     venv = ensure_swift_venv()
     shm = Path("/dev/shm")
@@ -390,7 +394,7 @@ def start_swift(attempts: int = 3) -> SwiftServer:
     for attempt in range(1, attempts + 1):
         base = Path(tempfile.mkdtemp(prefix="autopkgtest-web-swift-", dir=parent))
         try:
-            server = SwiftServer(venv, base)
+            server = SwiftServer(venv, base, proxy_ip)
             server.start()
         except SwiftSetupError as err:
             shutil.rmtree(base, ignore_errors=True)

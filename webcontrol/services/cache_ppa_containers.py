@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from webcontrol import results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
 from webcontrol.services.base import run_program
@@ -24,19 +25,18 @@ from webcontrol.store import open_store
 log = logging.getLogger(__name__)
 
 FILE_NAME = "ppa_containers.json"
-PREFIX = "autopkgtest-"
 
 
 def ppa_containers(names: Iterable[str]) -> list[str]:
-    """PPA container names (``autopkgtest-`` and at least three ``-``-separated parts), sorted."""
-    return sorted({name for name in names if name.startswith(PREFIX) and len(name.split("-")) >= 3})
+    """PPA container names, sorted."""
+    return sorted({name for name in names if results.may_be_ppa_container(name)})
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     target = Path(config.need("web", "ppa_containers_cache_dir")) / FILE_NAME
     store = open_store(config)
     try:
-        names = store.list_containers(prefix=PREFIX)
+        names = store.list_containers(prefix=results.CONTAINER_PREFIX)
     finally:
         store.close()
     found = ppa_containers(names)

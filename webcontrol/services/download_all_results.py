@@ -124,8 +124,8 @@ class FullIngest:
 
     def discover_releases(self) -> list[str]:
         """Releases of the ``autopkgtest-<release>`` containers in the store, oldest name first."""
-        names = self.store.list_containers(prefix="autopkgtest-")
-        return [name.split("-", 1)[1] for name in names if name.count("-") == 1]
+        names = self.store.list_containers(prefix=results.CONTAINER_PREFIX)
+        return [release for release in map(results.release_of_container, names) if release is not None]
 
     def run(self, releases: list[str]) -> Summary:
         """Ingest each release, newest first. Raises StoreError, sqlite3.Error."""

@@ -1,16 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The Swift result store, over python-swiftclient.
 
-One :class:`swiftclient.client.Connection` serves the whole run: it keeps
-the token and HTTP session, re-authenticates on 401 and retries each
-operation up to five times with back-off on that same connection.
-``close()`` closes it. Errors become the store's exceptions with a message
-that names the operation, so programs can log one clear line.
-
-A swiftclient Connection is not thread-safe (token, attempt counter and
-HTTP connection are plain attributes), so requests on one store are
-serialised by a lock; web apps can share one store between threads. Object
-bodies stream outside the lock, each on its own pooled HTTP connection.
+Each operation runs on a connection of the store's
+:class:`~webcontrol.store.swiftpool.ConnectionPool` (an object body keeps
+its connection until it is closed), so threads of a web process never wait
+for each other's requests, retries or back-off, and all of them share one
+login. swiftclient re-authenticates on 401 and retries each operation up
+to five times with back-off. Errors become the store's exceptions with a
+message that names the operation, so programs can log one clear line.
+``close()`` closes the pool's connections.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import datetime
 import email.utils
 import logging
 import os
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,6 +35,7 @@ from webcontrol.store import (
     check_limit,
     guess_content_headers,
 )
+from webcontrol.store.swiftpool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +65,7 @@ class SwiftStore(ResultStore):
     ):
         self.auth_url = auth_url
         self.user = user
-        self._lock = threading.RLock()
-        self._conn = Connection(
+        self._pool = ConnectionPool(
             authurl=auth_url,
             user=user,
             key=key,
@@ -106,10 +103,17 @@ class SwiftStore(ResultStore):
         return f"SwiftStore({self.auth_url!r}, user={self.user!r})"
 
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``func(connection, *args, **kwargs)`` on a pooled connection, given back afterwards."""
+        conn = self._pool.take()
+        try:
+            return self._run(conn, what, func, *args, **kwargs)
+        finally:
+            self._pool.give_back(conn)
+
+    def _run(self, conn: Connection, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one swiftclient operation: 404 → _NotFound (the caller knows what is missing), failures → StoreError."""
         try:
-            with self._lock:
-                return func(*args, **kwargs)
+            return func(conn, *args, **kwargs)
         except ClientException as err:
             auth = (err.msg or "").startswith("Auth")
             if err.http_status == 404 and not auth:
@@ -121,7 +125,7 @@ class SwiftStore(ResultStore):
             raise StoreError(f"Swift {what} failed at {self.auth_url}: {_status(err)}") from None
         except (requests.RequestException, OSError) as err:
             # The storage URL (once known) may be another host than the auth service.
-            where = self._conn.url or self.auth_url
+            where = conn.url or self.auth_url
             raise StoreError(f"Swift {what} failed: cannot reach {where}: {_reason(err)}") from None
 
     # Listings
@@ -132,7 +136,7 @@ class SwiftStore(ResultStore):
         while True:
             try:
                 _, page = self._call(
-                    "account listing", self._conn.get_account, marker=marker, prefix=prefix, limit=PAGE_LIMIT
+                    "account listing", Connection.get_account, marker=marker, prefix=prefix, limit=PAGE_LIMIT
                 )
             except _NotFound:
                 raise StoreError(f"Swift account listing failed at {self.auth_url}: account not found") from None
@@ -154,7 +158,7 @@ class SwiftStore(ResultStore):
         try:
             _, rows = self._call(
                 f"listing of {container}",
-                self._conn.get_container,
+                Connection.get_container,
                 container,
                 marker=marker or None,
                 limit=limit,
@@ -171,14 +175,14 @@ class SwiftStore(ResultStore):
     def _not_found(self, container: str, name: str) -> StoreError:
         """ObjectNotFound, or ContainerNotFound when the whole container is missing."""
         try:
-            self._call(f"HEAD of {container}", self._conn.head_container, container)
+            self._call(f"HEAD of {container}", Connection.head_container, container)
         except _NotFound:
             return ContainerNotFound(f"container {container} does not exist")
         return ObjectNotFound(f"object {container}/{name} does not exist")
 
     def head_object(self, container: str, name: str) -> ObjectInfo:
         try:
-            headers = self._call(f"HEAD of {container}/{name}", self._conn.head_object, container, name)
+            headers = self._call(f"HEAD of {container}/{name}", Connection.head_object, container, name)
         except _NotFound:
             raise self._not_found(container, name) from None
         return ObjectInfo(
@@ -190,25 +194,30 @@ class SwiftStore(ResultStore):
 
     def get_object(self, container: str, name: str) -> bytes:
         try:
-            _, body = self._call(f"GET of {container}/{name}", self._conn.get_object, container, name)
+            _, body = self._call(f"GET of {container}/{name}", Connection.get_object, container, name)
         except _NotFound:
             raise self._not_found(container, name) from None
         return body
 
     def open_object(self, container: str, name: str) -> ObjectStream:
+        # The body streams on the connection's HTTP session: it is given back once the body is closed.
+        conn = self._pool.take()
         try:
-            headers, body = self._call(
-                f"GET of {container}/{name}", self._conn.get_object, container, name, resp_chunk_size=CHUNK_SIZE
+            headers, body = self._run(
+                conn, f"GET of {container}/{name}", Connection.get_object, container, name, resp_chunk_size=CHUNK_SIZE
             )
-        except _NotFound:
-            raise self._not_found(container, name) from None
+        except BaseException as err:
+            self._pool.give_back(conn)
+            if isinstance(err, _NotFound):
+                raise self._not_found(container, name) from None
+            raise
         length = headers.get("content-length")
         return ObjectStream(
             content_type=headers.get("content-type", "application/octet-stream"),
             content_encoding=headers.get("content-encoding"),
             content_length=int(length) if length is not None else None,
             last_modified=_http_date(headers.get("last-modified")),
-            chunks=_Chunks(body, f"{container}/{name}"),
+            chunks=_Chunks(body, f"{container}/{name}", lambda broken: self._pool.give_back(conn, reusable=not broken)),
         )
 
     def put_object(
@@ -232,7 +241,7 @@ class SwiftStore(ResultStore):
                 contents.seek(0)
             self._call(
                 f"PUT of {container}/{name}",
-                self._conn.put_object,
+                Connection.put_object,
                 container,
                 name,
                 contents,
@@ -246,7 +255,7 @@ class SwiftStore(ResultStore):
         except _NotFound:
             # Only tests, the demo and db-backup write: they may create their container.
             log.info("creating Swift container %s", container)
-            self._call(f"PUT of container {container}", self._conn.put_container, container)
+            self._call(f"PUT of container {container}", Connection.put_container, container)
             try:
                 put()
             except _NotFound:
@@ -260,16 +269,13 @@ class SwiftStore(ResultStore):
 
     def delete_object(self, container: str, name: str) -> None:
         try:
-            self._call(f"DELETE of {container}/{name}", self._conn.delete_object, container, name)
+            self._call(f"DELETE of {container}/{name}", Connection.delete_object, container, name)
         except _NotFound:
             raise self._not_found(container, name) from None
 
     def close(self) -> None:
-        try:
-            with self._lock:
-                self._conn.close()
-        except Exception as err:  # noqa: BLE001 - closing must not mask the caller's outcome
-            log.debug("closing the Swift connection: %s", err)
+        """Close the idle connections; one still streaming a body is closed with the body."""
+        self._pool.close()
 
 
 class _NotFound(Exception):
@@ -279,10 +285,11 @@ class _NotFound(Exception):
 class _Chunks:
     """Streams a swiftclient object body, turning transport errors into StoreError."""
 
-    def __init__(self, body, label: str):
+    def __init__(self, body, label: str, done: Callable[[bool], None]):
         self._body = body
         self._iter = iter(body)
         self._label = label
+        self._done: Callable[[bool], None] | None = done  # called once, with True if the stream broke
 
     def __iter__(self):
         return self
@@ -294,16 +301,19 @@ class _Chunks:
             self.close()
             raise
         except (ClientException, requests.RequestException, OSError) as err:
-            self.close()
+            self.close(broken=True)
             raise StoreError(f"Swift GET of {self._label} broke off: {_reason(err)}") from None
 
-    def close(self) -> None:
+    def close(self, broken: bool = False) -> None:
         close = getattr(self._body, "close", None)
         if close is not None:
             try:
                 close()
             except Exception as err:  # noqa: BLE001
                 log.debug("closing %s: %s", self._label, err)
+        done, self._done = self._done, None
+        if done is not None:
+            done(broken)
 
 
 def _row_info(row: dict) -> ObjectInfo:

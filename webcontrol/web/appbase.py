@@ -12,6 +12,8 @@
 - Errors: :class:`WebError` subclasses carry their HTTP status; one handler
   renders them; anything unexpected becomes a 500 page with an incident id
   (the traceback goes to the log only).
+- :class:`FullPath` lets request.cgi and private-results route their whole
+  paths however Apache mounts them.
 """
 
 from __future__ import annotations
@@ -154,6 +156,17 @@ def current_nick() -> str | None:
     return nick if flask.g.autopkgtest_sid_ok else None
 
 
+def session_token_subject() -> str | None:
+    """What a form token is bound to for this request's login (its session id), or None."""
+    sid = flask.session.get("sid")
+    return f"session:{sid}" if current_nick() and isinstance(sid, str) else None
+
+
+def form_token(subject: str) -> str:
+    """The form token for ``subject`` (a session or an API-key user) under the shared secret key."""
+    return sessions.form_token(flask.current_app.secret_key, subject)
+
+
 def revoked_sessions() -> sessions.RevokedSessions:
     return flask.current_app.extensions["autopkgtest-revoked-sessions"]
 
@@ -284,4 +297,23 @@ class LazyApplication:
                         log.error("cannot start web app: %s", err)
                         start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
                         return [b"Error 500: the service is misconfigured; details are in the server log.\n"]
+        return self.app(environ, start_response)
+
+
+class FullPath:
+    """Move ``SCRIPT_NAME`` into ``PATH_INFO`` so routes always see the whole path.
+
+    Apache may mount an app as ``WSGIScriptAlias /request.cgi …`` (path split)
+    or at ``/`` (whole path in PATH_INFO); links are built from ``site_url``.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        script = environ.get("SCRIPT_NAME", "")
+        if script and script != "/":
+            environ = dict(environ)
+            environ["PATH_INFO"] = script.rstrip("/") + environ.get("PATH_INFO", "")
+            environ["SCRIPT_NAME"] = ""
         return self.app(environ, start_response)

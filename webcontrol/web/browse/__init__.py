@@ -2,14 +2,13 @@
 """browse.cgi: the results browser (CONTRACT §7).
 
 :func:`create_app` builds the Flask app from a :class:`~webcontrol.config.Config`:
-the shared base (session, errors), our blueprints, and the optional
-blueprints of other features (:data:`EXTRA_BLUEPRINTS`), which are skipped
-with a log line while their module does not exist.
+the shared base (session, errors) and every blueprint of the site, each
+registered by name, so a module that cannot be imported stops the app at
+start-up instead of silently removing its pages.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -21,34 +20,24 @@ from webcontrol.web.appbase import create_flask_app
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
-#: ``module:attribute`` of blueprints owned by other features.
-EXTRA_BLUEPRINTS = [
-    "webcontrol.web.browse.live:bp",
-    "webcontrol.web.request.pages:bp",
-    "webcontrol.web.insight:bp",
-]
-
-
-def _optional_blueprint(spec: str) -> flask.Blueprint | None:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            log.info("optional blueprint %s not installed (%s); skipping", spec, err)
-            return None
-        log.exception("optional blueprint %s cannot be imported; the site runs without it", spec)
-        return None
-    except ImportError:
-        # A broken feature must not take the whole site down; the traceback is in the log.
-        log.exception("optional blueprint %s cannot be imported; the site runs without it", spec)
-        return None
-    return getattr(module, attribute)
 
 
 def create_app(config: Config) -> flask.Flask:
     """The browse.cgi WSGI app. Raises ConfigError, OSError (secret key)."""
-    from webcontrol.web.browse import api, context, files, packages, pages, results_proxy, search, triggers, users
+    from webcontrol.web.browse import (
+        api,
+        context,
+        files,
+        insight,
+        live,
+        packages,
+        pages,
+        request_pages,
+        results_proxy,
+        search,
+        triggers,
+        users,
+    )
 
     app = create_flask_app("webcontrol.web.browse", config, template_folder=TEMPLATES)
     app.teardown_appcontext(context.close_db)
@@ -56,10 +45,19 @@ def create_app(config: Config) -> flask.Flask:
         page_alert=context.alert, trigger_url=triggers.trigger_url, retry_token=triggers.retry_token
     )
     app.url_map.strict_slashes = True
-    for blueprint in (files.bp, api.bp, pages.bp, packages.bp, users.bp, results_proxy.bp, triggers.bp, search.bp):
+    blueprints = (
+        files.bp,
+        api.bp,
+        pages.bp,
+        packages.bp,
+        users.bp,
+        results_proxy.bp,
+        live.bp,
+        request_pages.bp,
+        insight.bp,
+        triggers.bp,
+        search.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    for spec in EXTRA_BLUEPRINTS:
-        blueprint = _optional_blueprint(spec)
-        if blueprint is not None:
-            app.register_blueprint(blueprint)
     return app

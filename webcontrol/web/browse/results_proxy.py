@@ -16,6 +16,7 @@ import logging
 import flask
 from werkzeug.http import http_date
 
+from webcontrol import results
 from webcontrol.store import LISTING_MAX, ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
 from webcontrol.web.appbase import BadRequest, NotFound, ServiceUnavailable
 from webcontrol.web.browse import context
@@ -45,7 +46,7 @@ def _anonymous_readable(container: str) -> bool:
 
     They are served only by private-results, after its login and ``readable-by`` check (CONTRACT §11).
     """
-    return not container.startswith("private-")
+    return not results.is_private_container(container)
 
 
 @bp.route("/results/", strict_slashes=False)

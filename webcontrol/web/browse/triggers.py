@@ -18,7 +18,7 @@ import urllib.parse
 import flask
 
 from webcontrol import history, livestate, results, triggerindex
-from webcontrol.web.appbase import BadRequest, NotFound, current_nick, site_url
+from webcontrol.web.appbase import BadRequest, NotFound, form_token, session_token_subject, site_url
 from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import RESULT_SCHEMA, describe, object_schema, page, query_param
 
@@ -118,12 +118,9 @@ def trigger_url(trigger: str) -> str | None:
 
 
 def retry_token() -> str | None:
-    """The form token of the logged-in user's session for retry forms; None when logged out."""
-    if not current_nick():
-        return None
-    from webcontrol.web.request.retry import browse_form_token
-
-    return browse_form_token()
+    """The login's form token for the retry forms (request.cgi checks it; the apps share the key)."""
+    subject = session_token_subject()
+    return form_token(subject) if subject else None
 
 
 def check_trigger(source: str, version: str) -> str:

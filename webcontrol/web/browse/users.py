@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import threading
+import time
 import urllib.parse
+from collections import OrderedDict
 
 import flask
 
@@ -21,11 +23,12 @@ log = logging.getLogger(__name__)
 
 bp = flask.Blueprint("users", __name__)
 
-#: Launchpad names: lowercase letters, digits, ``+ - .``, starting with a letter or digit.
-USER_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*\Z")
-PPA_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9+._-]*\Z")
 SHOW_MORE_LIMIT = 10000
 SWIFT_CONTAINER_NAME_MAX = 256
+#: A PPA container's listing is reused for this many seconds (a PPA page lists one container per release).
+PPA_LISTING_SECONDS = 60.0
+#: Listings kept per process, least recently used dropped first.
+PPA_LISTINGS_MAX = 64
 
 _USER_PARAMS = [
     query_param("limit", "results per page, 1..10000 (default 100)", "integer", 1, 10000),
@@ -38,7 +41,7 @@ _USER_PARAMS = [
 
 
 def _check_user(user: str) -> None:
-    if not USER_RE.match(user):
+    if not results.is_launchpad_name(user):
         raise NotFound(f"{user!r} is not a valid Launchpad user name")
 
 
@@ -122,9 +125,9 @@ def _user_ppas(user: str) -> dict[str, list[str]]:
         if not isinstance(name, str):
             continue
         for release in _known_releases():
-            head = f"autopkgtest-{release}-{user}-"
-            if name.startswith(head) and len(name) > len(head):
-                found.setdefault(name[len(head) :], set()).add(release)
+            ppa = results.ppa_of_container(name, release, user)
+            if ppa is not None:
+                found.setdefault(ppa, set()).add(release)
                 break
     return {
         ppa: sorted(rels, key=lambda r: (order.index(r) if r in order else len(order), r))
@@ -145,41 +148,69 @@ def user_ppas(user: str):
     }
 
 
+class _Listings:
+    """Recent PPA container listings: ``container -> (time, log.gz names)``; None for a missing container."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, list[str] | None]] = OrderedDict()
+
+    def log_names(self, container: str) -> list[str] | None:
+        """Raises StoreError (other than a missing container), which is not remembered."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(container)
+            if entry is not None and now - entry[0] < PPA_LISTING_SECONDS:
+                self._entries.move_to_end(container)
+                return entry[1]
+        try:
+            names = [info.name for info in context.store().iter_objects(container, page_size=10000)]
+            found = [name for name in names if name.endswith("/log.gz")]
+        except (ContainerNotFound, InvalidRequest):
+            found = None
+        with self._lock:
+            self._entries[container] = (now, found)
+            self._entries.move_to_end(container)
+            while len(self._entries) > PPA_LISTINGS_MAX:
+                self._entries.popitem(last=False)
+        return found
+
+
+def _listings() -> _Listings:
+    return flask.current_app.extensions.setdefault("browse_ppa_listings", _Listings())
+
+
 @page(bp, "/user/<user>/ppa/<ppa>", "user_ppa.html", "Results of one PPA, grouped by package")
 def user_ppa(user: str, ppa: str):
     _check_user(user)
-    if not PPA_RE.match(ppa):
+    if not results.is_ppa_name(ppa):
         raise NotFound(f"{ppa!r} is not a valid PPA name")
-    store = context.store()
     packages: dict[str, list[dict]] = {}
     for release in context.catalogue().releases:
-        container = f"autopkgtest-{release}-{user}-{ppa}"
+        container = results.ppa_container(release, f"{user}/{ppa}")
         if len(container.encode("utf-8")) > SWIFT_CONTAINER_NAME_MAX:
             continue  # no such container can exist (Swift would answer 400, not "not found")
         try:
-            for info in store.iter_objects(container, page_size=10000):
-                if not info.name.endswith("/log.gz"):
-                    continue
-                parsed = results.parse_run_dir(info.name)
-                if parsed is None:
-                    continue
-                rel, arch, package, run_id = parsed
-                directory = info.name[: -len("/log.gz")]
-                packages.setdefault(package, []).append(
-                    {
-                        "release": rel,
-                        "arch": arch,
-                        "run_id": run_id,
-                        "date": results.human_date(run_id),
-                        "log_url": links.object_url(container, f"{directory}/log.gz"),
-                        "artifacts_url": links.object_url(container, f"{directory}/artifacts.tar.gz"),
-                    }
-                )
-        except (ContainerNotFound, InvalidRequest):
-            continue
+            names = _listings().log_names(container)
         except StoreError as err:
             log.error("cannot list %s: %s", container, err)
             raise ServiceUnavailable("The result store is not answering; please try again later.") from None
+        for name in names or []:
+            parsed = results.parse_run_dir(name)
+            if parsed is None:
+                continue
+            rel, arch, package, run_id = parsed
+            directory = name[: -len("/log.gz")]
+            packages.setdefault(package, []).append(
+                {
+                    "release": rel,
+                    "arch": arch,
+                    "run_id": run_id,
+                    "date": results.human_date(run_id),
+                    "log_url": links.object_url(container, f"{directory}/log.gz"),
+                    "artifacts_url": links.object_url(container, f"{directory}/artifacts.tar.gz"),
+                }
+            )
     groups = []
     for package in sorted(packages):
         runs = sorted(packages[package], key=lambda run: run["run_id"], reverse=True)

@@ -25,14 +25,13 @@ from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, 
 from webcontrol.web import login
 from webcontrol.web.appbase import (
     Forbidden,
+    FullPath,
     NotFound,
     ServiceUnavailable,
-    app_config,
     create_flask_app,
     current_nick,
     site_url,
 )
-from webcontrol.web.request import FullPath
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def index():
 
 @bp.route(PREFIX + "/<container>/<path:name>")
 def serve(container: str, name: str):
-    if not container.startswith("private-"):
+    if not results.is_private_container(container):
         raise Forbidden("Limited to private results only.")
     nick = current_nick()
     if not nick:
@@ -67,23 +66,18 @@ def serve(container: str, name: str):
     series, arch, prefix, src, run_id, _file = parts
     if prefix != results.srchash(src) or not results.is_run_id(run_id):
         raise NotFound("Log not found.")
-    store = open_store(app_config())
+    store = flask.current_app.extensions["autopkgtest-store"]
     try:
         if not _allowed(store, container, f"{series}/{arch}/{prefix}/{src}/{run_id}", nick):
             raise Forbidden(UNPRIVILEGED)
         stream = store.open_object(container, name)
     except (ObjectNotFound, ContainerNotFound, InvalidRequest):
-        store.close()
         raise NotFound("Log not found.") from None
     except StoreError as err:
-        store.close()
         log.error("store error for %s/%s: %s", container, name, err)
         raise ServiceUnavailable("The result store is not responding, please try again later.") from None
-    except BaseException:
-        store.close()
-        raise
     log.info("serving %s/%s to %s", container, name, nick)
-    response = flask.Response(_chunks(stream, store), direct_passthrough=True)
+    response = flask.Response(_chunks(stream), direct_passthrough=True)
     if name.endswith(".gz"):
         response.headers["Content-Type"] = "text/plain; charset=UTF-8"
         response.headers["Content-Encoding"] = "gzip"
@@ -94,12 +88,11 @@ def serve(container: str, name: str):
     return response
 
 
-def _chunks(stream, store):
+def _chunks(stream):
     try:
         yield from stream.chunks
     finally:
         stream.close()
-        store.close()
 
 
 def _allowed(store, container: str, run_dir: str, nick: str) -> bool:
@@ -129,6 +122,8 @@ def create_app(config: configmod.Config) -> flask.Flask:
     app = create_flask_app("webcontrol.web.private", config, template_folder=TEMPLATES)
     answers = LaunchpadAnswers(positive_ttl_s=0, negative_ttl_s=0)
     app.extensions["autopkgtest-launchpad"] = (Launchpad.from_config(config), answers)
+    # One store per process: its connections and login serve every request (it is thread-safe).
+    app.extensions["autopkgtest-store"] = open_store(config)
     app.register_blueprint(bp)
     app.register_blueprint(login.make_blueprint("login", PREFIX + "/login", PREFIX + "/logout"))
     app.wsgi_app = FullPath(app.wsgi_app)

@@ -15,30 +15,10 @@ import flask
 import markupsafe
 
 from webcontrol import config as configmod
-from webcontrol.web import login
-from webcontrol.web.appbase import WebError, create_flask_app
-from webcontrol.web.request import outcomes
+from webcontrol.web import login, outcomes
+from webcontrol.web.appbase import FullPath, WebError, create_flask_app
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-class FullPath:
-    """Move ``SCRIPT_NAME`` into ``PATH_INFO`` so routes always see the whole path.
-
-    Apache may mount the app as ``WSGIScriptAlias /request.cgi …`` (path split)
-    or at ``/`` (whole path in PATH_INFO); links are built from ``site_url``.
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        script = environ.get("SCRIPT_NAME", "")
-        if script and script != "/":
-            environ = dict(environ)
-            environ["PATH_INFO"] = script.rstrip("/") + environ.get("PATH_INFO", "")
-            environ["SCRIPT_NAME"] = ""
-        return self.app(environ, start_response)
 
 
 def render_invalid(err: WebError):

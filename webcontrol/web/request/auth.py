@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import flask
 
 from webcontrol.web import sessions
-from webcontrol.web.appbase import Unauthorized, current_nick
+from webcontrol.web.appbase import Unauthorized, current_nick, session_token_subject
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +87,6 @@ def api_credential() -> tuple[str, str] | None:
         return header[7:].strip(), "bearer"
     cookie = flask.request.cookies.get("X-Api-Key")
     return (cookie, "api-key-cookie") if cookie is not None else None
-
-
-def session_token_subject() -> str | None:
-    """The login's session id, when somebody is logged in."""
-    sid = flask.session.get("sid")
-    return f"session:{sid}" if current_nick() and isinstance(sid, str) else None
-
-
-def form_token(subject: str) -> str:
-    return sessions.form_token(flask.current_app.secret_key, subject)
 
 
 def form_token_matches(subject: str, token: str) -> bool:

@@ -43,9 +43,10 @@ from webcontrol.web.appbase import (
     TooManyRequests,
     WebError,
     error_response,
+    form_token,
     site_url,
 )
-from webcontrol.web.request.auth import Identity, form_token, form_token_matches, identify, session_token_subject
+from webcontrol.web.request.auth import Identity, form_token_matches, identify
 from webcontrol.web.request.services import services
 from webcontrol.web.request.validation import (
     LAUNCHPAD_DOWN,
@@ -135,12 +136,6 @@ def _form_request() -> tuple[list[Item], list[str], bool]:
     extra = [t for value in form.getlist("trigger") for t in value.split()]
     _check_count(form.getlist("item"))
     return [parse_form_item(v) for v in form.getlist("item")], extra, bool(proposed)
-
-
-def browse_form_token() -> str | None:
-    """The logged-in session's form token, for the retry forms of browse pages (they share the key)."""
-    subject = session_token_subject()
-    return form_token(subject) if subject else None
 
 
 def _has_token(identity: Identity) -> bool:

@@ -219,8 +219,8 @@ def check_ppas(launchpad, ppas: Iterable[str]) -> None:
         owner, _, name = ppa.partition("/")
         if (
             ppa.count("/") != 1
-            or not results.PACKAGE_RE.match(owner)
-            or not results.PACKAGE_RE.match(name)
+            or not results.is_ppa_name(owner)
+            or not results.is_ppa_name(name)
             or not launchpad.ppa_exists(owner, name)
         ):
             raise NotFound(f"ppa {shown_ppa(ppa)} not found")

@@ -18,9 +18,16 @@ import time
 import flask
 
 from webcontrol import amqp, messages, results
-from webcontrol.web.appbase import Forbidden, MethodNotAllowed, ServiceUnavailable, TooManyRequests, site_url
+from webcontrol.web.appbase import (
+    Forbidden,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    TooManyRequests,
+    form_token,
+    site_url,
+)
 from webcontrol.web.request import webhook
-from webcontrol.web.request.auth import Identity, form_token, form_token_matches, identify
+from webcontrol.web.request.auth import Identity, form_token_matches, identify
 from webcontrol.web.request.services import services
 from webcontrol.web.request.validation import (
     RequestArgs,

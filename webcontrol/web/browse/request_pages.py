@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Pages served by browse.cgi for request.cgi's features (registered by the browse app).
+"""Pages of browse.cgi for request.cgi's features.
 
 - ``/request``: a form for a test request. It submits to request.cgi (inline
   through a small script when JavaScript runs, else by a redirect to the
@@ -13,17 +13,16 @@ from __future__ import annotations
 import datetime
 import logging
 import urllib.parse
-from pathlib import Path
 
 import flask
 
 from webcontrol import db, github, livestate
-from webcontrol.web.appbase import app_config, site_url
-from webcontrol.web.request.auth import form_token, session_token_subject
+from webcontrol.web.appbase import ServiceUnavailable, form_token, session_token_subject, site_url
+from webcontrol.web.browse import context
 
 log = logging.getLogger(__name__)
 
-bp = flask.Blueprint("request_pages", __name__, template_folder=str(Path(__file__).parent / "templates"))
+bp = flask.Blueprint("request_pages", __name__)
 
 #: csrf_token: the form's token, carried to request.cgi, which checks it against the login.
 FORM_KEYS = ("release", "arch", "package", "trigger", "ppa", "all-proposed", "csrf_token")
@@ -31,19 +30,15 @@ FORM_KEYS = ("release", "arch", "package", "trigger", "ppa", "all-proposed", "cs
 
 def release_arches() -> dict[str, list[str]]:
     """``{release: [arches]}`` for the supported releases, newest release first."""
-    config = app_config()
+    config = context.config()
     try:
-        conn = db.connect_ro(config.need("web", "database_public"), timeout_ms=5000)
-    except db.DatabaseError as err:
-        log.error("request form: %s", err)
-        return {}
-    try:
-        releases = config.supported_releases() or config.supported_releases(db.releases_by_age(conn))
-        arches: dict[str, list[str]] = {}
-        for row in conn.execute("SELECT DISTINCT release, arch FROM test ORDER BY arch"):
-            arches.setdefault(row[0], []).append(row[1])
-    finally:
-        conn.close()
+        conn = context.get_db()
+    except ServiceUnavailable:
+        return {}  # the form still works; get_db logged why
+    releases = config.supported_releases() or config.supported_releases(db.releases_by_age(conn))
+    arches: dict[str, list[str]] = {}
+    for row in conn.execute("SELECT DISTINCT release, arch FROM test ORDER BY arch"):
+        arches.setdefault(row[0], []).append(row[1])
     return {release: arches.get(release, []) for release in reversed(releases) if release in arches}
 
 
@@ -75,9 +70,9 @@ def _when(stamp) -> str:
 
 @bp.route("/github-jobs")
 def github_jobs():
-    config = app_config()
-    queued = livestate.queued_cache.get(config.get("web", "amqp_queue_cache"))
-    running = livestate.running_cache.get(config.get("web", "running_cache"))
+    config = context.config()
+    queued = context.queued_raw()
+    running = context.running_raw()
     queued_items = {str(e) for r in livestate.queued_requests(queued) for e in (r.params.get("env") or [])}
     running_items = {str(e) for j in livestate.running_jobs(running) for e in (j.params.get("env") or [])}
     jobs = []

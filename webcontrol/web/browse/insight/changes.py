@@ -25,8 +25,8 @@ from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, 
 from webcontrol.web.appbase import NotFound
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page
-from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import check_package, check_prefix, check_release_arch, check_run_id
+from webcontrol.web.browse.insight import bp
+from webcontrol.web.browse.insight.common import check_package, check_prefix, check_release_arch, check_run_id
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _read_testbed_packages(release: str, arch: str, package: str, run_id: str) -
 def run_changes(conn, found: history.Result) -> dict:
     """The diff data for one stored run (never raises for store problems: they become ``unavailable``)."""
     data: dict = {"run_id": found.run_id, "result": found.result_name, "applicable": False, "base": None}
-    if insight.kind(found.exitcode) != "fail":
+    if results.verdict(found.exitcode) != "fail":
         data["reason"] = "the run did not fail"
         return data
     test = history.find_test(conn, found.package, found.release, found.arch)

@@ -18,8 +18,8 @@ import flask
 from webcontrol import history, insight, results
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import API_PREFIX, describe, query_param
-from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import check_package, check_prefix, check_release_arch
+from webcontrol.web.browse.insight import bp
+from webcontrol.web.browse.insight.common import check_package, check_prefix, check_release_arch
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000

@@ -24,9 +24,8 @@ import flask
 from webcontrol import history, insight, results
 from webcontrol.web.appbase import NotFound, site_url
 from webcontrol.web.browse import context, links
-from webcontrol.web.browse.users import USER_RE
-from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import browse_fallback, check_package, check_prefix, check_release_arch
+from webcontrol.web.browse.insight import bp
+from webcontrol.web.browse.insight.common import browse_fallback, check_package, check_prefix, check_release_arch
 
 SCAN = 100
 #: A package feed merges many tests into ENTRIES entries, so each test is read less deeply.
@@ -148,7 +147,7 @@ def test_feed(package: str, release: str, arch: str, prefix: str | None = None):
 
 @bp.route("/user/<user>/feed.atom")
 def user_feed(user: str):
-    if not USER_RE.match(user):  # the user pages' own rule
+    if not results.is_launchpad_name(user):
         raise NotFound(f"{user!r} is not a valid user name")
     conn = context.get_db()
     return _feed(f"autopkgtest: tests requested by {user}", links.user_url(user), user_changes(conn, user))

@@ -38,10 +38,10 @@ from collections.abc import Iterable
 import flask
 
 from webcontrol import db, flakiness, insight, livestate, results
+from webcontrol.web import outcomes
 from webcontrol.web.appbase import ServiceUnavailable, app_config
 from webcontrol.web.browse import context
-from webcontrol.web.insight import bp
-from webcontrol.web.request import outcomes
+from webcontrol.web.browse.insight import bp
 
 log = logging.getLogger(__name__)
 

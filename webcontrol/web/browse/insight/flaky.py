@@ -17,7 +17,7 @@ from webcontrol import flakiness, insight, results
 from webcontrol.web.appbase import BadRequest, site_url
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page, query_param
-from webcontrol.web.insight import bp
+from webcontrol.web.browse.insight import bp
 
 LIMIT_DEFAULT = 10
 LIMIT_MAX = 1000

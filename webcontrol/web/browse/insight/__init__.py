@@ -2,7 +2,7 @@
 """Insight pages of browse.cgi (CONTRACT §7.5): /flaky, Atom feeds, SVG badges, history charts,
 testbed changes since the last pass, and /metrics.
 
-browse.cgi registers :data:`bp` as an optional blueprint. Every route here
+browse.cgi registers :data:`bp` with its other blueprints. Every route here
 ends in a fixed name (``feed.atom``, ``badge.svg``, ``history.svg``,
 ``changes``) that neither a run id (ends in ``@``) nor an arch (no ``.``)
 can take, so browse's ``/packages/…`` disambiguation is unchanged: Werkzeug
@@ -10,7 +10,7 @@ prefers a rule with a fixed last segment over browse's all-variable rules
 of the same length. The one shape that could be read both ways,
 ``/packages/<prefix>/<pkg>`` where the package is literally named
 ``feed.atom`` or ``badge.svg``, is handed back to browse (see
-:func:`webcontrol.web.insight.common.browse_fallback`).
+:func:`webcontrol.web.browse.insight.common.browse_fallback`).
 
 Registering the blueprint also installs app-wide hooks that time every
 request for the page-latency histogram of /metrics, and template globals
@@ -25,4 +25,4 @@ import flask
 bp = flask.Blueprint("insight", __name__, template_folder="templates")
 
 # Route modules register themselves on bp (imported for that side effect).
-from webcontrol.web.insight import badges, changes, charts, feeds, flaky, metrics  # noqa: E402,F401
+from webcontrol.web.browse.insight import badges, changes, charts, feeds, flaky, metrics  # noqa: E402,F401

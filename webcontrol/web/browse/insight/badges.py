@@ -16,8 +16,8 @@ import flask
 from webcontrol import history, insight, results
 from webcontrol.web.appbase import BadRequest
 from webcontrol.web.browse import context
-from webcontrol.web.insight import bp
-from webcontrol.web.insight.common import (
+from webcontrol.web.browse.insight import bp
+from webcontrol.web.browse.insight.common import (
     browse_fallback,
     check_package,
     check_prefix,
