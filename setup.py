@@ -16,6 +16,7 @@ PROGRAMS = {
     "cache-ppa-containers": "cache_ppa_containers",
     "db-backup": "db_backup",
     "autopkgtest-web-demo": "demo",
+    "index-failures": "index_failures",
 }
 
 

@@ -30,7 +30,7 @@ def test_build_goes_through_ingest_and_publish(demo_site):
 
     public = sqlite3.connect(config.get("web", "database_public"))
     count = public.execute("SELECT COUNT(*) FROM result").fetchone()[0]
-    assert count == len(demo.RELEASES) * len(demo.ARCHES) * 20 * 2
+    assert count == len(demo.RELEASES) * len(demo.ARCHES) * 20 * 2 + 7 * len(demo.ARCHES)  # + one upload's runs
     assert public.execute("SELECT COUNT(*) FROM current_version").fetchone()[0] == 20 * len(demo.RELEASES)
     assert json.loads((root / "run" / "ppa_containers.json").read_text()) == [
         "autopkgtest-questing-ana-glib-next", "autopkgtest-questing-joe-hello-fixes"]  # fmt: skip
@@ -58,6 +58,24 @@ def test_one_server_routes_every_app(demo_site):
     import hashlib
 
     assert hashlib.sha256(client.get("/static/autopkgtest.db").get_data()).hexdigest() == sha
+
+
+def test_demo_upload_breaks_packages_with_a_searchable_error(demo_site):
+    from webcontrol import demodata
+
+    _root, config = demo_site
+    client = Client(demo.make_wsgi_app(config))
+    source, version = demodata.BREAKING_TRIGGER.split("/")
+    data = client.get(f"/api/v1/trigger/{source}/{version}").get_json()
+    assert data["summary"]["text"].startswith(f"{4 + 4 + 1} regressions in 3 packages")
+    assert [g["package"] for g in data["groups"][:3]] == ["bash", "chrony", "nginx"]
+    found = client.get("/api/v1/search?q=g_once_init_leave_pointer").get_json()
+    assert {g["package"] for g in found["groups"]} == {"bash", "chrony", "nginx"}
+    recurring = client.get("/api/v1/search?q=%22Segmentation+fault%22").get_json()
+    assert len({g["package"] for g in recurring["groups"]}) >= 2
+    # /retry belongs to request.cgi: anonymous gets its login form; the JSON twin answers JSON.
+    assert '<form action="/login" method="post">' in client.post("/retry").get_data(as_text=True)
+    assert client.post("/api/v1/retry", json={"items": []}).get_json()["status"] == 403
 
 
 def test_command_serves_on_loopback(tmp_path):

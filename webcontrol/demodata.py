@@ -47,6 +47,8 @@ class DemoRun:
     all_proposed: bool
     testname: str | None
     uuid: str
+    #: What the failing test prints before failing; empty: a message chosen by failure_output().
+    failure_lines: tuple[str, ...] = ()
 
     @property
     def swift_dir(self) -> str:
@@ -114,6 +116,9 @@ def make_log(run: DemoRun, tests: list[str]) -> bytes:
         say(at, f"test {test}: preparing testbed")
         say(at + 1, f"test {test}: [-----------------------")
         lines.append((at + 2, f"running {test} for {run.package} {run.version}"))
+        if outcome == "FAIL":
+            for extra in failure_output(run):
+                lines.append((at + 2, extra))
         say(at + 3, f"test {test}: -----------------------]")
         say(at + 3, f"test {test}:  - - - - - - - - - - results - - - - - - - - - -")
         reason = " non-zero exit status 1" if outcome == "FAIL" else ""
@@ -270,3 +275,52 @@ def write_archive(root: Path, versions: dict[str, dict[str, str]], component: st
             target.mkdir(parents=True, exist_ok=True)
             (target / "Sources.gz").write_bytes(gzip.compress(stanzas.encode("utf-8"), mtime=0))
     return root.resolve().as_uri()
+
+
+#: Error messages failing demo tests print: a few recur across packages, as real ones do.
+DEMO_ERRORS = (
+    ("Traceback (most recent call last):", '  File "/usr/lib/python3/dist-packages/tests/test_api.py", line 42',
+     "ImportError: cannot import name 'Mapping' from 'collections' (/usr/lib/python3.12/collections/__init__.py)"),
+    ("FAIL: test_roundtrip (tests.test_codec.CodecTest.test_roundtrip)", "AssertionError: b'\\x00\\x01' != b'\\x01'"),
+    ("./debian/tests/smoke: line 12:  4242 Segmentation fault      (core dumped) \"$BIN\" --selftest",),
+    ("E: Unable to locate package python3-nose",),
+    ("ERROR: Connection timed out after 300 seconds waiting for the service to start",),
+)  # fmt: skip
+#: The demo's broken upload: the packages it breaks print this.
+BREAKING_TRIGGER = "glib2.0/2.84.0-1ubuntu1"
+BREAKING_ERROR = (
+    "/usr/bin/gtk-demo: symbol lookup error: /lib/x86_64-linux-gnu/libgtk-3.so.0:"
+    " undefined symbol: g_once_init_leave_pointer",
+)
+
+
+def failure_output(run: DemoRun) -> tuple[str, ...]:
+    """The lines a failing demo test prints: its own, or one of DEMO_ERRORS chosen by package."""
+    if run.failure_lines:
+        return run.failure_lines
+    return DEMO_ERRORS[sum(run.package.encode()) % len(DEMO_ERRORS)]
+
+
+def plan_trigger_breakage(
+    release: str, arches: Iterable[str], seed: int = 4, end: datetime.datetime | None = None
+) -> Iterator[DemoRun]:
+    """The runs one upload (BREAKING_TRIGGER) triggered in the last hour: it breaks a few packages.
+
+    chrony and nginx fail everywhere with the same undefined symbol; bash
+    fails on arm64 only; the other reverse dependencies pass.
+    """
+    rng = random.Random(seed)
+    end = end or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    breaks = {"chrony": None, "nginx": None, "bash": "arm64"}
+    for index, package in enumerate(("hello", "python3-defaults", "chrony", "bash", "nginx", "libxml2", "curl")):
+        pkg_index = DEMO_PACKAGES.index(package)
+        for arch in arches:
+            broken = package in breaks and breaks[package] in (None, arch)
+            when = end - datetime.timedelta(minutes=50 - index * 5, seconds=rng.randint(0, 200))
+            yield DemoRun(
+                container=distro_container(release), release=release, arch=arch, package=package,
+                run_id=f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@", exitcode=4 if broken else 0,
+                version=f"4.{pkg_index}-1ubuntu1", triggers=f"{BREAKING_TRIGGER} {package}/4.{pkg_index}-1ubuntu1",
+                duration=rng.randint(60, 900), requester="", all_proposed=False, testname=None, uuid=new_uuid(),
+                failure_lines=BREAKING_ERROR,
+            )  # fmt: skip

@@ -425,3 +425,16 @@ def test_private_results_are_routed_to_their_app(site):
     status, _, body = site.get(f"/private-results/autopkgtest-noble/noble/{ARCH}/h/{PACKAGE}/{RUN_ID}/log.gz")
     assert status == 403
     assert b"Limited to private results only." in body
+
+
+def test_retry_and_its_json_twin_reach_request_cgi(site):
+    """/retry and /api/v1/retry are request.cgi's, not browse.cgi's catch-all (split SCRIPT_NAME too)."""
+    item = {"release": site.release, "arch": ARCH, "package": PACKAGE, "triggers": [f"{PACKAGE}/2.10-3"]}
+    body = json.dumps({"items": [item]}).encode()
+    status, _, answer = site.request("POST", "/api/v1/retry", {**AUTHORIZED, "Content-Type": "application/json"}, body)
+    assert status == 200, answer.decode(errors="replace") + site.explain()
+    result = json.loads(answer)
+    assert result["queued"] == 1 and result["items"][0]["uuid"]
+    assert len(queued_bodies(f"debci-{site.release}-{ARCH}")) == 1
+    status, _, page = site.request("POST", "/retry")
+    assert status == 403 and b'<form action="/login" method="post">' in page

@@ -29,7 +29,11 @@ TIMED = {
     "cache-ppa-containers": ("cache-ppa-containers", 60, None),
     "db-backup": ("db-backup", 86400, None),
 }
-DAEMONS = {"download-results": "download-results", "amqp-status-collector": "amqp-status-collector"}
+DAEMONS = {
+    "download-results": "download-results",
+    "amqp-status-collector": "amqp-status-collector",
+    "index-failures": "index-failures",
+}
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RELEASES = ("jammy", "noble", "questing")
 ARCHES = ("amd64", "arm64", "ppc64el", "s390x")
 READY = ".demo-ready"
-REQUEST_PATHS = ("/request.cgi", "/login", "/logout", "/github/webhook")
+REQUEST_PATHS = ("/request.cgi", "/login", "/logout", "/github/webhook", "/retry", "/api/v1/retry")
 
 
 def demo_config_values(root: Path) -> dict[str, dict[str, object]]:
@@ -104,7 +104,7 @@ def _queued_json(runs: list[demodata.DemoRun], path: Path) -> None:
 
 def build(root: Path, runs_per_test: int = 10) -> Path:
     """Build the demo folder through the real programs. Returns the config path."""
-    from webcontrol.services import cache_ppa_containers, download_all_results, publish_db, stats
+    from webcontrol.services import cache_ppa_containers, download_all_results, index_failures, publish_db, stats
 
     for sub in ("data/public", "results", "run", "state"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -113,6 +113,7 @@ def build(root: Path, runs_per_test: int = 10) -> Path:
     store = LocalStore(root / "results")
     log.info("demo: writing results into %s", root / "results")
     runs = demodata.write_runs(store, demodata.plan_runs(RELEASES, ARCHES, runs_per_test=runs_per_test))
+    runs += demodata.write_runs(store, demodata.plan_trigger_breakage(RELEASES[-1], ARCHES))
     for owner, ppa in (("joe", "hello-fixes"), ("ana", "glib-next")):
         demodata.write_runs(
             store, demodata.plan_ppa_runs(RELEASES[-1], "amd64", owner, ppa, demodata.DEMO_PACKAGES[:4])
@@ -124,6 +125,7 @@ def build(root: Path, runs_per_test: int = 10) -> Path:
     demodata.write_archive(root / "archive", newest)
     _run_step("download-all-results", download_all_results.main, config_path)
     _run_step("publish-db", publish_db.main, config_path)
+    _run_step("index-failures", index_failures.main, config_path, "--backfill")
     _run_step("autopkgtest-stats", stats.main, config_path)
     _run_step("cache-ppa-containers", cache_ppa_containers.main, config_path)
     _running_json(runs, root / "run" / "running.json")

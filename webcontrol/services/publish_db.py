@@ -27,7 +27,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
-from webcontrol import archive, atomicfile, db, flakiness, results
+from webcontrol import archive, atomicfile, db, flakiness, results, triggerindex
 from webcontrol.config import Config
 from webcontrol.services.base import ProgramError, run_program
 
@@ -246,7 +246,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             log.info("another publish-db is running; nothing to do")
             return 0
         try:
-            publish(config)
+            if publish(config):
+                triggerindex.publish_stage(config)
         except sqlite3.Error as err:
             raise ProgramError(f"publishing failed: {err}") from err
     return 0

@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv", "git", "distro-info-data")
 TARGET = "autopkgtest-web.target"
-DAEMONS = ("autopkgtest-web-download-results.service", "autopkgtest-web-amqp-status-collector.service")
+DAEMONS = (
+    "autopkgtest-web-download-results.service",
+    "autopkgtest-web-amqp-status-collector.service",
+    "autopkgtest-web-index-failures.service",
+)
 DOWNLOAD_ALL_UNIT = "autopkgtest-web-download-all-results.service"
 UNIT_PATTERN = re.compile(r"^autopkgtest-web(-[a-z0-9-]+)?\.(service|timer|target)$")
 GIT_SOURCE = re.compile(r"^(git\+|https?://|git://|ssh://)|\.git$|^[\w.-]+@[\w.-]+:")

@@ -34,12 +34,16 @@ def create_app(config: Config) -> flask.Flask:
         pages,
         request_pages,
         results_proxy,
+        search,
+        triggers,
         users,
     )
 
     app = create_flask_app("webcontrol.web.browse", config, template_folder=TEMPLATES)
     app.teardown_appcontext(context.close_db)
-    app.jinja_env.globals.update(page_alert=context.alert)
+    app.jinja_env.globals.update(
+        page_alert=context.alert, trigger_url=triggers.trigger_url, retry_token=triggers.retry_token
+    )
     app.url_map.strict_slashes = True
     blueprints = (
         files.bp,
@@ -51,6 +55,8 @@ def create_app(config: Config) -> flask.Flask:
         live.bp,
         request_pages.bp,
         insight.bp,
+        triggers.bp,
+        search.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

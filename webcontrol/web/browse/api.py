@@ -51,10 +51,12 @@ def describe(
     parameters: list[dict] | tuple = (),
     schema: dict | None = None,
     method: str = "get",
+    request_body: dict | None = None,
 ) -> None:
     """Add one route to the OpenAPI document of every app that registers ``blueprint``.
 
-    ``path`` is the full URL rule (Flask syntax ``<name>`` is accepted).
+    ``path`` is the full URL rule (Flask syntax ``<name>`` is accepted);
+    ``request_body`` is the JSON schema of a POST body.
     """
     openapi_path = _CONVERTER.sub(r"{\1}", path)
     path_params = [
@@ -72,6 +74,8 @@ def describe(
             "default": {"description": "Error", "content": {"application/json": {"schema": ERROR_SCHEMA}}},
         },
     }
+    if request_body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": request_body}}}
 
     def record(state: flask.blueprints.BlueprintSetupState) -> None:
         _paths(state.app).setdefault(openapi_path, {})[method] = operation

@@ -40,6 +40,11 @@ def _site() -> str:
     return flask.g.links_site
 
 
+def site() -> str:
+    """``<site>`` for other modules (cached per request like every link here)."""
+    return _site()
+
+
 def results_base() -> str:
     if "links_results" not in flask.g:
         flask.g.links_results = app_config().external_results_url(_site())

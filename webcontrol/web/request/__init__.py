@@ -43,6 +43,7 @@ def element_text(value) -> markupsafe.Markup:
 
 def create_app(config: configmod.Config) -> flask.Flask:
     """The request.cgi Flask app. Raises ConfigError / OSError at start-up."""
+    from webcontrol.web.request import retry
     from webcontrol.web.request.services import RequestServices
     from webcontrol.web.request.views import bp, refuse_other_methods
 
@@ -54,13 +55,14 @@ def create_app(config: configmod.Config) -> flask.Flask:
     app.before_request(refuse_other_methods)
     app.register_error_handler(WebError, render_invalid)
     app.register_blueprint(bp)
+    app.register_blueprint(retry.bp)
     app.register_blueprint(login.make_blueprint("login", "/login", "/logout"))
     counts = outcomes.outcomes_path(config)
 
     @app.after_request
     def count_outcome(response: flask.Response) -> flask.Response:
         # Test requests and webhooks only; login pages are not request outcomes.
-        if flask.request.blueprint == bp.name:
+        if flask.request.blueprint in (bp.name, retry.bp.name):
             outcomes.record(counts, response.status_code)
         return response
 
