@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -45,16 +46,24 @@ def _no_constant(name: str) -> Any:
     raise MalformedMessage(f"{name} is not a number")
 
 
+def _finite_float(text: str) -> float:
+    """``1e400`` is valid JSON but parses to infinity, which no integer field or JSON writer takes."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedMessage(f"{text[:40]} is out of range")
+    return value
+
+
 def _json_object(text: str) -> dict[str, Any]:
     """Raises MalformedMessage for anything a consumer could not store or write back.
 
-    Deeply nested input (RecursionError), NaN/Infinity and ``\\ud800``-style
+    Deeply nested input (RecursionError), NaN/Infinity (literal or overflowing, ``1e400``) and ``\\ud800``-style
     lone surrogates (valid JSON escapes that no UTF-8 writer, SQLite
     included, accepts) would otherwise crash the consumer after parsing, and
     the broker would redeliver the message for ever.
     """
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
         # Only a \uD800-\uDFFF escape can produce a lone surrogate; the round trip that
         # finds one costs more than the parse, so it runs only when such an escape is present.
         if _SURROGATE_ESCAPE.search(text):
