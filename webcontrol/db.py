@@ -156,14 +156,43 @@ def set_statement_timeout(conn: sqlite3.Connection, timeout_ms: int) -> None:
     conn.set_progress_handler(progress, 10_000)
 
 
+#: What the writers need, whatever ``user_version`` says (every migration step is idempotent).
+_REQUIRED_TABLES = ("test", "result", MARKER_TABLE)
+_REQUIRED_INDEXES = (
+    "test_package_uix", "test_id_ix", "result_run_ix", "result_requester_idx", "result_test_id_ix",
+    "result_requester_run_ix",
+)  # fmt: skip
+
+
+def schema_gaps(conn: sqlite3.Connection) -> list[str]:
+    """The tables, indexes and columns the writers need that the DB lacks (empty when complete)."""
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+    gaps = [name for name in _REQUIRED_TABLES + _REQUIRED_INDEXES if name not in present]
+    if "result" in present:
+        gaps += [f"result.{column}" for column in ("env", "uuid") if column not in _columns(conn, "result")]
+    return gaps
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations, each in its own transaction. Returns the version."""
+    """Apply pending migrations, each in its own transaction, then fill any gap. Returns the version.
+
+    ``user_version`` alone is not trusted: a copy of the public DB carries the
+    version of the DB it was taken from but not the ingest marker table, and
+    an operator may restore a unit from such a copy. Every step is
+    idempotent, so when anything is missing all of them run again.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         with write_transaction(conn):
             step(conn)
             conn.execute(f"PRAGMA user_version = {number}")
         log.info("results DB migrated to version %d (%s)", number, step.__name__.lstrip("_"))
+    gaps = schema_gaps(conn)
+    if gaps:
+        log.warning("results DB at version %d lacks %s; creating them", version, ", ".join(gaps))
+        with write_transaction(conn):
+            for step in MIGRATIONS:
+                step(conn)
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
