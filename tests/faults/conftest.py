@@ -38,7 +38,12 @@ def figures(request):
     record: dict = {}
     yield record
     if record:
-        _FIGURES[request.node.nodeid.rsplit("/", 1)[-1]] = record
+        record_figures(request.node.nodeid.rsplit("/", 1)[-1], record)
+
+
+def record_figures(name: str, record: dict) -> None:
+    """Figures measured outside one test (e.g. by a module fixture over the cases that ran)."""
+    _FIGURES[name] = record
 
 
 def _collect_hostile() -> None:
