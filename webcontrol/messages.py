@@ -54,7 +54,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def json_object(text: str) -> dict[str, Any]:
     """Raises MalformedMessage for anything a consumer could not store or write back.
 
     Deeply nested input (RecursionError), NaN/Infinity (literal or overflowing, ``1e400``) and ``\\ud800``-style
@@ -125,7 +125,7 @@ class TestRequest:
             raise MalformedMessage("empty request")
         if len(parts) == 1:
             return cls(parts[0], {}, bare=True)
-        return cls(parts[0], _json_object(parts[1]))
+        return cls(parts[0], json_object(parts[1]))
 
     def serialise(self) -> bytes:
         return (self.package + "\n" + json.dumps(self.params, sort_keys=True)).encode("utf-8")
@@ -160,7 +160,7 @@ class CompletionMessage:
     @classmethod
     def parse(cls, body: bytes) -> CompletionMessage:
         """Raises MalformedMessage."""
-        data = _json_object(_decode(body))
+        data = json_object(_decode(body))
         duration_raw = _field(data, "duration", (str, int), optional=True)
         try:
             duration = int(str(duration_raw).strip()) if duration_raw not in (None, "") else None
@@ -224,7 +224,7 @@ class StatusMessage:
     @classmethod
     def parse(cls, body: bytes) -> StatusMessage:
         """Raises MalformedMessage."""
-        data = _json_object(_decode(body))
+        data = json_object(_decode(body))
         running = _field(data, "running", bool)
         duration = _field(data, "duration", (int, float), optional=True)
         return cls(
