@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 import flask
+import pytest
 from flask.testing import FlaskClient
 
 pytest_plugins = ["pytester", "tests.services.amqp", "tests.services.swift", "tests.ci_skips"]
@@ -19,3 +20,26 @@ class ClosingClient(FlaskClient):
 
 
 flask.Flask.test_client_class = ClosingClient
+
+
+@pytest.fixture(autouse=True)
+def _close_request_publishers(monkeypatch):
+    """Close the broker connection of every request.cgi app a test made.
+
+    request.cgi keeps one publishing connection for the app's lifetime, which
+    deployed is the process's; a test's app would leave its socket to garbage
+    collection, which warns about it.
+    """
+    from webcontrol.web.request.publisher import Publisher
+
+    made: list[Publisher] = []
+    original = Publisher.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Publisher, "__init__", init)
+    yield
+    for publisher in made:
+        publisher.close()

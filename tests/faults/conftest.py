@@ -203,13 +203,14 @@ class AppServer:
     def __init__(self, config_path: Path):
         import sys
 
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.serve", str(config_path)],
-            stdout=subprocess.PIPE,
-            stderr=open(Path(config_path).with_suffix(".server.log"), "ab"),  # noqa: SIM115
-            cwd=ROOT,
-            text=True,
-        )
+        with open(Path(config_path).with_suffix(".server.log"), "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.faults.serve", str(config_path)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=ROOT,
+                text=True,
+            )
         line = self.process.stdout.readline()
         if not line.strip().isdigit():
             self.stop()
@@ -239,3 +240,4 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self.process.stdout.close()

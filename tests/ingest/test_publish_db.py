@@ -158,6 +158,7 @@ def test_http_archive_with_if_modified_since(tmp_path, make_config):
         assert publish_db.main(["--config", config.path]) == 0
     finally:
         server.shutdown()
+        server.server_close()
     main_requests = [h for p, h in requests if p == "/ubuntu/dists/noble/main/source/Sources.gz"]
     assert main_requests == [None, "Mon, 01 Jan 2024 00:00:00 GMT"]
     public = sqlite3.connect(public_of(config))
