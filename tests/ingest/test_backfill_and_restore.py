@@ -136,3 +136,20 @@ def test_download_all_results_on_a_copy_of_the_public_db(site, tmp_path):
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (db.MARKER_TABLE,)).fetchone()
     # And the restored unit publishes again.
     assert publish_db.main(["--config", str(restored_conf)]) == 0
+
+
+def test_a_rebuilt_results_db_is_read_whole(site):
+    """Fewer results than the watermark counted: the DB was rebuilt, so nothing carried over is trusted."""
+    config, store = site
+    demodata.write_runs(store, _runs(["hello", "six", "libpng1.6"], NOW, runs_per_test=4))
+    assert download_all_results.main(["--config", config.path]) == 0
+    assert publish_db.main(["--config", config.path]) == 0
+    assert set(_testlist(config)) == {"hello", "six", "libpng1.6"}
+    Path(config.get("web", "database")).unlink()
+    conn = db.connect_rw(config.get("web", "database"))
+    db.record_results(
+        conn, [db.ResultRecord("noble", "amd64", "zlib", "20250101_000000_aaaaa@", "1.3-1", "zlib/1", 1, 0)]
+    )
+    conn.close()
+    assert publish_db.main(["--config", config.path]) == 0
+    assert _testlist(config) == {"zlib": "1.3-1"}
