@@ -13,6 +13,7 @@ public copy with :func:`connect_ro`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import sqlite3
@@ -156,20 +157,35 @@ def set_statement_timeout(conn: sqlite3.Connection, timeout_ms: int) -> None:
     conn.set_progress_handler(progress, 10_000)
 
 
-#: What the writers need, whatever ``user_version`` says (every migration step is idempotent).
-_REQUIRED_TABLES = ("test", "result", MARKER_TABLE)
-_REQUIRED_INDEXES = (
-    "test_package_uix", "test_id_ix", "result_run_ix", "result_requester_idx", "result_test_id_ix",
-    "result_requester_run_ix",
-)  # fmt: skip
+_SCHEMA_OBJECTS = "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"
+
+
+@functools.cache
+def _required() -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """Names of the tables and indexes, and each table's columns, that the migrations create."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for step in MIGRATIONS:
+            step(conn)
+        names, tables = set(), {}
+        for kind, name, _table in conn.execute(_SCHEMA_OBJECTS):
+            if not name.startswith("sqlite_"):
+                names.add(name)
+            if kind == "table":
+                tables[name] = frozenset(_columns(conn, name))
+        return frozenset(names), tables
+    finally:
+        conn.close()
 
 
 def schema_gaps(conn: sqlite3.Connection) -> list[str]:
-    """The tables, indexes and columns the writers need that the DB lacks (empty when complete)."""
-    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-    gaps = [name for name in _REQUIRED_TABLES + _REQUIRED_INDEXES if name not in present]
-    if "result" in present:
-        gaps += [f"result.{column}" for column in ("env", "uuid") if column not in _columns(conn, "result")]
+    """The tables, indexes and columns the migrations create that the DB lacks (empty when complete)."""
+    names, tables = _required()
+    present = {row[1] for row in conn.execute(_SCHEMA_OBJECTS)}
+    gaps = sorted(names - present)
+    for table, columns in sorted(tables.items()):
+        if table in present:
+            gaps += [f"{table}.{column}" for column in sorted(columns - _columns(conn, table))]
     return gaps
 
 
