@@ -54,6 +54,7 @@ setup(
         "test": [
             "pytest>=7",
             "hypothesis>=6",
+            "schemathesis>=4.0",
             "prometheus_client>=0.16",
             "ops>=2.10",
             "PyYAML>=6",

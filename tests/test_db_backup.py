@@ -89,7 +89,8 @@ def test_backup_to_local_store_is_a_compressed_snapshot(local_site):
     [name] = stored_backups(local_site)
     match = NAME.match(name)
     assert match, name
-    raw = zstandard.ZstdDecompressor().stream_reader(open(backups_dir(local_site) / name, "rb")).read()
+    with open(backups_dir(local_site) / name, "rb") as stored:
+        raw = zstandard.ZstdDecompressor().stream_reader(stored).read()
     assert hashlib.md5(raw).hexdigest() == match.group(1)
     copy = local_site / "copy.db"
     copy.write_bytes(raw)

@@ -45,6 +45,8 @@ def test_build_goes_through_ingest_and_publish(demo_site):
 def test_one_server_routes_every_app(demo_site):
     _root, config = demo_site
     client = Client(demo.make_wsgi_app(config))
+    client_open = client.open
+    client.open = lambda *args, **kwargs: client_open(*args, buffered=True, **kwargs)  # read and close each answer
     home = client.get("/")
     assert home.status_code == 200 and "hello" in home.get_data(as_text=True)
     assert client.get("/packages/h/hello/noble/amd64").status_code == 200
@@ -102,3 +104,4 @@ def test_command_serves_on_loopback(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+        process.stdout.close()

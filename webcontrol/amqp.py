@@ -179,7 +179,8 @@ class Consumer(Generic[T]):
     """Base of download-results and amqp-status-collector.
 
     Subclasses set ``exchange``/``queue`` attributes and implement
-    :meth:`parse` (bytes → message, raising MalformedMessage) and
+    :meth:`parse` (bytes → message, raising MalformedMessage; any other
+    exception it raises also rejects the message as malformed) and
     :meth:`process` (a batch of parsed messages; when it returns, they are
     acked). :meth:`tick` runs at least every ``tick_seconds`` for periodic
     work. ``stop()`` only sets a flag; the loop ends at its next turn.
@@ -300,11 +301,19 @@ class Consumer(Generic[T]):
                 pass
 
     def _parse_delivery(self, channel, method, body: bytes) -> Delivery[T] | None:
+        """The parsed delivery, or None after rejecting it (without requeue) as malformed.
+
+        Whatever parsing or validating one message raises makes that message
+        malformed, not the consumer broken: a body that trips an unforeseen
+        error would otherwise stop the daemon, and the broker would hand the
+        same body to the restarted one.
+        """
         try:
             message = self.parse(body)
-        except MalformedMessage as err:
+        except Exception as err:  # noqa: BLE001 - any failure on one body is that body's fault
+            reason = str(err) if isinstance(err, MalformedMessage) else f"{type(err).__name__}: {str(err)[:200]}"
             self.rejected += 1
-            log.error("rejecting malformed message, delivery tag %s on %s: %s", method.delivery_tag, self.queue, err)
+            log.error("rejecting malformed message, delivery tag %s on %s: %s", method.delivery_tag, self.queue, reason)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return None
         return Delivery(method.delivery_tag, message, bool(method.redelivered))

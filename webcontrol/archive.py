@@ -57,6 +57,7 @@ def fetch(url: str, if_modified_since: str | None) -> Fetched:
             body = response.read()
             return Fetched(url, response.headers.get("Last-Modified"), _gunzip(url, body))
     except urllib.error.HTTPError as err:
+        err.close()  # it holds the connection (a 304 every minute per index)
         if err.code == 304:
             return Fetched(url, if_modified_since, None)
         raise FetchFailed(f"{url}: HTTP {err.code} {err.reason}") from None

@@ -13,6 +13,7 @@ public copy with :func:`connect_ro`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import sqlite3
@@ -156,14 +157,58 @@ def set_statement_timeout(conn: sqlite3.Connection, timeout_ms: int) -> None:
     conn.set_progress_handler(progress, 10_000)
 
 
+_SCHEMA_OBJECTS = "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"
+
+
+@functools.cache
+def _required() -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """Names of the tables and indexes, and each table's columns, that the migrations create."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for step in MIGRATIONS:
+            step(conn)
+        names, tables = set(), {}
+        for kind, name, _table in conn.execute(_SCHEMA_OBJECTS):
+            if not name.startswith("sqlite_"):
+                names.add(name)
+            if kind == "table":
+                tables[name] = frozenset(_columns(conn, name))
+        return frozenset(names), tables
+    finally:
+        conn.close()
+
+
+def schema_gaps(conn: sqlite3.Connection) -> list[str]:
+    """The tables, indexes and columns the migrations create that the DB lacks (empty when complete)."""
+    names, tables = _required()
+    present = {row[1] for row in conn.execute(_SCHEMA_OBJECTS)}
+    gaps = sorted(names - present)
+    for table, columns in sorted(tables.items()):
+        if table in present:
+            gaps += [f"{table}.{column}" for column in sorted(columns - _columns(conn, table))]
+    return gaps
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations, each in its own transaction. Returns the version."""
+    """Apply pending migrations, each in its own transaction, then fill any gap. Returns the version.
+
+    ``user_version`` alone is not trusted: a copy of the public DB carries the
+    version of the DB it was taken from but not the ingest marker table, and
+    an operator may restore a unit from such a copy. Every step is
+    idempotent, so when anything is missing all of them run again.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         with write_transaction(conn):
             step(conn)
             conn.execute(f"PRAGMA user_version = {number}")
         log.info("results DB migrated to version %d (%s)", number, step.__name__.lstrip("_"))
+    gaps = schema_gaps(conn)
+    if gaps:
+        log.warning("results DB at version %d lacks %s; creating them", version, ", ".join(gaps))
+        with write_transaction(conn):
+            for step in MIGRATIONS:
+                step(conn)
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 

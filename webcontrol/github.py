@@ -186,7 +186,8 @@ class StatusPoster:
                 log.info("posted GitHub status %s/%s to %s", status.get("state"), status.get("context"), statuses_url)
                 return True
             except urllib.error.HTTPError as err:
-                detail = err.read(300).decode("utf-8", "replace") if err.fp else ""
+                with err:  # it holds the connection
+                    detail = err.read(300).decode("utf-8", "replace") if err.fp else ""
                 retry = err.code >= 500 or err.code == 429
                 log.warning(
                     "GitHub answered %s for status to %s (attempt %d/%d): %s",

@@ -257,10 +257,13 @@ class _Raw:
 
 
 def _safe_body(err: urllib.error.HTTPError) -> str:
+    """The start of an error answer's body; the error, which holds the connection, is closed."""
     try:
         return err.read(300).decode("utf-8", errors="replace")
     except OSError:
         return ""
+    finally:
+        err.close()
 
 
 class TeamCache:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webcontrol import results
+from webcontrol import messages, results
 from webcontrol.atomicfile import read_json
 
 try:  # optional speed-up for multi-megabyte files
@@ -196,18 +196,21 @@ def parse_request_text(text: str) -> tuple[str, dict[str, Any]] | None:
     """
     if not isinstance(text, str) or text in (PRIVATE_JOB, MALFORMED_REQUEST):
         return None
+    try:
+        text.encode("utf-8")  # a lone surrogate: no page can carry it
+    except UnicodeEncodeError:
+        return None
     parts = text.strip().split(None, 1)
     if not parts:
         return None
     if len(parts) == 1:
         return parts[0], {}
     try:
-        params = json.loads(parts[1])
-    except ValueError:
+        # What a consumer of the queue would accept (no lone-surrogate escapes, no nesting
+        # deeper than a page's stack allows, an object).
+        return parts[0], messages.json_object(parts[1])
+    except messages.MalformedMessage:
         return None
-    if not isinstance(params, dict):
-        return None
-    return parts[0], params
 
 
 def queued_requests(raw: Mapping) -> Iterator[QueuedRequest]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -45,16 +46,24 @@ def _no_constant(name: str) -> Any:
     raise MalformedMessage(f"{name} is not a number")
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def _finite_float(text: str) -> float:
+    """``1e400`` is valid JSON but parses to infinity, which no integer field or JSON writer takes."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedMessage(f"{text[:40]} is out of range")
+    return value
+
+
+def json_object(text: str) -> dict[str, Any]:
     """Raises MalformedMessage for anything a consumer could not store or write back.
 
-    Deeply nested input (RecursionError), NaN/Infinity and ``\\ud800``-style
+    Deeply nested input (RecursionError), NaN/Infinity (literal or overflowing, ``1e400``) and ``\\ud800``-style
     lone surrogates (valid JSON escapes that no UTF-8 writer, SQLite
     included, accepts) would otherwise crash the consumer after parsing, and
     the broker would redeliver the message for ever.
     """
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
         # Only a \uD800-\uDFFF escape can produce a lone surrogate; the round trip that
         # finds one costs more than the parse, so it runs only when such an escape is present.
         if _SURROGATE_ESCAPE.search(text):
@@ -116,7 +125,7 @@ class TestRequest:
             raise MalformedMessage("empty request")
         if len(parts) == 1:
             return cls(parts[0], {}, bare=True)
-        return cls(parts[0], _json_object(parts[1]))
+        return cls(parts[0], json_object(parts[1]))
 
     def serialise(self) -> bytes:
         return (self.package + "\n" + json.dumps(self.params, sort_keys=True)).encode("utf-8")
@@ -151,7 +160,7 @@ class CompletionMessage:
     @classmethod
     def parse(cls, body: bytes) -> CompletionMessage:
         """Raises MalformedMessage."""
-        data = _json_object(_decode(body))
+        data = json_object(_decode(body))
         duration_raw = _field(data, "duration", (str, int), optional=True)
         try:
             duration = int(str(duration_raw).strip()) if duration_raw not in (None, "") else None
@@ -215,7 +224,7 @@ class StatusMessage:
     @classmethod
     def parse(cls, body: bytes) -> StatusMessage:
         """Raises MalformedMessage."""
-        data = _json_object(_decode(body))
+        data = json_object(_decode(body))
         running = _field(data, "running", bool)
         duration = _field(data, "duration", (int, float), optional=True)
         return cls(

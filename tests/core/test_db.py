@@ -81,3 +81,19 @@ def test_statement_time_limit(tmp_path):
     ro = db.connect_ro(path, timeout_ms=50)
     with pytest.raises(sqlite3.OperationalError, match="interrupted"):
         ro.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c").fetchone()
+
+
+def test_opening_fills_what_user_version_claims_but_the_db_lacks(tmp_path, caplog):
+    """A public copy says it is fully migrated but has no marker table; a hand-made DB lost an index."""
+    path = tmp_path / "copy.db"
+    conn = db.connect_rw(path)
+    db.record_results(conn, [record("20240101_000000_abcde@")], marker=("autopkgtest-noble", "x"))
+    conn.execute(f"DROP TABLE {db.MARKER_TABLE}")
+    conn.execute("DROP INDEX result_requester_run_ix")
+    conn.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
+    conn = db.connect_rw(path)
+    assert db.schema_gaps(conn) == []
+    assert "lacks ingest_marker, result_requester_run_ix" in caplog.text
+    db.record_results(conn, [record("20240102_000000_abcde@")], marker=("autopkgtest-noble", "y"))
+    assert db.get_marker(conn, "autopkgtest-noble") == "y" and db.result_count(conn) == 2

@@ -50,3 +50,16 @@ def test_completion_contract_example():
         CompletionMessage.parse(body.replace(b"a1b2c@", b"a1b2c"))
     with pytest.raises(MalformedMessage, match="exceeds"):
         CompletionMessage.parse(b" " * (2 * 1024 * 1024))
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999", "9" * 400 + ".0"])
+def test_overflowing_numbers_are_malformed(number):
+    status = json.dumps({"release": "noble", "architecture": "amd64", "package": "hello", "running": True,
+                         "duration": 0, "logtail": "x"}).replace('"duration": 0', f'"duration": {number}')  # fmt: skip
+    with pytest.raises(MalformedMessage, match="out of range"):
+        StatusMessage.parse(status.encode())
+    completion = json.dumps({"architecture": "amd64", "container": "autopkgtest-noble", "exitcode": 0,
+                             "package": "hello", "release": "noble", "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@",
+                             "duration": 0}).replace('"duration": 0', f'"duration": {number}')  # fmt: skip
+    with pytest.raises(MalformedMessage, match="out of range"):
+        CompletionMessage.parse(completion.encode())

@@ -257,12 +257,10 @@ class ApacheServer:
 
     def start(self) -> None:
         config = self._write_config()
-        self.proc = subprocess.Popen(
-            ["apache2", "-f", str(config), "-DFOREGROUND"],
-            env=self._env(),
-            stdout=open(self.base / "logs" / "stdout.log", "wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.base / "logs" / "stdout.log", "wb") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                ["apache2", "-f", str(config), "-DFOREGROUND"], env=self._env(), stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -38,7 +38,12 @@ def figures(request):
     record: dict = {}
     yield record
     if record:
-        _FIGURES[request.node.nodeid.rsplit("/", 1)[-1]] = record
+        record_figures(request.node.nodeid.rsplit("/", 1)[-1], record)
+
+
+def record_figures(name: str, record: dict) -> None:
+    """Figures measured outside one test (e.g. by a module fixture over the cases that ran)."""
+    _FIGURES[name] = record
 
 
 def _collect_hostile() -> None:
@@ -198,13 +203,14 @@ class AppServer:
     def __init__(self, config_path: Path):
         import sys
 
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.serve", str(config_path)],
-            stdout=subprocess.PIPE,
-            stderr=open(Path(config_path).with_suffix(".server.log"), "ab"),  # noqa: SIM115
-            cwd=ROOT,
-            text=True,
-        )
+        with open(Path(config_path).with_suffix(".server.log"), "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.faults.serve", str(config_path)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=ROOT,
+                text=True,
+            )
         line = self.process.stdout.readline()
         if not line.strip().isdigit():
             self.stop()
@@ -234,3 +240,4 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self.process.stdout.close()

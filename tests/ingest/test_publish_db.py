@@ -65,8 +65,10 @@ def test_public_copy_is_readable_and_matches_its_sha256(tmp_path, make_config, a
     conn = sqlite3.connect(public)  # plain sqlite3, as britney reads it
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    # The two insight tables (issue 9, webcontrol.flakiness) ride along; the ingest marker does not.
-    assert tables == {"test", "result", "current_version", "url_last_checked", "test_flakiness", "test_flakiness_state"}
+    # The insight tables (webcontrol.flakiness) and the latest tested versions (webcontrol.tested_versions)
+    # ride along; the ingest marker does not.
+    assert tables == {"test", "result", "current_version", "url_last_checked", "test_flakiness", "test_flakiness_state",
+                      "tested_version", "tested_version_state"}  # fmt: skip
     britney = conn.execute(
         "SELECT exitcode, version, triggers, run_id FROM test LEFT JOIN result ON test.id = result.test_id"
         " WHERE release = 'noble' AND arch = 'amd64' AND package = 'hello' AND run_id > '20240101_000000_aaaaa@'"
@@ -85,8 +87,11 @@ def test_public_copy_is_readable_and_matches_its_sha256(tmp_path, make_config, a
     ]
     checked = dict(conn.execute("SELECT url, timestamp FROM url_last_checked"))
     assert url + "/dists/noble/main/source/Sources.gz" in checked
-    # Highest Debian version per package (epoch wins, then stripped); "unknown" never listed.
-    assert json.loads(indexed.read_text()) == {"h": [["hello", "2.8-1"]], "libp": [["libpng1.6", "1.6.43-5"]]}
+    # Highest Debian version per package (epoch wins, then stripped); "unknown" is no version, so six,
+    # tested only with an unknown version, is listed without one.
+    assert json.loads(indexed.read_text()) == {
+        "h": [["hello", "2.8-1"]], "libp": [["libpng1.6", "1.6.43-5"]], "s": [["six", ""]]
+    }  # fmt: skip
 
 
 def test_unchanged_archive_keeps_rows_and_updates_win_whatever_changes(tmp_path, make_config, archive):
@@ -153,6 +158,7 @@ def test_http_archive_with_if_modified_since(tmp_path, make_config):
         assert publish_db.main(["--config", config.path]) == 0
     finally:
         server.shutdown()
+        server.server_close()
     main_requests = [h for p, h in requests if p == "/ubuntu/dists/noble/main/source/Sources.gz"]
     assert main_requests == [None, "Mon, 01 Jan 2024 00:00:00 GMT"]
     public = sqlite3.connect(public_of(config))

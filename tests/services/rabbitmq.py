@@ -14,6 +14,7 @@ with ``uri``, ``stop()``, ``start()`` and ``restart()``.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,26 +31,48 @@ SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+START_ATTEMPTS = 3
 
 
 class BrokerSetupError(RuntimeError):
     """The private node could not be started."""
 
 
+#: Ports for the node come from here: below the kernel's ephemeral range (32768-60999 by
+#: default), so no outgoing connection can take one between a stop and the next start, and
+#: with room above for rabbitmqctl, whose own distribution ports are the node's + 10000..10010.
+PORT_RANGE = (10000, 20000)
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, from PORT_RANGE."""
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BrokerSetupError(f"no free port in {PORT_RANGE}")
 
 
-def _stop_pid(proc: subprocess.Popen | None, timeout: float = STOP_TIMEOUT_S) -> None:
+def _stop_pid(proc: subprocess.Popen | None, timeout: float = STOP_TIMEOUT_S, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; with ``group``, the whole process group it leads.
+
+    rabbitmq-server is a shell script waiting for its Erlang VM: killing only
+    the script would leave the VM running, holding its ports.
+    """
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
         proc.wait(10)
 
 
@@ -62,7 +85,7 @@ class PrivateBroker:
         # namespace); Erlang's epmd and distribution stay on loopback.
         self.host = host
         self.port = _free_port()
-        self.dist_port = _free_port()
+        self.dist_port = 0  # chosen at each start
         self.epmd_port = _free_port()
         self.node = f"rabbit-{self.port}@localhost"
         self.uri = f"amqp://guest:guest@{host}:{self.port}/"
@@ -93,22 +116,44 @@ class PrivateBroker:
             RABBITMQ_CONFIG_FILE=str(self.base / "rabbitmq.conf"),
             RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base / "enabled_plugins"),
             RABBITMQ_CONF_ENV_FILE=str(self.base / "rabbitmq-env.conf"),
+            ERL_CRASH_DUMP=str(self.base / "log" / "erl_crash.dump"),  # not the caller's working directory
             ERL_EPMD_ADDRESS="127.0.0.1",
             ERL_EPMD_PORT=str(self.epmd_port),
         )
         return env
 
     def start(self) -> None:
+        """Start the node; each start listens on a fresh distribution port.
+
+        Nothing needs that port to stay the same (rabbitmqctl finds the node
+        through epmd), and reusing it right after a stop could meet it still
+        taken (``dist_port_already_used``). The AMQP port stays, as clients
+        reconnect to it.
+        """
         if self.epmd is None or self.epmd.poll() is not None:
             self.epmd = subprocess.Popen(
                 [EPMD, "-address", "127.0.0.1", "-port", str(self.epmd_port)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        log = open(self.base / "log" / "server.out", "ab")
-        self.server = subprocess.Popen([SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self._wait_ready()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.dist_port = _free_port()
+            log = open(self.base / "log" / "server.out", "ab")  # noqa: SIM115 - the child keeps it open
+            log.write(f"--- start {attempt}, distribution port {self.dist_port}\n".encode())
+            log.flush()
+            self.server = subprocess.Popen(
+                [SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            log.close()
+            try:
+                self._wait_ready()
+                return
+            except BrokerSetupError as err:
+                _stop_pid(self.server, group=True)
+                # "ERROR: could not bind to distribution port N, it is in use by another node"
+                taken = "dist_port_already_used" in str(err) or "distribution port" in str(err)
+                if not taken or attempt == START_ATTEMPTS:
+                    raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -123,14 +168,16 @@ class PrivateBroker:
         raise BrokerSetupError(f"RabbitMQ node {self.node} not ready after {START_TIMEOUT_S:.0f} s: {self._log_tail()}")
 
     def _log_tail(self) -> str:
+        """The end of what the current start attempt logged."""
         try:
-            return (self.base / "log" / "server.out").read_text(errors="replace")[-2000:]
+            text = (self.base / "log" / "server.out").read_text(errors="replace")
+            return text[text.rfind("--- start") :][-2000:]
         except OSError:
             return ""
 
     def stop(self) -> None:
         """Stop the node (epmd stays, so a restart keeps the same setup)."""
-        _stop_pid(self.server)
+        _stop_pid(self.server, group=True)
 
     def restart(self) -> None:
         self.stop()

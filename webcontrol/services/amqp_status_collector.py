@@ -3,7 +3,8 @@
 
 A long-running consumer of ``teststatus.fanout`` through its own
 non-durable, auto-delete queue ``running-listener-<fqdn>`` (CONTRACT §4.3,
-§6.1). The state lives in memory, starting empty; each message sets or
+§6.1). The state lives in memory, starting from the file the previous run
+left (a restart must not publish fewer runs than it had); each message sets or
 removes one leaf ``package → run key → release → arch``. The file is
 rewritten atomically, at most twice a second however fast messages arrive,
 within a second of any change, and at least every minute even when nothing
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -114,6 +116,34 @@ class RunningState:
     def leaves(self) -> int:
         return len(self.seen)
 
+    def restore(self, tree: Any, seen: float) -> int:
+        """Take over a running.json tree as if each leaf had been confirmed at ``seen``.
+
+        Returns how many leaves were taken; a tree that is not a valid
+        running.json (package → run key → release → arch → 3-item list) is
+        not taken at all (0).
+        """
+        restored: dict[Leaf, list] = {}
+        if not isinstance(tree, dict):
+            return 0
+        for package, keys in tree.items():
+            if not isinstance(keys, dict):
+                return 0
+            for key, releases in keys.items():
+                if not isinstance(releases, dict):
+                    return 0
+                for release, arches in releases.items():
+                    if not isinstance(arches, dict):
+                        return 0
+                    for arch, value in arches.items():
+                        if not (isinstance(value, list) and len(value) == 3):
+                            return 0
+                        restored[(package, key, release, arch)] = value
+        for (package, key, release, arch), value in restored.items():
+            self.tree.setdefault(package, {}).setdefault(key, {}).setdefault(release, {})[arch] = value
+            self.seen[(package, key, release, arch)] = seen
+        return len(restored)
+
 
 class StatusCollector(amqp.Consumer[StatusMessage]):
     """Consumes status messages and keeps ``path`` (running.json) in step."""
@@ -146,7 +176,7 @@ class StatusCollector(amqp.Consumer[StatusMessage]):
         self.min_write_interval = min_write_interval
         self.heartbeat = heartbeat
         self.state = RunningState()
-        self.dirty = True  # the file on disk is not our (empty) state yet
+        self.dirty = True  # the file on disk is not our start state yet
         self.last_write = float("-inf")
         self.last_expiry_scan = time.monotonic()
         self.writes = 0
@@ -158,6 +188,9 @@ class StatusCollector(amqp.Consumer[StatusMessage]):
             value = getattr(message, name)
             if not value or _NOT_A_NAME.search(value):
                 raise MalformedMessage(f"{name} {value!r} is not a name")
+        # Computing its slot (the run key over its params) is part of validating it: a
+        # message whose slot cannot be computed is rejected here, not met in process().
+        self.state.slot(message)
         return message
 
     def process(self, deliveries: list[amqp.Delivery[StatusMessage]]) -> None:
@@ -196,8 +229,32 @@ class StatusCollector(amqp.Consumer[StatusMessage]):
         self.last_write = time.monotonic()
         self.writes += 1
 
+    def restore(self) -> None:
+        """Start from the file a previous run left, so a restart never publishes less than it had.
+
+        Its leaves count as confirmed when the file was last written: a run
+        that is still going is confirmed again by its next status message; one
+        that ended meanwhile expires like any leaf whose worker went quiet.
+        """
+        try:
+            stat = os.stat(self.path)
+            with open(self.path, encoding="utf-8") as handle:
+                tree = json.load(handle)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, RecursionError) as err:
+            log.warning("not keeping %s: %s", self.path, err)
+            return
+        age = max(0.0, time.time() - stat.st_mtime)
+        kept = self.state.restore(tree, time.monotonic() - age)
+        if kept:
+            log.info("kept %d running entries from %s (written %.0f s ago)", kept, self.path, age)
+        elif tree != {}:
+            log.warning("not keeping %s: not a running.json tree", self.path)
+
     def run(self) -> None:
-        """Publish the empty start state, then consume until stop()."""
+        """Take over the previous file's entries, publish them, then consume until stop()."""
+        self.restore()
         self.flush(force=True)
         try:
             self.run_forever()
@@ -207,6 +264,7 @@ class StatusCollector(amqp.Consumer[StatusMessage]):
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exchange", default=results.STATUS_EXCHANGE, help="status exchange (default: %(default)s)")
+    parser.add_argument("--queue", help="our auto-delete queue (default running-listener-<fqdn>)")
 
 
 def _body(args: argparse.Namespace, config: Config) -> int:
@@ -215,6 +273,7 @@ def _body(args: argparse.Namespace, config: Config) -> int:
         config.need("web", "running_cache"),
         expiry_seconds=config.get("web", "running_expiry_seconds"),
         exchange=args.exchange,
+        queue=args.queue,
         exchange_auto_delete=config.get("amqp", "status_exchange_auto_delete"),
     )
     on_stop_signals(collector.stop)

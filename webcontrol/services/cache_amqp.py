@@ -46,6 +46,7 @@ from webcontrol import amqp, db, results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
 from webcontrol.livestate import MALFORMED_REQUEST, PRIVATE_JOB, is_hidden
+from webcontrol.messages import MalformedMessage, json_object
 from webcontrol.services.base import ProgramError, on_stop_signals, run_program
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def render_request(body: bytes) -> str:
     The body verbatim, except: hidden requests become ``private job``; a
     bare package ``<pkg>\n{}`` (clients split every item at its first
     whitespace); a body that is not UTF-8, or whose JSON part is not a JSON
-    object, ``malformed request``.
+    object a consumer would accept (see :func:`webcontrol.messages.json_object`),
+    ``malformed request``.
     """
     try:
         text = body.decode("utf-8")
@@ -88,10 +90,8 @@ def render_request(body: bytes) -> str:
     if len(parts) == 1:
         return f"{parts[0]}\n{{}}"
     try:
-        params = json.loads(parts[1])
-    except (ValueError, RecursionError):
-        return MALFORMED_REQUEST
-    if not isinstance(params, dict):
+        params = json_object(parts[1])
+    except MalformedMessage:
         return MALFORMED_REQUEST
     if is_hidden(params):
         return PRIVATE_JOB

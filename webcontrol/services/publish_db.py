@@ -8,8 +8,10 @@
    public DB and refresh them from the archive's Sources.gz indexes with
    If-Modified-Since; a failed fetch keeps the old rows and is logged.
 3. Write the sha256 (bare hex), rename it into place, then rename the DB.
-4. Update the indexed-packages JSON incrementally (only runs newer than the
-   last publish are read).
+4. Update the latest tested version of each package in the copy (only
+   results stored since the last publish are read, see
+   :mod:`webcontrol.tested_versions`) and write the indexed-packages JSON
+   from it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from debian.debian_support import Version
-
-from webcontrol import archive, atomicfile, db, flakiness, results, triggerindex
+from webcontrol import archive, atomicfile, db, flakiness, tested_versions, triggerindex
 from webcontrol.config import Config
 from webcontrol.services.base import ProgramError, run_program
 
@@ -143,38 +143,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def update_indexed_packages(conn: sqlite3.Connection, path: Path) -> None:
-    """``{"h": [["hello", "2.10-3"], ...]}``: highest version per package, epoch stripped.
-
-    A state file next to it remembers the newest run id already counted, so
-    each publish reads only the new results (versions are never removed).
-    """
-    state_path = path.with_name(path.name + ".state")
-    state = atomicfile.read_json(state_path, {})
-    best: dict[str, str] = state.get("packages", {}) if isinstance(state, dict) else {}
-    since = state.get("last_run_id", "") if isinstance(state, dict) else ""
-    last = since
-    rows = conn.execute(
-        "SELECT test.package, result.version, result.run_id FROM result JOIN test ON test.id = result.test_id"
-        " WHERE result.run_id > ?",
-        (since,),
-    )
-    for package, version, run_id in rows:
-        last = max(last, run_id)
-        if not version or version == "unknown":
-            continue
-        try:
-            if package not in best or Version(version) > Version(best[package]):
-                best[package] = version
-        except ValueError:
-            log.warning("%s: unparsable version %r ignored", package, version)
-    index: dict[str, list[list[str]]] = {}
-    for package in sorted(best):
-        index.setdefault(results.srchash(package), []).append([package, archive.strip_epoch(best[package])])
-    atomicfile.write_json_atomic(path, index)
-    atomicfile.write_json_atomic(state_path, {"last_run_id": last, "packages": best})
-
-
 def publish(config: Config) -> bool:
     """One publish. Returns False when there was nothing to publish. Raises ProgramError."""
     rw_path = config.need("web", "database")
@@ -217,10 +185,11 @@ def publish(config: Config) -> bool:
         stage("archive")
         flakiness.update(conn, public)
         stage("flakiness")
+        tested_versions.update(conn, public)
         indexed = config.get("web", "indexed_packages")
         if indexed:
-            update_indexed_packages(conn, Path(indexed))
-            stage("indexed packages")
+            tested_versions.write_json(conn, Path(indexed))
+        stage("indexed packages")
     finally:
         conn.close()
     digest = sha256_of(new_path)

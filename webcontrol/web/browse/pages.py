@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import string
 import threading
 import urllib.parse
@@ -13,7 +12,7 @@ import urllib.parse
 import flask
 
 import webcontrol
-from webcontrol import history, insight, results
+from webcontrol import history, insight, results, tested_versions
 from webcontrol.atomicfile import read_json
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
@@ -198,9 +197,10 @@ _testlist_cache: dict[str, tuple[tuple, dict]] = {}
 
 
 def _testlist_from_db() -> dict[str, list[list[str]]]:
-    """``{prefix: [[pkg, version], ...]}`` when the indexed-packages JSON is missing (cached per DB file)."""
-    from debian.debian_support import Version
+    """``{prefix: [[pkg, version], ...]}`` when the indexed-packages JSON is missing (cached per DB file).
 
+    The same latest tested versions publish-db writes to the JSON file.
+    """
     path = context.public_db_path()
     stat = os.stat(path)
     stamp = (stat.st_mtime_ns, stat.st_size)
@@ -208,21 +208,7 @@ def _testlist_from_db() -> dict[str, list[list[str]]]:
         cached = _testlist_cache.get(path)
         if cached and cached[0] == stamp:
             return cached[1]
-    conn = context.get_db()
-    best: dict[str, str] = {}
-    for package, _release, version in history.current_versions(conn):
-        if not version:
-            continue
-        current = best.get(package)
-        try:
-            if current is None or Version(version) > Version(current):
-                best[package] = version
-        except ValueError:
-            continue
-    index: dict[str, list[list[str]]] = {}
-    for package in history.package_names(conn):
-        version = best.get(package, "")
-        index.setdefault(results.srchash(package), []).append([package, re.sub(r"^\d+:", "", version)])
+    index = tested_versions.index(context.get_db())
     with _testlist_lock:
         _testlist_cache[path] = (stamp, index)
     return index
