@@ -128,7 +128,7 @@ def live_files(db_path: str, queued: int, running: int, seed: int = 1) -> tuple[
     return {"releases": info["releases"], "arches": [], "queues": queues}, tree
 
 
-def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0) -> Path:
+def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_index: bool = False) -> Path:
     """A site folder and config for the DB; with ``queued``/``running``, synthetic live files of that size
     (else the recorded ones)."""
     from webcontrol import config as configmod
@@ -136,9 +136,16 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0) -> 
     cache = folder / "cache"
     cache.mkdir(parents=True)
     if queued or running:
+        from webcontrol import liveindex
+        from webcontrol.atomicfile import write_atomic
+
         queued_doc, running_doc = live_files(db_path, queued, running)
-        (cache / "queued.json").write_text(json.dumps(queued_doc))
-        (cache / "running.json").write_text(json.dumps(running_doc))
+        # As cache-amqp and the collector write them: each with its lookup index (unless --no-index).
+        for name, doc, writer in (("queued.json", queued_doc, liveindex.write_queued_index),
+                                  ("running.json", running_doc, liveindex.write_running_index)):  # fmt: skip
+            target = cache / name
+            index = None if no_index else (lambda tmp, target=target, doc=doc, writer=writer: writer(tmp, target, doc))
+            write_atomic(target, json.dumps(doc), before_replace=index)
     else:
         shutil.copyfile(DATA / "ubuntu-dev-tools" / "test_running_autopkgtests.RUN_DATA.json", cache / "running.json")
         queues = json.loads((DATA / "ppa-dev-tools" / "queues-20220822.json").read_text())
@@ -249,7 +256,7 @@ def measure(port: int, paths: list[str], count: int, clients: int) -> list[tuple
                 )
             )
             if response.status != 200:
-                raise SystemExit(f"{path}: HTTP {response.status}: {body[:200]!r}")
+                print(f"    {path}: HTTP {response.status}: {body[:100]!r}")
         conn.close()
         with lock:
             times.extend(mine)
@@ -323,7 +330,7 @@ def in_process(config_path: Path, targets: dict[str, list[str]], count: int, pro
             response.close()
             times.append((time.perf_counter() - started) * 1000)
             if response.status_code != 200:
-                raise SystemExit(f"{path}: HTTP {response.status_code}")
+                print(f"    {path}: HTTP {response.status_code}")
         times.sort()
         first.sort()
         print(f"{name:<20} {statistics.median(times):>8.1f} {percentile(times, 0.95):>8.1f} {times[-1]:>8.1f}"
@@ -355,6 +362,7 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="time the WSGI app in this process, no server")
     parser.add_argument("--touch", action="store_true", help="(in-process) rewrite the live files before each request")
     parser.add_argument("--profile", type=int, default=0, help="(in-process) cProfile the N slowest routes")
+    parser.add_argument("--no-index", action="store_true", help="live files without their index (old writers)")
     parser.add_argument("--only", help="comma-separated route names to run")
     parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -362,7 +370,7 @@ def main() -> None:
         serve(args.serve[0], int(args.serve[1]))
         return
     folder = Path(tempfile.mkdtemp(prefix="browse-bench-"))
-    config_path = make_site(args.db, folder, args.queued, args.running)
+    config_path = make_site(args.db, folder, args.queued, args.running, args.no_index)
     targets = pages(args.db)
     if args.only:
         targets = {name: paths for name, paths in targets.items() if name in args.only.split(",")}

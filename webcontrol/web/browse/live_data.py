@@ -25,7 +25,6 @@ from webcontrol.web.browse import context
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 500  # SQLite parameters per IN (...) query
 #: Seconds a rendered /running may lag behind a newer running.json (see Derived).
 REFRESH_MIN_S = 3.0
 
@@ -88,8 +87,14 @@ def queued_view(item: livestate.QueuedRequest) -> dict:
 
 # Average durations (abnormally-long hint) -------------------------------------------------------------
 
+#: A test's average is over its newest runs (a primary-key walk), not its whole history ...
+AVERAGE_RUNS = 100
+#: ... and is kept this long across republished DBs (a minute's new runs barely move it).
+AVERAGE_MAX_AGE_S = 3600.0
+
 _averages_lock = threading.Lock()
-_averages: dict[str, object] = {"stamp": None, "values": {}}
+#: (DB path, package, release, arch) -> (monotonic time computed, average)
+_averages: dict[tuple[str, str, str, str], tuple[float, float | None]] = {}
 
 
 def _db_stamp() -> tuple | None:
@@ -101,46 +106,48 @@ def _db_stamp() -> tuple | None:
 
 
 def average_durations(jobs: list[livestate.RunningJob]) -> dict[tuple[str, str, str], float | None]:
-    """Average duration per (package, release, arch) of the jobs' tests, cached per public DB file."""
-    wanted = {(j.package, j.release, j.arch) for j in jobs if not j.private}
-    stamp = _db_stamp()
-    if stamp is None:
-        return {}
+    """Average duration of the newest AVERAGE_RUNS runs of each job's test.
+
+    The cost follows the number of running tests, not the length of their
+    histories; values are cached per process for AVERAGE_MAX_AGE_S, so a
+    republished DB does not recompute them all.
+    """
+    where = context.public_db_path()
+    wanted = {(where, j.package, j.release, j.arch) for j in jobs if not j.private}
+    now = time.monotonic()
     with _averages_lock:
-        if _averages["stamp"] != stamp:
-            _averages["stamp"], _averages["values"] = stamp, {}
-        known: dict = _averages["values"]  # type: ignore[assignment]
-        missing = sorted({key[0] for key in wanted if key not in known})
+        known = {
+            key: _averages[key][1] for key in wanted if key in _averages and now - _averages[key][0] < AVERAGE_MAX_AGE_S
+        }
+    missing = sorted(wanted - set(known))
     if missing:
         found = _query_averages(missing)
         if found is None:
-            return {}
+            return {key[1:]: value for key, value in known.items()}
         with _averages_lock:
-            if _averages["stamp"] == stamp:
-                for key in wanted:
-                    if key[0] in missing:
-                        known[key] = found.get(key)
-    return {key: known.get(key) for key in wanted}
+            for key in missing:
+                _averages[key] = (now, found.get(key))
+            for key in [k for k, (at, _v) in _averages.items() if now - at >= AVERAGE_MAX_AGE_S]:
+                del _averages[key]
+        known.update({key: found.get(key) for key in missing})
+    return {key[1:]: value for key, value in known.items()}
 
 
-def _query_averages(packages: list[str]) -> dict | None:
+def _query_averages(tests: list[tuple[str, str, str, str]]) -> dict | None:
     try:
         conn = context.get_db()
     except ServiceUnavailable:
         return None
     found = {}
     try:
-        for start in range(0, len(packages), _CHUNK):
-            chunk = packages[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                "SELECT test.package, test.release, test.arch, AVG(result.duration) FROM test"
-                " JOIN result ON result.test_id = test.id"
-                f" WHERE test.package IN ({marks}) AND result.duration > 0 GROUP BY test.id",
-                chunk,
-            )
-            for package, release, arch, average in rows:
-                found[(package, release, arch)] = average
+        for key in tests:
+            row = conn.execute(
+                "SELECT AVG(duration) FROM (SELECT result.duration FROM result"
+                " WHERE result.test_id = (SELECT id FROM test WHERE package = ? AND release = ? AND arch = ?)"
+                " AND result.duration > 0 ORDER BY result.run_id DESC LIMIT ?)",
+                (*key[1:], AVERAGE_RUNS),
+            ).fetchone()
+            found[key] = row[0] if row else None
     except sqlite3.Error as err:
         log.warning("no average durations for the stuck-job hints: %s", err)
         return None

@@ -19,6 +19,7 @@ from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import RESULT_SCHEMA, RESULTS_LIST, object_schema, page, query_param
 from webcontrol.web.browse.packages import run_view_data
+from webcontrol.web.browse.users import USER_RE
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def run_by_uuid(uuid: str):
 
 _RECENT_PARAMS = [
     query_param("limit", "number of results, 1..10000 (default 100)", "integer", 1, 10000),
-    query_param("offset", "skip this many results", "integer"),
+    query_param("before", "only results with run_id < this (keyset paging; the older link uses it)"),
+    query_param("offset", f"skip this many results, 0..{history.OFFSET_MAX} (old links; use before)", "integer"),
     query_param("release", "only this release"),
     query_param("arch", "only this architecture"),
     query_param("user", "only results requested by this Launchpad user"),
@@ -76,9 +78,11 @@ _RECENT_PARAMS = [
 
 
 def _recent_rows():
+    """``(conn, rows, filters, next_before)`` of the /recent page the query asks for. Raises BadRequest."""
     args = flask.request.args
     limit = context.limit_param()
-    offset = context.int_param("offset", 0, 0)
+    offset = context.offset_param()
+    before = context.before_param()
     release = args.get("release") or None
     arch = args.get("arch") or None
     user = args.get("user") or None
@@ -88,45 +92,57 @@ def _recent_rows():
         raise BadRequest(f"invalid release {release!r}")
     if arch and not results.ARCH_RE.match(arch):
         raise BadRequest(f"invalid arch {arch!r}")
+    if user and not USER_RE.match(user):
+        raise BadRequest(f"invalid user {user!r}")
     if result and result not in results.FILTERABLE_RESULTS:
         raise BadRequest(f"result must be one of {', '.join(results.FILTERABLE_RESULTS)}")
     if classification and classification not in insight.CLASSIFICATIONS:
         raise BadRequest(f"classification must be one of {', '.join(insight.CLASSIFICATIONS)}")
     filters = history.RecentFilter(release=release, arch=arch, requester=user, result=result)
+    shown = {
+        "limit": limit,
+        "offset": offset,
+        "before": before,
+        "release": release,
+        "arch": arch,
+        "user": user,
+        "result": result,
+        "classification": classification,
+    }
     conn = context.get_db()
-    index = context.catalogue().requester_run_index
+    catalogue = context.catalogue()
+    # A release or arch without results matches nothing: answer without walking the whole index for it.
+    if (release and release not in catalogue.arches) or (arch and arch not in catalogue.all_arches()):
+        return conn, [], shown, None
+    if release and arch and arch not in catalogue.arches.get(release, []):
+        return conn, [], shown, None
+    index = catalogue.requester_run_index
     if classification:
         # Classification is computed, not stored: classify newest-first pages until enough match (bounded scan).
         rows, _complete = insight.select_classified(
-            conn, lambda n, skip: history.recent(conn, n, skip, filters, index), classification, limit, offset
+            conn,
+            lambda n, skip: history.recent(conn, n, skip, filters, index, before),
+            classification,
+            limit,
+            offset,
         )
+        next_before = rows[-1].run_id if len(rows) == limit else None
     else:
-        rows = history.recent(conn, limit, offset, filters, index)
-    return (
-        conn,
-        rows,
-        {
-            "limit": limit,
-            "offset": offset,
-            "release": release,
-            "arch": arch,
-            "user": user,
-            "result": result,
-            "classification": classification,
-        },
-    )
+        found = history.recent_page(conn, limit, offset, filters, index, before)
+        rows, next_before = found.rows, found.next_before
+    return conn, rows, shown, next_before
 
 
 @page(
     bp, "/recent", "recent.html", "Most recent results, filterable", _RECENT_PARAMS, object_schema(results=RESULTS_LIST)
 )
 def recent():
-    conn, rows, filters = _recent_rows()
+    conn, rows, filters, next_before = _recent_rows()
     catalogue = context.catalogue()
     older = None
-    if len(rows) == filters["limit"]:
-        query = {key: value for key, value in flask.request.args.items() if key != "offset"}
-        query["offset"] = str(filters["offset"] + filters["limit"])
+    if next_before:
+        query = {key: value for key, value in flask.request.args.items() if key not in ("offset", "before")}
+        query["before"] = next_before
         older = f"{site_url()}/recent?{urllib.parse.urlencode(query)}"
     return {
         "filters": filters,
@@ -143,7 +159,7 @@ def recent():
 @bp.route("/api/experimental/recent.json")
 def experimental_recent():
     """The historical JSON list (CONTRACT §7.1), kept exactly as it was."""
-    conn, rows, _filters = _recent_rows()
+    conn, rows, _filters, _next = _recent_rows()
     out = []
     for view in links.result_views(conn, rows):
         out.append(
