@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import flask
@@ -79,6 +79,59 @@ def describe(
     blueprint.record(record)
 
 
+def _streamed(data: dict) -> bool:
+    from webcontrol.web.browse.links import LazyViews
+
+    return any(isinstance(value, LazyViews) for value in data.values())
+
+
+def keep_db(response: flask.Response) -> flask.Response:
+    """A streamed page reads the DB while it is sent: its connection closes with the response, not the request."""
+    from webcontrol.web.browse import context
+
+    conn = context.detach_db()
+    if conn is not None:
+        response.call_on_close(conn.close)
+    return response
+
+
+def stream_json(data: dict | Iterable) -> flask.Response:
+    """A JSON response written while it is sent: lists of views (LazyViews) item by item.
+
+    The same text ``flask.jsonify`` makes (keys sorted, compact), without
+    holding it all in memory.
+    """
+    from webcontrol.web.browse.links import LazyViews
+
+    json_provider = flask.current_app.json
+
+    def dumps(value) -> str:
+        return json_provider.dumps(value, separators=(",", ":"))
+
+    def items(values) -> Iterator[str]:
+        yield "["
+        for number, value in enumerate(values):
+            yield ("," if number else "") + dumps(value)
+        yield "]"
+
+    def body() -> Iterator[str]:
+        if not isinstance(data, dict):
+            yield from items(data)
+            yield "\n"
+            return
+        yield "{"
+        for number, key in enumerate(sorted(data)):
+            yield ("," if number else "") + dumps(key) + ":"
+            value = data[key]
+            if isinstance(value, LazyViews):
+                yield from items(value)
+            else:
+                yield dumps(value)
+        yield "}\n"
+
+    return flask.Response(flask.stream_with_context(body()), mimetype="application/json")
+
+
 def page(
     blueprint: flask.Blueprint,
     rules: str | list[str],
@@ -104,13 +157,18 @@ def page(
             data = func(**kwargs)
             if isinstance(data, flask.Response):
                 return data
-            return flask.render_template(template or f"{data['page']}.html", **data)
+            name = template or f"{data['page']}.html"
+            if _streamed(data):
+                return keep_db(flask.Response(flask.stream_template(name, **data), mimetype="text/html"))
+            return flask.render_template(name, **data)
 
         @functools.wraps(func)
         def json_view(**kwargs):
             data = func(**kwargs)
             if isinstance(data, flask.Response):
                 return data
+            if _streamed(data):
+                return keep_db(stream_json(data))
             return flask.jsonify(data)
 
         for rule in rule_list:

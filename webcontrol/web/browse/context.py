@@ -54,6 +54,11 @@ def get_db() -> sqlite3.Connection:
     return flask.g.browse_db
 
 
+def detach_db() -> sqlite3.Connection | None:
+    """Take the request's connection away from the end-of-request close (the caller closes it)."""
+    return flask.g.pop("browse_db", None)
+
+
 def close_db(_exc: BaseException | None = None) -> None:
     conn = flask.g.pop("browse_db", None)
     if conn is not None:

@@ -207,7 +207,7 @@ def history_data(package: str, release: str, arch: str) -> dict:
         "limit": limit,
         "before": before,
         "offset": offset,
-        "results": links.result_views(conn, rows, newest_retry_only=True),
+        "results": links.page_views(conn, rows, newest_retry_only=True),
         "running": live_views.running_for(package, release, arch) if first_page else [],
         "queued": live_views.queued_for(package, release, arch) if first_page else [],
         "older_url": older,

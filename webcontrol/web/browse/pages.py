@@ -17,7 +17,15 @@ from webcontrol import history, insight, results
 from webcontrol.atomicfile import read_json
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
-from webcontrol.web.browse.api import RESULT_SCHEMA, RESULTS_LIST, object_schema, page, query_param
+from webcontrol.web.browse.api import (
+    RESULT_SCHEMA,
+    RESULTS_LIST,
+    keep_db,
+    object_schema,
+    page,
+    query_param,
+    stream_json,
+)
 from webcontrol.web.browse.packages import run_view_data
 from webcontrol.web.browse.users import USER_RE
 
@@ -147,7 +155,7 @@ def recent():
     return {
         "filters": filters,
         "older_url": older,
-        "results": links.result_views(conn, rows),
+        "results": links.page_views(conn, rows),
         "limits": list(RECENT_LIMITS),
         "releases": catalogue.releases,
         "arches": catalogue.all_arches(),
@@ -160,28 +168,31 @@ def recent():
 def experimental_recent():
     """The historical JSON list (CONTRACT §7.1), kept exactly as it was."""
     conn, rows, _filters, _next = _recent_rows()
-    out = []
-    for view in links.result_views(conn, rows):
-        out.append(
-            {
-                "package": view["package"],
-                "release": view["release"],
-                "arch": view["arch"],
-                "version": view["version"],
-                "triggers": view["triggers"],
-                "additional_params": view["env"],
-                "human_date": view["date"],
-                "human_sec": view["human_duration"],
-                "requester": view["requester"],
-                "code": view["result"],
-                "url": view["log_url"],
-                "show_retry": results.show_retry(view["exitcode"]),
-                "all_proposed": view["all_proposed"],
-                "uuid": view["uuid"],
-                "run_id": view["run_id"],
-            }
-        )
-    return flask.jsonify(out)
+    views = links.page_views(conn, rows)
+    items = (_legacy_item(view) for view in views)
+    if isinstance(views, links.LazyViews):
+        return keep_db(stream_json(items))
+    return flask.jsonify(list(items))
+
+
+def _legacy_item(view: dict) -> dict:
+    return {
+        "package": view["package"],
+        "release": view["release"],
+        "arch": view["arch"],
+        "version": view["version"],
+        "triggers": view["triggers"],
+        "additional_params": view["env"],
+        "human_date": view["date"],
+        "human_sec": view["human_duration"],
+        "requester": view["requester"],
+        "code": view["result"],
+        "url": view["log_url"],
+        "show_retry": results.show_retry(view["exitcode"]),
+        "all_proposed": view["all_proposed"],
+        "uuid": view["uuid"],
+        "run_id": view["run_id"],
+    }
 
 
 # Statistics -----------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def user_page(user: str):
         "show": {"running": show_running, "queued": show_queued, "results": show_results},
         "queued": live_views.queued_for(requester=user) if show_queued else [],
         "running": live_views.running_for(requester=user) if show_running else [],
-        "results": links.result_views(conn, rows),
+        "results": links.page_views(conn, rows),
         "launchpad_url": links.requester_url(user),
         "links": {
             "summary": links.user_url(user),
