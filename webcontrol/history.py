@@ -136,6 +136,15 @@ def history(
     offset: int = 0,
 ) -> list[Result]:
     """One page of a test's results, newest first (keyset paging on run_id < before)."""
+    if offset:
+        # The offset-th run found on the primary key alone (no row reads); the page starts below it.
+        sql = "SELECT run_id FROM result WHERE test_id = ?" + (" AND run_id < ?" if before else "")
+        row = conn.execute(
+            sql + " ORDER BY run_id DESC LIMIT 1 OFFSET ?", [test.id, *([before] if before else []), offset - 1]
+        ).fetchone()
+        if row is None:
+            return []
+        before, offset = row[0], 0
     sql = f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id WHERE result.test_id = ?"
     args: list = [test.id]
     if before:
@@ -186,9 +195,9 @@ class RecentFilter:
 
 #: A filtered /recent page looks at most at this many of the newest results (past ``before``);
 #: when they hold fewer matches than asked, the page says where its scan stopped.
-RECENT_SCAN_MAX = 20_000
+RECENT_SCAN_MAX = 5_000
 #: ``offset`` of old links is honoured up to this; deeper pages use ``before`` (keyset paging).
-OFFSET_MAX = 10_000
+OFFSET_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -245,6 +254,12 @@ def recent_page(
     bound = " WHERE run_id < ?" if before else ""
     bound_args = [before] if before else []
     if not where:
+        if offset:
+            # The offset-th row found by an index-only walk; the page starts below it.
+            start = _window_floor(conn, "", [], bound_args, offset)
+            if start is None:
+                return Page([], None)
+            bound, bound_args, offset = " WHERE run_id < ?", [start], 0
         sql = (
             f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
             f"{bound.replace('run_id', 'result.run_id')} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
@@ -340,6 +355,11 @@ def user_page(
             args = [requester, floor or "", *bound_args, *extra_args, limit, offset]
             rows = [_result(r) for r in conn.execute(sql, args)]
             return Page(rows, rows[-1].run_id if len(rows) == limit else floor)
+        if offset:
+            start = _window_floor(conn, "requester = ?", [requester], bound_args, offset)
+            if start is None:
+                return Page([], None)
+            bound, bound_args, offset = " AND result.run_id < ?", [start], 0
         sql = (
             f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_requester_run_ix"
             f" JOIN test ON test.id = result.test_id WHERE result.requester = ?{bound}"
