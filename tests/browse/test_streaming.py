@@ -20,6 +20,17 @@ BIG_PAGES = [
 ]
 
 
+def test_testlist_is_streamed(client):
+    for url in ("/testlist", "/api/v1/testlist"):
+        response = client.get(url)
+        assert response.status_code == 200 and "Content-Length" not in response.headers
+        assert response.get_data()
+    groups = client.get("/api/v1/testlist").get_json()["groups"]
+    assert "hello" in [p["package"] for g in groups for p in g["packages"]]
+    page = client.get("/testlist").get_data(as_text=True)
+    assert all(f'href="#index-{g["prefix"]}"' in page for g in groups)
+
+
 @pytest.mark.parametrize("url", BIG_PAGES)
 def test_big_pages_stream_the_same_content(client, monkeypatch, url):
     whole = client.get(url)

@@ -79,10 +79,24 @@ def describe(
     blueprint.record(record)
 
 
-def _streamed(data: dict) -> bool:
-    from webcontrol.web.browse.links import LazyViews
+class StreamedList:
+    """A list a page produces while it is sent (big pages): iterable any number of times, with len()."""
 
-    return any(isinstance(value, LazyViews) for value in data.values())
+    def __init__(self, produce: Callable[[], Iterable], length: int) -> None:
+        self._produce, self._length = produce, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator:
+        return iter(self._produce())
+
+    def __reversed__(self) -> Iterator:
+        return reversed(list(self))
+
+
+def _streamed(data: dict) -> bool:
+    return any(isinstance(value, StreamedList) for value in data.values())
 
 
 def keep_db(response: flask.Response) -> flask.Response:
@@ -96,13 +110,11 @@ def keep_db(response: flask.Response) -> flask.Response:
 
 
 def stream_json(data: dict | Iterable) -> flask.Response:
-    """A JSON response written while it is sent: lists of views (LazyViews) item by item.
+    """A JSON response written while it is sent: StreamedList values item by item.
 
     The same text ``flask.jsonify`` makes (keys sorted, compact), without
     holding it all in memory.
     """
-    from webcontrol.web.browse.links import LazyViews
-
     json_provider = flask.current_app.json
 
     def dumps(value) -> str:
@@ -123,7 +135,7 @@ def stream_json(data: dict | Iterable) -> flask.Response:
         for number, key in enumerate(sorted(data)):
             yield ("," if number else "") + dumps(key) + ":"
             value = data[key]
-            if isinstance(value, LazyViews):
+            if isinstance(value, StreamedList):
                 yield from items(value)
             else:
                 yield dumps(value)

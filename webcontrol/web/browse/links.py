@@ -18,6 +18,7 @@ import flask
 from webcontrol import results
 from webcontrol.history import Result, classify_results
 from webcontrol.web.appbase import app_config, site_url
+from webcontrol.web.browse.api import StreamedList
 
 LAUNCHPAD = "https://launchpad.net"
 EXCUSES = "https://ubuntu-archive-team.ubuntu.com/proposed-migration"
@@ -176,28 +177,20 @@ def _views(conn, rows: list[Result], newest_retry_only: bool, seen: set[tuple]):
 STREAM_ROWS = 500
 
 
-class LazyViews:
+class LazyViews(StreamedList):
     """The views of a big page, made a chunk of rows at a time while the response is sent.
 
     A page of 10,000 rows would otherwise hold every view and the whole
-    rendered page in memory before the first byte leaves. Iterable any
-    number of times; ``len()`` and truth work as for the list.
+    rendered page in memory before the first byte leaves.
     """
 
     def __init__(self, conn, rows: list[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
-        self._conn, self._rows, self._newest_retry_only, self._chunk = conn, rows, newest_retry_only, chunk
+        def produce():
+            seen: set[tuple] = set()
+            for start in range(0, len(rows), chunk):
+                yield from _views(conn, rows[start : start + chunk], newest_retry_only, seen)
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __reversed__(self):
-        # Oldest first (the history chart): that one pass holds the views.
-        return reversed(list(self))
-
-    def __iter__(self):
-        seen: set[tuple] = set()
-        for start in range(0, len(self._rows), self._chunk):
-            yield from _views(self._conn, self._rows[start : start + self._chunk], self._newest_retry_only, seen)
+        super().__init__(produce, len(rows))
 
 
 def page_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:

@@ -20,6 +20,7 @@ from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import (
     RESULT_SCHEMA,
     RESULTS_LIST,
+    StreamedList,
     keep_db,
     object_schema,
     page,
@@ -260,24 +261,29 @@ def testlist():
     raw = read_json(context.config().get("web", "indexed_packages"), None)
     if not isinstance(raw, dict):
         raw = _testlist_from_db()
-    groups = []
-    for prefix in sorted(raw):
-        entries = []
-        for item in raw[prefix] if isinstance(raw[prefix], list) else []:
-            if not (isinstance(item, list) and item and isinstance(item[0], str)):
-                continue
-            package = item[0]
-            version = item[1] if len(item) > 1 and isinstance(item[1], str) else ""
-            entries.append(
-                {
-                    "package": package,
-                    "version": version,
-                    "url": links.package_url(package),
-                    "dsc_url": links.dsc_url(package, version) if version else None,
-                }
-            )
-        groups.append({"prefix": prefix, "packages": entries})
-    return {"groups": groups}
+    prefixes = sorted(raw)
+    # Tens of thousands of packages: the groups are made while the page is sent.
+    return {
+        "groups": StreamedList(lambda: (_testlist_group(prefix, raw[prefix]) for prefix in prefixes), len(prefixes))
+    }
+
+
+def _testlist_group(prefix: str, items) -> dict:
+    entries = []
+    for item in items if isinstance(items, list) else []:
+        if not (isinstance(item, list) and item and isinstance(item[0], str)):
+            continue
+        package = item[0]
+        version = item[1] if len(item) > 1 and isinstance(item[1], str) else ""
+        entries.append(
+            {
+                "package": package,
+                "version": version,
+                "url": links.package_url(package),
+                "dsc_url": links.dsc_url(package, version) if version else None,
+            }
+        )
+    return {"prefix": prefix, "packages": entries}
 
 
 # Release health -------------------------------------------------------------------------------------------
