@@ -136,16 +136,15 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
     cache = folder / "cache"
     cache.mkdir(parents=True)
     if queued or running:
-        from webcontrol import liveindex
-        from webcontrol.atomicfile import write_atomic
-
         queued_doc, running_doc = live_files(db_path, queued, running)
-        # As cache-amqp and the collector write them: each with its lookup index (unless --no-index).
-        for name, doc, writer in (("queued.json", queued_doc, liveindex.write_queued_index),
-                                  ("running.json", running_doc, liveindex.write_running_index)):  # fmt: skip
-            target = cache / name
-            index = None if no_index else (lambda tmp, target=target, doc=doc, writer=writer: writer(tmp, target, doc))
-            write_atomic(target, json.dumps(doc), before_replace=index)
+        for name, doc in (("queued.json", queued_doc), ("running.json", running_doc)):
+            (cache / name).write_text(json.dumps(doc))
+            if not no_index:
+                # As cache-amqp and the collector write them: each with its lookup index.
+                from webcontrol import liveindex
+
+                writer = liveindex.write_queued_index if name == "queued.json" else liveindex.write_running_index
+                writer(cache / name, cache / name, doc)
     else:
         shutil.copyfile(DATA / "ubuntu-dev-tools" / "test_running_autopkgtests.RUN_DATA.json", cache / "running.json")
         queues = json.loads((DATA / "ppa-dev-tools" / "queues-20220822.json").read_text())
@@ -290,11 +289,30 @@ def reset_peak_rss() -> None:
         pass
 
 
+def rewrite_live_files(cache: Path) -> None:
+    """Rewrite queued.json and running.json (same content) as cache-amqp and the collector do."""
+    from webcontrol import atomicfile, liveindex
+
+    for name, writer in (
+        ("queued.json", liveindex.write_queued_index),
+        ("running.json", liveindex.write_running_index),
+    ):
+        target = cache / name
+        if not (cache / (name + ".index")).exists():
+            os.utime(target, ns=(time.time_ns(), time.time_ns()))  # an old writer: no index
+            continue
+        doc = json.loads(target.read_text())
+        atomicfile.write_atomic(
+            target, json.dumps(doc), before_replace=lambda tmp, t=target, d=doc, w=writer: w(tmp, t, d)
+        )
+
+
 def in_process(config_path: Path, targets: dict[str, list[str]], count: int, profile: int, touch: bool) -> None:
     """Time each route through the WSGI app in this process: server time, peak RSS and body bytes.
 
-    With ``touch``, the live files are rewritten (new mtime, same content) before every
-    request, so each request is the first one after cache-amqp or the collector wrote.
+    With ``touch``, the live files are rewritten as their writers do (with their
+    indexes, untimed) before every request, so each request is the first one after
+    cache-amqp or the collector wrote.
     """
     import cProfile
     import io
@@ -306,20 +324,20 @@ def in_process(config_path: Path, targets: dict[str, list[str]], count: int, pro
     app = create_app(configmod.load(str(config_path)))
     client = app.test_client()
     cache = config_path.parent / "cache"
-    print(f"{'route':<20} {'median':>8} {'p95':>8} {'max':>8} {'TTFB':>7} {'peak RSS':>9} {'bytes':>11}  (ms, MB)")
+    print(f"{'route':<20} {'median':>8} {'p95':>8} {'max':>8} {'TTFB':>7} {'CPU med':>8} {'CPU p95':>8}"
+          f" {'peak RSS':>9} {'bytes':>11}  (ms, MB)")  # fmt: skip
     slowest = []
     for name, paths in targets.items():
         for path in paths[:3]:
             client.get(path).close()
-        times, first = [], []
+        times, first, cpu = [], [], []
         reset_peak_rss()
         size = 0
         for n in range(count):
             if touch:
-                for live in ("queued.json", "running.json"):
-                    os.utime(cache / live, ns=(time.time_ns(), time.time_ns() + n))
+                rewrite_live_files(cache)
             path = paths[n % len(paths)]
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             response = client.get(path, buffered=False)
             chunks = iter(response.response)
             size = 0
@@ -329,16 +347,19 @@ def in_process(config_path: Path, targets: dict[str, list[str]], count: int, pro
                 size += len(chunk)
             response.close()
             times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.thread_time() - started_cpu) * 1000)
             if response.status_code != 200:
                 print(f"    {path}: HTTP {response.status_code}")
         times.sort()
         first.sort()
+        cpu.sort()
         print(f"{name:<20} {statistics.median(times):>8.1f} {percentile(times, 0.95):>8.1f} {times[-1]:>8.1f}"
-              f" {statistics.median(first) if first else float('nan'):>7.1f} {peak_rss_mb(os.getpid()):>9.0f}"
+              f" {statistics.median(first) if first else float('nan'):>7.1f} {statistics.median(cpu):>8.1f}"
+              f" {percentile(cpu, 0.95):>8.1f} {peak_rss_mb(os.getpid()):>9.0f}"
               f" {size:>11,}")  # fmt: skip
         slowest.append((statistics.median(times), name, paths[0]))
     for _median, name, path in sorted(slowest, reverse=True)[:profile]:
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
         for _n in range(5):
             client.get(path).get_data()
@@ -347,7 +368,7 @@ def in_process(config_path: Path, targets: dict[str, list[str]], count: int, pro
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(5)
         lines = [line for line in out.getvalue().splitlines() if line.strip()]
         start = next(i for i, line in enumerate(lines) if "ncalls" in line)
-        print(f"profile of {name} ({path}), 5 requests, top 5 by own time:")
+        print(f"profile of {name} ({path}), 5 requests, top 5 by own CPU time:")
         for line in lines[start : start + 6]:
             print("   ", line[:150])
 

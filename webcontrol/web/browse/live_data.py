@@ -170,23 +170,54 @@ class Derived:
     renders 2,000 jobs on most requests.
     """
 
-    def __init__(self, min_interval=lambda: 0.0) -> None:
+    def __init__(self, min_interval=lambda: 0.0, background: bool = False) -> None:
         self._lock = threading.Lock()
         self._scope: object = object()
         self._key: object = object()
         self._value: object = None
         self._computed = float("-inf")
         self._min_interval = min_interval
+        self._background = background
+        self._refreshing = False
 
     def get(self, scope: object, key: object, compute) -> tuple[object, object]:
-        """``(key, value)``: the key is the one the returned value was computed for."""
+        """``(key, value)``: the key is the one the returned value was computed for.
+
+        With ``background`` (and a non-zero ``min_interval``), a value of the
+        same scope that is out of date is still returned while a thread
+        computes the new one, so no request waits for a rebuild.
+        """
         with self._lock:
-            if self._scope == scope and (self._key == key or time.monotonic() - self._computed < self._min_interval()):
-                return self._key, self._value
+            if self._scope == scope:
+                if self._key == key or time.monotonic() - self._computed < self._min_interval():
+                    return self._key, self._value
+                if self._background and self._min_interval() > 0:
+                    if not self._refreshing:
+                        self._refreshing = True
+                        self._start_refresh(scope, key, compute)
+                    return self._key, self._value
         value = compute()
         with self._lock:
             self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
         return key, value
+
+    def _start_refresh(self, scope: object, key: object, compute) -> None:
+        run = flask.copy_current_request_context(compute) if flask.has_request_context() else compute
+
+        def refresh() -> None:
+            try:
+                value = run()
+            except Exception:  # the request that started it has gone: log, keep the old value
+                log.exception("background refresh of a live page failed; the previous version stays")
+                with self._lock:
+                    self._refreshing = False
+                return
+            with self._lock:
+                if self._scope == scope:  # not replaced meanwhile by a value of another scope
+                    self._key, self._value, self._computed = key, value, time.monotonic()
+                self._refreshing = False
+
+        threading.Thread(target=refresh, name="live-refresh", daemon=True).start()
 
 
 class JobFragments:
@@ -222,10 +253,12 @@ class JobFragments:
         return Markup("".join(parts))
 
 
-views_cache = Derived(lambda: REFRESH_MIN_S)
-jobs_html = Derived()
-queue_data = Derived()
-queue_html = Derived()
+# New versions of the files are turned into views and HTML in the background, the previous
+# version being served meanwhile (the page shows the files' age and updates itself).
+views_cache = Derived(lambda: REFRESH_MIN_S, background=True)
+jobs_html = Derived(lambda: REFRESH_MIN_S, background=True)
+queue_data = Derived(lambda: REFRESH_MIN_S, background=True)
+queue_html = Derived(lambda: REFRESH_MIN_S, background=True)
 fragments = JobFragments()
 #: Job views of the previous running.json version, reused for leaves that did not change.
 _view_cache: dict[tuple, tuple[tuple, dict]] = {}
@@ -312,4 +345,4 @@ def queues(queue_limit: int) -> tuple[object, dict]:
             "queues": queues,
         }
 
-    return queue_data.get(key, key, compute)
+    return queue_data.get((path, queue_limit, base), key, compute)
