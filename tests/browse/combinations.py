@@ -11,7 +11,7 @@ import itertools
 import urllib.parse
 from dataclasses import dataclass
 
-from webcontrol import history, results
+from webcontrol import newest, results
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def recent_urls(names: Names) -> list[str]:
     arches = (None, names.arch, "nosucharch")
     users = (None, names.heavy_user, names.light_user, "nobody")
     outcomes = (None, *results.FILTERABLE_RESULTS)
-    pagings = ({}, {"offset": getattr(history, "OFFSET_MAX", 10000)}, {"before": names.deep_before})
+    pagings = ({}, {"offset": newest.OFFSET_MAX}, {"before": names.deep_before})
     for release, arch, user, result, paging in itertools.product(releases, arches, users, outcomes, pagings):
         urls.append("/api/v1/recent" + _query(release=release, arch=arch, user=user, result=result, **paging))
     for classification, paging in itertools.product(("regression", "flaky"), pagings):
@@ -50,7 +50,7 @@ def recent_urls(names: Names) -> list[str]:
 def user_urls(names: Names) -> list[str]:
     urls = []
     shows = ({}, {"only-results": "1"}, {"show-results": "false"})
-    pagings = ({}, {"offset": getattr(history, "OFFSET_MAX", 10000)}, {"before": names.deep_before}, {"limit": 10000})
+    pagings = ({}, {"offset": newest.OFFSET_MAX}, {"before": names.deep_before}, {"limit": 10000})
     for user, show, paging in itertools.product((names.heavy_user, names.light_user, "nobody"), shows, pagings):
         urls.append(f"/api/v1/user/{user}/" + _query(**show, **paging))
     return urls + [f"/user/{names.heavy_user}/"]
@@ -67,7 +67,7 @@ def package_urls(names: Names) -> list[str]:
         f"/api/v1/packages/{names.package}",
         page,
         f"/api/v1{page}",
-        f"{page}?offset={history.OFFSET_MAX}",
+        f"{page}?offset={newest.OFFSET_MAX}",
         f"{page}?before={names.deep_before}",
         f"{page}?before=20000101_000000_00000@",
         f"{page}?limit=10000",

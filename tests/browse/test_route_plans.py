@@ -18,7 +18,7 @@ import sqlite3
 import pytest
 
 from tests.browse.combinations import Names, all_urls
-from webcontrol import config, db, history
+from webcontrol import config, db, newest
 from webcontrol.web.browse import create_app
 
 STEP = 100
@@ -80,8 +80,8 @@ def app_and_names(tmp_path_factory):
 def test_every_route_and_filter_combination_has_a_bounded_plan(app_and_names, monkeypatch):
     app, names, db_path = app_and_names
     # Scan limits well below the size of the DB, so a walk that grows with the table stands out.
-    monkeypatch.setattr(history, "RECENT_SCAN_MAX", 1000)
-    monkeypatch.setattr(history, "OFFSET_MAX", 300)
+    monkeypatch.setattr(newest, "RECENT_SCAN_MAX", 1000)
+    monkeypatch.setattr(newest, "OFFSET_MAX", 300)
     client = app.test_client()
     client.get("/testlist")  # fill the per-DB caches first: they scan once per published DB
     statements: list[str] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import flask
 
-from webcontrol import db, history, livestate, results
+from webcontrol import db, history, livestate, newest, results
 from webcontrol.config import Config, ConfigError
 from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
 
@@ -182,8 +182,8 @@ def limit_param(default: int = HISTORY_LIMIT_DEFAULT) -> int:
 
 
 def offset_param() -> int:
-    """``offset`` of old links: honoured up to history.OFFSET_MAX (deeper pages page with ``before``)."""
-    return int_param("offset", 0, 0, history.OFFSET_MAX)
+    """``offset`` of old links: honoured up to newest.OFFSET_MAX (deeper pages page with ``before``)."""
+    return int_param("offset", 0, 0, newest.OFFSET_MAX)
 
 
 def before_param() -> str | None:
