@@ -9,10 +9,11 @@ import os
 import pytest
 
 from tests.live.helpers import QUEUES_2022, RUN_2022
-from tests.live.test_cache_amqp import make_public_db
+from tests.live.test_cache_amqp import Queues, make_public_db
 from tests.live.test_live_pages import queued_document
 from webcontrol import config, liveindex, results
 from webcontrol.atomicfile import write_atomic, write_json_atomic
+from webcontrol.services import amqp_status_collector
 from webcontrol.web.browse import create_app
 
 QUEUED_UUID = "0e5b7b8a-1111-4222-8333-444455556666"
@@ -136,3 +137,31 @@ def test_a_failing_index_never_stops_the_file(tmp_path, caplog):
     assert "pages will parse the file instead" in caplog.text
     assert liveindex.queued_items(tmp_path / "queued.json", package="hello") is None
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_the_collector_writes_a_current_index(tmp_path):
+    path = tmp_path / "running.json"
+    collector = amqp_status_collector.StatusCollector("amqp://unused/", str(path), queue="unused")
+    params = {"triggers": ["hello/1.0"], "requester": "alice", "uuid": RUNNING_UUID}
+    collector.state.apply(amqp_status_collector.leaf_message("hello", "noble", "amd64", [params, 5, "x"]), 0.0)
+    collector.write()
+    jobs = liveindex.running_jobs(path, package="hello")
+    assert [(j.release, j.arch, j.uuid, j.duration) for j in jobs] == [("noble", "amd64", RUNNING_UUID, 5)]
+    assert liveindex.running_jobs(path, requester="alice") == jobs
+
+
+@pytest.fixture
+def amqp_queues(amqp_names):
+    return Queues(amqp_names)
+
+
+def test_cache_amqp_writes_a_current_index(amqp_queues, tmp_path):
+    recorded = json.loads(QUEUES_2022.read_text())
+    context, release, arch, items = next(
+        (c, r, a, i) for c, rels in recorded.items() for r, arches in rels.items() for a, i in arches.items() if i
+    )
+    amqp_queues.publish(amqp_queues.name(context, release, arch), [item.encode() for item in items[:3]])
+    amqp_queues.cache(tmp_path, [release], {release: [arch]}).run_once()
+    package = items[0].split(None, 1)[0]
+    found = liveindex.queued_items(tmp_path / "queued.json", package=package)
+    assert found and (found[0].context, found[0].position, found[0].text) == (context, 1, items[0])
