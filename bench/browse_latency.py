@@ -280,10 +280,10 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def reset_peak_rss() -> None:
-    """Start a new VmHWM window for this process (Linux clear_refs 5)."""
+def reset_peak_rss(pid: int | str = "self") -> None:
+    """Start a new VmHWM window for a process (Linux clear_refs 5)."""
     try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as handle:
             handle.write("5")
     except OSError:
         pass
@@ -412,10 +412,11 @@ def main() -> None:
               f"{args.requests} requests per page after 10 warm-up")  # fmt: skip
         print(f"{'':<20} {'client wall ms':^26} {'server wall ms':^17} {'server CPU ms':^17}")
         print(f"{'page':<20} {'median':>8} {'p95':>8} {'max':>8} {'median':>8} {'p95':>8} {'median':>8} {'p95':>8}"
-              f" {'bytes':>11}")  # fmt: skip
+              f" {'peak RSS':>9} {'bytes':>11}")  # fmt: skip
         worst = 0.0
         for name, paths in targets.items():
             measure(port, paths, 10, 1)
+            reset_peak_rss(server.pid)
             samples = measure(port, paths, args.requests, args.clients)
             row = []
             for column in range(3):
@@ -423,7 +424,8 @@ def main() -> None:
                 row.append((statistics.median(values), percentile(values, 0.95), values[-1]))
             worst = max(worst, row[0][1])
             print(f"{name:<20} {row[0][0]:>8.1f} {row[0][1]:>8.1f} {row[0][2]:>8.1f} {row[1][0]:>8.1f} {row[1][1]:>8.1f}"
-                  f" {row[2][0]:>8.1f} {row[2][1]:>8.1f} {samples_bytes.get(paths[0], 0):>11,}")  # fmt: skip
+                  f" {row[2][0]:>8.1f} {row[2][1]:>8.1f} {peak_rss_mb(server.pid):>9.0f}"
+                  f" {samples_bytes.get(paths[0], 0):>11,}")  # fmt: skip
         print(f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB; "
               f"load average after: {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:

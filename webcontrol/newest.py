@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from webcontrol import results
 from webcontrol.history import _RESULT_COLUMNS, Result, _result
 
 log = logging.getLogger(__name__)
+
+#: Filtered pages read rows scattered over a multi-GB file: mapped, each costs a memory access
+#: instead of a read() into a per-connection cache (3-4x faster at 10M results). Only for those
+#: bounded scans: mapped pages count in the process's RSS.
+MMAP_BYTES = 1 << 34
+
+
+@contextmanager
+def _mapped(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA mmap_size = 0")
+
 
 # Sorting a user's rows costs ~count row reads; walking result_run_ix and
 # filtering costs ~(limit + offset) * total / count. Sort up to this many
@@ -112,7 +128,8 @@ def recent_page(
         f" WHERE result.run_id >= ?{bound.replace(' WHERE run_id', ' AND result.run_id')} AND {' AND '.join(where)}"
         " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
     )
-    rows = [_result(row) for row in conn.execute(sql, [floor or "", *bound_args, *args, limit, offset])]
+    with _mapped(conn):
+        rows = [_result(row) for row in conn.execute(sql, [floor or "", *bound_args, *args, limit, offset])]
     return Page(rows, rows[-1].run_id if len(rows) == limit else floor)
 
 
@@ -193,7 +210,8 @@ def user_page(
                 f" AND {' AND '.join(extra_where)} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
             )
             args = [requester, floor or "", *bound_args, *extra_args, limit, offset]
-            rows = [_result(r) for r in conn.execute(sql, args)]
+            with _mapped(conn):
+                rows = [_result(r) for r in conn.execute(sql, args)]
             return Page(rows, rows[-1].run_id if len(rows) == limit else floor)
         if offset:
             start = _window_floor(conn, "requester = ?", [requester], bound_args, offset)

@@ -29,7 +29,6 @@ HISTORY_LIMIT_DEFAULT = 100
 HISTORY_LIMIT_MAX = 10000
 ALERT_LEVELS = ("info", "warning", "danger")
 SQL_INT_MAX = 2**62
-MMAP_BYTES = 1 << 34
 
 
 def config() -> Config:
@@ -48,12 +47,7 @@ def get_db() -> sqlite3.Connection:
             log.error("public DB %s does not exist (has publish-db run?)", path)
             raise ServiceUnavailable("The results database is not available yet; please try again later.")
         try:
-            conn = db.connect_ro(path, timeout_ms=STATEMENT_TIMEOUT_MS)
-            # Pages read rows scattered over the file; mapped, each costs a memory access instead of
-            # a read() into a page cache that is thrown away with the connection (3-4x at 10M results).
-            # The mapping shares the OS page cache and survives publish-db's rename (old inode).
-            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-            flask.g.browse_db = conn
+            flask.g.browse_db = db.connect_ro(path, timeout_ms=STATEMENT_TIMEOUT_MS)
         except db.DatabaseError as err:
             log.error("%s", err)
             raise ServiceUnavailable("The results database is not available; please try again later.") from None
