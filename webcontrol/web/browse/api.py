@@ -95,6 +95,28 @@ class StreamedList:
         return reversed(list(self))
 
 
+#: A streamed page goes out in pieces of about this many characters, not one per template output.
+STREAM_PIECE = 64 * 1024
+
+
+def _pieces(parts: Iterable[str]) -> Iterator[str]:
+    """The first part at once (the page head reaches the browser early), then pieces of STREAM_PIECE."""
+    parts = iter(parts)
+    for part in parts:
+        yield part
+        break
+    buffer: list[str] = []
+    size = 0
+    for part in parts:
+        buffer.append(part)
+        size += len(part)
+        if size >= STREAM_PIECE:
+            yield "".join(buffer)
+            buffer, size = [], 0
+    if buffer:
+        yield "".join(buffer)
+
+
 def _streamed(data: dict) -> bool:
     return any(isinstance(value, StreamedList) for value in data.values())
 
@@ -141,7 +163,7 @@ def stream_json(data: dict | Iterable) -> flask.Response:
                 yield dumps(value)
         yield "}\n"
 
-    return flask.Response(flask.stream_with_context(body()), mimetype="application/json")
+    return flask.Response(flask.stream_with_context(_pieces(body())), mimetype="application/json")
 
 
 def page(
@@ -171,7 +193,7 @@ def page(
                 return data
             name = template or f"{data['page']}.html"
             if _streamed(data):
-                return keep_db(flask.Response(flask.stream_template(name, **data), mimetype="text/html"))
+                return keep_db(flask.Response(_pieces(flask.stream_template(name, **data)), mimetype="text/html"))
             return flask.render_template(name, **data)
 
         @functools.wraps(func)
