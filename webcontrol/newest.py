@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from webcontrol import results
-from webcontrol.history import _RESULT_COLUMNS, Result, _result
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +238,7 @@ def user_page(
     )
     rows = [_result(row) for row in conn.execute(sql, [requester, *extra_args, *bound_args, limit, offset])]
     return Page(rows, rows[-1].run_id if len(rows) == limit else None)
+
+
+# At the end: webcontrol.history re-exports this module's names, so either may be imported first.
+from webcontrol.history import _RESULT_COLUMNS, Result, _result  # noqa: E402

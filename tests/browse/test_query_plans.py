@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -99,3 +101,10 @@ def test_requester_run_index_is_in_the_schema_and_used(site):
     assert all("TEMP B-TREE" not in plan and "result_requester_run_ix" in plan for _sql, plan in found)
     assert history.user_results(conn, sitemod.HEAVY_USER, 30, requester_run_index=True) == expected
     conn.close()
+
+
+def test_newest_and_history_import_in_either_order():
+    for first in ("webcontrol.newest", "webcontrol.history"):
+        subprocess.run(
+            [sys.executable, "-c", f"import {first}; from webcontrol.history import recent_page"], check=True
+        )
