@@ -85,23 +85,79 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_site(db_path: str, folder: Path) -> Path:
+def live_files(db_path: str, queued: int, running: int, seed: int = 1) -> tuple[dict, dict]:
+    """``(queued.json, running.json)`` with ``queued`` requests and ``running`` jobs of the DB's packages.
+
+    Packages are drawn from the DB (``hello`` and the heavy user among them), so package,
+    history and user pages find live entries as in production; ~2 kB log tails.
+    """
+    import random
+
+    from webcontrol import results
+
+    rng = random.Random(seed)
+    info = json.loads(Path(db_path + ".json").read_text())
+    conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=ro", uri=True)
+    tests = conn.execute("SELECT package, release, arch FROM test WHERE id % 7 = 0 LIMIT 20000").fetchall()
+    conn.close()
+    hello = tuple(info["history"])
+    users = [info["heavy_user"], *(f"user{n}" for n in range(50))]
+    queues: dict = {}
+    for n in range(queued):
+        package, release, arch = hello if n % 500 == 0 else rng.choice(tests)
+        ctx = rng.choice(results.CONTEXTS)
+        params = {"requester": rng.choice(users), "submit-time": "2026-11-29 09:00:00+0000",
+                  "triggers": [f"{package}/1.{n % 9}-1", rng.choice(["glibc/2.40-1", "perl/5.40-1"])]}  # fmt: skip
+        if n % 3 == 0:
+            params["uuid"] = f"00000000-0000-4000-9000-{n:012d}"
+        if n % 97 == 0:
+            text = "private job"
+        else:
+            text = f"{package}\n{json.dumps(params, sort_keys=True)}"
+        entry = queues.setdefault(ctx, {}).setdefault(release, {}).setdefault(arch, {"size": 0, "requests": []})
+        entry["requests"].append(text)
+        entry["size"] += 1
+    tail = "".join(f"{n}s autopkgtest [10:00:00]: some output line number {n}\n" for n in range(40))[:2000]
+    tree: dict = {}
+    for n in range(running):
+        package, release, arch = hello if n % 200 == 0 else rng.choice(tests)
+        params = {"requester": rng.choice(users), "submit-time": "2026-11-29 09:00:00+0000",
+                  "triggers": [f"{package}/1.{n % 9}-1"], "uuid": f"00000000-0000-4000-8000-{n:012d}"}  # fmt: skip
+        value = [params, rng.randint(60, 40000), tail]
+        tree.setdefault(package, {}).setdefault(results.run_key(params), {}).setdefault(release, {})[arch] = value
+    return {"releases": info["releases"], "arches": [], "queues": queues}, tree
+
+
+def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_index: bool = False) -> Path:
+    """A site folder and config for the DB; with ``queued``/``running``, synthetic live files of that size
+    (else the recorded ones)."""
     from webcontrol import config as configmod
 
     cache = folder / "cache"
     cache.mkdir(parents=True)
-    shutil.copyfile(DATA / "ubuntu-dev-tools" / "test_running_autopkgtests.RUN_DATA.json", cache / "running.json")
-    queues = json.loads((DATA / "ppa-dev-tools" / "queues-20220822.json").read_text())
-    queued = {
-        "releases": [],
-        "arches": [],
-        "queues": {
-            ctx: {rel: {arch: {"size": len(items), "requests": items} for arch, items in arches.items()}
-                  for rel, arches in rels.items()}
-            for ctx, rels in queues.items()
-        },
-    }  # fmt: skip
-    (cache / "queued.json").write_text(json.dumps(queued))
+    if queued or running:
+        queued_doc, running_doc = live_files(db_path, queued, running)
+        for name, doc in (("queued.json", queued_doc), ("running.json", running_doc)):
+            (cache / name).write_text(json.dumps(doc))
+            if not no_index:
+                # As cache-amqp and the collector write them: each with its lookup index.
+                from webcontrol import liveindex
+
+                writer = liveindex.write_queued_index if name == "queued.json" else liveindex.write_running_index
+                writer(cache / name, cache / name, doc)
+    else:
+        shutil.copyfile(DATA / "ubuntu-dev-tools" / "test_running_autopkgtests.RUN_DATA.json", cache / "running.json")
+        queues = json.loads((DATA / "ppa-dev-tools" / "queues-20220822.json").read_text())
+        queued_doc = {
+            "releases": [],
+            "arches": [],
+            "queues": {
+                ctx: {rel: {arch: {"size": len(items), "requests": items} for arch, items in arches.items()}
+                      for rel, arches in rels.items()}
+                for ctx, rels in queues.items()
+            },
+        }  # fmt: skip
+        (cache / "queued.json").write_text(json.dumps(queued_doc))
     info = json.loads(Path(db_path + ".json").read_text())
     stats = {
         rel: {arch: {"numpkgs": 5000, "numpkgspass": 4000, "passruns": 100000, "failruns": 20000} for arch in
@@ -136,18 +192,44 @@ def pages(db_path: str) -> dict[str, list[str]]:
         " WHERE test.package = ? AND test.release = ? AND test.arch = ? ORDER BY result.run_id DESC LIMIT 1 OFFSET 4899",
         (package, release, arch),
     ).fetchone()
+    light = conn.execute("SELECT requester FROM result WHERE requester LIKE 'user%' LIMIT 1").fetchone()
     conn.close()
-    history = f"/packages/{info['prefix']}/{package}/{release}/{arch}"
+    prefix = info["prefix"]
+    history = f"/packages/{prefix}/{package}/{release}/{arch}"
+    user = f"/user/{info['heavy_user']}/"
     return {
         "home": ["/"],
         "package": [f"/packages/{package}"],
+        "package/release": [f"/packages/{prefix}/{package}/{release}"],
+        "package json": [f"/api/v1/packages/{package}"],
         "history p1": [history],
         "history p50": [f"{history}?before={row[0]}"],
+        "history json": [f"/api/v1{history}"],
+        "history 10000": [f"{history}?limit=10000"],
         "recent": ["/recent"],
-        "user (heavy)": [f"/user/{info['heavy_user']}/"],
+        "recent json": ["/api/v1/recent"],
+        "recent.json legacy": ["/api/experimental/recent.json"],
+        "recent 10000": ["/recent?limit=10000"],
+        "recent arch": [f"/recent?arch={arch}&limit=10"],
+        "recent offset": ["/recent?offset=1000000&limit=10"],
+        "user (heavy)": [user],
+        "user (light)": [f"/user/{light[0] if light else 'user1'}/"],
+        "user 10000": [f"{user}?limit=10000"],
         "run/<uuid>": [f"/run/{uuid}" for uuid in info["uuids"]],
         "statistics": ["/statistics"],
+        "testlist": ["/testlist"],
+        "release": [f"/releases/{release}"],
+        "running": ["/running"],
+        "running json": ["/api/v1/running"],
+        "running status": ["/api/v1/running/status"],
+        "admin": ["/admin"],
+        "queues.json": ["/queues.json"],
+        "queue_size.json": ["/queue_size.json"],
     }
+
+
+#: Body size of the last response per path (measure()).
+samples_bytes: dict[str, int] = {}
 
 
 def measure(port: int, paths: list[str], count: int, clients: int) -> list[tuple[float, float, float]]:
@@ -164,6 +246,7 @@ def measure(port: int, paths: list[str], count: int, clients: int) -> list[tuple
             conn.request("GET", path)
             response = conn.getresponse()
             body = response.read()
+            samples_bytes[path] = len(body)
             mine.append(
                 (
                     time.perf_counter() - started,
@@ -172,7 +255,7 @@ def measure(port: int, paths: list[str], count: int, clients: int) -> list[tuple
                 )
             )
             if response.status != 200:
-                raise SystemExit(f"{path}: HTTP {response.status}: {body[:200]!r}")
+                print(f"    {path}: HTTP {response.status}: {body[:100]!r}")
         conn.close()
         with lock:
             times.extend(mine)
@@ -197,39 +280,152 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def reset_peak_rss(pid: int | str = "self") -> None:
+    """Start a new VmHWM window for a process (Linux clear_refs 5)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def rewrite_live_files(cache: Path) -> None:
+    """Rewrite queued.json and running.json (same content) as cache-amqp and the collector do."""
+    from webcontrol import atomicfile, liveindex
+
+    for name, writer in (
+        ("queued.json", liveindex.write_queued_index),
+        ("running.json", liveindex.write_running_index),
+    ):
+        target = cache / name
+        if not (cache / (name + ".index")).exists():
+            os.utime(target, ns=(time.time_ns(), time.time_ns()))  # an old writer: no index
+            continue
+        doc = json.loads(target.read_text())
+        atomicfile.write_atomic(
+            target, json.dumps(doc), before_replace=lambda tmp, t=target, d=doc, w=writer: w(tmp, t, d)
+        )
+
+
+def in_process(config_path: Path, targets: dict[str, list[str]], count: int, profile: int, touch: bool) -> None:
+    """Time each route through the WSGI app in this process: server time, peak RSS and body bytes.
+
+    With ``touch``, the live files are rewritten as their writers do (with their
+    indexes, untimed) before every request, so each request is the first one after
+    cache-amqp or the collector wrote.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    from webcontrol import config as configmod
+    from webcontrol.web.browse import create_app
+
+    app = create_app(configmod.load(str(config_path)))
+    client = app.test_client()
+    cache = config_path.parent / "cache"
+    print(f"{'route':<20} {'median':>8} {'p95':>8} {'max':>8} {'TTFB':>7} {'CPU med':>8} {'CPU p95':>8}"
+          f" {'peak RSS':>9} {'bytes':>11}  (ms, MB)")  # fmt: skip
+    slowest = []
+    for name, paths in targets.items():
+        for path in paths[:3]:
+            client.get(path).close()
+        times, first, cpu = [], [], []
+        reset_peak_rss()
+        size = 0
+        for n in range(count):
+            if touch:
+                rewrite_live_files(cache)
+            path = paths[n % len(paths)]
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            response = client.get(path, buffered=False)
+            chunks = iter(response.response)
+            size = 0
+            for number, chunk in enumerate(chunks):
+                if number == 0:
+                    first.append((time.perf_counter() - started) * 1000)
+                size += len(chunk)
+            response.close()
+            times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.thread_time() - started_cpu) * 1000)
+            if response.status_code != 200:
+                print(f"    {path}: HTTP {response.status_code}")
+        times.sort()
+        first.sort()
+        cpu.sort()
+        print(f"{name:<20} {statistics.median(times):>8.1f} {percentile(times, 0.95):>8.1f} {times[-1]:>8.1f}"
+              f" {statistics.median(first) if first else float('nan'):>7.1f} {statistics.median(cpu):>8.1f}"
+              f" {percentile(cpu, 0.95):>8.1f} {peak_rss_mb(os.getpid()):>9.0f}"
+              f" {size:>11,}")  # fmt: skip
+        slowest.append((statistics.median(times), name, paths[0]))
+    for _median, name, path in sorted(slowest, reverse=True)[:profile]:
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+        for _n in range(5):
+            client.get(path).get_data()
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(5)
+        lines = [line for line in out.getvalue().splitlines() if line.strip()]
+        start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+        print(f"profile of {name} ({path}), 5 requests, top 5 by own CPU time:")
+        for line in lines[start : start + 6]:
+            print("   ", line[:150])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json)")
     parser.add_argument("--requests", type=int, default=200, help="measured requests per page (default 200)")
     parser.add_argument("--clients", type=int, default=1, help="concurrent client connections (default 1)")
+    parser.add_argument("--queued", type=int, default=50_000, help="queued requests in queued.json (default 50,000)")
+    parser.add_argument("--running", type=int, default=2_000, help="running jobs in running.json (default 2,000)")
+    parser.add_argument("--in-process", action="store_true", help="time the WSGI app in this process, no server")
+    parser.add_argument("--touch", action="store_true", help="(in-process) rewrite the live files before each request")
+    parser.add_argument("--profile", type=int, default=0, help="(in-process) cProfile the N slowest routes")
+    parser.add_argument("--no-index", action="store_true", help="live files without their index (old writers)")
+    parser.add_argument("--only", help="comma-separated route names to run")
     parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return
     folder = Path(tempfile.mkdtemp(prefix="browse-bench-"))
-    config_path = make_site(args.db, folder)
+    config_path = make_site(args.db, folder, args.queued, args.running, args.no_index)
+    targets = pages(args.db)
+    if args.only:
+        targets = {name: paths for name, paths in targets.items() if name in args.only.split(",")}
+    print(f"DB {args.db}; {args.queued:,} queued, {args.running:,} running; "
+          f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    if args.in_process:
+        try:
+            in_process(config_path, targets, args.requests, args.profile, args.touch)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)])
     try:
         wait_for_port(port)
-        targets = pages(args.db)
         print(f"server: werkzeug run_simple(threaded=True), pid {server.pid}; {args.clients} client(s); "
               f"{args.requests} requests per page after 10 warm-up")  # fmt: skip
-        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        print(f"{'':<14} {'client wall ms':^26} {'server wall ms':^17} {'server CPU ms':^17}")
-        print(f"{'page':<14} {'median':>8} {'p95':>8} {'max':>8} {'median':>8} {'p95':>8} {'median':>8} {'p95':>8}")
+        print(f"{'':<20} {'client wall ms':^26} {'server wall ms':^17} {'server CPU ms':^17}")
+        print(f"{'page':<20} {'median':>8} {'p95':>8} {'max':>8} {'median':>8} {'p95':>8} {'median':>8} {'p95':>8}"
+              f" {'peak RSS':>9} {'bytes':>11}")  # fmt: skip
         worst = 0.0
         for name, paths in targets.items():
             measure(port, paths, 10, 1)
+            reset_peak_rss(server.pid)
             samples = measure(port, paths, args.requests, args.clients)
             row = []
             for column in range(3):
                 values = sorted(sample[column] * (1000 if column == 0 else 1) for sample in samples)
                 row.append((statistics.median(values), percentile(values, 0.95), values[-1]))
             worst = max(worst, row[0][1])
-            print(f"{name:<14} {row[0][0]:>8.1f} {row[0][1]:>8.1f} {row[0][2]:>8.1f} {row[1][0]:>8.1f} {row[1][1]:>8.1f}"
-                  f" {row[2][0]:>8.1f} {row[2][1]:>8.1f}")  # fmt: skip
+            print(f"{name:<20} {row[0][0]:>8.1f} {row[0][1]:>8.1f} {row[0][2]:>8.1f} {row[1][0]:>8.1f} {row[1][1]:>8.1f}"
+                  f" {row[2][0]:>8.1f} {row[2][1]:>8.1f} {peak_rss_mb(server.pid):>9.0f}"
+                  f" {samples_bytes.get(paths[0], 0):>11,}")  # fmt: skip
         print(f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB; "
               f"load average after: {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,18 @@ log = logging.getLogger(__name__)
 PUBLIC_MODE = 0o644
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = PUBLIC_MODE) -> None:
-    """Replace ``path`` with ``data`` atomically. Raises OSError."""
+def write_atomic(
+    path: str | os.PathLike,
+    data: bytes | str,
+    mode: int = PUBLIC_MODE,
+    before_replace: Callable[[str], None] | None = None,
+) -> None:
+    """Replace ``path`` with ``data`` atomically. Raises OSError.
+
+    ``before_replace(tmp_path)`` runs once the complete file is written and
+    just before it is renamed into place: files derived from it (an index
+    that names its mtime and size) can be put in place first.
+    """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -34,6 +44,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = PUBLIC_
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, target)
     except BaseException:
         try:

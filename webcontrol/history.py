@@ -25,10 +25,6 @@ _RESULT_COLUMNS = (
     "test.package, test.release, test.arch, result.run_id, result.version, result.triggers,"
     " result.duration, result.exitcode, result.requester, result.env, result.uuid"
 )
-# Sorting a user's rows costs ~count row reads; walking result_run_ix and
-# filtering costs ~(limit + offset) * total / count. Sort up to this many
-# rows regardless (tests lower it to exercise the walk).
-_USER_SORT_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -136,6 +132,15 @@ def history(
     offset: int = 0,
 ) -> list[Result]:
     """One page of a test's results, newest first (keyset paging on run_id < before)."""
+    if offset:
+        # The offset-th run found on the primary key alone (no row reads); the page starts below it.
+        sql = "SELECT run_id FROM result WHERE test_id = ?" + (" AND run_id < ?" if before else "")
+        row = conn.execute(
+            sql + " ORDER BY run_id DESC LIMIT 1 OFFSET ?", [test.id, *([before] if before else []), offset - 1]
+        ).fetchone()
+        if row is None:
+            return []
+        before, offset = row[0], 0
     sql = f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id WHERE result.test_id = ?"
     args: list = [test.id]
     if before:
@@ -171,96 +176,6 @@ def duration_average(conn: sqlite3.Connection, test: Test, last: int = 20) -> fl
         (test.id, last),
     ).fetchone()
     return row[0] if row and row[0] is not None else None
-
-
-# Recent and per-user ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecentFilter:
-    release: str | None = None
-    arch: str | None = None
-    requester: str | None = None
-    result: str | None = None
-
-
-def recent(
-    conn: sqlite3.Connection,
-    limit: int,
-    offset: int = 0,
-    filters: RecentFilter | None = None,
-    requester_run_index: bool = False,
-) -> list[Result]:
-    """The newest results over all tests (index result_run_ix), optionally filtered."""
-    filters = filters or RecentFilter()
-    where, args = [], []
-    if filters.release:
-        where.append("test.release = ?")
-        args.append(filters.release)
-    if filters.arch:
-        where.append("test.arch = ?")
-        args.append(filters.arch)
-    if filters.result:
-        codes = results.codes_for_result(filters.result)
-        where.append(f"result.exitcode IN ({','.join('?' * len(codes))})")
-        args += codes
-    if filters.requester:
-        # A user filter goes through the per-user plan choice.
-        return user_results(conn, filters.requester, limit, offset, where, args, requester_run_index)
-    sql = f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
-    return [_result(row) for row in conn.execute(sql, [*args, limit, offset])]
-
-
-def user_result_count(conn: sqlite3.Connection, requester: str) -> int:
-    """How many results a user requested (covering scan of result_requester_idx)."""
-    return conn.execute("SELECT COUNT(*) FROM result WHERE requester = ?", (requester,)).fetchone()[0]
-
-
-def has_requester_run_index(conn: sqlite3.Connection) -> bool:
-    """True when the DB has an index on result(requester, run_id) (proposed; not in the contract schema)."""
-    for index in conn.execute("PRAGMA index_list(result)").fetchall():
-        columns = [row[2] for row in conn.execute(f"PRAGMA index_info({index[1]})").fetchall()]
-        if columns[:2] == ["requester", "run_id"]:
-            return True
-    return False
-
-
-def user_results(
-    conn: sqlite3.Connection,
-    requester: str,
-    limit: int,
-    offset: int = 0,
-    extra_where: Iterable[str] = (),
-    extra_args: Iterable = (),
-    requester_run_index: bool = False,
-) -> list[Result]:
-    """A user's results, newest first.
-
-    With an index on (requester, run_id) this is one index walk. The
-    contract schema has none, so there are two plans: sort the user's rows
-    (cheap for a light user), or walk result_run_ix newest first and keep
-    the user's rows (cheap for a heavy user). The count, a covering index
-    scan, picks the cheaper one.
-    """
-    where = ["result.requester = ?", *extra_where]
-    if requester_run_index:
-        hint = ""
-    else:
-        count = user_result_count(conn, requester)
-        if count == 0:
-            return []
-        # MAX(rowid) is one b-tree seek and close to the row count.
-        total = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
-        walk = count > _USER_SORT_MAX and count * count > (limit + offset) * total
-        hint = " INDEXED BY " + ("result_run_ix" if walk else "result_requester_idx")
-    sql = (
-        f"SELECT {_RESULT_COLUMNS} FROM result{hint} JOIN test ON test.id = result.test_id"
-        f" WHERE {' AND '.join(where)} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
-    )
-    return [_result(row) for row in conn.execute(sql, [requester, *extra_args, limit, offset])]
 
 
 # Summaries (cached by callers per published DB) ---------------------------------------------
@@ -407,3 +322,31 @@ def statistics(conn: sqlite3.Connection) -> dict[str, dict[str, ReleaseArchStats
             failruns=failruns or 0,
         )
     return stats
+
+
+# Newest-first pages over all tests or one requester live in webcontrol.newest (same names here).
+from webcontrol.newest import (  # noqa: E402
+    OFFSET_MAX,
+    RECENT_SCAN_MAX,
+    Page,
+    RecentFilter,
+    has_requester_run_index,
+    recent,
+    recent_page,
+    user_page,
+    user_result_count,
+    user_results,
+)
+
+__all__ = [
+    "OFFSET_MAX",
+    "RECENT_SCAN_MAX",
+    "Page",
+    "RecentFilter",
+    "has_requester_run_index",
+    "recent",
+    "recent_page",
+    "user_page",
+    "user_result_count",
+    "user_results",
+]

@@ -217,10 +217,10 @@ def queued_requests(raw: Mapping) -> Iterator[QueuedRequest]:
     """Every queued item, queue by queue in file order, with 1-based positions."""
     for context, release, arch, entry in _queues(raw):
         for position, text in enumerate(_requests(entry), 1):
-            yield _queued_item(context, release, arch, position, text)
+            yield queued_item(context, release, arch, position, text)
 
 
-def _queued_item(context: str, release: str, arch: str, position: int, text: Any) -> QueuedRequest:
+def queued_item(context: str, release: str, arch: str, position: int, text: Any) -> QueuedRequest:
     text = text if isinstance(text, str) else MALFORMED_REQUEST
     parsed = parse_request_text(text)
     if parsed is None:
@@ -411,7 +411,7 @@ def queue_items(raw: Mapping, context: str, release: str, arch: str, offset: int
     end = len(requests) if limit is None else offset + limit
     items = []
     for position, text in enumerate(requests[offset:end], offset + 1):
-        items.append(_queued_item(context, release, arch, position, text))
+        items.append(queued_item(context, release, arch, position, text))
     return items
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 import pytest
 
@@ -338,9 +339,15 @@ def test_package_search_box_without_javascript(client):
 
 def test_recent_paging_link(client):
     data = client.get("/api/v1/recent?limit=10&result=pass").get_json()
-    assert "offset=10" in data["older_url"] and "result=pass" in data["older_url"]
+    # Keyset paging: the older page starts below this page's oldest run, whatever the depth.
+    last = data["results"][-1]["run_id"]
+    assert f"before={urllib.parse.quote(last)}" in data["older_url"] and "result=pass" in data["older_url"]
+    assert "offset" not in data["older_url"]
     second = client.get(data["older_url"].replace(SITE, "").replace("/recent", "/api/v1/recent")).get_json()
-    assert second["results"][0]["run_id"] < data["results"][-1]["run_id"]
+    assert second["results"][0]["run_id"] < last
+    # Old links with offset still land on the same rows.
+    by_offset = client.get("/api/v1/recent?limit=10&result=pass&offset=10").get_json()
+    assert [r["run_id"] for r in by_offset["results"]] == [r["run_id"] for r in second["results"]]
 
 
 def test_history_of_unknown_test_shows_an_empty_table(client):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
 from tests.browse import site as sitemod
-from webcontrol import history
+from webcontrol import history, newest
 
 FULL_SCAN = re.compile(r"\bSCAN (result|test|current_version)\b(?! USING (COVERING )?INDEX)")
 
@@ -72,14 +74,16 @@ def test_browse_queries_use_indexes(conn, name):
 
 
 def test_user_plan_switches_to_run_index_for_heavy_users(conn, monkeypatch):
-    monkeypatch.setattr(history, "_USER_SORT_MAX", 10)
+    monkeypatch.setattr(newest, "_USER_SORT_MAX", 10)
     # 125 of ~270 results: walking the run index beats sorting for a page of 10.
-    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 10))
+    # A DB without the (requester, run_id) index (before migration 3).
+    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 10, requester_run_index=False))
     assert any("result_run_ix" in plan for _sql, plan in found)
-    rows = history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5)
-    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 100))
+    rows = history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5, requester_run_index=False)
+    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 100, requester_run_index=False))
     assert any("result_requester_idx" in plan for _sql, plan in found)  # a page of 100: sorting is cheaper
-    monkeypatch.setattr(history, "_USER_SORT_MAX", 10**9)
+    monkeypatch.setattr(newest, "_USER_SORT_MAX", 10**9)
+    assert rows == history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5, requester_run_index=False)
     assert rows == history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5)
 
 
@@ -97,3 +101,10 @@ def test_requester_run_index_is_in_the_schema_and_used(site):
     assert all("TEMP B-TREE" not in plan and "result_requester_run_ix" in plan for _sql, plan in found)
     assert history.user_results(conn, sitemod.HEAVY_USER, 30, requester_run_index=True) == expected
     conn.close()
+
+
+def test_newest_and_history_import_in_either_order():
+    for first in ("webcontrol.newest", "webcontrol.history"):
+        subprocess.run(
+            [sys.executable, "-c", f"import {first}; from webcontrol.history import recent_page"], check=True
+        )

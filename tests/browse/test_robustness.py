@@ -64,11 +64,13 @@ def test_odd_requests_are_clean_client_errors(client, path, status, reason):
         assert response.mimetype == "text/plain" and reason in body
 
 
-def test_unknown_user_filter_is_an_empty_list(client):
-    """A filter on a requester that cannot exist matches nothing; the name is shown escaped."""
-    assert client.get("/api/v1/recent?user=%3Cscript%3E").get_json()["results"] == []
+def test_user_filter_must_be_a_launchpad_name(client):
+    """A requester filter that cannot be a Launchpad name is a 400 naming it escaped; an unknown one matches nothing."""
+    answer = client.get("/api/v1/recent?user=%3Cscript%3E")
+    assert answer.status_code == 400 and "invalid user" in answer.get_json()["error"]
     page = client.get("/recent?user=%3Cscript%3E")
-    assert page.status_code == 200 and "<script>" not in page.get_data(as_text=True)
+    assert page.status_code == 400 and "<script>" not in page.get_data(as_text=True)
+    assert client.get("/api/v1/recent?user=nobody-at-all").get_json()["results"] == []
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import re
 import time
 from typing import Any
 
-from webcontrol import amqp, results
+from webcontrol import amqp, liveindex, results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
 from webcontrol.livestate import PRIVATE_LOGTAIL, PRIVATE_PACKAGE, is_hidden
@@ -219,7 +219,11 @@ class StatusCollector(amqp.Consumer[StatusMessage]):
     def write(self) -> None:
         data = json.dumps(self.state.tree, ensure_ascii=False, separators=(",", ":"))
         try:
-            write_atomic(self.path, data)
+            # The lookup index for pages goes into place just before the file it describes.
+            tree = self.state.tree
+            write_atomic(
+                self.path, data, before_replace=lambda tmp: liveindex.write_running_index(tmp, self.path, tree)
+            )
         except OSError as err:
             # Keep consuming: the next flush retries; /health shows the stale file.
             log.error("cannot write %s: %s", self.path, err)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 
-from webcontrol import amqp, db, results
+from webcontrol import amqp, db, liveindex, results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
 from webcontrol.livestate import MALFORMED_REQUEST, PRIVATE_JOB, is_hidden
@@ -314,7 +314,12 @@ class QueueCache:
             except db.DatabaseError as err:
                 log.error("cannot read releases and arches, using the previous ones: %s", err)
         document = self.snapshot()
-        write_atomic(self.path, json.dumps(document, ensure_ascii=False))
+        # The lookup index for pages goes into place just before the file it describes.
+        write_atomic(
+            self.path,
+            json.dumps(document, ensure_ascii=False),
+            before_replace=lambda tmp: liveindex.write_queued_index(tmp, self.path, document),
+        )
         self._previous = document
         return document
 

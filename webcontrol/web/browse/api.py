@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import flask
@@ -83,6 +83,93 @@ def describe(
     blueprint.record(record)
 
 
+class StreamedList:
+    """A list a page produces while it is sent (big pages): iterable any number of times, with len()."""
+
+    def __init__(self, produce: Callable[[], Iterable], length: int) -> None:
+        self._produce, self._length = produce, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator:
+        return iter(self._produce())
+
+    def __reversed__(self) -> Iterator:
+        return reversed(list(self))
+
+
+#: A streamed page goes out in pieces of about this many characters, not one per template output.
+STREAM_PIECE = 64 * 1024
+
+
+def _pieces(parts: Iterable[str]) -> Iterator[str]:
+    """The first part at once (the page head reaches the browser early), then pieces of STREAM_PIECE."""
+    parts = iter(parts)
+    for part in parts:
+        yield part
+        break
+    buffer: list[str] = []
+    size = 0
+    for part in parts:
+        buffer.append(part)
+        size += len(part)
+        if size >= STREAM_PIECE:
+            yield "".join(buffer)
+            buffer, size = [], 0
+    if buffer:
+        yield "".join(buffer)
+
+
+def _streamed(data: dict) -> bool:
+    return any(isinstance(value, StreamedList) for value in data.values())
+
+
+def keep_db(response: flask.Response) -> flask.Response:
+    """A streamed page reads the DB while it is sent: its connection closes with the response, not the request."""
+    from webcontrol.web.browse import context
+
+    conn = context.detach_db()
+    if conn is not None:
+        response.call_on_close(conn.close)
+    return response
+
+
+def stream_json(data: dict | Iterable) -> flask.Response:
+    """A JSON response written while it is sent: StreamedList values item by item.
+
+    The same text ``flask.jsonify`` makes (keys sorted, compact), without
+    holding it all in memory.
+    """
+    json_provider = flask.current_app.json
+
+    def dumps(value) -> str:
+        return json_provider.dumps(value, separators=(",", ":"))
+
+    def items(values) -> Iterator[str]:
+        yield "["
+        for number, value in enumerate(values):
+            yield ("," if number else "") + dumps(value)
+        yield "]"
+
+    def body() -> Iterator[str]:
+        if not isinstance(data, dict):
+            yield from items(data)
+            yield "\n"
+            return
+        yield "{"
+        for number, key in enumerate(sorted(data)):
+            yield ("," if number else "") + dumps(key) + ":"
+            value = data[key]
+            if isinstance(value, StreamedList):
+                yield from items(value)
+            else:
+                yield dumps(value)
+        yield "}\n"
+
+    return flask.Response(flask.stream_with_context(_pieces(body())), mimetype="application/json")
+
+
 def page(
     blueprint: flask.Blueprint,
     rules: str | list[str],
@@ -108,13 +195,18 @@ def page(
             data = func(**kwargs)
             if isinstance(data, flask.Response):
                 return data
-            return flask.render_template(template or f"{data['page']}.html", **data)
+            name = template or f"{data['page']}.html"
+            if _streamed(data):
+                return keep_db(flask.Response(_pieces(flask.stream_template(name, **data)), mimetype="text/html"))
+            return flask.render_template(name, **data)
 
         @functools.wraps(func)
         def json_view(**kwargs):
             data = func(**kwargs)
             if isinstance(data, flask.Response):
                 return data
+            if _streamed(data):
+                return keep_db(stream_json(data))
             return flask.jsonify(data)
 
         for rule in rule_list:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import flask
 
-from webcontrol import db, history, livestate
+from webcontrol import db, history, livestate, newest, results
 from webcontrol.config import Config, ConfigError
 from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
 
@@ -52,6 +52,11 @@ def get_db() -> sqlite3.Connection:
             log.error("%s", err)
             raise ServiceUnavailable("The results database is not available; please try again later.") from None
     return flask.g.browse_db
+
+
+def detach_db() -> sqlite3.Connection | None:
+    """Take the request's connection away from the end-of-request close (the caller closes it)."""
+    return flask.g.pop("browse_db", None)
 
 
 def close_db(_exc: BaseException | None = None) -> None:
@@ -168,6 +173,19 @@ def int_param(name: str, default: int, minimum: int = 0, maximum: int | None = N
 
 def limit_param(default: int = HISTORY_LIMIT_DEFAULT) -> int:
     return int_param("limit", default, 1, HISTORY_LIMIT_MAX)
+
+
+def offset_param() -> int:
+    """``offset`` of old links: honoured up to newest.OFFSET_MAX (deeper pages page with ``before``)."""
+    return int_param("offset", 0, 0, newest.OFFSET_MAX)
+
+
+def before_param() -> str | None:
+    """``before``: a run id (``20240221_110051_a1b2c@``, or without its ``@``) for keyset paging."""
+    before = flask.request.args.get("before") or None
+    if before is not None and not results.is_run_id(before) and not results.RUN_ID_RE.match(before + "@"):
+        raise BadRequest(f"before must be a run id such as 20240221_110051_a1b2c@, not {before!r}")
+    return before
 
 
 def flag_param(name: str) -> bool:

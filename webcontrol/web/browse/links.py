@@ -18,6 +18,7 @@ import flask
 from webcontrol import results
 from webcontrol.history import Result, classify_results
 from webcontrol.web.appbase import app_config, site_url
+from webcontrol.web.browse.api import StreamedList
 
 LAUNCHPAD = "https://launchpad.net"
 EXCUSES = "https://ubuntu-archive-team.ubuntu.com/proposed-migration"
@@ -164,13 +165,41 @@ def result_views(conn, rows: list[Result], newest_retry_only: bool = False) -> l
     With ``newest_retry_only`` (history pages) only the newest row of each
     (version, triggers) pair keeps its ♻ link (CONTRACT §7).
     """
-    seen: set[tuple] = set()
-    views = []
+    return list(_views(conn, rows, newest_retry_only, set()))
+
+
+def _views(conn, rows: list[Result], newest_retry_only: bool, seen: set[tuple]):
     for row, classification in zip(rows, classify_results(conn, rows), strict=True):
         retry = True
         if newest_retry_only:
             key = (row.version, row.triggers)
             retry = key not in seen
             seen.add(key)
-        views.append(result_view(row, classification, retry))
-    return views
+        yield result_view(row, classification, retry)
+
+
+#: Pages with more rows than this are sent while they are rendered (see LazyViews).
+STREAM_ROWS = 500
+
+
+class LazyViews(StreamedList):
+    """The views of a big page, made a chunk of rows at a time while the response is sent.
+
+    A page of 10,000 rows would otherwise hold every view and the whole
+    rendered page in memory before the first byte leaves.
+    """
+
+    def __init__(self, conn, rows: list[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
+        def produce():
+            seen: set[tuple] = set()
+            for start in range(0, len(rows), chunk):
+                yield from _views(conn, rows[start : start + chunk], newest_retry_only, seen)
+
+        super().__init__(produce, len(rows))
+
+
+def page_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:
+    """:func:`result_views` for a small page; a :class:`LazyViews` (streamed) for a big one."""
+    if len(rows) > STREAM_ROWS:
+        return LazyViews(conn, rows, newest_retry_only)
+    return result_views(conn, rows, newest_retry_only)

@@ -63,9 +63,10 @@ def _running_page_data() -> tuple[dict, object, object, list[dict]]:
 def running():
     """Running jobs, queue sizes and the head of every non-empty queue (CONTRACT §7.1)."""
     data, views_key, queues_key, views = _running_page_data()
-    _key, jobs_html = live_data.jobs_html.get(views_key, views_key, lambda: live_data.fragments.render(views))
+    # Scopes: the same files and site; keys: their versions (see live_data.running_views and queues).
+    _key, jobs_html = live_data.jobs_html.get(views_key[:2], views_key, lambda: live_data.fragments.render(views))
     _key, queues_html = live_data.queue_html.get(
-        queues_key,
+        (queues_key[0], *queues_key[2:]),
         queues_key,
         lambda: Markup(flask.current_app.jinja_env.get_template("live/_queues.html").render(queues=data["queues"])),
     )

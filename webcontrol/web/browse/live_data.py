@@ -25,7 +25,6 @@ from webcontrol.web.browse import context
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 500  # SQLite parameters per IN (...) query
 #: Seconds a rendered /running may lag behind a newer running.json (see Derived).
 REFRESH_MIN_S = 3.0
 
@@ -88,8 +87,14 @@ def queued_view(item: livestate.QueuedRequest) -> dict:
 
 # Average durations (abnormally-long hint) -------------------------------------------------------------
 
+#: A test's average is over its newest runs (a primary-key walk), not its whole history ...
+AVERAGE_RUNS = 100
+#: ... and is kept this long across republished DBs (a minute's new runs barely move it).
+AVERAGE_MAX_AGE_S = 3600.0
+
 _averages_lock = threading.Lock()
-_averages: dict[str, object] = {"stamp": None, "values": {}}
+#: (DB path, package, release, arch) -> (monotonic time computed, average)
+_averages: dict[tuple[str, str, str, str], tuple[float, float | None]] = {}
 
 
 def _db_stamp() -> tuple | None:
@@ -101,46 +106,48 @@ def _db_stamp() -> tuple | None:
 
 
 def average_durations(jobs: list[livestate.RunningJob]) -> dict[tuple[str, str, str], float | None]:
-    """Average duration per (package, release, arch) of the jobs' tests, cached per public DB file."""
-    wanted = {(j.package, j.release, j.arch) for j in jobs if not j.private}
-    stamp = _db_stamp()
-    if stamp is None:
-        return {}
+    """Average duration of the newest AVERAGE_RUNS runs of each job's test.
+
+    The cost follows the number of running tests, not the length of their
+    histories; values are cached per process for AVERAGE_MAX_AGE_S, so a
+    republished DB does not recompute them all.
+    """
+    where = context.public_db_path()
+    wanted = {(where, j.package, j.release, j.arch) for j in jobs if not j.private}
+    now = time.monotonic()
     with _averages_lock:
-        if _averages["stamp"] != stamp:
-            _averages["stamp"], _averages["values"] = stamp, {}
-        known: dict = _averages["values"]  # type: ignore[assignment]
-        missing = sorted({key[0] for key in wanted if key not in known})
+        known = {
+            key: _averages[key][1] for key in wanted if key in _averages and now - _averages[key][0] < AVERAGE_MAX_AGE_S
+        }
+    missing = sorted(wanted - set(known))
     if missing:
         found = _query_averages(missing)
         if found is None:
-            return {}
+            return {key[1:]: value for key, value in known.items()}
         with _averages_lock:
-            if _averages["stamp"] == stamp:
-                for key in wanted:
-                    if key[0] in missing:
-                        known[key] = found.get(key)
-    return {key: known.get(key) for key in wanted}
+            for key in missing:
+                _averages[key] = (now, found.get(key))
+            for key in [k for k, (at, _v) in _averages.items() if now - at >= AVERAGE_MAX_AGE_S]:
+                del _averages[key]
+        known.update({key: found.get(key) for key in missing})
+    return {key[1:]: value for key, value in known.items()}
 
 
-def _query_averages(packages: list[str]) -> dict | None:
+def _query_averages(tests: list[tuple[str, str, str, str]]) -> dict | None:
     try:
         conn = context.get_db()
     except ServiceUnavailable:
         return None
     found = {}
     try:
-        for start in range(0, len(packages), _CHUNK):
-            chunk = packages[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                "SELECT test.package, test.release, test.arch, AVG(result.duration) FROM test"
-                " JOIN result ON result.test_id = test.id"
-                f" WHERE test.package IN ({marks}) AND result.duration > 0 GROUP BY test.id",
-                chunk,
-            )
-            for package, release, arch, average in rows:
-                found[(package, release, arch)] = average
+        for key in tests:
+            row = conn.execute(
+                "SELECT AVG(duration) FROM (SELECT result.duration FROM result"
+                " WHERE result.test_id = (SELECT id FROM test WHERE package = ? AND release = ? AND arch = ?)"
+                " AND result.duration > 0 ORDER BY result.run_id DESC LIMIT ?)",
+                (*key[1:], AVERAGE_RUNS),
+            ).fetchone()
+            found[key] = row[0] if row else None
     except sqlite3.Error as err:
         log.warning("no average durations for the stuck-job hints: %s", err)
         return None
@@ -163,23 +170,54 @@ class Derived:
     renders 2,000 jobs on most requests.
     """
 
-    def __init__(self, min_interval=lambda: 0.0) -> None:
+    def __init__(self, min_interval=lambda: 0.0, background: bool = False) -> None:
         self._lock = threading.Lock()
         self._scope: object = object()
         self._key: object = object()
         self._value: object = None
         self._computed = float("-inf")
         self._min_interval = min_interval
+        self._background = background
+        self._refreshing = False
 
     def get(self, scope: object, key: object, compute) -> tuple[object, object]:
-        """``(key, value)``: the key is the one the returned value was computed for."""
+        """``(key, value)``: the key is the one the returned value was computed for.
+
+        With ``background`` (and a non-zero ``min_interval``), a value of the
+        same scope that is out of date is still returned while a thread
+        computes the new one, so no request waits for a rebuild.
+        """
         with self._lock:
-            if self._scope == scope and (self._key == key or time.monotonic() - self._computed < self._min_interval()):
-                return self._key, self._value
+            if self._scope == scope:
+                if self._key == key or time.monotonic() - self._computed < self._min_interval():
+                    return self._key, self._value
+                if self._background and self._min_interval() > 0:
+                    if not self._refreshing:
+                        self._refreshing = True
+                        self._start_refresh(scope, key, compute)
+                    return self._key, self._value
         value = compute()
         with self._lock:
             self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
         return key, value
+
+    def _start_refresh(self, scope: object, key: object, compute) -> None:
+        run = flask.copy_current_request_context(compute) if flask.has_request_context() else compute
+
+        def refresh() -> None:
+            try:
+                value = run()
+            except Exception:  # the request that started it has gone: log, keep the old value
+                log.exception("background refresh of a live page failed; the previous version stays")
+                with self._lock:
+                    self._refreshing = False
+                return
+            with self._lock:
+                if self._scope == scope:  # not replaced meanwhile by a value of another scope
+                    self._key, self._value, self._computed = key, value, time.monotonic()
+                self._refreshing = False
+
+        threading.Thread(target=refresh, name="live-refresh", daemon=True).start()
 
 
 class JobFragments:
@@ -215,10 +253,12 @@ class JobFragments:
         return Markup("".join(parts))
 
 
-views_cache = Derived(lambda: REFRESH_MIN_S)
-jobs_html = Derived()
-queue_data = Derived()
-queue_html = Derived()
+# New versions of the files are turned into views and HTML in the background, the previous
+# version being served meanwhile (the page shows the files' age and updates itself).
+views_cache = Derived(lambda: REFRESH_MIN_S, background=True)
+jobs_html = Derived(lambda: REFRESH_MIN_S, background=True)
+queue_data = Derived(lambda: REFRESH_MIN_S, background=True)
+queue_html = Derived(lambda: REFRESH_MIN_S, background=True)
 fragments = JobFragments()
 #: Job views of the previous running.json version, reused for leaves that did not change.
 _view_cache: dict[tuple, tuple[tuple, dict]] = {}
@@ -305,4 +345,4 @@ def queues(queue_limit: int) -> tuple[object, dict]:
             "queues": queues,
         }
 
-    return queue_data.get(key, key, compute)
+    return queue_data.get((path, queue_limit, base), key, compute)

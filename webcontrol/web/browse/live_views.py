@@ -1,13 +1,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Running and queued entries of one package (or user), shaped for pages and JSON twins.
 
-The files are parsed by :mod:`webcontrol.livestate` only; this module
-filters its typed views and turns them into JSON-ready dicts.
+Entries are looked up in the index files written next to the live files
+(:mod:`webcontrol.liveindex`), so a page costs the same whatever the length
+of the queue; without a current index the file is parsed by
+:mod:`webcontrol.livestate` once per version and grouped by package and
+requester. Either way the typed views become JSON-ready dicts here.
 """
 
 from __future__ import annotations
 
-from webcontrol import livestate
+import threading
+
+from webcontrol import liveindex, livestate
 from webcontrol.web.browse import context, live_data
 
 
@@ -40,40 +45,99 @@ def queued_view(item: livestate.QueuedRequest) -> dict:
     }
 
 
+def _paths() -> tuple[str | None, str | None]:
+    cfg = context.config()
+    return cfg.get("web", "amqp_queue_cache"), cfg.get("web", "running_cache")
+
+
+class _ParsedIndex:
+    """Fallback when a file has no current index: one parse per file version, then lookups."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: object = None
+        self._value: dict = {}
+
+    def get(self, key: object, build) -> dict:
+        with self._lock:
+            if self._key == key:
+                return self._value
+        value = build()
+        with self._lock:
+            self._key, self._value = key, value
+        return value
+
+
+_queued_fallback = _ParsedIndex()
+_running_fallback = _ParsedIndex()
+
+
+def _group(entries, package, requester) -> dict:
+    """``{("package", name): [...], ("requester", name): [...]}`` in file order."""
+    groups: dict = {}
+    for entry in entries:
+        groups.setdefault(("package", package(entry)), []).append(entry)
+        who = requester(entry)
+        if isinstance(who, str):
+            groups.setdefault(("requester", who), []).append(entry)
+    return groups
+
+
+def _queued_groups(path: str | None) -> dict:
+    stamp, raw = livestate.queued_cache.get_with_stamp(path)
+
+    def build() -> dict:
+        shown = [item for item in livestate.queued_requests(raw) if not item.private]
+        return _group(shown, lambda i: i.package, lambda i: (i.params or {}).get("requester"))
+
+    return _queued_fallback.get((path, stamp), build)
+
+
+def _running_groups(path: str | None) -> dict:
+    stamp, raw = livestate.running_cache.get_with_stamp(path)
+
+    def build() -> dict:
+        return _group(livestate.running_jobs(raw), lambda j: j.package, lambda j: (j.params or {}).get("requester"))
+
+    return _running_fallback.get((path, stamp), build)
+
+
+def _matching(entries, release, arch) -> list:
+    return [e for e in entries if (release is None or e.release == release) and (arch is None or e.arch == arch)]
+
+
 def running_for(package: str | None = None, release=None, arch=None, requester=None) -> list[dict]:
-    jobs = []
-    for job in livestate.running_jobs(context.running_raw()):
-        if package is not None and job.package != package:
-            continue
-        if release is not None and job.release != release:
-            continue
-        if arch is not None and job.arch != arch:
-            continue
-        if requester is not None and (job.params or {}).get("requester") != requester:
-            continue
-        jobs.append(job_view(job))
-    return jobs
+    """Running jobs of a package or of a requester (one of the two is given)."""
+    _queued_path, path = _paths()
+    jobs = liveindex.running_jobs(path, package, release, arch, requester)
+    if jobs is None:
+        groups = _running_groups(path)
+        key = ("package", package) if package is not None else ("requester", requester)
+        jobs = [j for j in _matching(groups.get(key, []), release, arch) if package is None or j.package == package]
+        if package is not None and requester is not None:
+            jobs = [j for j in jobs if (j.params or {}).get("requester") == requester]
+    return [job_view(job) for job in jobs]
 
 
 def queued_for(package: str | None = None, release=None, arch=None, requester=None) -> list[dict]:
-    items = []
-    for item in livestate.queued_requests(context.queued_raw()):
-        if item.private:
-            continue
-        if package is not None and item.package != package:
-            continue
-        if release is not None and item.release != release:
-            continue
-        if arch is not None and item.arch != arch:
-            continue
-        if requester is not None and (item.params or {}).get("requester") != requester:
-            continue
-        items.append(queued_view(item))
-    return items
+    """Shown queued requests of a package or of a requester (one of the two is given)."""
+    path, _running_path = _paths()
+    items = liveindex.queued_items(path, package, release, arch, requester)
+    if items is None:
+        groups = _queued_groups(path)
+        key = ("package", package) if package is not None else ("requester", requester)
+        items = _matching(groups.get(key, []), release, arch)
+        if package is not None and requester is not None:
+            items = [i for i in items if (i.params or {}).get("requester") == requester]
+    return [queued_view(item) for item in items]
 
 
 def find_live_uuid(uuid: str) -> str | None:
     """ "Queued" or "In progress" when a uuid is still in the live state, else None."""
+    queued_path, running_path = _paths()
+    found = liveindex.live_uuid(queued_path, running_path, uuid)
+    if found is not False:
+        return found
     for job in livestate.running_jobs(context.running_raw()):
         if job.uuid == uuid:
             return "In progress"
@@ -84,6 +148,16 @@ def find_live_uuid(uuid: str) -> str | None:
 
 
 def counts() -> dict:
+    queued_path, running_path = _paths()
+    indexed = liveindex.counts(queued_path, running_path)
+    if indexed is not None:
+        running_count, queued_count, per_arch = indexed
+        return {
+            "running": running_count,
+            "queued": queued_count,
+            "per_arch": {arch: per_arch[arch] for arch in sorted(per_arch)},
+            "age_seconds": context.file_ages(),
+        }
     running = context.running_raw()
     queued = context.queued_raw()
     sizes = livestate.queue_sizes(queued)

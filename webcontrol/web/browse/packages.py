@@ -51,7 +51,7 @@ def _is_prefix(first: str, package: str) -> bool:
 _HISTORY_PARAMS = [
     query_param("limit", "results per page, 1..10000 (default 100)", "integer", 1, 10000),
     query_param("before", "only results with run_id < this (keyset paging)"),
-    query_param("offset", "skip this many results (compatibility)", "integer"),
+    query_param("offset", f"skip this many results, 0..{history.OFFSET_MAX} (compatibility)", "integer"),
 ]
 
 
@@ -190,10 +190,8 @@ def history_data(package: str, release: str, arch: str) -> dict:
     _check_name(release, "release")
     _check_name(arch, "arch")
     limit = context.limit_param()
-    offset = context.int_param("offset", 0, 0)
-    before = flask.request.args.get("before") or None
-    if before is not None and not results.is_run_id(before) and not results.RUN_ID_RE.match(before + "@"):
-        raise BadRequest(f"before must be a run id such as 20240221_110051_a1b2c@, not {before!r}")
+    offset = context.offset_param()
+    before = context.before_param()
     conn = context.get_db()
     test = history.find_test(conn, package, release, arch)
     rows = history.history(conn, test, limit, before, offset) if test else []
@@ -201,6 +199,8 @@ def history_data(package: str, release: str, arch: str) -> dict:
     older = None
     if len(rows) == limit:
         older = f"{links.history_url(package, release, arch)}?before={rows[-1].run_id}&limit={limit}"
+    views = links.page_views(conn, rows, newest_retry_only=True)
+    newest = (views[0] if isinstance(views, list) else links.result_views(conn, rows[:1], True)[0]) if rows else None
     return {
         "page": "history",
         "package": package,
@@ -209,7 +209,9 @@ def history_data(package: str, release: str, arch: str) -> dict:
         "limit": limit,
         "before": before,
         "offset": offset,
-        "results": links.result_views(conn, rows, newest_retry_only=True),
+        "results": views,
+        # The page's retry form offers the newest run (a streamed page cannot be indexed).
+        "retry_newest": [newest] if newest and newest["show_retry"] else [],
         "running": live_views.running_for(package, release, arch) if first_page else [],
         "queued": live_views.queued_for(package, release, arch) if first_page else [],
         "older_url": older,

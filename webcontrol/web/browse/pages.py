@@ -16,7 +16,16 @@ from webcontrol import history, insight, results, tested_versions
 from webcontrol.atomicfile import read_json
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
-from webcontrol.web.browse.api import RESULT_SCHEMA, RESULTS_LIST, object_schema, page, query_param
+from webcontrol.web.browse.api import (
+    RESULT_SCHEMA,
+    RESULTS_LIST,
+    StreamedList,
+    keep_db,
+    object_schema,
+    page,
+    query_param,
+    stream_json,
+)
 from webcontrol.web.browse.packages import run_view_data
 
 log = logging.getLogger(__name__)
@@ -65,7 +74,8 @@ def run_by_uuid(uuid: str):
 
 _RECENT_PARAMS = [
     query_param("limit", "number of results, 1..10000 (default 100)", "integer", 1, 10000),
-    query_param("offset", "skip this many results", "integer"),
+    query_param("before", "only results with run_id < this (keyset paging; the older link uses it)"),
+    query_param("offset", f"skip this many results, 0..{history.OFFSET_MAX} (old links; use before)", "integer"),
     query_param("release", "only this release"),
     query_param("arch", "only this architecture"),
     query_param("user", "only results requested by this Launchpad user"),
@@ -75,9 +85,11 @@ _RECENT_PARAMS = [
 
 
 def _recent_rows():
+    """``(conn, rows, filters, next_before)`` of the /recent page the query asks for. Raises BadRequest."""
     args = flask.request.args
     limit = context.limit_param()
-    offset = context.int_param("offset", 0, 0)
+    offset = context.offset_param()
+    before = context.before_param()
     release = args.get("release") or None
     arch = args.get("arch") or None
     user = args.get("user") or None
@@ -87,50 +99,62 @@ def _recent_rows():
         raise BadRequest(f"invalid release {release!r}")
     if arch and not results.ARCH_RE.match(arch):
         raise BadRequest(f"invalid arch {arch!r}")
+    if user and not results.is_launchpad_name(user):
+        raise BadRequest(f"invalid user {user!r}")
     if result and result not in results.FILTERABLE_RESULTS:
         raise BadRequest(f"result must be one of {', '.join(results.FILTERABLE_RESULTS)}")
     if classification and classification not in insight.CLASSIFICATIONS:
         raise BadRequest(f"classification must be one of {', '.join(insight.CLASSIFICATIONS)}")
     filters = history.RecentFilter(release=release, arch=arch, requester=user, result=result)
+    shown = {
+        "limit": limit,
+        "offset": offset,
+        "before": before,
+        "release": release,
+        "arch": arch,
+        "user": user,
+        "result": result,
+        "classification": classification,
+    }
     conn = context.get_db()
-    index = context.catalogue().requester_run_index
+    catalogue = context.catalogue()
+    # A release or arch without results matches nothing: answer without walking the whole index for it.
+    if (release and release not in catalogue.arches) or (arch and arch not in catalogue.all_arches()):
+        return conn, [], shown, None
+    if release and arch and arch not in catalogue.arches.get(release, []):
+        return conn, [], shown, None
+    index = catalogue.requester_run_index
     if classification:
         # Classification is computed, not stored: classify newest-first pages until enough match (bounded scan).
         rows, _complete = insight.select_classified(
-            conn, lambda n, skip: history.recent(conn, n, skip, filters, index), classification, limit, offset
+            conn,
+            lambda n, skip: history.recent(conn, n, skip, filters, index, before),
+            classification,
+            limit,
+            offset,
         )
+        next_before = rows[-1].run_id if len(rows) == limit else None
     else:
-        rows = history.recent(conn, limit, offset, filters, index)
-    return (
-        conn,
-        rows,
-        {
-            "limit": limit,
-            "offset": offset,
-            "release": release,
-            "arch": arch,
-            "user": user,
-            "result": result,
-            "classification": classification,
-        },
-    )
+        found = history.recent_page(conn, limit, offset, filters, index, before)
+        rows, next_before = found.rows, found.next_before
+    return conn, rows, shown, next_before
 
 
 @page(
     bp, "/recent", "recent.html", "Most recent results, filterable", _RECENT_PARAMS, object_schema(results=RESULTS_LIST)
 )
 def recent():
-    conn, rows, filters = _recent_rows()
+    conn, rows, filters, next_before = _recent_rows()
     catalogue = context.catalogue()
     older = None
-    if len(rows) == filters["limit"]:
-        query = {key: value for key, value in flask.request.args.items() if key != "offset"}
-        query["offset"] = str(filters["offset"] + filters["limit"])
+    if next_before:
+        query = {key: value for key, value in flask.request.args.items() if key not in ("offset", "before")}
+        query["before"] = next_before
         older = f"{site_url()}/recent?{urllib.parse.urlencode(query)}"
     return {
         "filters": filters,
         "older_url": older,
-        "results": links.result_views(conn, rows),
+        "results": links.page_views(conn, rows),
         "limits": list(RECENT_LIMITS),
         "releases": catalogue.releases,
         "arches": catalogue.all_arches(),
@@ -142,29 +166,32 @@ def recent():
 @bp.route("/api/experimental/recent.json")
 def experimental_recent():
     """The historical JSON list (CONTRACT §7.1), kept exactly as it was."""
-    conn, rows, _filters = _recent_rows()
-    out = []
-    for view in links.result_views(conn, rows):
-        out.append(
-            {
-                "package": view["package"],
-                "release": view["release"],
-                "arch": view["arch"],
-                "version": view["version"],
-                "triggers": view["triggers"],
-                "additional_params": view["env"],
-                "human_date": view["date"],
-                "human_sec": view["human_duration"],
-                "requester": view["requester"],
-                "code": view["result"],
-                "url": view["log_url"],
-                "show_retry": results.show_retry(view["exitcode"]),
-                "all_proposed": view["all_proposed"],
-                "uuid": view["uuid"],
-                "run_id": view["run_id"],
-            }
-        )
-    return flask.jsonify(out)
+    conn, rows, _filters, _next = _recent_rows()
+    views = links.page_views(conn, rows)
+    items = (_legacy_item(view) for view in views)
+    if isinstance(views, links.LazyViews):
+        return keep_db(stream_json(items))
+    return flask.jsonify(list(items))
+
+
+def _legacy_item(view: dict) -> dict:
+    return {
+        "package": view["package"],
+        "release": view["release"],
+        "arch": view["arch"],
+        "version": view["version"],
+        "triggers": view["triggers"],
+        "additional_params": view["env"],
+        "human_date": view["date"],
+        "human_sec": view["human_duration"],
+        "requester": view["requester"],
+        "code": view["result"],
+        "url": view["log_url"],
+        "show_retry": results.show_retry(view["exitcode"]),
+        "all_proposed": view["all_proposed"],
+        "uuid": view["uuid"],
+        "run_id": view["run_id"],
+    }
 
 
 # Statistics -----------------------------------------------------------------------------------------
@@ -219,24 +246,29 @@ def testlist():
     raw = read_json(context.config().get("web", "indexed_packages"), None)
     if not isinstance(raw, dict):
         raw = _testlist_from_db()
-    groups = []
-    for prefix in sorted(raw):
-        entries = []
-        for item in raw[prefix] if isinstance(raw[prefix], list) else []:
-            if not (isinstance(item, list) and item and isinstance(item[0], str)):
-                continue
-            package = item[0]
-            version = item[1] if len(item) > 1 and isinstance(item[1], str) else ""
-            entries.append(
-                {
-                    "package": package,
-                    "version": version,
-                    "url": links.package_url(package),
-                    "dsc_url": links.dsc_url(package, version) if version else None,
-                }
-            )
-        groups.append({"prefix": prefix, "packages": entries})
-    return {"groups": groups}
+    prefixes = sorted(raw)
+    # Tens of thousands of packages: the groups are made while the page is sent.
+    return {
+        "groups": StreamedList(lambda: (_testlist_group(prefix, raw[prefix]) for prefix in prefixes), len(prefixes))
+    }
+
+
+def _testlist_group(prefix: str, items) -> dict:
+    entries = []
+    for item in items if isinstance(items, list) else []:
+        if not (isinstance(item, list) and item and isinstance(item[0], str)):
+            continue
+        package = item[0]
+        version = item[1] if len(item) > 1 and isinstance(item[1], str) else ""
+        entries.append(
+            {
+                "package": package,
+                "version": version,
+                "url": links.package_url(package),
+                "dsc_url": links.dsc_url(package, version) if version else None,
+            }
+        )
+    return {"prefix": prefix, "packages": entries}
 
 
 # Release health -------------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ PPA_LISTINGS_MAX = 64
 
 _USER_PARAMS = [
     query_param("limit", "results per page, 1..10000 (default 100)", "integer", 1, 10000),
-    query_param("offset", "skip this many results", "integer"),
+    query_param("before", "only results with run_id < this (keyset paging; the next link uses it)"),
+    query_param("offset", f"skip this many results, 0..{history.OFFSET_MAX} (old links; use before)", "integer"),
     query_param("show-running", "false hides running jobs"),
     query_param("show-queued", "false hides queued requests"),
     query_param("show-results", "false hides finished results"),
@@ -57,8 +58,8 @@ def user_redirect(user: str):
     return flask.redirect(target, 301)
 
 
-def _page_url(user: str, **query) -> str:
-    args = {key: value for key, value in flask.request.args.items()}
+def _page_url(user: str, drop: tuple[str, ...] = (), **query) -> str:
+    args = {key: value for key, value in flask.request.args.items() if key not in drop}
     args.update({key: str(value) for key, value in query.items()})
     return f"{links.user_url(user)}?{urllib.parse.urlencode(args)}"
 
@@ -74,17 +75,21 @@ def _page_url(user: str, **query) -> str:
 def user_page(user: str):
     _check_user(user)
     limit = context.limit_param()
-    offset = context.int_param("offset", 0, 0)
+    offset = context.offset_param()
+    before = context.before_param()
     only_results = "only-results" in flask.request.args
     show_running = context.flag_param("show-running") and not only_results
     show_queued = context.flag_param("show-queued") and not only_results
     show_results = context.flag_param("show-results")
     conn = context.get_db()
-    rows = (
-        history.user_results(conn, user, limit, offset, requester_run_index=context.catalogue().requester_run_index)
+    found = (
+        history.user_page(
+            conn, user, limit, offset, requester_run_index=context.catalogue().requester_run_index, before=before
+        )
         if show_results
-        else []
+        else history.Page([], None)
     )
+    rows = found.rows
     return {
         "user": user,
         "limit": limit,
@@ -92,7 +97,7 @@ def user_page(user: str):
         "show": {"running": show_running, "queued": show_queued, "results": show_results},
         "queued": live_views.queued_for(requester=user) if show_queued else [],
         "running": live_views.running_for(requester=user) if show_running else [],
-        "results": links.result_views(conn, rows),
+        "results": links.page_views(conn, rows),
         "launchpad_url": links.requester_url(user),
         "links": {
             "summary": links.user_url(user),
@@ -100,8 +105,9 @@ def user_page(user: str):
             "running": _page_url(user, **{"show-queued": "false", "show-results": "false"}),
             "results": f"{links.user_url(user)}?only-results=1",
             "ppa": f"{links.user_url(user)}ppa",
-            "previous": _page_url(user, offset=max(0, offset - limit)) if offset > 0 else None,
-            "next": _page_url(user, offset=offset + limit) if len(rows) == limit else None,
+            "previous": _page_url(user, offset=max(0, offset - limit)) if offset > 0 and not before else None,
+            # Keyset paging: the next page starts below this page's oldest run, however deep it is.
+            "next": _page_url(user, before=found.next_before, drop=("offset",)) if found.next_before else None,
             "show_more": _page_url(user, limit=SHOW_MORE_LIMIT, offset=0) if len(rows) == limit else None,
         },
     }

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Every browse route and filter combination on a production-size DB: server time per URL, worst first.
+
+Usage: python bench/gen_big_db.py --out /var/tmp/bench-dbs/big10m.db
+       python bench/plan_check.py --db /var/tmp/bench-dbs/big10m.db [--repeat 3] [--show 15]
+
+The URL list is the one tests/browse/test_route_plans.py checks the plans
+of (tests/browse/combinations.py). The app runs in this process (no HTTP):
+each URL is requested once to warm up, then ``--repeat`` times, and its
+median server time is kept (responses of limit=10000 pages are timed to
+their last byte). Live files: 50,000 queued requests and 2,000 running
+jobs with their indexes, as in bench/browse_latency.py. Target: no URL
+over 50 ms at 10M results, pages of 10,000 rows aside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.browse_latency import make_site  # noqa: E402
+from tests.browse.combinations import Names, all_urls  # noqa: E402
+
+
+def names_of(db_path: str) -> Names:
+    info = json.loads(Path(db_path + ".json").read_text())
+    package, release, arch = info["history"]
+    conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=ro", uri=True)
+    deep = conn.execute(
+        "SELECT result.run_id FROM result JOIN test ON test.id = result.test_id"
+        " WHERE test.package = ? AND test.release = ? AND test.arch = ? ORDER BY result.run_id DESC LIMIT 1 OFFSET 4899",
+        (package, release, arch),
+    ).fetchone()[0]
+    conn.close()
+    return Names(package, release, arch, info["heavy_user"], "user7", deep, info["uuids"][0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed requests per URL (default 3)")
+    parser.add_argument("--show", type=int, default=15, help="print this many slowest URLs (default 15)")
+    args = parser.parse_args()
+    from webcontrol import config as configmod
+    from webcontrol.web.browse import create_app
+
+    folder = Path(tempfile.mkdtemp(prefix="plan-check-"))
+    try:
+        app = create_app(configmod.load(str(make_site(args.db, folder, 50_000, 2_000))))
+        client = app.test_client()
+        urls = all_urls(names_of(args.db))
+        print(f"DB {args.db}: {len(urls)} URLs, {args.repeat} timed requests each; "
+              f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+        timings, statuses = [], {}
+        for url in urls:
+            client.get(url).get_data()
+            samples = []
+            for _n in range(args.repeat):
+                started = time.perf_counter()
+                response = client.get(url)
+                response.get_data()
+                samples.append((time.perf_counter() - started) * 1000)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            timings.append((statistics.median(samples), url))
+        timings.sort(reverse=True)
+        for median, url in timings[: args.show]:
+            print(f"{median:9.1f} ms  {url}")
+        small = [t for t in timings if "limit=10000" not in t[1] and "/testlist" not in t[1]]
+        print(f"statuses: {dict(sorted(statuses.items()))}")
+        print(f"worst: {timings[0][0]:.1f} ms ({timings[0][1]}); worst without 10,000-row pages and /testlist: "
+              f"{small[0][0]:.1f} ms ({small[0][1]}); median of all: {statistics.median(t[0] for t in timings):.1f} ms")  # fmt: skip
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The index files next to queued.json and running.json: pages answer the same with and without them."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.live.helpers import QUEUES_2022, RUN_2022
+from tests.live.test_cache_amqp import Queues, make_public_db
+from tests.live.test_live_pages import queued_document
+from webcontrol import config, liveindex, results
+from webcontrol.atomicfile import write_atomic, write_json_atomic
+from webcontrol.services import amqp_status_collector
+from webcontrol.web.browse import create_app
+
+QUEUED_UUID = "0e5b7b8a-1111-4222-8333-444455556666"
+RUNNING_UUID = "0e5b7b8a-aaaa-4bbb-8ccc-ddddeeeeffff"
+
+
+def live_documents() -> tuple[dict, dict]:
+    """Recorded queues and running jobs plus the odd items: private, malformed, non-string requester."""
+    queued = queued_document(json.loads(QUEUES_2022.read_text()))
+    extra = [
+        "private job",
+        "malformed request",
+        'hello {"triggers": ["hello/1.0"], "requester": "alice", "uuid": "' + QUEUED_UUID + '"}',
+        'hello {"triggers": ["hello/1.1"], "requester": "bob"}',
+        'hello {"requester": ["not", "a", "string"]}',
+        "hello",
+        'hello ["not an object"]',
+    ]
+    entry = queued["queues"].setdefault("ubuntu", {}).setdefault("noble", {}).setdefault("amd64", {"requests": []})
+    entry["requests"] = entry.get("requests", []) + extra
+    entry["size"] = len(entry["requests"])
+    running = json.loads(RUN_2022.read_text())
+    params = {"triggers": ["hello/1.0"], "requester": "alice", "uuid": RUNNING_UUID}
+    running.setdefault("hello", {})[results.run_key(params)] = {"noble": {"amd64": [params, 100, "10s log\n"]}}
+    private = {
+        "triggers": ["secret/1"],
+        "requester": "alice",
+        "swiftuser": "x",
+        "uuid": "1" * 8 + "-1111-4111-8111-" + "1" * 12,
+    }
+    running.setdefault("private-test", {})[results.run_key(private)] = {"noble": {"amd64": [private, 5, "x"]}}
+    return queued, running
+
+
+def write_with_index(path, document, writer) -> None:
+    """As cache-amqp and the collector write: the index goes into place just before the file."""
+    write_atomic(path, json.dumps(document), before_replace=lambda tmp: writer(tmp, path, document))
+
+
+@pytest.fixture
+def site(tmp_path):
+    make_public_db(tmp_path / "public.db", {"noble": ["amd64", "arm64"], "kinetic": ["amd64"]})
+    cfg = config.from_dict(
+        {
+            "web": {
+                "database_public": tmp_path / "public.db",
+                "running_cache": tmp_path / "running.json",
+                "amqp_queue_cache": tmp_path / "queued.json",
+                "releases": "kinetic noble",
+                "state_dir": tmp_path / "state",
+                "site_url": "https://autopkgtest.example.com",
+            }
+        }
+    )
+    app = create_app(cfg)
+    app.testing = True
+    return app.test_client(), tmp_path
+
+
+def snapshot(client, packages, users) -> dict:
+    out = {"home": client.get("/api/v1/").json["live"]}
+    out["home"].pop("age_seconds")
+    for package in packages:
+        data = client.get(f"/api/v1/packages/{package}").json
+        out[package] = (data["running"], data["queued"])
+        data = client.get(f"/api/v1/packages/{package}/noble/amd64").json
+        out[package + " noble/amd64"] = (data["running"], data["queued"])
+    for user in users:
+        data = client.get(f"/api/v1/user/{user}/").json
+        out["user " + user] = (data["running"], data["queued"])
+    for uuid in (QUEUED_UUID, RUNNING_UUID, "9e5b7b8a-1111-4222-8333-444455556666"):
+        response = client.get(f"/run/{uuid}")
+        out[uuid] = (response.status_code, "Queued" in response.get_data(as_text=True),
+                     "In progress" in response.get_data(as_text=True))  # fmt: skip
+    return out
+
+
+def test_pages_answer_the_same_with_and_without_the_indexes(site):
+    client, tmp_path = site
+    queued, running = live_documents()
+    write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+    write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+    assert os.path.exists(tmp_path / "queued.json.index") and os.path.exists(tmp_path / "running.json.index")
+    packages = ["hello", "private-test", *list(running)[:5], "x264", "xapian-core"]
+    users = ["alice", "bob", "nobody"]
+    indexed = snapshot(client, packages, users)
+    # The index really answers: it finds what the files hold.
+    assert [q["requester"] for q in indexed["hello"][1]] == ["alice", "bob", "", ""]
+    assert [j["uuid"] for j in indexed["user alice"][0]] == [RUNNING_UUID, "11111111-1111-4111-8111-111111111111"]
+    assert indexed["user alice"][0][1]["params"] == {}  # a private run shows nothing of its params
+    assert indexed[QUEUED_UUID] == (404, True, False) and indexed[RUNNING_UUID] == (404, False, True)
+    assert indexed["home"]["queued"] == sum(
+        e["size"] for rels in queued["queues"].values() for arches in rels.values() for e in arches.values()
+    )
+    os.unlink(tmp_path / "queued.json.index")
+    os.unlink(tmp_path / "running.json.index")
+    assert snapshot(client, packages, users) == indexed
+
+
+def test_an_index_of_another_version_is_ignored(site):
+    client, tmp_path = site
+    queued, running = live_documents()
+    write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+    write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+    assert len(client.get("/api/v1/packages/hello").json["queued"]) == 4
+    # An older writer replaces the files without indexes: the old indexes must not be believed.
+    hello = queued["queues"]["ubuntu"]["noble"]["amd64"]
+    hello["requests"] = [r for r in hello["requests"] if not r.startswith("hello")]
+    write_json_atomic(tmp_path / "queued.json", queued)
+    write_json_atomic(tmp_path / "running.json", {})
+    data = client.get("/api/v1/packages/hello").json
+    assert data["queued"] == [] and data["running"] == []
+    assert client.get("/api/v1/").json["live"]["running"] == 0
+
+
+def test_a_failing_index_never_stops_the_file(tmp_path, caplog):
+    queued, _running = live_documents()
+    os.mkdir(tmp_path / "queued.json.index")  # cannot be replaced by a file
+    write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+    assert json.loads((tmp_path / "queued.json").read_text()) == queued
+    assert "pages will parse the file instead" in caplog.text
+    assert liveindex.queued_items(tmp_path / "queued.json", package="hello") is None
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_the_collector_writes_a_current_index(tmp_path):
+    path = tmp_path / "running.json"
+    collector = amqp_status_collector.StatusCollector("amqp://unused/", str(path), queue="unused")
+    params = {"triggers": ["hello/1.0"], "requester": "alice", "uuid": RUNNING_UUID}
+    collector.state.apply(amqp_status_collector.leaf_message("hello", "noble", "amd64", [params, 5, "x"]), 0.0)
+    collector.write()
+    jobs = liveindex.running_jobs(path, package="hello")
+    assert [(j.release, j.arch, j.uuid, j.duration) for j in jobs] == [("noble", "amd64", RUNNING_UUID, 5)]
+    assert liveindex.running_jobs(path, requester="alice") == jobs
+
+
+@pytest.fixture
+def amqp_queues(amqp_names):
+    return Queues(amqp_names)
+
+
+def test_cache_amqp_writes_a_current_index(amqp_queues, tmp_path):
+    recorded = json.loads(QUEUES_2022.read_text())
+    context, release, arch, items = next(
+        (c, r, a, i) for c, rels in recorded.items() for r, arches in rels.items() for a, i in arches.items() if i
+    )
+    amqp_queues.publish(amqp_queues.name(context, release, arch), [item.encode() for item in items[:3]])
+    amqp_queues.cache(tmp_path, [release], {release: [arch]}).run_once()
+    package = items[0].split(None, 1)[0]
+    found = liveindex.queued_items(tmp_path / "queued.json", package=package)
+    assert found and (found[0].context, found[0].position, found[0].text) == (context, 1, items[0])

@@ -1,0 +1,275 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Index files next to queued.json and running.json, so pages look entries up instead of parsing.
+
+queued.json holds tens of thousands of requests and running.json thousands
+of jobs. A package, history or user page needs a handful of them; parsing
+every request's JSON on each page (or once per file version in every web
+process) costs more than the rest of the page. So the programs that write
+the files, cache-amqp and amqp-status-collector, also write a small SQLite
+file next to each (``<file>.index``) with the entries already parsed and
+indexed by package, requester and uuid; a page asks it one indexed query.
+
+An index names the version of the file it describes (mtime and size). The
+writer builds it from the file's temporary copy and renames it into place
+just before the file itself (:func:`webcontrol.atomicfile.write_atomic`'s
+``before_replace``), so a reader sees the two out of step only for the
+instant between the two renames. Readers that find no index, or one for
+another version (an older writer), get None and fall back to parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from webcontrol import livestate
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the tables change; readers ignore an index of another format.
+FORMAT = 1
+SUFFIX = ".index"
+
+
+def index_path(path: str | os.PathLike) -> str:
+    return os.fspath(path) + SUFFIX
+
+
+def _stamp(path: str | os.PathLike) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+# Writing ------------------------------------------------------------------------------------
+
+_QUEUED_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
+    "CREATE TABLE queue (context TEXT, release TEXT, arch TEXT, size INTEGER)",
+    "CREATE TABLE item (context TEXT, release TEXT, arch TEXT, position INTEGER, package TEXT,"
+    " requester TEXT, uuid TEXT, text TEXT)",
+)
+_QUEUED_INDEXES = (
+    "CREATE INDEX item_package ON item(package)",
+    "CREATE INDEX item_requester ON item(requester)",
+    "CREATE INDEX item_uuid ON item(uuid)",
+)
+_RUNNING_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
+    "CREATE TABLE job (package TEXT, run_key TEXT, release TEXT, arch TEXT, requester TEXT, uuid TEXT,"
+    " private INTEGER, params TEXT, duration INTEGER, logtail TEXT)",
+)
+_RUNNING_INDEXES = (
+    "CREATE INDEX job_package ON job(package)",
+    "CREATE INDEX job_requester ON job(requester)",
+    "CREATE INDEX job_uuid ON job(uuid)",
+)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _write(target: str, source: str | os.PathLike, schema, indexes, fill) -> None:
+    """Build an index in a temporary file next to ``target`` and rename it over ``target``.
+
+    Never raises for a failure of its own: the live file matters more than its
+    index, and readers without a current index parse the file instead.
+    """
+    try:
+        _build(target, _stamp(source), schema, indexes, fill)
+    except (OSError, sqlite3.Error) as err:
+        log.error("cannot write %s (pages will parse the file instead): %s", target, err)
+        try:
+            os.unlink(target)  # a stale index is ignored anyway; do not leave it looking current
+        except OSError:
+            pass
+
+
+def _build(target: str, source_stamp: tuple[int, int], schema, indexes, fill) -> None:
+    folder = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            # Derived data, rebuilt on every write: no journal, no fsync.
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("BEGIN")
+            for statement in schema:
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [("format", FORMAT), ("mtime_ns", source_stamp[0]), ("size", source_stamp[1])],
+            )
+            fill(conn)
+            for statement in indexes:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_queued_index(source_tmp: str | os.PathLike, target: str | os.PathLike, document: Mapping) -> None:
+    """Index of a queued.json document, for the file ``source_tmp`` about to be renamed to ``target``.
+
+    Only requests a page may show are indexed: private and malformed items are left out.
+    """
+
+    def fill(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO queue(context, release, arch, size) VALUES (?, ?, ?, ?)", livestate.queue_entries(document)
+        )
+        rows = []
+        for item in livestate.queued_requests(document):
+            if item.private or item.malformed:
+                continue
+            params = item.params
+            rows.append((item.context, item.release, item.arch, item.position, item.package,
+                         _text(params.get("requester")), _text(params.get("uuid")), item.text))  # fmt: skip
+        conn.executemany("INSERT INTO item VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    _write(index_path(target), source_tmp, _QUEUED_SCHEMA, _QUEUED_INDEXES, fill)
+
+
+def write_running_index(source_tmp: str | os.PathLike, target: str | os.PathLike, tree: Mapping) -> None:
+    """Index of a running.json tree, for the file ``source_tmp`` about to be renamed to ``target``."""
+
+    def fill(conn: sqlite3.Connection) -> None:
+        rows = []
+        for job in livestate.running_jobs(tree):
+            rows.append((job.package, job.run_key, job.release, job.arch, _text(job.params.get("requester")),
+                         job.uuid, int(job.private), json.dumps(job.params, ensure_ascii=False), job.duration,
+                         job.logtail))  # fmt: skip
+        conn.executemany("INSERT INTO job VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    _write(index_path(target), source_tmp, _RUNNING_SCHEMA, _RUNNING_INDEXES, fill)
+
+
+# Reading ------------------------------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike | None) -> sqlite3.Connection | None:
+    """The index of ``path`` when it describes the file as it is now, else None."""
+    if not path:
+        return None
+    try:
+        stamp = _stamp(path)
+        conn = sqlite3.connect(f"file:{index_path(path)}?mode=ro", uri=True, check_same_thread=False)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+    except sqlite3.Error:
+        conn.close()
+        return None
+    if (meta.get("format"), meta.get("mtime_ns"), meta.get("size")) != (FORMAT, *stamp):
+        conn.close()
+        return None
+    return conn
+
+
+def _where(filters: Iterable[tuple[str, Any]]) -> tuple[str, list]:
+    clauses, args = [], []
+    for column, value in filters:
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def queued_items(path, package=None, release=None, arch=None, requester=None) -> list[livestate.QueuedRequest] | None:
+    """Shown requests matching the filters, in file order; None without a current index."""
+    conn = _open(path)
+    if conn is None:
+        return None
+    try:
+        where, args = _where((("package", package), ("release", release), ("arch", arch), ("requester", requester)))
+        rows = conn.execute(f"SELECT context, release, arch, position, text FROM item{where} ORDER BY rowid", args)
+        items = [livestate.queued_item(*row) for row in rows]
+    except sqlite3.Error as err:
+        log.warning("queued index of %s unreadable: %s", path, err)
+        return None
+    finally:
+        conn.close()
+    return [item for item in items if not item.private and not item.malformed]
+
+
+def running_jobs(path, package=None, release=None, arch=None, requester=None) -> list[livestate.RunningJob] | None:
+    """Running jobs matching the filters, in file order; None without a current index."""
+    conn = _open(path)
+    if conn is None:
+        return None
+    try:
+        where, args = _where((("package", package), ("release", release), ("arch", arch), ("requester", requester)))
+        rows = conn.execute(
+            "SELECT package, run_key, release, arch, params, duration, logtail, uuid, private"
+            f" FROM job{where} ORDER BY rowid",
+            args,
+        ).fetchall()
+    except sqlite3.Error as err:
+        log.warning("running index of %s unreadable: %s", path, err)
+        return None
+    finally:
+        conn.close()
+    return [
+        livestate.RunningJob(package, key, rel, arch_, json.loads(params), duration, logtail, uuid, bool(private))
+        for package, key, rel, arch_, params, duration, logtail, uuid, private in rows
+    ]
+
+
+def live_uuid(queued_path, running_path, uuid: str) -> str | None | bool:
+    """ "In progress", "Queued" or None for a uuid; False when either index is missing."""
+    running = _open(running_path)
+    queued = _open(queued_path)
+    try:
+        if running is None or queued is None:
+            return False
+        if running.execute("SELECT 1 FROM job WHERE uuid = ? LIMIT 1", (uuid,)).fetchone():
+            return "In progress"
+        if queued.execute("SELECT 1 FROM item WHERE uuid = ? LIMIT 1", (uuid,)).fetchone():
+            return "Queued"
+        return None
+    except sqlite3.Error as err:
+        log.warning("live indexes unreadable: %s", err)
+        return False
+    finally:
+        for conn in (running, queued):
+            if conn is not None:
+                conn.close()
+
+
+def counts(queued_path, running_path) -> tuple[int, int, dict[str, dict[str, int]]] | None:
+    """``(running, queued, per arch {"running", "queued"})``; None when either index is missing."""
+    running = _open(running_path)
+    queued = _open(queued_path)
+    try:
+        if running is None or queued is None:
+            return None
+        per_arch: dict[str, dict[str, int]] = {}
+        total_running = total_queued = 0
+        for arch, count in running.execute("SELECT arch, COUNT(*) FROM job GROUP BY arch"):
+            per_arch.setdefault(arch, {"running": 0, "queued": 0})["running"] += count
+            total_running += count
+        for arch, size in queued.execute("SELECT arch, SUM(size) FROM queue GROUP BY arch"):
+            per_arch.setdefault(arch, {"running": 0, "queued": 0})["queued"] += size
+            total_queued += size
+        return total_running, total_queued, per_arch
+    except sqlite3.Error as err:
+        log.warning("live indexes unreadable: %s", err)
+        return None
+    finally:
+        for conn in (running, queued):
+            if conn is not None:
+                conn.close()
