@@ -15,9 +15,8 @@ import flask
 import markupsafe
 
 from webcontrol import config as configmod
-from webcontrol.web import login
+from webcontrol.web import login, promstats
 from webcontrol.web.appbase import WebError, create_flask_app
-from webcontrol.web.request import outcomes
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -75,13 +74,13 @@ def create_app(config: configmod.Config) -> flask.Flask:
     app.register_error_handler(WebError, render_invalid)
     app.register_blueprint(bp)
     app.register_blueprint(login.make_blueprint("login", "/login", "/logout"))
-    counts = outcomes.outcomes_path(config)
+    answers = promstats.for_config(config).request_outcomes
 
     @app.after_request
     def count_outcome(response: flask.Response) -> flask.Response:
         # Test requests and webhooks only; login pages are not request outcomes.
         if flask.request.blueprint == bp.name:
-            outcomes.record(counts, response.status_code)
+            answers.labels(status=str(response.status_code)).inc()
         return response
 
     app.wsgi_app = FullPath(app.wsgi_app)
