@@ -9,11 +9,12 @@ stderr and a non-zero exit code (tracebacks are for bugs only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from webcontrol import config as configmod
 
@@ -69,6 +70,33 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+@contextlib.contextmanager
+def stop_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT call ``stop`` (which only sets a flag).
+
+    On leaving, the handlers found on entry are put back, and a signal that
+    arrived meanwhile is passed on to them when they are Python handlers: a
+    program run inside another one (download-all-results inside the demo)
+    stops gracefully and then lets the enclosing program stop too.
+    """
+    received: list[int] = []
+
+    def handler(signum, frame):
+        log.info("received signal %d, stopping", signum)
+        received.append(signum)
+        stop()
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        for signum in dict.fromkeys(received):
+            if callable(previous[signum]):
+                previous[signum](signum, None)
 
 
 def run_program(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from webcontrol import db, ingest, results, resulttar
 from webcontrol.config import Config
-from webcontrol.services.base import on_stop_signals, run_program
+from webcontrol.services.base import run_program, stop_signals
 from webcontrol.store import ContainerNotFound, ObjectNotFound, ResultStore, open_store
 
 log = logging.getLogger(__name__)
@@ -221,13 +221,14 @@ def _page_size(value: str) -> int:
 def _run(args: argparse.Namespace, config: Config) -> int:
     conn = db.connect_rw(config.need("web", "database"))
     job = FullIngest(conn, lambda: open_store(config), args.since, args.full, args.workers, page_size=args.page_size)
-    on_stop_signals(job.stop)
     try:
-        releases = args.release or config.supported_releases(db.releases_by_age(conn))
-        if not releases:
-            releases = job.discover_releases()
-            log.info("no releases configured; found containers for %s", " ".join(releases) or "none")
-        summary = job.run(releases)
+        # Scoped: when the demo runs this in-process, its own handlers must be back afterwards.
+        with stop_signals(job.stop):
+            releases = args.release or config.supported_releases(db.releases_by_age(conn))
+            if not releases:
+                releases = job.discover_releases()
+                log.info("no releases configured; found containers for %s", " ".join(releases) or "none")
+            summary = job.run(releases)
     finally:
         job.close()
         conn.close()
