@@ -57,6 +57,11 @@ def make_parser(description: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"configuration file (default: ${configmod.ENV_VAR}, then {', '.join(configmod.SEARCH_PATHS)})",
     )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the configuration file for this program, print every problem and exit (2 when there is one)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -111,6 +116,10 @@ def run_program(
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.check_config:
+        from webcontrol import configcheck
+
+        return configcheck.report(args.config, [body.__module__.rsplit(".", 1)[-1]])
     setup_logging(args.verbose)
     try:
         config = configmod.load(args.config) if needs_config or args.config else None
