@@ -69,7 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "package_requestors", str, "", "per-package extra requesters pkg:lpuser,..."),
     Setting("web", "alert", str, None, "file holding a level:message banner"),
     Setting("web", "api_keys", str, None, "API keys JSON {lpuser: key}"),
-    Setting("web", "team_cache", str, "/dev/shm/autopkgtest_users.json", "team membership cache"),
+    Setting("web", "team_cache", str, None, "team membership cache (default <state_dir>/team-cache.json)"),
     Setting("web", "team_cache_seconds", _positive_int, 10800, "lifetime of a positive team answer"),
     Setting("web", "state_dir", str, "/var/lib/autopkgtest-web", "persistent state"),
     Setting("web", "runtime_dir", str, "/run/autopkgtest-web", "throwaway caches"),
@@ -81,6 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "running_expiry_seconds", _positive_int, 300, "drop running entries without status"),
     Setting("web", "swift_storage_url", str, None, "public Swift storage URL proxied at /results/"),
     Setting("web", "backup_retention_days", _positive_int, 30, "how long db-backup keeps backups"),
+    Setting("web", "max_triggers", _positive_int, 50, "most distinct triggers in one test request"),
+    Setting("web", "confirm_cross_site", lambda v: _boolean(v), True, "confirm cross-site cookie requests"),
     Setting("amqp", "uri", str, None, "amqp://user:password@host[:port][/vhost]"),
     Setting("amqp", "complete_exchange_durable", lambda v: _boolean(v), True, "testcomplete.fanout durable"),
     Setting("amqp", "status_exchange_auto_delete", lambda v: _boolean(v), False, "teststatus.fanout auto-delete"),
@@ -96,6 +98,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("github", "status_credentials", str, None, "file of project:user:token lines"),
     Setting("github", "pending_dir", str, None, "pending-job records"),
     Setting("github", "job_max_age_days", _positive_int, 7, "age of a pending job reported as error"),
+    Setting("github", "api_url", str, "https://api.github.com/", "the only GitHub API base statuses go to"),
     Setting("influxdb", "influxdb_hostname", str, None, "InfluxDB host"),
     Setting("influxdb", "influxdb_port", int, 8086, "InfluxDB port"),
     Setting("influxdb", "influxdb_username", str, None, "InfluxDB user"),
@@ -172,6 +175,12 @@ class Config:
     def pending_dir(self) -> Path:
         configured = self.get("github", "pending_dir")
         return Path(configured) if configured else self.state_dir / "github-pending"
+
+    @property
+    def team_cache(self) -> Path:
+        """Positive team answers: never in a world-writable folder, so under state_dir by default."""
+        configured = self.get("web", "team_cache")
+        return Path(configured) if configured else self.state_dir / "team-cache.json"
 
     @property
     def public_db_sha256(self) -> str:

@@ -5,18 +5,24 @@
   webhook HMAC, used by request.cgi and by the tests that sign deliveries.
 - :class:`StatusPoster`: POSTs commit statuses with the per-project Basic
   credentials through the process's HTTP session (retries with backoff on
-  429, 5xx and network errors).
+  429, 5xx and network errors); only to URLs under ``[github] api_url`` (the
+  token never goes elsewhere, redirects are not followed).
 - :class:`PendingJobs`: the durable records of queued GitHub requests that
-  update-github-jobs later resolves into a final status.
+  update-github-jobs later resolves into a final status. A record is created
+  exclusively, so concurrent copies of one delivery queue one request.
+- :class:`Deliveries`: which query string each delivery was used with.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
+import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +32,7 @@ from webcontrol import atomicfile, httpclient
 
 log = logging.getLogger(__name__)
 
+DEFAULT_API_URL = "https://api.github.com/"
 USER_AGENT = httpclient.USER_AGENT
 SIGNATURE_FAILED = "GitHub signature verification failed"
 
@@ -85,6 +92,25 @@ def verify_signature(secret: str | None, headers: Mapping[str, str], body: bytes
 # Statuses -------------------------------------------------------------------------------
 
 
+def status_url(api_url: str, full_name: str, sha: str) -> str:
+    """``<api_url>repos/<owner>/<repo>/statuses/<sha>``: the only place a PR's statuses go."""
+    return f"{api_url.rstrip('/')}/repos/{full_name}/statuses/{sha}"
+
+
+def under_api(url: str, api_url: str) -> bool:
+    """Whether ``url`` is on the configured API host and under its path (no ``..`` tricks)."""
+    base = urllib.parse.urlsplit(api_url.rstrip("/") + "/")
+    target = urllib.parse.urlsplit(url)
+    return (
+        target.scheme in ("http", "https")
+        and (target.scheme, target.netloc) == (base.scheme, base.netloc)
+        and target.path.startswith(base.path)
+        and "/../" not in target.path + "/"
+        and "\\" not in url
+        and not any(ord(c) < 0x21 for c in url)
+    )
+
+
 def status_context(release: str, arch: str, testname: str | None) -> str:
     return f"{release}/{arch} {testname}" if testname else f"{release}/{arch}"
 
@@ -109,8 +135,16 @@ def load_credentials(path: str | None) -> dict[str, tuple[str, str]]:
 class StatusPoster:
     """POST commit statuses with Basic auth; retries 5xx and network errors with backoff."""
 
-    def __init__(self, credentials_path: str | None, attempts: int = 4, timeout: float = 20.0, backoff: float = 1.0):
+    def __init__(
+        self,
+        credentials_path: str | None,
+        attempts: int = 4,
+        timeout: float = 20.0,
+        backoff: float = 1.0,
+        api_url: str = DEFAULT_API_URL,
+    ):
         self.credentials_path = credentials_path
+        self.api_url = api_url
         self.attempts = max(1, attempts)
         self.timeout = timeout
         self.backoff = backoff
@@ -119,11 +153,15 @@ class StatusPoster:
 
     @classmethod
     def from_config(cls, config, **kwargs: Any) -> StatusPoster:
-        return cls(config.get("github", "status_credentials"), **kwargs)
+        return cls(config.get("github", "status_credentials"), api_url=config.get("github", "api_url"), **kwargs)
 
     def post(self, project: str, statuses_url: str, status: dict[str, Any]) -> bool:
         """Send one status. Returns False (after logging) when it could not be delivered."""
         self.last_failure = None
+        if not under_api(statuses_url, self.api_url):
+            self.last_failure = "refused"
+            log.error("status URL %r is not under the GitHub API %s; status not sent", statuses_url, self.api_url)
+            return False
         credentials = load_credentials(self.credentials_path).get(project)
         if credentials is None:
             self.last_failure = "credentials"
@@ -134,14 +172,14 @@ class StatusPoster:
         policy = httpclient.RetryPolicy(attempts=self.attempts, backoff=self.backoff / 2, retry_post=True)
         try:
             response = httpclient.session(policy).post(
-                statuses_url, json=status, auth=auth, headers=headers, timeout=self.timeout
+                statuses_url, json=status, auth=auth, headers=headers, timeout=self.timeout, allow_redirects=False
             )
         except httpclient.Error as err:
             log.error("giving up on GitHub status %s for %s: %s", status.get("state"), statuses_url,
                       httpclient.describe(err))  # fmt: skip
             self.last_failure = "unavailable"
             return False
-        if response.ok:
+        if 200 <= response.status_code < 300:
             log.info("posted GitHub status %s/%s to %s", status.get("state"), status.get("context"), statuses_url)
             return True
         # 5xx and 429 were retried already; a 4xx is a refusal that retrying cannot change.
@@ -235,6 +273,27 @@ class PendingJobs:
     def exists(self, name: str) -> bool:
         return self.path(name).exists()
 
+    def create(self, name: str, params: dict[str, Any]) -> bool:
+        """Create a record unless it exists (atomic and exclusive). Raises OSError."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return _create_exclusive(self.path(name), json.dumps(params, sort_keys=True))
+
+    def remove(self, name: str) -> None:
+        try:
+            self.path(name).unlink()
+        except FileNotFoundError:
+            pass
+
+    def pending_status_posted(self, name: str) -> None:
+        """Drop a record's to-do ``pending-status`` once it was posted (a deleted record stays deleted)."""
+        path = self.path(name)
+        try:
+            params = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(params, dict) and params.pop("pending-status", None) is not None and path.exists():
+            atomicfile.write_atomic(path, json.dumps(params, sort_keys=True), mode=0o640)
+
     def write(self, name: str, params: dict[str, Any]) -> None:
         """Write (or replace) a record atomically. Raises OSError."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -267,3 +326,67 @@ class PendingJobs:
                 log.error("skipping pending GitHub job %s: not a JSON object with release, arch, package", path)
                 continue
             yield PendingJob(path, params)
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Write ``text`` to a temporary file and hard-link it into place: complete and exclusive."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink()
+
+
+class Deliveries:
+    """``<pending_dir>/.deliveries/<sha256 of the delivery id>``: the query string it was used with.
+
+    One file per accepted delivery, kept ``KEEP_DAYS`` (GitHub redelivers for a
+    few days at most) and swept now and then.
+    """
+
+    KEEP_DAYS = 90
+
+    def __init__(self, pending_dir: str | os.PathLike):
+        self.directory = Path(pending_dir) / ".deliveries"
+
+    def _path(self, delivery: str) -> Path:
+        return self.directory / hashlib.sha256(delivery.encode("utf-8", "replace")).hexdigest()
+
+    def claim(self, delivery: str, query: str) -> str | None:
+        """None when this call claimed the delivery, else the query it was first used with. Raises OSError."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(delivery)
+        if _create_exclusive(path, query):
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as err:
+            if err.errno == errno.ENOENT:  # released meanwhile by a failed attempt: try again once
+                return None if _create_exclusive(path, query) else ""
+            raise
+
+    def release(self, delivery: str) -> None:
+        try:
+            self._path(delivery).unlink()
+        except FileNotFoundError:
+            pass
+
+    def sweep(self, now: float | None = None) -> None:
+        cutoff = (time.time() if now is None else now) - self.KEEP_DAYS * 86400
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except OSError as err:
+                log.debug("cannot sweep %s: %s", entry.path, err)

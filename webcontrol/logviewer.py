@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 MAX_LOG_BYTES = 8 * 1024 * 1024
 
 _ELAPSED = re.compile(r"^\s*\d+s (?=.)")
-_AUTOPKGTEST = re.compile(r"^autopkgtest \[\d\d:\d\d:\d\d\]: (?P<message>.*)$")
+_AUTOPKGTEST = re.compile(r"^autopkgtest \[\d\d:\d\d:\d\d\]: (?P<message>.*)\Z")
 _TEST_LINE = re.compile(r"^test (?P<name>[^\s:]+): ")
 _MARKER = "@@@@@@@@@@@@@@@@@@@@ "
-_SUMMARY_LINE = re.compile(r"^(?P<test>\S+)\s+(?P<result>PASS|FAIL|SKIP|FLAKY|NEUTRAL|BROKEN)\b\s*(?P<reason>.*)$")
+_SUMMARY_LINE = re.compile(r"^(?P<test>\S+)\s+(?P<result>PASS|FAIL|SKIP|FLAKY|NEUTRAL|BROKEN)\b\s*(?P<reason>.*)\Z")
 _TRIGGERS_FALLBACK = re.compile(r"ADT_TEST_TRIGGERS=(?P<value>[^'\" ]+(?: [^'\" -][^'\" ]*)*)")
 
 

@@ -64,13 +64,13 @@ def show_retry(exitcode: int | None) -> bool:
 
 # Names -----------------------------------------------------------------------
 
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
-VERSION_RE = re.compile(r"^[a-zA-Z0-9.+:~-]+$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+\Z")
+VERSION_RE = re.compile(r"^[a-zA-Z0-9.+:~-]+\Z")
 #: Releases, arches and contexts never contain "-" (workers split queue names on it).
-SERIES_RE = re.compile(r"^[a-z0-9][a-z0-9.+]*$")
-ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-RUN_ID_RE = re.compile(r"^[0-9]{8}_[0-9]{6}(_[0-9a-f]{5})?@$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SERIES_RE = re.compile(r"^[a-z0-9][a-z0-9.+]*\Z")
+ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\Z")
+RUN_ID_RE = re.compile(r"^[0-9]{8}_[0-9]{6}(_[0-9a-f]{5})?@\Z")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 MIGRATION_REFERENCE = "migration-reference/0"
 
 

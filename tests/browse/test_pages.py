@@ -44,6 +44,7 @@ def test_login_state_on_every_page(client):
     assert "Logout" not in text(client.get("/recent"))
     with client.session_transaction() as session:
         session["nickname"] = "joe<x>"
+        session["sid"] = "0123456789abcdef"
     for path in ("/", "/packages/hello", "/recent", "/packages/NOPE"):
         assert "Logout joe&lt;x&gt;" in text(client.get(path)), path
 

@@ -39,6 +39,8 @@ def fake_github(fake_github_server):
     fake_github_server.statuses.clear()
     fake_github_server.refused.clear()
     fake_github_server.fail_next = 0
+    fake_github_server.delay = 0.0
+    fake_github_server.received.clear()
     return fake_github_server
 
 
@@ -50,11 +52,15 @@ def openid_provider():
 
 
 @pytest.fixture
-def site(tmp_path, launchpad, amqp_uri, amqp_names, openid_provider):
-    """A site whose release is unique to the test; its debci queues are deleted afterwards."""
+def site(tmp_path, launchpad, amqp_uri, amqp_names, openid_provider, fake_github_server):
+    """A site whose release is unique to the test; its debci queues are deleted afterwards.
+
+    Its GitHub API is the fake GitHub, the only host statuses may go to.
+    """
     release = unique_release()
     tests = [(pkg, release, arch) for pkg in ("hello", "gzip", "libpng1.6") for arch in ARCHES]
     made = make_site(tmp_path / "site", release, tests, launchpad.url, amqp_uri, openid_provider.url)
+    made.set("github", "api_url", fake_github_server.url + "/")
     for ctx in ("", "ppa-", "upstream-"):
         for arch in ARCHES:
             amqp_names.queues.append(f"debci-{ctx}{release}-{arch}")
@@ -73,9 +79,11 @@ def client(app):
 
 def login(client, nick: str = "joe", teams: list[str] | None = None, when: int | None = None) -> None:
     """Put a login in the session cookie (the OpenID round trip itself is tested in test_login)."""
+    import secrets
     import time
 
     with client.session_transaction() as session:
+        session["sid"] = secrets.token_hex(16)
         session["nickname"] = nick
         session["identity_url"] = f"https://login.example.com/+id/{nick}"
         session["teams"] = teams or []

@@ -3,7 +3,9 @@
 
 ``POST /repos/<owner>/<repo>/statuses/<sha>`` answers 201 when the request
 carries Basic auth, a User-Agent and a JSON body, as GitHub requires;
-``fail_next`` makes the next N posts answer 502 (to exercise retries).
+``fail_next`` makes the next N posts answer 502 (to exercise retries);
+``delay`` makes every answer wait (GitHub hanging). ``received`` lists every
+request that arrived, valid or not, as ``(method, path, Authorization)``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from dataclasses import dataclass
 
 from werkzeug.wrappers import Request, Response
@@ -37,6 +40,8 @@ class FakeGitHub:
         self.statuses: list[ReceivedStatus] = []
         self.refused: list[str] = []
         self.fail_next = 0
+        self.delay = 0.0
+        self.received: list[tuple[str, str, str]] = []
         self.lock = threading.Lock()
         self.server = ThreadedServer(self.app)
         self.url = self.server.url
@@ -56,6 +61,10 @@ class FakeGitHub:
 
     def app(self, environ, start_response):
         request = Request(environ)
+        with self.lock:
+            self.received.append((request.method, request.path, request.headers.get("Authorization", "")))
+        if self.delay:
+            time.sleep(self.delay)
         parts = request.path.strip("/").split("/")
         if request.method != "POST" or len(parts) != 5 or parts[0] != "repos" or parts[3] != "statuses":
             return Response('{"message": "Not Found"}', 404, mimetype="application/json")(environ, start_response)

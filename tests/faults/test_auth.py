@@ -72,7 +72,10 @@ def webhook_body(fake) -> bytes:
             "number": 7,
             "pull_request": {
                 "statuses_url": fake.statuses_url("systemd", "systemd", "a" * 40),
-                "base": {"repo": {"clone_url": "https://github.com/systemd/systemd.git"}},
+                "head": {"sha": "a" * 40},
+                "base": {
+                    "repo": {"full_name": "systemd/systemd", "clone_url": "https://github.com/systemd/systemd.git"}
+                },
             },
         }
     ).encode()

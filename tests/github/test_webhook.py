@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 
 import pytest
@@ -28,7 +29,8 @@ def payload(fake_github, action="opened", number=24405, sha=SHA) -> dict:
         "pull_request": {
             "number": number,
             "statuses_url": fake_github.statuses_url("systemd", "systemd", sha),
-            "base": {"repo": {"clone_url": "https://github.com/systemd/systemd.git"}},
+            "head": {"sha": sha},
+            "base": {"repo": {"full_name": "systemd/systemd", "clone_url": "https://github.com/systemd/systemd.git"}},
         },
     }
 
@@ -52,6 +54,13 @@ def deliver(client, query: str, body: bytes, event="pull_request", secret=SECRET
     sent.update(headers or {})
     sent = {k: v for k, v in sent.items() if v is not None}
     return client.post(f"{path}?{query}", data=body, headers=sent)
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(predicate())
 
 
 def upstream_queue(site, arch="amd64") -> str:
@@ -84,7 +93,8 @@ def test_pull_request_is_queued_recorded_and_announced(hook, site, fake_github, 
     assert saved["release"] == site.release and saved["arch"] == "amd64" and saved["package"] == PROJECT
     assert saved["env"] == params["env"] and saved["ppas"] == [PPA] and saved["build-git"] == params["build-git"]
     assert saved["testname"] == "unit-tests"
-    # Immediate pending status with the project's credentials.
+    # The pending status, posted off the request path, with the project's credentials.
+    assert wait_for(lambda: fake_github.statuses)
     (status,) = fake_github.statuses
     assert status.body == {
         "state": "pending",
@@ -94,6 +104,8 @@ def test_pull_request_is_queued_recorded_and_announced(hook, site, fake_github, 
     }
     assert (status.user, status.token) == ("ci-bot", "tok123")
     assert status.user_agent and status.accept == "application/vnd.github+json"
+    # Once posted, the record no longer holds it as a to-do for update-github-jobs.
+    assert wait_for(lambda: "pending-status" not in json.loads(record.read_text()))
 
     # A redelivery is answered 200 and queues nothing.
     response = deliver(hook, query, body)
@@ -178,7 +190,10 @@ def test_status_failure_is_only_logged(hook, site, fake_github, amqp_uri, caplog
     response = deliver(hook, hook_query(site), json.dumps(payload(fake_github)).encode())
     assert response.status_code == 200
     assert len(drain(amqp_uri, upstream_queue(site))) == 1
-    assert any("giving up on GitHub status" in r.getMessage() for r in caplog.records)
+    assert wait_for(lambda: any("giving up on GitHub status" in r.getMessage() for r in caplog.records))
+    # The status stays in the record, for update-github-jobs to post.
+    (record,) = (site.root / "github-pending").glob("[!.]*")
+    assert json.loads(record.read_text())["pending-status"]["state"] == "pending"
 
 
 def test_running_duplicate(hook, site, fake_github, amqp_uri):

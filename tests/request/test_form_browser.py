@@ -23,9 +23,8 @@ from werkzeug.serving import make_server
 
 from tests.fakes.fixtures import drain, login
 from webcontrol.messages import TestRequest
-from webcontrol.web.appbase import create_flask_app
+from webcontrol.web.browse import create_app as create_browse_app
 from webcontrol.web.request import create_app as create_request_app
-from webcontrol.web.request.pages import bp
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -111,11 +110,10 @@ class WebDriver:
 
 @pytest.fixture
 def server(site):
-    """browse (stand-in with the blueprint) + request.cgi on one origin, links from the request host."""
+    """browse + request.cgi on one origin, links from the request host (browse serves the form's script)."""
     del site.values["web"]["site_url"]
     config = site.config
-    browse = create_flask_app("browse-test", config)
-    browse.register_blueprint(bp)
+    browse = create_browse_app(config)
     request_app = create_request_app(config)
 
     def dispatch(environ, start_response):

@@ -27,7 +27,8 @@ def test_form_lists_releases_and_arches(browse, site):
     assert f'<option value="{site.release}"' in page
     assert '<input type="checkbox" name="arch" value="amd64">' in page
     assert '<input type="checkbox" name="arch" value="arm64">' in page
-    assert f'fetch("{SITE_URL}/request.cgi"' in page
+    assert f'data-submit-to="{SITE_URL}/request.cgi"' in page
+    assert f'<script src="{SITE_URL}/static/request_form.js" defer></script>' in page
     assert "You need to log in" in page
 
 

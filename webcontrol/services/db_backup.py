@@ -42,7 +42,7 @@ LOCAL_CONTAINER = "backups"  # under [web] state_dir
 CHUNK = 1 << 20
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _STAMP = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/(\d{2})_(\d{2})_(\d{2})/")
-_MD5 = re.compile(r"autopkgtest-([0-9a-f]{32})\.db\.zst$")
+_MD5 = re.compile(r"autopkgtest-([0-9a-f]{32})\.db\.zst\Z")
 
 
 @dataclass(frozen=True)

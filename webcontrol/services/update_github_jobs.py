@@ -4,6 +4,8 @@
 Oneshot (systemd timer, every minute; a lock file keeps two runs apart).
 For each pending-job record written by request.cgi:
 
+- a ``pending-status`` left in the record (request.cgi posts it in the
+  background; this is the to-do when that failed) is posted first;
 - still in queued.json (or running.json) → leave it; the first run that no
   longer finds it in queued.json stamps ``left-queue`` into the record, and
   the age limit counts from there;
@@ -16,6 +18,7 @@ For each pending-job record written by request.cgi:
 - found → post success/failure/error and delete the record; too old without
   a result → post error "autopkgtest result not found" and delete it. A
   status that cannot be delivered keeps the record for the next run.
+  Statuses only ever go to URLs under ``[github] api_url``.
 
 Container listings and fetched files are cached per run, per container and
 prefix (several jobs of one project share them).
@@ -98,6 +101,11 @@ class GithubJobUpdater:
                 log.error("pending GitHub job %s: %s; retrying next run", job.path.name, err)
 
     def update(self, job: github.PendingJob, queued: set[str], running: set[str]) -> None:
+        to_post = job.params.get("pending-status")
+        if isinstance(to_post, dict) and self.post(job, to_post):
+            # request.cgi's background sender could not post it; this is the to-do it left.
+            del job.params["pending-status"]
+            self.jobs.update(job)
         if job.statuses_item in queued:
             log.debug("%s still queued", job.path.name)
             return

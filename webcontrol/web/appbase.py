@@ -5,7 +5,10 @@
   the WSGI environ, where Apache's ``SetEnv`` puts it), never at import.
 - One secret key in ``<state_dir>/secret_key``, created once atomically and
   shared, so a login made through request.cgi is valid on browse pages.
-- The ``session`` cookie: HttpOnly, SameSite=Lax, Secure over https, 31 days.
+- The ``session`` cookie: HttpOnly, SameSite=Lax, Secure over https, 31 days;
+  it authenticates only while its session id has not been logged out.
+- Every response says ``nosniff`` and refuses framing; HTML pages get a
+  Content-Security-Policy that allows only the site's own scripts and styles.
 - Errors: :class:`WebError` subclasses carry their HTTP status; one handler
   renders them; anything unexpected becomes a 500 page with an incident id
   (the traceback goes to the log only).
@@ -30,12 +33,18 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webcontrol import config as configmod
+from webcontrol.web import sessions
 
 log = logging.getLogger(__name__)
 
 SECRET_KEY_BYTES = 24
 SECRET_KEY_WAIT_S = 5.0
 SESSION_LIFETIME = datetime.timedelta(days=31)
+#: Only the site's own scripts and styles; no framing. Images may be inline SVG/data (badges, charts).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -135,9 +144,18 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def current_nick() -> str | None:
-    """The logged-in Launchpad nickname, if any."""
+    """The logged-in Launchpad nickname, if any: a session whose id was logged out is anonymous."""
     nick = flask.session.get("nickname")
-    return nick if isinstance(nick, str) and nick else None
+    sid = flask.session.get("sid")
+    if not (isinstance(nick, str) and nick and isinstance(sid, str) and sid):
+        return None
+    if "autopkgtest_sid_ok" not in flask.g:
+        flask.g.autopkgtest_sid_ok = not revoked_sessions().is_revoked(sid)
+    return nick if flask.g.autopkgtest_sid_ok else None
+
+
+def revoked_sessions() -> sessions.RevokedSessions:
+    return flask.current_app.extensions["autopkgtest-revoked-sessions"]
 
 
 def site_url() -> str:
@@ -150,7 +168,7 @@ def site_url() -> str:
 
 def safe_next(target: str | None) -> str:
     """``target`` if it is a relative path or a URL on this site, else ``/`` (CONTRACT §8)."""
-    if not target:
+    if not target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return "/"
     parsed = urllib.parse.urlsplit(target)
     if not parsed.scheme and not parsed.netloc:
@@ -186,12 +204,22 @@ def create_flask_app(name: str, config: configmod.Config, template_folder: str |
     )
     app.session_interface = SessionInterface()
     app.secret_key = load_secret_key(config.state_dir)
+    app.extensions["autopkgtest-revoked-sessions"] = sessions.RevokedSessions(config.state_dir / sessions.REVOKED_FILE)
+    app.after_request(_security_headers)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0)
     app.jinja_env.globals.update(current_nick=current_nick, site_url=site_url)
     app.register_error_handler(WebError, _render_web_error)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)
     return app
+
+
+def _security_headers(response: flask.Response) -> flask.Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
 
 
 def wants_json() -> bool:

@@ -28,7 +28,7 @@ bp = flask.Blueprint("files", __name__)
 STATIC_MAX_AGE = 60
 #: Freshness targets of CONTRACT §12 (seconds).
 FRESHNESS = {"public_db": 180, "running": 90, "queued": 120, "stats": 7200}
-_PACKAGES_SLASH = re.compile(r"^(/api/v1)?/packages/.+/$")
+_PACKAGES_SLASH = re.compile(r"^(/api/v1)?/packages/.+/\Z")
 
 
 @bp.before_app_request

@@ -24,7 +24,7 @@ EXCUSES = "https://ubuntu-archive-team.ubuntu.com/proposed-migration"
 
 
 # Names that passed validation (packages, releases, arches, run ids, uuids) need no quoting.
-_URL_SAFE = re.compile(r"^[A-Za-z0-9._~@+:-]*$")
+_URL_SAFE = re.compile(r"^[A-Za-z0-9._~@+:-]*\Z")
 
 
 def _q(segment: str) -> str:

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 bp = flask.Blueprint("users", __name__)
 
 #: Launchpad names: lowercase letters, digits, ``+ - .``, starting with a letter or digit.
-USER_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
-PPA_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9+._-]*$")
+USER_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*\Z")
+PPA_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9+._-]*\Z")
 SHOW_MORE_LIMIT = 10000
 SWIFT_CONTAINER_NAME_MAX = 256
 

@@ -5,7 +5,9 @@
 Only ``private-*`` containers; the caller must be logged in (same ``session``
 cookie as every web app) and named in the run's ``readable-by`` object,
 directly or through a Launchpad team (every page of its participants). A
-missing ACL or any Launchpad failure denies. Files are streamed from the store.
+missing ACL or any Launchpad failure denies, and so does Launchpad taking
+more than 20 s or 20 calls for one request. Answers are not kept across
+requests: leaving a team takes effect at once. Files are streamed from the store.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import flask
 from webcontrol import config as configmod
 from webcontrol import results
 from webcontrol.launchpad import Launchpad, LaunchpadUnavailable
+from webcontrol.launchpad_limits import LaunchpadAnswers, RequestLaunchpad
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError, open_store
 from webcontrol.web import login
 from webcontrol.web.appbase import (
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 PREFIX = "/private-results"
 UNPRIVILEGED = "Unprivileged! You can't access these logs."
+LAUNCHPAD_BUDGET_S = 20.0
+MAX_TEAM_LOOKUPS = 20
 CHUNK = 64 * 1024
 
 bp = flask.Blueprint("private", __name__)
@@ -107,7 +112,8 @@ def _allowed(store, container: str, run_dir: str, nick: str) -> bool:
     names = [line.strip() for line in acl.splitlines() if line.strip()]
     if nick in names:
         return True
-    launchpad: Launchpad = flask.current_app.extensions["autopkgtest-launchpad"]
+    base, answers = flask.current_app.extensions["autopkgtest-launchpad"]
+    launchpad = RequestLaunchpad(base, answers, MAX_TEAM_LOOKUPS, LAUNCHPAD_BUDGET_S)
     for team in names:
         try:
             if nick in launchpad.participants(team):
@@ -121,7 +127,8 @@ def _allowed(store, container: str, run_dir: str, nick: str) -> bool:
 def create_app(config: configmod.Config) -> flask.Flask:
     """The private-results Flask app. Raises ConfigError / OSError at start-up."""
     app = create_flask_app("webcontrol.web.private", config, template_folder=TEMPLATES)
-    app.extensions["autopkgtest-launchpad"] = Launchpad.from_config(config)
+    answers = LaunchpadAnswers(positive_ttl_s=0, negative_ttl_s=0)
+    app.extensions["autopkgtest-launchpad"] = (Launchpad.from_config(config), answers)
     app.register_blueprint(bp)
     app.register_blueprint(login.make_blueprint("login", PREFIX + "/login", PREFIX + "/logout"))
     app.wsgi_app = FullPath(app.wsgi_app)

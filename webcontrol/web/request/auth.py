@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import flask
 
+from webcontrol.web import sessions
 from webcontrol.web.appbase import Unauthorized, current_nick
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ AUTH_FAILURE = "Authorization failure"
 class Identity:
     nick: str
     teams: list[str] = field(default_factory=list)  # from the OpenID teams extension, while fresh
+    #: "session" (login cookie), "api-key-cookie" or "bearer": a browser sends cookies on its own.
+    via: str = "session"
+    #: What the form token is bound to: the login's session id, or the API-key user.
+    token_subject: str = ""
+
+    @property
+    def by_cookie(self) -> bool:
+        return self.via != "bearer"
 
 
 class ApiKeys:
@@ -71,22 +80,40 @@ class ApiKeys:
         return user
 
 
-def api_credential() -> str | None:
+def api_credential() -> tuple[str, str] | None:
+    """``(credential, "bearer" | "api-key-cookie")``, or None."""
     header = flask.request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    return flask.request.cookies.get("X-Api-Key")
+        return header[7:].strip(), "bearer"
+    cookie = flask.request.cookies.get("X-Api-Key")
+    return (cookie, "api-key-cookie") if cookie is not None else None
+
+
+def session_token_subject() -> str | None:
+    """The login's session id, when somebody is logged in."""
+    sid = flask.session.get("sid")
+    return f"session:{sid}" if current_nick() and isinstance(sid, str) else None
+
+
+def form_token(subject: str) -> str:
+    return sessions.form_token(flask.current_app.secret_key, subject)
+
+
+def form_token_matches(subject: str, token: str) -> bool:
+    return bool(subject) and sessions.token_matches(flask.current_app.secret_key, subject, token)
 
 
 def identify(api_keys: ApiKeys, team_lifetime_s: int, now: float) -> Identity | None:
     """The requester, or None when anonymous. Raises Unauthorized for a wrong API key."""
-    credential = api_credential()
-    if credential is not None:
-        return Identity(api_keys.check(credential))
+    found = api_credential()
+    if found is not None:
+        user = api_keys.check(found[0])
+        return Identity(user, via=found[1], token_subject=f"api-key:{user}")
     nick = current_nick()
     if not nick:
         return None
     teams = flask.session.get("teams") or []
     login_time = flask.session.get("login_time") or 0
     fresh = isinstance(login_time, (int, float)) and 0 <= now - login_time < team_lifetime_s
-    return Identity(nick, [t for t in teams if isinstance(t, str)] if fresh else [])
+    teams = [t for t in teams if isinstance(t, str)] if fresh else []
+    return Identity(nick, teams, via="session", token_subject=session_token_subject() or "")

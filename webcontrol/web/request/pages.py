@@ -4,7 +4,7 @@
 - ``/request``: a form for a test request. It submits to request.cgi (inline
   through a small script when JavaScript runs, else by a redirect to the
   equivalent ``/request.cgi?…`` URL, which also drops empty fields), so the
-  outcome is request.cgi's own answer.
+  outcome is request.cgi's own answer. It carries the login's form token.
 - ``/github-jobs``: the pending GitHub jobs and where each one is.
 """
 
@@ -19,12 +19,14 @@ import flask
 
 from webcontrol import db, github, livestate
 from webcontrol.web.appbase import app_config, site_url
+from webcontrol.web.request.auth import form_token, session_token_subject
 
 log = logging.getLogger(__name__)
 
 bp = flask.Blueprint("request_pages", __name__, template_folder=str(Path(__file__).parent / "templates"))
 
-FORM_KEYS = ("release", "arch", "package", "trigger", "ppa", "all-proposed")
+#: csrf_token: the form's token, carried to request.cgi, which checks it against the login.
+FORM_KEYS = ("release", "arch", "package", "trigger", "ppa", "all-proposed", "csrf_token")
 
 
 def release_arches() -> dict[str, list[str]]:
@@ -56,7 +58,13 @@ def request_form():
             if value.strip()
         ]
         return flask.redirect(f"{site_url()}/request.cgi?{urllib.parse.urlencode(items)}", 303)
-    return flask.render_template("request_form.html", releases=release_arches(), values=flask.request.args)
+    subject = session_token_subject()
+    return flask.render_template(
+        "request_form.html",
+        releases=release_arches(),
+        values=flask.request.args,
+        form_token=form_token(subject) if subject else "",
+    )
 
 
 def _when(stamp) -> str:

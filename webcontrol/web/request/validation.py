@@ -9,6 +9,7 @@ the status and message of the contract; nothing here publishes anything.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ GITHUB_ONLY = frozenset({"env", "build-git", "testname"})
 #: Triggers that are never looked up in the archive.
 UNPUBLISHED_TRIGGERS = frozenset({results.MIGRATION_REFERENCE, "qemu-efi-noacpi/0"})
 LAUNCHPAD_DOWN = "Launchpad is not responding, please try again later."
+DEFAULT_MAX_TRIGGERS = 50
+#: ``readable-by`` names Launchpad people or teams.
+LAUNCHPAD_NAME_RE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
 
 def example_url(site: str) -> str:
@@ -123,10 +127,14 @@ def duplicate_message(kind: str, release: str, package: str, arch: str, triggers
     return f"Test already {kind}:\nrelease: {release}\npkg: {package}\narch: {arch}\ntriggers: {', '.join(triggers)}"
 
 
-def check_syntax(args: RequestArgs, site: str) -> Plan:
-    """Checks 1-8: shape of the arguments and of the triggers. Raises BadRequest."""
+def check_syntax(args: RequestArgs, site: str, max_triggers: int = DEFAULT_MAX_TRIGGERS) -> Plan:
+    """Checks 1-8: shape of the arguments and of the triggers. Raises BadRequest.
+
+    Repeated triggers are dropped first (first occurrence kept), and no more
+    than ``max_triggers`` remain: each one costs Launchpad calls later.
+    """
     keys = args.keys()
-    triggers = split_triggers(args.getlist("trigger"))
+    triggers = list(dict.fromkeys(split_triggers(args.getlist("trigger"))))
     if any(not args.getlist(key) for key in REQUIRED) or not triggers:
         raise BadRequest(
             f"You have passed invalid args: {', '.join(keys)}\nPlease see an example url below:\n{example_url(site)}"
@@ -134,6 +142,8 @@ def check_syntax(args: RequestArgs, site: str) -> Plan:
     for key in keys:
         if key not in DISTRO_KEYS or key in GITHUB_ONLY:
             raise BadRequest(f"Invalid argument {key}")
+    if len(triggers) > max_triggers:
+        raise BadRequest(f"Too many triggers (at most {max_triggers})")
     for key in SINGLE:
         if len(args.getlist(key)) > 1:
             raise BadRequest(f"Invalid argument {key}")
@@ -141,7 +151,7 @@ def check_syntax(args: RequestArgs, site: str) -> Plan:
     if all_proposed and all_proposed != ["1"]:
         raise BadRequest("Invalid all-proposed value")
     readable_by = args.getlist("readable-by")
-    if any(not value.strip() for value in readable_by):
+    if any(not LAUNCHPAD_NAME_RE.fullmatch(value) for value in readable_by):
         raise BadRequest("Invalid readable-by value")
     ppas = args.getlist("ppa")
     if results.MIGRATION_REFERENCE in triggers:

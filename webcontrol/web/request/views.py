@@ -1,5 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The request.cgi endpoint: ``/request.cgi``, ``/request.cgi/`` and ``/github/webhook`` (CONTRACT §9)."""
+"""The request.cgi endpoint: ``/request.cgi``, ``/request.cgi/`` and ``/github/webhook``.
+
+A browser follows links and posts forms of other sites with its cookies.
+So a request that arrives ``Sec-Fetch-Site: cross-site`` and is
+authenticated by a cookie is not queued: it gets a page showing what would
+be queued and one button that posts it back with a form token bound to the
+login. Same-site links (britney's excuses page is another host of the same
+site), scripts (no ``Sec-Fetch-Site``), ``Authorization: Bearer`` keys and
+webhooks are not affected.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +18,17 @@ import time
 import flask
 
 from webcontrol import amqp, messages, results
-from webcontrol.web.appbase import MethodNotAllowed, ServiceUnavailable, TooManyRequests, site_url
+from webcontrol.web.appbase import Forbidden, MethodNotAllowed, ServiceUnavailable, TooManyRequests, site_url
 from webcontrol.web.request import webhook
-from webcontrol.web.request.auth import identify
+from webcontrol.web.request.auth import Identity, form_token, form_token_matches, identify
 from webcontrol.web.request.services import services
-from webcontrol.web.request.validation import RequestArgs, check_launchpad, check_local, check_syntax
+from webcontrol.web.request.validation import (
+    RequestArgs,
+    check_launchpad,
+    check_local,
+    check_syntax,
+    duplicate_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +37,8 @@ bp = flask.Blueprint("request", __name__)
 ALLOWED_METHODS = "GET, POST"
 RABBIT_DOWN = "RabbitMQ is unresponsive, please try again later."
 DEMO_DISABLED = "demo: submissions are disabled"
+TOKEN_FIELD = "csrf_token"
+BAD_TOKEN = "The form has expired or belongs to another login; please submit it again."
 
 
 def refuse_other_methods():
@@ -36,6 +53,32 @@ def request_args() -> RequestArgs:
     if request.method == "POST" and not webhook.is_webhook(request):
         items += list(request.form.items(multi=True))
     return RequestArgs(items)
+
+
+def confirmed(args: RequestArgs, identity: Identity) -> tuple[RequestArgs, bool]:
+    """The arguments without the form token, and whether a valid token came. Raises Forbidden."""
+    tokens = args.getlist(TOKEN_FIELD)
+    rest = RequestArgs([(k, v) for k, v in args.items if k != TOKEN_FIELD])
+    if not tokens:
+        return rest, False
+    if len(tokens) != 1 or not form_token_matches(identity.token_subject, tokens[0]):
+        raise Forbidden(BAD_TOKEN)
+    return rest, True
+
+
+def needs_confirmation(identity: Identity, has_token: bool) -> bool:
+    return (
+        services().config.get("web", "confirm_cross_site")
+        and flask.request.headers.get("Sec-Fetch-Site") == "cross-site"
+        and identity.by_cookie
+        and not has_token
+    )
+
+
+def confirmation_page(args: RequestArgs, identity: Identity):
+    log.info("cross-site request by %s shown for confirmation", identity.nick)
+    token = form_token(identity.token_subject) if identity.token_subject else ""
+    return flask.render_template("confirm.html", items=args.items, token=token, nick=identity.nick)
 
 
 def full_url() -> str:
@@ -58,19 +101,26 @@ def submit():
         return response
     if flask.request.query_string == b"/login":
         return flask.redirect("/")
+    args, has_token = confirmed(args, identity)
+    if needs_confirmation(identity, has_token):
+        return confirmation_page(args, identity)
     if svc.publisher is None:
         # The demo runs without a broker (and without Launchpad): say so before validating.
         raise ServiceUnavailable(DEMO_DISABLED)
-    plan = check_syntax(args, site_url())
+    plan = check_syntax(args, site_url(), svc.max_triggers)
     conn = svc.open_db()
     try:
         env = svc.environment(conn, site_url())
         check_local(plan, env)
+        for arch in plan.arches:
+            if svc.hidden.is_queued(env.queued, plan.queue_context, plan.package, plan.release, arch, plan.params):
+                raise Forbidden(duplicate_message("queued", plan.release, plan.package, arch, plan.params["triggers"]))
         in_team = check_launchpad(plan, env, identity.nick, identity.teams)
     finally:
         conn.close()
     if not in_team:
-        wait = svc.rate_limiter.retry_after(identity.nick, len(plan.arches), now)
+        # Checked and recorded in one step: concurrent requests cannot all pass.
+        wait = svc.rate_limiter.reserve(identity.nick, len(plan.arches), now)
         if wait:
             raise TooManyRequests(
                 f"You, {identity.nick}, have requested too many tests. Please try again later.",
@@ -87,9 +137,11 @@ def submit():
         svc.publisher.publish([(queue, req.serialise()) for _arch, queue, req in outgoing])
     except amqp.BrokerError as err:
         log.error("request by %s for %s not queued: %s", identity.nick, plan.package, err)
+        if not in_team:
+            svc.rate_limiter.cancel(identity.nick, len(plan.arches), now)
         raise ServiceUnavailable(RABBIT_DOWN) from None
-    if not in_team:
-        svc.rate_limiter.record(identity.nick, len(outgoing), now)
+    for arch in plan.arches:
+        svc.hidden.remember(plan.package, plan.release, arch, plan.params)
     shown = []
     for arch, queue, req in outgoing:
         log.info("queued %s for %s on %s (requester %s)", req.params["uuid"], plan.package, queue, identity.nick)

@@ -1,17 +1,28 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""GitHub pull-request webhooks on request.cgi (CONTRACT §10).
+"""GitHub pull-request webhooks on request.cgi.
 
 Order: signature (before anything is parsed), event and action, payload
-fields, then validation of the query parameters. An accepted delivery is
-published to ``debci-upstream-<rel>-<arch>``, recorded as a pending job and
-announced to GitHub with a ``pending`` status (whose failure is only logged).
+fields, then validation of the query parameters. Only the body is signed,
+so the rest is held to it:
+
+- statuses go to ``<[github] api_url>repos/<base repo>/statuses/<head sha>``
+  and a payload naming any other ``statuses_url`` is refused;
+- a delivery (``X-GitHub-Delivery``, else the body's sha256) is used for one
+  query string only, and each pending-job record is created exclusively
+  *before* publishing, so replays and concurrent copies queue nothing more.
+
+An accepted delivery is published to ``debci-upstream-<rel>-<arch>``; its
+``pending`` status is posted off the request path (GitHub waits 10 s at
+most), and Launchpad gets 5 s in all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import secrets
 import time
 from typing import Any
 
@@ -20,16 +31,20 @@ import flask
 from webcontrol import amqp, github, livestate, messages, results
 from webcontrol.launchpad import LaunchpadUnavailable
 from webcontrol.web.appbase import BadRequest, Forbidden, NotFound, ServiceUnavailable, site_url
-from webcontrol.web.request.services import services
+from webcontrol.web.request.services import WEBHOOK_LAUNCHPAD_BUDGET_S, services
 from webcontrol.web.request.validation import LAUNCHPAD_DOWN, RequestArgs, check_ppas, duplicate_message
 
 log = logging.getLogger(__name__)
 
-ENV_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+=[a-zA-Z0-9.:~/ -=]*")
+#: The value class lists literal characters only (a ``-`` between two of them would make a range).
+ENV_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+=[a-zA-Z0-9.:~/ =_+,-]*")
+FULL_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 BUILD_GIT_RE = re.compile(r"https?://[a-zA-Z0-9._/~+-]+(#[a-zA-Z0-9._/-]+)?")
 TESTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 ACTIONS = ("opened", "synchronize", "reopened")
 KNOWN_KEYS = ("release", "arch", "package", "ppa", "env", "build-git", "testname")
+SWEEP_ONE_IN = 100
 RABBIT_DOWN = "RabbitMQ is unresponsive, please try again later."
 
 
@@ -72,21 +87,31 @@ def handle(args: RequestArgs):
         return plain(f"GitHub PR action {action if action is not None else '<none>'} is not relevant for testing")
     number = _field(payload, "number")
     statuses_url = _field(payload, "pull_request", "statuses_url")
+    full_name = _field(payload, "pull_request", "base", "repo", "full_name")
+    head_sha = _field(payload, "pull_request", "head", "sha")
     build_git = args.first("build-git")
     if not build_git:
         clone_url = _field(payload, "pull_request", "base", "repo", "clone_url")
         build_git = f"{clone_url}#refs/pull/{number}/head"
     if isinstance(number, bool) or not (isinstance(number, int) or (isinstance(number, str) and number.isdigit())):
         raise BadRequest("Invalid field in JSON data: 'number'")
-    if not isinstance(statuses_url, str):
-        raise BadRequest("Invalid field in JSON data: 'statuses_url'")
+    if not isinstance(full_name, str) or not FULL_NAME_RE.fullmatch(full_name):
+        raise BadRequest("Invalid field in JSON data: 'full_name'")
+    if not isinstance(head_sha, str) or not SHA_RE.fullmatch(head_sha):
+        raise BadRequest("Invalid field in JSON data: 'sha'")
+    expected = github.status_url(services().config.get("github", "api_url"), full_name, head_sha)
+    if statuses_url != expected:
+        log.warning("webhook for %r names statuses_url %r, not %r", package, statuses_url, expected)
+        raise BadRequest("Unexpected statuses_url")
 
     if services().publisher is None:
         raise ServiceUnavailable("demo: submissions are disabled")
     env = [item for value in args.getlist("env") for item in value.split(";") if item]
     env += [f"UPSTREAM_PULL_REQUEST={number}", f"GITHUB_STATUSES_URL={statuses_url}"]
     plans = _validate(args, package, env, build_git)
-    return _submit(plans, args.first("release") or "", package, number, statuses_url)
+    delivery = request.headers.get("X-GitHub-Delivery") or hashlib.sha256(body).hexdigest()
+    query = request.query_string.decode("utf-8", "replace")
+    return _submit(plans, args.first("release") or "", package, number, statuses_url, delivery, query)
 
 
 def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -> list[tuple[str, dict]]:
@@ -111,7 +136,7 @@ def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -
     if not ppas:
         raise BadRequest("Must specify at least one PPA (to associate results with)")
     try:
-        check_ppas(svc.launchpad, ppas)
+        check_ppas(svc.request_launchpad(WEBHOOK_LAUNCHPAD_BUDGET_S), ppas)
     except LaunchpadUnavailable:
         raise ServiceUnavailable(LAUNCHPAD_DOWN) from None
     for item in env:
@@ -131,23 +156,89 @@ def _validate(args: RequestArgs, package: str, env: list[str], build_git: str) -
     return [(arch, params) for arch in arches]
 
 
-def _submit(plans: list[tuple[str, dict]], release: str, package: str, number, statuses_url: str):
+def _submit(
+    plans: list[tuple[str, dict]], release: str, package: str, number, statuses_url: str, delivery: str, query: str
+):
+    svc = services()
+    config = svc.config
+    deliveries = github.Deliveries(config.pending_dir)
+    if secrets.randbelow(SWEEP_ONE_IN) == 0:
+        deliveries.sweep()
+    try:
+        first_query = deliveries.claim(delivery, query)
+    except OSError as err:
+        log.error("cannot record GitHub delivery %s: %s", delivery, err)
+        raise ServiceUnavailable("Cannot record the delivery, please try again later.") from None
+    if first_query is not None:
+        if first_query != query:
+            log.warning("delivery %s replayed with another query (%r, first %r)", delivery, query, first_query)
+            raise Forbidden("Delivery already used for another request")
+        log.info("redelivered webhook %s for %s PR %s: already queued", delivery, package, number)
+        return plain("already queued")
+    try:
+        return _queue(plans, release, package, number, statuses_url, delivery, query)
+    except BaseException:
+        deliveries.release(delivery)
+        raise
+
+
+def _queue(plans, release: str, package: str, number, statuses_url: str, delivery: str, query: str):
     svc = services()
     config = svc.config
     pending = github.PendingJobs(config.pending_dir)
-    first = plans[0][1]
-    testname = first.get("testname")
-    fresh = [
-        (arch, params)
-        for arch, params in plans
-        if not pending.exists(github.record_name(release, arch, package, testname, number, statuses_url))
-    ]
-    if not fresh:
-        log.info("redelivered webhook for %s PR %s: already queued", package, number)
+    testname = plans[0][1].get("testname")
+    created = []
+    try:
+        for arch, params in plans:
+            body = dict(params, **{"submit-time": messages.submit_time(), "uuid": messages.new_uuid()})
+            status = {
+                "state": "pending",
+                "context": github.status_context(release, arch, testname),
+                "description": "autopkgtest running",
+                "target_url": f"{site_url()}/running#pkg-{package}",
+            }
+            record = dict(body, release=release, arch=arch, package=package, created=time.time())
+            record.update({"delivery": delivery, "query": query, "pending-status": status})
+            name = github.record_name(release, arch, package, testname, number, statuses_url)
+            # Exclusive: of concurrent copies of one request, exactly one creates the record and publishes.
+            if pending.create(name, record):
+                created.append((arch, name, body, status))
+    except OSError as err:
+        for _arch, name, _body, _status in created:
+            pending.remove(name)
+        log.error("cannot write pending GitHub job for %s PR %s: %s", package, number, err)
+        raise ServiceUnavailable("Cannot record the request, please try again later.") from None
+    if not created:
+        log.info("webhook for %s PR %s: already queued", package, number)
         return plain("already queued")
+    try:
+        _check_duplicates(created, release, package)
+        outgoing = [
+            (svc.queue_prefix + results.queue_name("upstream", release, arch), body) for arch, _n, body, _s in created
+        ]
+        svc.publisher.publish([(queue, messages.TestRequest(package, body).serialise()) for queue, body in outgoing])
+    except BaseException as err:
+        for _arch, name, _body, _status in created:
+            pending.remove(name)
+        if isinstance(err, amqp.BrokerError):
+            log.error("webhook for %s PR %s not queued: %s", package, number, err)
+            raise ServiceUnavailable(RABBIT_DOWN) from None
+        raise
+    shown = []
+    for arch, name, body, status in created:
+        log.info("queued GitHub request %s for %s PR %s (delivery %s)", body["uuid"], package, number, delivery)
+        svc.outbox.send(name, package, statuses_url, status)
+        visible = {k: v for k, v in body.items() if k not in ("submit-time", "uuid")}
+        shown.append(dict(visible, release=release, arch=arch, package=package))
+    return flask.render_template("submitted.html", requests=[{"params": p, "ppa": True} for p in shown])
+
+
+def _check_duplicates(created, release: str, package: str) -> None:
+    """Raises Forbidden when one of the requests is already running or queued."""
+    config = services().config
     running = livestate.running_cache.get(config.get("web", "running_cache"))
     queued = livestate.queued_cache.get(config.get("web", "amqp_queue_cache"))
-    for arch, params in fresh:
+    for arch, _name, params, _status in created:
         triggers = [
             v
             for item in params["env"]
@@ -158,36 +249,6 @@ def _submit(plans: list[tuple[str, dict]], release: str, package: str, number, s
             raise Forbidden(duplicate_message("running", release, package, arch, triggers))
         if livestate.is_queued(queued, package, release, arch, params):
             raise Forbidden(duplicate_message("queued", release, package, arch, triggers))
-    outgoing = []
-    for arch, params in fresh:
-        body = dict(params, **{"submit-time": messages.submit_time(), "uuid": messages.new_uuid()})
-        outgoing.append((arch, svc.queue_prefix + results.queue_name("upstream", release, arch), body))
-    try:
-        svc.publisher.publish(
-            [(queue, messages.TestRequest(package, body).serialise()) for _a, queue, body in outgoing]
-        )
-    except amqp.BrokerError as err:
-        log.error("webhook for %s PR %s not queued: %s", package, number, err)
-        raise ServiceUnavailable(RABBIT_DOWN) from None
-    shown = []
-    for arch, queue, body in outgoing:
-        log.info("queued GitHub request %s for %s PR %s on %s", body["uuid"], package, number, queue)
-        record = dict(body, release=release, arch=arch, package=package, created=time.time())
-        name = github.record_name(release, arch, package, testname, number, statuses_url)
-        try:
-            pending.write(name, record)
-        except OSError as err:
-            log.error("cannot write pending GitHub job %s: %s", name, err)
-        status = {
-            "state": "pending",
-            "context": github.status_context(release, arch, testname),
-            "description": "autopkgtest running",
-            "target_url": f"{site_url()}/running#pkg-{package}",
-        }
-        svc.status_poster.post(package, statuses_url, status)
-        visible = {k: v for k, v in body.items() if k not in ("submit-time", "uuid")}
-        shown.append(dict(visible, release=release, arch=arch, package=package))
-    return flask.render_template("submitted.html", requests=[{"params": p, "ppa": True} for p in shown])
 
 
 def plain(text: str, status: int = 200):
