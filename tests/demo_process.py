@@ -55,6 +55,12 @@ class DemoProcess:
                 return line
         raise AssertionError(f"{needle!r} never appeared:\n" + "".join(self.log[-30:]))
 
+    def output(self) -> str:
+        """Everything the demo printed so far."""
+        while not self.lines.empty():
+            self.log.append(self.lines.get_nowait())
+        return "".join(self.log)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

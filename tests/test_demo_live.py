@@ -45,6 +45,8 @@ def served(built):
         yield process
     finally:
         process.stop()
+        # Shown by pytest when the test failed: the demo's log, tracebacks of 500s included.
+        print(process.output()[-20000:])
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,8 @@ class DemoLaunchpad:
     packages: frozenset[str]
     user: str
     teams: tuple[str, ...]
+    #: Where a real client's service root would be; nothing is ever fetched from it.
+    base: str = "demo:launchpad/1.0/"
 
     def ppa_exists(self, owner: str, name: str) -> bool:
         return bool(owner) and bool(name)
