@@ -55,7 +55,10 @@ def _github_job(tmp_path, swift_server, release: str, fake) -> tuple:
                 "running_cache": tmp_path / "running.json", "amqp_queue_cache": tmp_path / "queued.json",
             },
             "swift": swift_server.config_section(),
-            "github": {"pending_dir": pending, "status_credentials": tmp_path / "gh" / "credentials"},
+            "github": {
+                "pending_dir": pending, "status_credentials": tmp_path / "gh" / "credentials",
+                "api_url": fake.url + "/",
+            },
         },
         conf,
     )  # fmt: skip
