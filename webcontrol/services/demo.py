@@ -250,7 +250,7 @@ def _run(args: argparse.Namespace, _config) -> int:
 
 
 def _serve(root: Path, host: str, port: int) -> int:
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     from webcontrol.web import promstats
 
@@ -261,15 +261,19 @@ def _serve(root: Path, host: str, port: int) -> int:
     # A new server run: counters start from zero, as they do under a restarted Apache.
     promstats.prepare(promstats.metrics_dir(config), generation=f"demo {os.getpid()} {time.time()}")
     app = make_wsgi_app(config, live)
-    workers = demolive.DemoWorkers(config, live.queues, list(RELEASES), list(ARCHES)).start()
-    print(f"autopkgtest-web demo: http://{host}:{port}/  (data in {root}; Ctrl-C stops)", flush=True)
     try:
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        server = make_server(host, port, app, threaded=True)
     except OSError as err:
         raise ProgramError(f"cannot serve on {host}:{port}: {err.strerror or err}") from err
+    workers = demolive.DemoWorkers(config, live.queues, list(RELEASES), list(ARCHES)).start()
+    # Printed once the socket listens, so whoever reads it can connect at once.
+    print(f"autopkgtest-web demo: http://{host}:{port}/  (data in {root}; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        server.server_close()
         workers.stop()
     print("autopkgtest-web demo: stopped", flush=True)
     return 0
