@@ -105,3 +105,28 @@ def test_command_serves_on_loopback(tmp_path):
         process.terminate()
         process.wait(10)
         process.stdout.close()
+
+
+def test_every_artifacts_link_resolves_tmpfail_rows_included(demo_site):
+    """Each result row links artifacts.tar.gz; the demo must have the file behind every link."""
+    import re
+    import sqlite3
+
+    _root, config = demo_site
+    client = Client(demo.make_wsgi_app(config))
+    public = sqlite3.connect(config.get("web", "database_public"))
+    tmpfails = public.execute(
+        "SELECT DISTINCT test.package, test.release, test.arch FROM result JOIN test ON test.id = result.test_id"
+        " WHERE result.exitcode IN (16, 20) ORDER BY 1, 2, 3"
+    ).fetchall()
+    assert tmpfails, "the demo data should hold tmpfail results"
+    checked = 0
+    for package, release, arch in tmpfails:
+        page = client.get(f"/packages/{package}/{release}/{arch}").get_data(as_text=True)
+        for link in re.findall(r'href="([^"]+/artifacts\.tar\.gz)"', page):
+            path = link.split("://", 1)[-1].split("/", 1)[1]
+            response = client.get("/" + path)
+            response.close()
+            assert response.status_code == 200, link
+            checked += 1
+    assert checked >= len(tmpfails)

@@ -12,20 +12,22 @@ import email.utils
 import gzip
 import logging
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from debian.debian_support import Version
 
+from webcontrol import httpclient
+
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("main", "restricted", "universe", "multiverse")
 FETCH_TIMEOUT_S = 60
-USER_AGENT = "autopkgtest-web publish-db"
+#: A mirror that drops a connection or answers 5xx gets one more immediate try (publish-db runs
+#: every minute, so the next run is the slower retry).
+FETCH_RETRIES = httpclient.RetryPolicy(attempts=2, backoff=1.0)
 
 
 class FetchFailed(Exception):
@@ -49,20 +51,16 @@ def fetch(url: str, if_modified_since: str | None) -> Fetched:
     """Fetch ``url`` unless unchanged since the given HTTP date. Raises FetchFailed."""
     if url.startswith("file://"):
         return _fetch_file(url, if_modified_since)
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    if if_modified_since:
-        request.add_header("If-Modified-Since", if_modified_since)
+    headers = {"If-Modified-Since": if_modified_since} if if_modified_since else {}
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
-            body = response.read()
-            return Fetched(url, response.headers.get("Last-Modified"), _gunzip(url, body))
-    except urllib.error.HTTPError as err:
-        err.close()  # it holds the connection (a 304 every minute per index)
-        if err.code == 304:
-            return Fetched(url, if_modified_since, None)
-        raise FetchFailed(f"{url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise FetchFailed(f"{url}: {getattr(err, 'reason', err)}") from None
+        response = httpclient.session(FETCH_RETRIES).get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
+    except httpclient.Error as err:
+        raise FetchFailed(f"{url}: {httpclient.describe(err)}") from None
+    if response.status_code == 304:
+        return Fetched(url, if_modified_since, None)
+    if response.status_code != 200:
+        raise FetchFailed(f"{url}: HTTP {response.status_code} {response.reason}")
+    return Fetched(url, response.headers.get("Last-Modified"), _gunzip(url, response.content))
 
 
 def _fetch_file(url: str, if_modified_since: str | None) -> Fetched:

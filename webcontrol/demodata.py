@@ -160,8 +160,8 @@ def write_run(store: ResultStore, run: DemoRun, rng: random.Random, tests: list[
     tests = tests or ["upstream", "smoke"]
     prefix = run.swift_dir
     store.put_object(run.container, f"{prefix}/log.gz", make_log(run, tests), "text/plain; charset=UTF-8", "gzip")
-    if result_name(run.exitcode) not in ("tmpfail", "error"):
-        store.put_object(run.container, f"{prefix}/artifacts.tar.gz", _artifacts(run), "application/gzip")
+    # Every result row links its artifacts, so every run has them (a tmpfail's hold the testbed notes).
+    store.put_object(run.container, f"{prefix}/artifacts.tar.gz", _artifacts(run), "application/gzip")
     testinfo = {
         "virt_server": "lxd",
         "nproc": "4",

@@ -4,8 +4,9 @@
 - :func:`sign` / :func:`verify_signature`: the one implementation of the
   webhook HMAC, used by request.cgi and by the tests that sign deliveries.
 - :class:`StatusPoster`: POSTs commit statuses with the per-project Basic
-  credentials, a User-Agent, and retries with backoff on 5xx/network errors;
-  only to URLs under ``[github] api_url`` (the token never goes elsewhere).
+  credentials through the process's HTTP session (retries with backoff on
+  429, 5xx and network errors); only to URLs under ``[github] api_url`` (the
+  token never goes elsewhere, redirects are not followed).
 - :class:`PendingJobs`: the durable records of queued GitHub requests that
   update-github-jobs later resolves into a final status. A record is created
   exclusively, so concurrent copies of one delivery queue one request.
@@ -14,7 +15,6 @@
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import hmac
@@ -22,20 +22,18 @@ import json
 import logging
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webcontrol import atomicfile
+from webcontrol import atomicfile, httpclient
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com/"
-USER_AGENT = "autopkgtest-web (+https://autopkgtest.ubuntu.com)"
+USER_AGENT = httpclient.USER_AGENT
 SIGNATURE_FAILED = "GitHub signature verification failed"
 
 
@@ -169,44 +167,30 @@ class StatusPoster:
             self.last_failure = "credentials"
             log.error("no GitHub status credentials for %s; status %s for %s not sent", project, status, statuses_url)
             return False
-        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
-        headers = {
-            "Authorization": f"Basic {token}",
-            "Content-Type": "application/json",
-            "Accept": "application/vnd.github+json",
-            "User-Agent": USER_AGENT,
-        }
-        body = json.dumps(status).encode("utf-8")
-        delay = self.backoff
-        for attempt in range(1, self.attempts + 1):
-            request = urllib.request.Request(statuses_url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read()
-                log.info("posted GitHub status %s/%s to %s", status.get("state"), status.get("context"), statuses_url)
-                return True
-            except urllib.error.HTTPError as err:
-                with err:  # it holds the connection
-                    detail = err.read(300).decode("utf-8", "replace") if err.fp else ""
-                retry = err.code >= 500 or err.code == 429
-                log.warning(
-                    "GitHub answered %s for status to %s (attempt %d/%d): %s",
-                    err.code,
-                    statuses_url,
-                    attempt,
-                    self.attempts,
-                    detail,
-                )
-                if not retry:
-                    self.last_failure = "refused"
-                    return False
-            except (urllib.error.URLError, OSError) as err:
-                log.warning("cannot reach %s (attempt %d/%d): %s", statuses_url, attempt, self.attempts, err)
-            if attempt < self.attempts:
-                time.sleep(delay)
-                delay *= 2
-        log.error("giving up on GitHub status %s for %s", status.get("state"), statuses_url)
-        self.last_failure = "unavailable"
+        auth = (credentials[0], credentials[1])
+        headers = {"Accept": "application/vnd.github+json"}
+        policy = httpclient.RetryPolicy(attempts=self.attempts, backoff=self.backoff / 2, retry_post=True)
+        try:
+            response = httpclient.session(policy).post(
+                statuses_url, json=status, auth=auth, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+        except httpclient.Error as err:
+            log.error("giving up on GitHub status %s for %s: %s", status.get("state"), statuses_url,
+                      httpclient.describe(err))  # fmt: skip
+            self.last_failure = "unavailable"
+            return False
+        if 200 <= response.status_code < 300:
+            log.info("posted GitHub status %s/%s to %s", status.get("state"), status.get("context"), statuses_url)
+            return True
+        # 5xx and 429 were retried already; a 4xx is a refusal that retrying cannot change.
+        if response.status_code in httpclient.RETRY_STATUSES:
+            self.last_failure = "unavailable"
+            log.error("giving up on GitHub status %s for %s: HTTP %s %s", status.get("state"), statuses_url,
+                      response.status_code, response.text[:300])  # fmt: skip
+        else:
+            self.last_failure = "refused"
+            log.warning("GitHub refused status for %s: HTTP %s %s", statuses_url, response.status_code,
+                        response.text[:300])  # fmt: skip
         return False
 
 

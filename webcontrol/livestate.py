@@ -18,13 +18,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webcontrol import messages, results
-from webcontrol.atomicfile import read_json
+import orjson
 
-try:  # optional speed-up for multi-megabyte files
-    import orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
+from webcontrol import messages, results
 
 #: Package name under which every private run is stored (CONTRACT §6.1).
 PRIVATE_PACKAGE = "private-test"
@@ -63,14 +59,11 @@ def _read_object(path: str | os.PathLike | None) -> dict:
 
     These files reach several megabytes (2,000 running jobs, 50,000 queued
     requests) and web pages re-read them after every rewrite, so orjson
-    parses them when it is installed; anything it refuses gets a second
-    chance with the standard parser.
+    parses them; anything it refuses gets a second chance with the
+    standard parser.
     """
     if not path:
         return {}
-    if orjson is None:
-        value = read_json(path, {})
-        return value if isinstance(value, dict) else {}
     try:
         with open(path, "rb") as handle:
             data = handle.read()

@@ -73,8 +73,8 @@ def serving_account() -> tuple[str, str]:
 
 APACHE_USER, APACHE_GROUP = serving_account()
 START_TIMEOUT = 30.0
-# Copied into the build tree: what setup.py needs to build the package.
-SOURCE_ITEMS = ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.rst", "LICENSE", "webcontrol")
+# Copied into the build tree: what packaging needs to build the package, and the pinned versions.
+SOURCE_ITEMS = ("pyproject.toml", "constraints.txt", "README.rst", "LICENSE", "webcontrol")
 
 
 class ApacheSetupError(RuntimeError):
@@ -98,7 +98,8 @@ def venv_path() -> Path:
 
 def _dependency_key() -> str:
     """Changes whenever the dependencies or the interpreter change: then rebuild."""
-    digest = hashlib.sha256(RECIPE.encode() + (PROJECT / "setup.py").read_bytes())
+    digest = hashlib.sha256(RECIPE.encode() + (PROJECT / "pyproject.toml").read_bytes())
+    digest.update((PROJECT / "constraints.txt").read_bytes())
     digest.update(os.path.realpath(SYSTEM_PYTHON).encode())
     return digest.hexdigest()
 
@@ -147,8 +148,9 @@ def prepare_locked(venv: Path) -> Path:
     # install_project builds without isolation; Python >= 3.12 venvs come without setuptools.
     _run([str(venv / "bin" / "pip"), "install", "--quiet", "setuptools", "wheel"])
     with tempfile.TemporaryDirectory() as tmp:
-        # Installing the project once pulls in its dependencies (install_requires).
-        _run([str(venv / "bin" / "pip"), "install", "--quiet", str(_copy_source(Path(tmp)))])
+        # Installing the project once pulls in its dependencies, at the pinned versions.
+        source = _copy_source(Path(tmp))
+        _run([str(venv / "bin" / "pip"), "install", "--quiet", "-c", str(source / "constraints.txt"), str(source)])
     marker.write_text(key + "\n")
     return venv
 

@@ -240,7 +240,7 @@ class Site:
 
 
 def test_installed_package_has_every_data_file(site):
-    """Templates, static files and WSGI files must survive a non-editable install (setup.py package_data)."""
+    """Templates, static files and WSGI files must survive a non-editable install (pyproject.toml package-data)."""
     checkout = apache.PROJECT / "webcontrol"
     wanted = {
         str(path.relative_to(checkout))
@@ -249,7 +249,7 @@ def test_installed_package_has_every_data_file(site):
     }
     installed = {str(path.relative_to(site.server.code)) for path in site.server.code.rglob("*") if path.is_file()}
     missing = sorted(wanted - installed)
-    assert not missing, "missing from the installed package (setup.py package_data): " + ", ".join(missing)
+    assert not missing, "missing from the installed package (pyproject.toml package-data): " + ", ".join(missing)
 
 
 def test_home_page(site):

@@ -53,7 +53,7 @@ def seconds(value: str) -> int:
 
 
 def console_script(program: str) -> Path:
-    """The installed console script of this environment (the project is installed, see setup.py)."""
+    """The installed console script of this environment (the project is installed, see pyproject.toml)."""
     for candidate in (Path(sys.executable).parent / program, Path(shutil.which(program) or "/nonexistent")):
         if candidate.exists():
             return candidate

@@ -56,7 +56,8 @@ def _github_job(tmp_path, swift_server, release: str, fake) -> tuple:
             },
             "swift": swift_server.config_section(),
             "github": {
-                "pending_dir": pending, "status_credentials": tmp_path / "gh" / "credentials", "api_url": fake.url + "/",
+                "pending_dir": pending, "status_credentials": tmp_path / "gh" / "credentials",
+                "api_url": fake.url + "/",
             },
         },
         conf,

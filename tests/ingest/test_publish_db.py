@@ -165,6 +165,43 @@ def test_http_archive_with_if_modified_since(tmp_path, make_config):
     assert public.execute("SELECT version FROM current_version WHERE package = 'hello'").fetchone() == ("9.9-1",)
 
 
+def test_http_archive_transient_failure_is_retried(tmp_path, make_config):
+    """A mirror that answers 503 once and then the index: the versions still arrive in this run."""
+    import http.server
+
+    answers = []
+    body = gzip.compress(b"Package: hello\nVersion: 9.9-1\n")
+
+    class Mirror(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not self.path.endswith("/noble/main/source/Sources.gz"):
+                self.send_error(404)
+                return
+            status = 503 if not answers else 200
+            answers.append(status)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) if status == 200 else 0))
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = make_config(web={"archive_url": f"http://127.0.0.1:{server.server_port}/ubuntu"})
+        seed(config.get("web", "database"), [record("hello", "1.0-1", "20240101_000000_aaaaa@")])
+        assert publish_db.main(["--config", config.path]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == [503, 200]
+    public = sqlite3.connect(public_of(config))
+    assert public.execute("SELECT version FROM current_version WHERE package = 'hello'").fetchone() == ("9.9-1",)
+
+
 def test_old_current_version_without_pocket_is_upgraded(tmp_path, make_config):
     config = make_config()
     seed(config.get("web", "database"), [record("hello", "1.0-1", "20240101_000000_aaaaa@")])

@@ -9,11 +9,12 @@ stderr and a non-zero exit code (tracebacks are for bugs only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from webcontrol import config as configmod
 
@@ -56,6 +57,11 @@ def make_parser(description: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"configuration file (default: ${configmod.ENV_VAR}, then {', '.join(configmod.SEARCH_PATHS)})",
     )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the configuration file for this program, print every problem and exit (2 when there is one)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -71,6 +77,33 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+@contextlib.contextmanager
+def stop_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT call ``stop`` (which only sets a flag).
+
+    On leaving, the handlers found on entry are put back, and a signal that
+    arrived meanwhile is passed on to them when they are Python handlers: a
+    program run inside another one (download-all-results inside the demo)
+    stops gracefully and then lets the enclosing program stop too.
+    """
+    received: list[int] = []
+
+    def handler(signum, frame):
+        log.info("received signal %d, stopping", signum)
+        received.append(signum)
+        stop()
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        for signum in dict.fromkeys(received):
+            if callable(previous[signum]):
+                previous[signum](signum, None)
+
+
 def run_program(
     description: str,
     body: Callable[[argparse.Namespace, configmod.Config], int | None],
@@ -83,6 +116,10 @@ def run_program(
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.check_config:
+        from webcontrol import configcheck
+
+        return configcheck.report(args.config, [body.__module__.rsplit(".", 1)[-1]])
     setup_logging(args.verbose)
     try:
         config = configmod.load(args.config) if needs_config or args.config else None

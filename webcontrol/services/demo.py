@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""autopkgtest-web-demo: the whole site on a generated local store (CONTRACT §12.3).
+"""autopkgtest-web-demo: the whole site on a generated local store.
 
 The first run builds DIR through the real programs: demo results are written
 into a local store as workers write them, download-all-results ingests them,
@@ -7,22 +7,33 @@ publish-db publishes against a generated ``file://`` archive, and
 autopkgtest-stats and cache-ppa-containers run once. running.json and
 queued.json are generated from status messages and queue bodies through the
 same code the collectors use. Every run then serves browse.cgi, request.cgi
-and private-results from one WSGI server on loopback. No network, RabbitMQ
-or Swift is needed.
+and private-results from one WSGI server on loopback, while simulated
+workers (:mod:`webcontrol.demolive`) keep the queues, running jobs and
+results moving, and the demo's own login service (:mod:`webcontrol.demosso`)
+lets a visitor log in and submit requests to them. No network, RabbitMQ or
+Swift is needed.
+
+Ctrl-C or SIGTERM stops the demo at any point; a first run stopped while
+building starts the build over next time.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import shutil
+import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from webcontrol import atomicfile, demodata
+from webcontrol import atomicfile, demodata, demolive, demosso
 from webcontrol import config as configmod
+from webcontrol.launchpad import Membership, TeamCache
 from webcontrol.messages import StatusMessage, TestRequest, new_uuid, submit_time
-from webcontrol.services.base import ProgramError, run_program
+from webcontrol.services.base import EXIT_FAILURE, ProgramError, run_program
 from webcontrol.store.local import LocalStore
 
 log = logging.getLogger(__name__)
@@ -31,10 +42,13 @@ RELEASES = ("jammy", "noble", "questing")
 ARCHES = ("amd64", "arm64", "ppc64el", "s390x")
 READY = ".demo-ready"
 REQUEST_PATHS = ("/request.cgi", "/login", "/logout", "/github/webhook", "/retry", "/api/v1/retry")
+REQUESTORS_TEAM = "autopkgtest-requestors"
+#: What a build creates in DIR; removed before a build that an earlier stop left unfinished.
+BUILD_ITEMS = ("data", "results", "run", "state", "archive", "alert")
 
 
-def demo_config_values(root: Path) -> dict[str, dict[str, object]]:
-    return {
+def demo_config_values(root: Path, openid_provider: str | None = None) -> dict[str, dict[str, object]]:
+    values: dict[str, dict[str, object]] = {
         "web": {
             "database": root / "data" / "autopkgtest.db",
             "database_public": root / "data" / "public" / "autopkgtest.db",
@@ -49,16 +63,22 @@ def demo_config_values(root: Path) -> dict[str, dict[str, object]]:
             "indexed_packages": root / "run" / "indexed-packages.json",
             "state_dir": root / "state",
             "runtime_dir": root / "run",
-            "allowed_requestors": "autopkgtest-requestors",
+            "allowed_requestors": REQUESTORS_TEAM,
             "team_cache": root / "run" / "team_cache.json",
             "alert": root / "alert",
         }
     }
+    if openid_provider:
+        values["web"]["openid_provider"] = openid_provider
+    return values
 
 
 def _run_step(name: str, main, config_path: Path, *extra: str) -> None:
     log.info("demo: running %s", name)
     code = main(["--config", str(config_path), *extra])
+    if _stop_requested:
+        # The program stopped early on our signal (and reported it as its own interruption).
+        raise KeyboardInterrupt
     if code != 0:
         raise ProgramError(f"{name} failed with exit code {code} while building the demo")
 
@@ -135,16 +155,44 @@ def build(root: Path, runs_per_test: int = 10) -> Path:
     return config_path
 
 
-def make_wsgi_app(config: configmod.Config):
-    """One WSGI app routing paths to browse.cgi, request.cgi and private-results (CONTRACT §12.1)."""
+@dataclass
+class DemoLive:
+    """The demo-only parts behind the web apps: queues, Launchpad stand-in, login service."""
+
+    queues: demolive.DemoQueues
+    launchpad: demolive.DemoLaunchpad
+    provider: demosso.DemoProvider
+
+    @classmethod
+    def for_server(cls, base_url: str) -> DemoLive:
+        teams = (REQUESTORS_TEAM,)
+        return cls(
+            demolive.DemoQueues(),
+            demolive.DemoLaunchpad(frozenset(demodata.DEMO_PACKAGES), demosso.DEMO_USER, teams),
+            demosso.DemoProvider(base_url, list(teams)),
+        )
+
+
+def make_wsgi_app(config: configmod.Config, live: DemoLive | None = None):
+    """One WSGI app routing paths as the Apache site does, plus the demo's login service with ``live``."""
     from webcontrol.web import browse, private, request
 
     browse_app = browse.create_app(config)
     request_app = request.create_app(config)
     private_app = private.create_app(config)
+    if live is not None:
+        # request.cgi's collaborators, swapped for the demo's: its queues instead of a broker,
+        # its Launchpad answers instead of Launchpad's.
+        services = request_app.extensions["autopkgtest-request"]
+        services.publisher = live.queues
+        services.launchpad = live.launchpad
+        cache = TeamCache(config.get("web", "team_cache"), config.get("web", "team_cache_seconds"))
+        services.membership = Membership(live.launchpad, config.get("web", "allowed_requestors"), cache)
 
     def application(environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if live is not None and (path == demosso.PREFIX or path.startswith(demosso.PREFIX + "/")):
+            return live.provider(environ, start_response)
         if path.rstrip("/") in REQUEST_PATHS:
             return request_app(environ, start_response)
         if path.startswith("/private-results"):
@@ -154,22 +202,82 @@ def make_wsgi_app(config: configmod.Config):
     return application
 
 
-def _run(args: argparse.Namespace, _config) -> int:
-    from werkzeug.serving import run_simple
+_stop_requested = False
 
+
+def _interrupt(signum, frame):
+    global _stop_requested
+    _stop_requested = True
+    raise KeyboardInterrupt
+
+
+def _loopback_url(host: str, port: int) -> str:
+    """The URL this server reaches itself at (a wildcard address is reached on loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _start_over(root: Path) -> None:
+    """Remove what an unfinished build left, so the next build starts clean."""
+    if not (root / "autopkgtest-cloud.conf").exists():
+        return
+    log.info("demo: %s holds an unfinished build; starting it over", root)
+    for name in BUILD_ITEMS:
+        item = root / name
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink(missing_ok=True)
+
+
+def _run(args: argparse.Namespace, _config) -> int:
+    # Ctrl-C and SIGTERM stop the demo, whether it builds or serves.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     root = Path(args.dir).resolve()
-    if not (root / READY).exists():
-        log.info("demo: building %s (first run)", root)
-        build(root)
-    config = configmod.load(str(root / "autopkgtest-cloud.conf"))
+    try:
+        if not (root / READY).exists():
+            _start_over(root)
+            log.info("demo: building %s (first run)", root)
+            build(root)
+    except KeyboardInterrupt:
+        print(f"autopkgtest-web demo: stopped while building {root}; the next run builds it again", flush=True)
+        return EXIT_FAILURE
     if args.build_only:
         return 0
-    app = make_wsgi_app(config)
-    print(f"autopkgtest-web demo: http://{args.host}:{args.port}/  (data in {root}; Ctrl-C stops)", flush=True)
+    return _serve(root, args.host, args.port)
+
+
+def _serve(root: Path, host: str, port: int) -> int:
+    from werkzeug.serving import make_server
+
+    from webcontrol.web import promstats
+
+    live = DemoLive.for_server(_loopback_url(host, port))
+    config_path = root / "autopkgtest-cloud.conf"
+    configmod.write(demo_config_values(root, live.provider.provider_url), config_path)
+    config = configmod.load(str(config_path))
+    # A new server run: counters start from zero, as they do under a restarted Apache.
+    promstats.prepare(promstats.metrics_dir(config), generation=f"demo {os.getpid()} {time.time()}")
+    app = make_wsgi_app(config, live)
     try:
-        run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+        server = make_server(host, port, app, threaded=True)
     except OSError as err:
-        raise ProgramError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from err
+        raise ProgramError(f"cannot serve on {host}:{port}: {err.strerror or err}") from err
+    workers = demolive.DemoWorkers(config, live.queues, list(RELEASES), list(ARCHES)).start()
+    # Printed once the socket listens, so whoever reads it can connect at once.
+    print(f"autopkgtest-web demo: http://{host}:{port}/  (data in {root}; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        workers.stop()
+    print("autopkgtest-web demo: stopped", flush=True)
     return 0
 
 

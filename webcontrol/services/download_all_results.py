@@ -38,7 +38,7 @@ from pathlib import Path
 from webcontrol import db, ingest, results, resulttar
 from webcontrol.config import Config
 from webcontrol.services import db_backup
-from webcontrol.services.base import on_stop_signals, run_program
+from webcontrol.services.base import run_program, stop_signals
 from webcontrol.store import ContainerNotFound, ObjectInfo, ObjectNotFound, ResultStore, open_store
 
 log = logging.getLogger(__name__)
@@ -259,13 +259,14 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     # After a restore the saved positions are the old unit's: results added since can be anywhere.
     full = args.full or args.from_backup
     job = FullIngest(conn, lambda: open_store(config), args.since, full, args.workers, page_size=args.page_size)
-    on_stop_signals(job.stop)
     try:
-        releases = args.release or config.supported_releases(db.releases_by_age(conn))
-        if not releases:
-            releases = job.discover_releases()
-            log.info("no releases configured; found containers for %s", " ".join(releases) or "none")
-        summary = job.run(releases)
+        # Scoped: when the demo runs this in-process, its own handlers must be back afterwards.
+        with stop_signals(job.stop):
+            releases = args.release or config.supported_releases(db.releases_by_age(conn))
+            if not releases:
+                releases = job.discover_releases()
+                log.info("no releases configured; found containers for %s", " ".join(releases) or "none")
+            summary = job.run(releases)
     finally:
         job.close()
         conn.close()

@@ -10,14 +10,10 @@ numbers are also pushed as InfluxDB points (line protocol over HTTP).
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 
-from webcontrol import db, history
+from webcontrol import db, history, httpclient
 from webcontrol.atomicfile import write_json_atomic
 from webcontrol.config import Config
 from webcontrol.services.base import ProgramError, run_program
@@ -73,18 +69,19 @@ def push_influx(config: Config, stats: dict) -> None:
     database = config.need("influxdb", "influxdb_database")
     instance = config.get("influxdb", "influxdb_context") or ""
     body = ("\n".join(influx_lines(stats, instance)) + "\n").encode()
-    url = f"http://{host}:{port}/write?{urllib.parse.urlencode({'db': database, 'precision': 's'})}"
-    request = urllib.request.Request(url, data=body, method="POST")
+    url = f"http://{host}:{port}/write"
     user = config.get("influxdb", "influxdb_username")
-    if user:
-        password = config.get("influxdb", "influxdb_password") or ""
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    auth = (user, config.get("influxdb", "influxdb_password") or "") if user else None
     try:
-        with urllib.request.urlopen(request, timeout=INFLUX_TIMEOUT_S) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as err:
-        raise ProgramError(f"cannot push statistics to InfluxDB at {host}:{port}: {err}") from None
+        response = httpclient.session().post(
+            url, params={"db": database, "precision": "s"}, data=body, auth=auth, timeout=INFLUX_TIMEOUT_S
+        )
+    except httpclient.Error as err:
+        raise ProgramError(f"cannot push statistics to InfluxDB at {host}:{port}: {httpclient.describe(err)}") from None
+    if not response.ok:
+        raise ProgramError(
+            f"cannot push statistics to InfluxDB at {host}:{port}: HTTP {response.status_code} {response.text[:200]}"
+        )
     log.info("pushed %d points to InfluxDB %s:%s/%s", body.count(b"\n"), host, port, database)
 
 

@@ -130,8 +130,8 @@ class AutopkgtestWebCharm(ops.CharmBase):
         if not source.startswith("/"):
             raise SiteConfigError(f"source must be a git URL or an absolute directory, not {source!r}")
         tree = self.host.path(source)
-        if not (tree / "setup.py").exists():
-            raise SiteConfigError(f"source {source} holds no setup.py")
+        if not (tree / "pyproject.toml").exists():
+            raise SiteConfigError(f"source {source} holds no pyproject.toml")
         return tree
 
     def _deploy_code(self, source: str, ref: str, force: bool) -> Path:
@@ -145,7 +145,9 @@ class AutopkgtestWebCharm(ops.CharmBase):
         if not self.host.path(f"{venv}/bin/python").exists():
             self.host.run(["/usr/bin/python3", "-m", "venv", venv])
         machine_tree = "/" + str(tree.relative_to(self.host.root))
-        self.host.run([f"{venv}/bin/pip", "install", "--quiet", "--upgrade", machine_tree], timeout=1800)
+        # The tree's constraints.txt pins every dependency to the versions its CI tested.
+        pins = ["-c", f"{machine_tree}/constraints.txt"] if (tree / "constraints.txt").exists() else []
+        self.host.run([f"{venv}/bin/pip", "install", "--quiet", "--upgrade", *pins, machine_tree], timeout=1800)
         # -I: do not let the current folder shadow the installed package.
         code_dir = self.host.run(
             [f"{venv}/bin/python", "-I", "-c", "import os, webcontrol; print(os.path.dirname(webcontrol.__file__))"]

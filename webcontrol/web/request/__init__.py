@@ -15,7 +15,7 @@ import flask
 import markupsafe
 
 from webcontrol import config as configmod
-from webcontrol.web import login, outcomes
+from webcontrol.web import login, promstats
 from webcontrol.web.appbase import FullPath, WebError, create_flask_app
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,13 +57,13 @@ def create_app(config: configmod.Config) -> flask.Flask:
     app.register_blueprint(bp)
     app.register_blueprint(retry.bp)
     app.register_blueprint(login.make_blueprint("login", "/login", "/logout"))
-    counts = outcomes.outcomes_path(config)
+    answers = promstats.for_config(config).request_outcomes
 
     @app.after_request
     def count_outcome(response: flask.Response) -> flask.Response:
         # Test requests and webhooks only; login pages are not request outcomes.
         if flask.request.blueprint in (bp.name, retry.bp.name):
-            outcomes.record(counts, response.status_code)
+            answers.labels(status=str(response.status_code)).inc()
         return response
 
     app.wsgi_app = FullPath(app.wsgi_app)

@@ -162,7 +162,9 @@ def test_full_deployment(harness, host):
 
     # The project went into the virtualenv, from the configured tree.
     assert host.ran("/usr/bin/python3", "-m", "venv", siteconfig.VENV)
-    assert host.ran(f"{siteconfig.VENV}/bin/pip", "install", "--quiet", "--upgrade", SOURCE)
+    assert host.ran(
+        f"{siteconfig.VENV}/bin/pip", "install", "--quiet", "--upgrade", "-c", f"{SOURCE}/constraints.txt", SOURCE
+    )
     assert os.readlink(host.path(siteconfig.CODE_LINK)) == CODE_DIR
 
     # autopkgtest-cloud.conf: private to root and the service group, values from config, secret, relation.
@@ -369,7 +371,10 @@ def test_git_source_is_cloned_and_checked_out(harness, host):
     assert harness.model.unit.status == ops.ActiveStatus()
     assert host.ran("git", "-C", siteconfig.SOURCE_CHECKOUT, "fetch")[-1][-1] == "v1.2"
     assert host.ran("git", "-C", siteconfig.SOURCE_CHECKOUT, "checkout", "--quiet", "--force", "FETCH_HEAD")
-    assert host.ran(f"{siteconfig.VENV}/bin/pip", "install", "--quiet", "--upgrade", siteconfig.SOURCE_CHECKOUT)
+    assert host.ran(
+        f"{siteconfig.VENV}/bin/pip", "install", "--quiet", "--upgrade",
+        "-c", f"{siteconfig.SOURCE_CHECKOUT}/constraints.txt", siteconfig.SOURCE_CHECKOUT,
+    )  # fmt: skip
 
 
 def test_failed_command_fails_the_hook(harness, host):

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""``GET /metrics``: Prometheus text exposition format (version 0.0.4).
+"""``GET /metrics``: Prometheus text exposition format (version 0.0.4), by prometheus_client.
 
-Families:
+Read from the data files at each scrape (the same in every process):
 
 - ``autopkgtest_results_ingested_total`` (counter): results in the public
   DB. Results are never deleted, so the highest result rowid is their
@@ -16,29 +16,30 @@ Families:
   running.json, queued.json, stats.json and the indexed-packages JSON; a
   missing file has no sample and ``autopkgtest_data_file_present{file} 0``.
 - ``autopkgtest_flaky_tests{release,arch}`` (gauge): tests listed on /flaky.
-- ``autopkgtest_page_latency_seconds{endpoint}`` (histogram): time spent in
-  this browse.cgi process per Flask endpoint, since the process started
-  (each WSGI process keeps its own; Prometheus sums the scrapes).
 
+Summed over every web process (see :mod:`webcontrol.web.promstats`):
+
+- ``autopkgtest_page_latency_seconds{endpoint}`` (histogram): time spent
+  answering, per Flask endpoint.
 - ``autopkgtest_request_outcomes_total{status}`` (counter): request.cgi's
-  answers to test requests and webhooks by HTTP status, from the counts it
-  keeps in ``<runtime_dir>/request-outcomes.json``.
+  answers to test requests and webhooks by HTTP status.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
 
 import flask
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from webcontrol import db, flakiness, insight, livestate, results
-from webcontrol.web import outcomes
+from webcontrol.web import promstats
 from webcontrol.web.appbase import ServiceUnavailable, app_config
 from webcontrol.web.browse import context
 from webcontrol.web.browse.insight import bp
@@ -46,27 +47,7 @@ from webcontrol.web.browse.insight import bp
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_EXTENSION = "insight_latency"
-
-
-class LatencyHistogram:
-    """Per-endpoint request durations of this process (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.data: dict[str, list] = {}  # endpoint -> [bucket counts..., count, sum]
-
-    def observe(self, endpoint: str, seconds: float) -> None:
-        slot = bisect.bisect_left(BUCKETS, seconds)
-        with self.lock:
-            entry = self.data.setdefault(endpoint, [0] * (len(BUCKETS) + 1) + [0.0])
-            entry[slot] += 1  # slot len(BUCKETS) is the +Inf-only bucket
-            entry[-1] += seconds
-
-    def snapshot(self) -> dict[str, list]:
-        with self.lock:
-            return {key: list(value) for key, value in self.data.items()}
+_EXTENSION = "insight_metrics"
 
 
 def _before_request() -> None:
@@ -77,63 +58,17 @@ def _after_request(response: flask.Response) -> flask.Response:
     started = flask.g.pop("insight_started", None)
     if started is not None:
         endpoint = flask.request.url_rule.endpoint if flask.request.url_rule else "unmatched"
-        flask.current_app.extensions[_EXTENSION].observe(endpoint, time.perf_counter() - started)
+        histogram = flask.current_app.extensions[_EXTENSION].page_latency
+        histogram.labels(endpoint=endpoint).observe(time.perf_counter() - started)
     return response
 
 
 @bp.record_once
 def _install(state: flask.blueprints.BlueprintSetupState) -> None:
     """App-wide hooks: every page of the app is timed, not only this blueprint's."""
-    state.app.extensions[_EXTENSION] = LatencyHistogram()
+    state.app.extensions[_EXTENSION] = promstats.for_config(state.app.config["AUTOPKGTEST"])
     state.app.before_request(_before_request)
     state.app.after_request(_after_request)
-
-
-# Exposition ---------------------------------------------------------------------------------------
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape(str(value))}"' for key, value in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    return repr(float(value)) if isinstance(value, float) else str(value)
-
-
-class Exposition:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict, float]]) -> None:
-        # Classic text format: a counter's family carries the _total name of its sample.
-        sample_name = f"{name}_total" if kind == "counter" else name
-        self.lines.append(f"# HELP {sample_name} {help_text}")
-        self.lines.append(f"# TYPE {sample_name} {kind}")
-        for labels, value in samples:
-            self.lines.append(f"{sample_name}{_labels(labels)} {_number(value)}")
-
-    def histogram(self, name: str, help_text: str, data: dict[str, list]) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} histogram")
-        for endpoint in sorted(data):
-            entry = data[endpoint]
-            cumulative = 0
-            for bound, count in zip(BUCKETS, entry, strict=False):
-                cumulative += count
-                self.lines.append(f"{name}_bucket{_labels({'endpoint': endpoint, 'le': repr(bound)})} {cumulative}")
-            total = sum(entry[: len(BUCKETS) + 1])
-            self.lines.append(f"{name}_bucket{_labels({'endpoint': endpoint, 'le': '+Inf'})} {total}")
-            self.lines.append(f"{name}_count{_labels({'endpoint': endpoint})} {total}")
-            self.lines.append(f"{name}_sum{_labels({'endpoint': endpoint})} {_number(float(entry[-1]))}")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
 
 
 _db_cache_lock = threading.Lock()
@@ -174,54 +109,61 @@ def _db_values() -> tuple[int, str | None, list]:
     return values
 
 
-def _db_families(out: Exposition) -> None:
+def _gauge(name: str, help_text: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, labels=labels)
+
+
+def _db_families() -> list[Metric]:
+    up = _gauge("autopkgtest_public_db_up", "1 when the public DB could be read.")
     try:
         highest, newest, flaky = _db_values()
     except (sqlite3.Error, db.DatabaseError, ServiceUnavailable) as err:
         log.warning("metrics: public DB unreadable: %s", err)
-        out.family("autopkgtest_public_db_up", "gauge", "1 when the public DB could be read.", [({}, 0)])
-        return
-    out.family("autopkgtest_public_db_up", "gauge", "1 when the public DB could be read.", [({}, 1)])
-    out.family("autopkgtest_results_ingested", "counter", "Results stored in the public DB.", [({}, highest)])
+        up.add_metric([], 0)
+        return [up]
+    up.add_metric([], 1)
+    found: list[Metric] = [up]
+    found.append(CounterMetricFamily("autopkgtest_results_ingested", "Results stored in the public DB.", value=highest))
+    stamp = None
     if newest:
         try:
             stamp = results.run_id_time(newest).timestamp()
         except ValueError:
             stamp = None
-        if stamp is not None:
-            out.family(
-                "autopkgtest_newest_result_timestamp_seconds", "gauge", "End time of the newest stored run.",
-                [({}, stamp)],
-            )  # fmt: skip
-            out.family(
-                "autopkgtest_ingest_lag_seconds", "gauge", "Now minus the end time of the newest stored run.",
-                [({}, round(max(0.0, time.time() - stamp), 3))],
-            )  # fmt: skip
-    out.family(
-        "autopkgtest_flaky_tests", "gauge", "Tests with at least two result flips on one version.",
-        [({"release": r, "arch": a}, n) for r, a, n in flaky],
-    )  # fmt: skip
+    if stamp is not None:
+        newest_family = _gauge("autopkgtest_newest_result_timestamp_seconds", "End time of the newest stored run.")
+        newest_family.add_metric([], stamp)
+        lag = _gauge("autopkgtest_ingest_lag_seconds", "Now minus the end time of the newest stored run.")
+        lag.add_metric([], round(max(0.0, time.time() - stamp), 3))
+        found += [newest_family, lag]
+    flaky_family = _gauge(
+        "autopkgtest_flaky_tests", "Tests with at least two result flips on one version.", ["release", "arch"]
+    )
+    for release, arch, count in flaky:
+        flaky_family.add_metric([release, arch], count)
+    found.append(flaky_family)
+    return found
 
 
-def _live_families(out: Exposition) -> None:
+def _live_families() -> list[Metric]:
     sizes = livestate.queue_sizes(context.queued_raw())
-    out.family(
-        "autopkgtest_queue_size", "gauge", "Requests waiting per queue (queued.json).",
-        [
-            ({"context": ctx, "release": rel, "arch": arch}, size)
-            for ctx in sorted(sizes) for rel in sorted(sizes[ctx]) for arch, size in sorted(sizes[ctx][rel].items())
-        ],
-    )  # fmt: skip
-    running: dict[tuple[str, str], int] = {}
+    queue = _gauge(
+        "autopkgtest_queue_size", "Requests waiting per queue (queued.json).", ["context", "release", "arch"]
+    )
+    for ctx in sorted(sizes):
+        for rel in sorted(sizes[ctx]):
+            for arch, size in sorted(sizes[ctx][rel].items()):
+                queue.add_metric([ctx, rel, arch], size)
+    counts: dict[tuple[str, str], int] = {}
     for job in livestate.running_jobs(context.running_raw()):
-        running[(job.release, job.arch)] = running.get((job.release, job.arch), 0) + 1
-    out.family(
-        "autopkgtest_running_jobs", "gauge", "Jobs running now (running.json).",
-        [({"release": rel, "arch": arch}, n) for (rel, arch), n in sorted(running.items())],
-    )  # fmt: skip
+        counts[(job.release, job.arch)] = counts.get((job.release, job.arch), 0) + 1
+    running = _gauge("autopkgtest_running_jobs", "Jobs running now (running.json).", ["release", "arch"])
+    for (rel, arch), count in sorted(counts.items()):
+        running.add_metric([rel, arch], count)
+    return [queue, running]
 
 
-def _file_families(out: Exposition) -> None:
+def _file_families() -> list[Metric]:
     config = app_config()
     files = {
         "public_db": config.get("web", "database_public"),
@@ -231,39 +173,27 @@ def _file_families(out: Exposition) -> None:
         "indexed_packages": config.get("web", "indexed_packages"),
     }
     ages = {name: livestate.file_age(path) for name, path in files.items()}
-    out.family(
-        "autopkgtest_data_file_present", "gauge", "1 when the data file exists.",
-        [({"file": name}, int(age is not None)) for name, age in ages.items()],
-    )  # fmt: skip
-    out.family(
-        "autopkgtest_data_file_age_seconds", "gauge", "Seconds since the data file was written.",
-        [({"file": name}, round(age, 3)) for name, age in ages.items() if age is not None],
-    )  # fmt: skip
+    present = _gauge("autopkgtest_data_file_present", "1 when the data file exists.", ["file"])
+    age_family = _gauge("autopkgtest_data_file_age_seconds", "Seconds since the data file was written.", ["file"])
+    for name, age in ages.items():
+        present.add_metric([name], int(age is not None))
+        if age is not None:
+            age_family.add_metric([name], round(age, 3))
+    return [present, age_family]
 
 
-def _request_families(out: Exposition) -> None:
-    counts = outcomes.load(outcomes.outcomes_path(app_config()))
-    out.family(
-        "autopkgtest_request_outcomes",
-        "counter",
-        "Answers of request.cgi to test requests and webhooks, by HTTP status.",
-        [({"status": status}, count) for status, count in sorted(counts.items())],
-    )
+class _DataFiles(Collector):
+    """The families read from the DB and the JSON files, at scrape time."""
+
+    def collect(self) -> list[Metric]:
+        return _db_families() + _live_families() + _file_families()
 
 
 @bp.route("/metrics")
 def metrics():
-    out = Exposition()
-    _db_families(out)
-    _live_families(out)
-    _file_families(out)
-    _request_families(out)
-    out.histogram(
-        "autopkgtest_page_latency_seconds",
-        "Time this browse.cgi process took to answer requests, per endpoint.",
-        flask.current_app.extensions[_EXTENSION].snapshot(),
-    )
-    response = flask.make_response(out.text())
+    registry = flask.current_app.extensions[_EXTENSION].registry()
+    registry.register(_DataFiles())
+    response = flask.make_response(generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE
     response.headers["Cache-Control"] = "no-cache"
     return response
