@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# Exit codes (CONTRACT §3.4) -------------------------------------------------
+# Exit codes (docs/formats.rst, Exit codes) -------------------------------------------------
 
 RESULT_NAMES: dict[int, str] = {
     0: "pass",
@@ -50,7 +50,7 @@ def codes_for_result(name: str) -> list[int]:
 
 
 def github_state(exitcode: int | None) -> str:
-    """The GitHub commit-status state of a finished run (CONTRACT §10.1)."""
+    """The GitHub commit-status state of a finished run (docs/formats.rst, update-github-jobs)."""
     if exitcode in (0, 2):
         return "success"
     if exitcode in (4, 6, 12, 14):
@@ -82,7 +82,7 @@ def is_run_id(value: str) -> bool:
     return bool(RUN_ID_RE.match(value))
 
 
-# Store layout (CONTRACT §3) -----------------------------------------------------
+# Store layout (docs/formats.rst, Result store) -----------------------------------------------------
 
 
 def srchash(package: str) -> str:
@@ -151,7 +151,7 @@ def human_duration(seconds: int | None) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s"
 
 
-# Queues (CONTRACT §4) ----------------------------------------------------------
+# Queues (docs/formats.rst, Queues and messages) ----------------------------------------------------------
 
 CONTEXTS = ("ubuntu", "huge", "ppa", "upstream")
 COMPLETE_EXCHANGE = "testcomplete.fanout"

@@ -142,7 +142,7 @@ def recent():
 
 @bp.route("/api/experimental/recent.json")
 def experimental_recent():
-    """The historical JSON list (CONTRACT §7.1), kept exactly as it was."""
+    """The historical JSON list (docs/formats.rst, Routes), kept exactly as it was."""
     conn, rows, _filters = _recent_rows()
     out = []
     for view in links.result_views(conn, rows):
