@@ -2,7 +2,7 @@
 """Files other programs read are replaced whole: temp file, fsync, rename.
 
 A reader (Apache, browse.cgi, ubuntu-dev-tools) therefore sees either the
-old or the new content, never a half-written file (CONTRACT §6).
+old or the new content, never a half-written file (docs/formats.rst, Live-state files).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Group-readable: the web server's user shares the service group (CONTRACT §12.2).
+#: Group-readable: the web server's user shares the service group (docs/operating.rst, Layout).
 PUBLIC_MODE = 0o644
 
 
@@ -63,7 +63,7 @@ def write_json_atomic(path: str | os.PathLike, value: Any, mode: int = PUBLIC_MO
 def read_json(path: str | os.PathLike | None, default: Any) -> Any:
     """A JSON file's content, or ``default`` when it is missing or unreadable.
 
-    Every reader treats a missing or broken cache file as empty (CONTRACT §6).
+    Every reader treats a missing or broken cache file as empty (docs/formats.rst, Live-state files).
     """
     if not path:
         return default

@@ -2,7 +2,7 @@
 """The results DB: schema, migrations, connections and the one write routine.
 
 The column names and declared types are read by britney and other tools
-from the published copy, so they never change (CONTRACT §5). Migrations are
+from the published copy, so they never change (docs/formats.rst, Results DB). Migrations are
 counted by ``PRAGMA user_version``; a legacy DB from the old scripts
 (version 0 with tables, no ``env``/``uuid``) is upgraded in place.
 
@@ -217,7 +217,7 @@ def write_transaction(conn: sqlite3.Connection, attempts: int = 30) -> Iterator[
     """``with write_transaction(conn):`` runs BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error.
 
     "database is locked" beyond the busy timeout is retried after a random
-    0.1-2 s pause (CONTRACT §5.1); BEGIN is the only statement that can meet
+    0.1-2 s pause (docs/formats.rst, rw DB); BEGIN is the only statement that can meet
     the lock, so retrying it is safe. Raises sqlite3.Error.
     """
     for attempt in range(1, attempts + 1):
@@ -384,7 +384,7 @@ def result_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM result").fetchone()[0]
 
 
-# Public DB extras (CONTRACT §5.2) ----------------------------------------------------
+# Public DB extras (docs/formats.rst, Public DB) ----------------------------------------------------
 
 _PUBLIC_TABLES = (
     "CREATE TABLE IF NOT EXISTS current_version (release CHAR[20], pocket CHAR[40], component CHAR[10],"

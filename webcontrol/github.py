@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""GitHub: webhook signatures, commit statuses, pending-job records (CONTRACT §10).
+"""GitHub: webhook signatures, commit statuses, pending-job records (docs/formats.rst, GitHub webhook).
 
 - :func:`sign` / :func:`verify_signature`: the one implementation of the
   webhook HMAC, used by request.cgi and by the tests that sign deliveries.

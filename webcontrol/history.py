@@ -68,11 +68,11 @@ class Test:
     arch: str
 
 
-# Classification hook (CONTRACT §7.5) -------------------------------------------------
+# Classification hook (docs/formats.rst, Insight routes) -------------------------------------------------
 
 
 def classify_results(conn: sqlite3.Connection, rows: list[Result]) -> list[str | None]:
-    """The §7.5 classification of each row, in order; None while not computed.
+    """The classification (docs/formats.rst, Insight routes) of each row, in order; None while not computed.
 
     HOOK for the insight module (issue 9): it compares each row with the
     earlier results of the same (package, release, arch), reading at most
@@ -288,7 +288,7 @@ class ReleaseArchStats:
 
 
 def statistics(conn: sqlite3.Connection) -> dict[str, dict[str, ReleaseArchStats]]:
-    """The four counters of stats.json per release and arch (CONTRACT §7.1).
+    """The four counters of stats.json per release and arch (docs/formats.rst, stats.json).
 
     numpkgs: distinct packages with results; numpkgspass: packages whose
     newest passing run tested the current version; passruns: runs with exit

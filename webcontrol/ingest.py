@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The ingest rules shared by download-results and download-all-results (CONTRACT §5.1).
+"""The ingest rules shared by download-results and download-all-results (docs/formats.rst, rw DB).
 
 Only distro results are stored: the container must be
 ``autopkgtest-<release>`` and the run must have triggers. PPA, upstream and

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Insight into a test's history: classification, flakiness, state changes, testbed diffs (CONTRACT §7.5).
+"""Insight into a test's history: classification, flakiness, state changes, testbed diffs (docs/formats.rst, Insight routes).
 
 A *test* is one (package, release, arch). Its results are ordered by
-``run_id`` (string order = time order, CONTRACT §3.2; run ids are unique per
+``run_id`` (string order = time order, docs/formats.rst, Containers and object names; run ids are unique per
 test, the primary key, so the order has no ties). "Earlier" always means a
 smaller run_id, never a lower version.
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Anonymous, read-only Launchpad API calls (CONTRACT §9.4).
+"""Anonymous, read-only Launchpad API calls (docs/formats.rst, Launchpad calls).
 
 Plain HTTP GETs returning JSON: no launchpadlib, no WADL, no credentials.
 Named-operation string arguments are JSON-quoted (``"main"``) as
@@ -132,7 +132,7 @@ class Launchpad:
             if seen > MAX_PAGES:
                 raise LaunchpadUnavailable(f"Launchpad collection has more than {MAX_PAGES} pages")
 
-    # Operations (CONTRACT §9.4) ----------------------------------------------------------
+    # Operations (docs/formats.rst, Launchpad calls) ----------------------------------------------------------
 
     def ppa_exists(self, owner: str, name: str) -> bool:
         """Raises LaunchpadUnavailable."""

@@ -2,9 +2,9 @@
 """The one reader of the live-state files ``running.json`` and ``queued.json``.
 
 browse.cgi and request.cgi never parse these files themselves: they call
-the loaders here (a missing or broken file is empty, CONTRACT §6), walk the
+the loaders here (a missing or broken file is empty, docs/formats.rst, Live-state files), walk the
 typed views (:class:`RunningJob`, :class:`QueuedRequest`), and ask the
-duplicate checks of CONTRACT §9.5 (:func:`is_running`, :func:`is_queued`).
+duplicate checks of docs/formats.rst, Duplicates (:func:`is_running`, :func:`is_queued`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ import orjson
 
 from webcontrol import messages, results
 
-#: Package name under which every private run is stored (CONTRACT §6.1).
+#: Package name under which every private run is stored (docs/formats.rst, running.json).
 PRIVATE_PACKAGE = "private-test"
 PRIVATE_LOGTAIL = "Running private test"
-#: Queue items that stand for a hidden or unreadable request (CONTRACT §6.2).
+#: Queue items that stand for a hidden or unreadable request (docs/formats.rst, queued.json).
 PRIVATE_JOB = "private job"
 MALFORMED_REQUEST = "malformed request"
 #: Contexts whose queued requests count as duplicates (never ``huge``: users may jump the bulk queue).
 DUPLICATE_CONTEXTS = ("ubuntu", "ppa", "upstream")
 
 
-#: A request or run whose details must never be shown (CONTRACT §6).
+#: A request or run whose details must never be shown (docs/formats.rst, Live-state files).
 is_hidden = results.is_private_request
 
 
@@ -133,7 +133,7 @@ def running_jobs(raw: Mapping) -> list[RunningJob]:
 
 
 def running_count(raw: Mapping) -> int:
-    """Number of running jobs: leaves, not run keys (CONTRACT §13 item 16)."""
+    """Number of running jobs: leaves, not run keys (docs/formats.rst, running.json)."""
     return len(running_jobs(raw))
 
 
@@ -225,7 +225,7 @@ def queued_item(context: str, release: str, arch: str, position: int, text: Any)
 
 
 def queues_json(raw: Mapping) -> dict[str, dict[str, dict[str, list[str]]]]:
-    """``/queues.json``: ``{ctx: {rel: {arch: [request strings]}}}`` (CONTRACT §6.3)."""
+    """``/queues.json``: ``{ctx: {rel: {arch: [request strings]}}}`` (docs/formats.rst, /queues.json and /queue_size.json)."""
     out: dict[str, dict[str, dict[str, list[str]]]] = {}
     for context, release, arch, entry in _queues(raw):
         out.setdefault(context, {}).setdefault(release, {})[arch] = list(_requests(entry))
@@ -299,7 +299,7 @@ running_cache = CachedFile(load_running)
 queued_cache = CachedFile(load_queued)
 
 
-# Duplicate detection (CONTRACT §9.5) ------------------------------------------------------
+# Duplicate detection (docs/formats.rst, Duplicates) ------------------------------------------------------
 
 
 def _all_proposed(params: Mapping) -> bool:
@@ -334,7 +334,7 @@ def _running_signature(params: Mapping) -> tuple:
 
 
 def is_running(raw_running: Mapping, package: str, release: str, arch: str, params: Mapping) -> bool:
-    """True when running.json holds the same test (CONTRACT §9.5). Private entries never match."""
+    """True when running.json holds the same test (docs/formats.rst, Duplicates). Private entries never match."""
     if package == PRIVATE_PACKAGE:
         return False
     by_key = raw_running.get(package)
@@ -356,7 +356,7 @@ def is_running(raw_running: Mapping, package: str, release: str, arch: str, para
 
 
 def is_queued(raw_queued: Mapping, package: str, release: str, arch: str, params: Mapping) -> bool:
-    """True when queued.json holds the same request in ubuntu/ppa/upstream (CONTRACT §9.5).
+    """True when queued.json holds the same request in ubuntu/ppa/upstream (docs/formats.rst, Duplicates).
 
     ``huge`` never counts, and ``private job`` items cannot match.
     """
@@ -408,7 +408,7 @@ def queue_items(raw: Mapping, context: str, release: str, arch: str, offset: int
     return items
 
 
-# Stuck-job hints (CONTRACT §7.1 /admin) ------------------------------------------------------
+# Stuck-job hints (/admin, docs/formats.rst, Routes) ------------------------------------------------------
 
 #: A run is "abnormally long" beyond this many times its test's average duration.
 LONG_FACTOR = 8

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Split an autopkgtest ``log.gz`` into sections for the log viewer (CONTRACT §3.5).
+"""Split an autopkgtest ``log.gz`` into sections for the log viewer (docs/formats.rst, Logs).
 
 Two line formats exist: newer logs prefix every line with the elapsed
 seconds (``1581s autopkgtest [18:47:58]: ...``), older ones do not. The

@@ -3,7 +3,7 @@
 
 Each class parses the bytes of a delivery (raising :class:`MalformedMessage`
 with a reason that consumers log) and serialises back to the wire form of
-CONTRACT §4.
+docs/formats.rst, Queues and messages.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _field(data: dict, key: str, kinds: type | tuple[type, ...], optional: bool 
 
 
 def submit_time(now: datetime.datetime | None = None) -> str:
-    """``YYYY-MM-DD HH:MM:SS+0000`` in UTC, no fraction (CONTRACT §4.1)."""
+    """``YYYY-MM-DD HH:MM:SS+0000`` in UTC, no fraction (docs/formats.rst, Test request)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+0000")
 
@@ -137,7 +137,7 @@ class TestRequest:
 
 @dataclass
 class CompletionMessage:
-    """One finished run on ``testcomplete.fanout`` (CONTRACT §4.2)."""
+    """One finished run on ``testcomplete.fanout`` (docs/formats.rst, Completion message)."""
 
     architecture: str
     container: str
@@ -210,7 +210,7 @@ class CompletionMessage:
 
 @dataclass
 class StatusMessage:
-    """A running-status update on ``teststatus.fanout`` (CONTRACT §4.3)."""
+    """A running-status update on ``teststatus.fanout`` (docs/formats.rst, Status message)."""
 
     release: str
     architecture: str

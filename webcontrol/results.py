@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# Exit codes (CONTRACT §3.4) -------------------------------------------------
+# Exit codes (docs/formats.rst, Exit codes) -------------------------------------------------
 
 RESULT_NAMES: dict[int, str] = {
     0: "pass",
@@ -77,7 +77,7 @@ def is_decisive(exitcode: int | None) -> bool:
 
 
 def github_state(exitcode: int | None) -> str:
-    """The GitHub commit-status state of a finished run (CONTRACT §10.1)."""
+    """The GitHub commit-status state of a finished run (docs/formats.rst, update-github-jobs)."""
     return {"pass": "success", "fail": "failure"}.get(result_name(exitcode), "error")
 
 
@@ -118,7 +118,7 @@ def is_ppa_name(name: str) -> bool:
     return bool(PPA_NAME_RE.fullmatch(name))
 
 
-# Store layout (CONTRACT §3) -----------------------------------------------------
+# Store layout (docs/formats.rst, Result store) -----------------------------------------------------
 
 
 def srchash(package: str) -> str:
@@ -213,7 +213,7 @@ def human_duration(seconds: int | None) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s"
 
 
-# Queues (CONTRACT §4) ----------------------------------------------------------
+# Queues (docs/formats.rst, Queues and messages) ----------------------------------------------------------
 
 CONTEXTS = ("ubuntu", "huge", "ppa", "upstream")
 COMPLETE_EXCHANGE = "testcomplete.fanout"

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reading a worker's ``result.tar`` (CONTRACT §3.3).
+"""Reading a worker's ``result.tar`` (docs/formats.rst, result.tar).
 
 Optional members may be missing and ``testinfo.json`` may be absent or
 invalid: readers tolerate all of that. A tar that cannot be read at all

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""History links written by britney and the excuses tools route to history pages (CONTRACT §14)."""
+"""History links written by britney and the excuses tools route to history pages (tests/data/client-data/SOURCES.md)."""
 
 from __future__ import annotations
 

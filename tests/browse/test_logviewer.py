@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The log viewer on the three recorded real logs (CONTRACT §3.5, §14)."""
+"""The log viewer on the three recorded real logs (docs/formats.rst, Logs)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""browse.cgi pages as users and scraping clients see them (CONTRACT §7)."""
+"""browse.cgi pages as users and scraping clients see them (docs/formats.rst, Pages and API)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_login_state_on_every_page(client):
         assert "Logout joe&lt;x&gt;" in text(client.get(path)), path
 
 
-# Package page (CONTRACT §7.2) ----------------------------------------------------------------------
+# Package page (docs/formats.rst, Package matrix) ----------------------------------------------------------------------
 
 
 def test_package_matrix_is_first_table_with_contract_shape(client):
@@ -179,7 +179,7 @@ def test_history_offset_compatibility(client):
     assert [r["run_id"] for r in shifted] == [r["run_id"] for r in first[5:]]
 
 
-# Run pages (CONTRACT §7.4) -------------------------------------------------------------------------------
+# Run pages (docs/formats.rst, Run page) -------------------------------------------------------------------------------
 
 
 def test_run_page_by_uuid_exact_cells(client):

@@ -16,7 +16,7 @@ def test_stats_json_has_all_four_counters_even_when_small(site):
     for release, arches in data.items():
         for arch, counters in arches.items():
             assert set(counters) == {"numpkgs", "numpkgspass", "passruns", "failruns"}, (release, arch)
-    # One package only: numpkgs 1 is still written (CONTRACT §13 item 21).
+    # One package only: numpkgs 1 is still written (docs/formats.rst, stats.json).
     assert data["noble"]["armhf"] == {"numpkgs": 1, "numpkgspass": 0, "passruns": 0, "failruns": 1}
     assert data["noble"]["arm64"] == {"numpkgs": 2, "numpkgspass": 1, "passruns": 2, "failruns": 0}
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A fake Launchpad API (the anonymous calls of CONTRACT §9.4) over real HTTP.
+"""A fake Launchpad API (the anonymous calls of docs/formats.rst, Launchpad calls) over real HTTP.
 
 It insists on launchpadlib's argument encoding (string arguments JSON-quoted,
 series and people as ``<root>/1.0/...`` links), so a client that encodes

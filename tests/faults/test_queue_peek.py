@@ -106,7 +106,7 @@ def test_cache_amqp_loses_nothing_when_killed_mid_peek_and_survives_a_restart(po
             text = body.decode("utf-8")
             parts = text.split(None, 1)
             if len(parts) == 1:
-                expected_listing.append(f"{parts[0]}\n{{}}")  # a bare package (CONTRACT §6.2)
+                expected_listing.append(f"{parts[0]}\n{{}}")  # a bare package (docs/formats.rst, queued.json)
                 continue
             params = json.loads(parts[1]) if parts else None
             expected_listing.append(text if isinstance(params, dict) else None)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""update-github-jobs (CONTRACT §10.1) against the local store and the fake GitHub."""
+"""update-github-jobs (docs/formats.rst, update-github-jobs) against the local store and the fake GitHub."""
 
 from __future__ import annotations
 

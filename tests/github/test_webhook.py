@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""GitHub webhooks on request.cgi (CONTRACT §10): signatures, events, validation, records, pending status."""
+"""GitHub webhooks on request.cgi (docs/formats.rst, GitHub webhook): signatures, events, validation, records, pending status."""
 
 from __future__ import annotations
 

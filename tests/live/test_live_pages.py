@@ -105,7 +105,7 @@ def test_running_page_with_recorded_data(site):
 
 
 def test_running_job_block_shape(site):
-    """§7.3: the shape clients scrape, with the /run/<uuid> link on /running."""
+    """The running-job block (docs/formats.rst): the shape clients scrape, with the /run/<uuid> link on /running."""
     client, tmp_path = site
     params = {"requester": "joe", "submit-time": "2024-02-21 11:00:51+0000", "triggers": ["hello/1.2.3"], "uuid": UUID}
     _write_running(tmp_path, {"hello": {results.run_key(params): {"noble": {"amd64": [params, 5255, "a <b> tail"]}}}})

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The live-state reader: recorded files, odd files, and the §9.5 duplicate checks."""
+"""The live-state reader: recorded files, odd files, and the duplicate checks (docs/formats.rst, Duplicates)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_file_age_and_cache(tmp_path):
     assert cache.get(tmp_path / "missing") == {}
 
 
-# Duplicate detection (CONTRACT §9.5, §13 items 1 and 2) ----------------------------------
+# Duplicate detection (docs/formats.rst, Duplicates) ----------------------------------
 
 BASE = {"triggers": ["b/2", "a/1"], "ppas": ["joe/ppa"], "all-proposed": "1", "requester": "joe"}
 

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""britney's recorded retry links (CONTRACT §14): every request.cgi URL in update_excuses parses and passes
-the syntax checks of §9.3, and a sample queues exactly the request the link describes."""
+"""britney's recorded retry links (tests/data/client-data/SOURCES.md): every request.cgi URL in update_excuses parses and passes
+the syntax checks (docs/formats.rst, Validation order), and a sample queues exactly the request the link describes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Arbitrary query strings never make request.cgi fail with a 500 (CONTRACT §13 item 3)."""
+"""Arbitrary query strings never make request.cgi fail with a 500 (docs/formats.rst, Replies)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Launchpad client (CONTRACT §9.4) against the fake Launchpad over HTTP."""
+"""The Launchpad client (docs/formats.rst, Launchpad calls) against the fake Launchpad over HTTP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""private-results (CONTRACT §11): ACLs by user and team, Launchpad failures deny, streaming, no traversal."""
+"""private-results (docs/formats.rst, private-results): ACLs by user and team, Launchpad failures deny, streaming, no traversal."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Every validation rule of CONTRACT §9.3 with its status and exact message, through the real app."""
+"""Every validation rule of docs/formats.rst, Validation order with its status and exact message, through the real app."""
 
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def test_every_failure_is_4xx_never_500(client, valid):
 
 
 def test_checks_run_in_contract_order(client, valid, site, launchpad):
-    """With several faults, the earliest check of §9.3 answers; removing it reveals the next."""
+    """With several faults, the earliest check (docs/formats.rst, Validation order) answers; removing it reveals the next."""
     login(client, "mallory")
     params = {"trigger": "migration-reference/0", "ppa": "nobody/none"}
     running = {"triggers": ["migration-reference/0"], "ppas": ["nobody/none"]}

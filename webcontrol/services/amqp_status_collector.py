@@ -2,8 +2,8 @@
 """amqp-status-collector: keep running.json from the workers' status messages.
 
 A long-running consumer of ``teststatus.fanout`` through its own
-non-durable, auto-delete queue ``running-listener-<fqdn>`` (CONTRACT §4.3,
-§6.1). The state lives in memory, starting from the file the previous run
+non-durable, auto-delete queue ``running-listener-<fqdn>`` (docs/formats.rst, Status message
+and running.json). The state lives in memory, starting from the file the previous run
 left (a restart must not publish fewer runs than it had); each message sets or
 removes one leaf ``package → run key → release → arch``. The file is
 rewritten atomically, at most twice a second however fast messages arrive,
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Coalescing: no two writes closer than this (≤ 2 writes/s) ...
 MIN_WRITE_INTERVAL_S = 0.5
-#: ... and a rewrite at least this often even without changes (heartbeat, CONTRACT §12).
+#: ... and a rewrite at least this often even without changes (heartbeat, docs/formats.rst, /health).
 HEARTBEAT_S = 60.0
 #: How often expired leaves are looked for.
 EXPIRY_SCAN_S = 1.0

@@ -2,7 +2,7 @@
 """cache-amqp: write queued.json, a snapshot of every ``debci-*`` test queue.
 
 For every context × supported release × arch with results in the public DB
-it peeks the queue without consuming it (CONTRACT §4.4, §6.2): a fresh
+it peeks the queue without consuming it (docs/formats.rst, Peeking queues and queued.json): a fresh
 channel, every message taken without ack, then the channel is closed, which
 puts them all back in their original order. Nothing is rejected inside the
 read loop (a rejected message comes straight back: the old reader spun
@@ -20,7 +20,7 @@ it is closed. Two ways to take the messages are offered:
   bulk, several times faster than one round trip per message, so each
   message is held for a fraction of the time.
 - ``get``: ``basic_get`` without ack until the queue says empty, exactly as
-  CONTRACT §4.4 words it; one round trip per message (~4,500/s with pika).
+  docs/formats.rst (Peeking queues) words it; one round trip per message (~4,500/s with pika).
 
 Only one reader peeks at a time: locally through ``<amqp_queue_cache>.lock``
 and, where the operator created ``semaphore-<ctx>-<rel>-<arch>`` queues,
@@ -72,7 +72,7 @@ class PeekStats:
 
 
 def render_request(body: bytes) -> str:
-    """A queue item as queued.json shows it (CONTRACT §6.2).
+    """A queue item as queued.json shows it (docs/formats.rst, queued.json).
 
     The body verbatim, except: hidden requests become ``private job``; a
     bare package ``<pkg>\n{}`` (clients split every item at its first
@@ -117,7 +117,7 @@ def queue_entry(bodies: list[bytes]) -> dict:
 
 
 def queued_document(releases: list[str], arches: dict[str, list[str]], entry: Callable[[str, str, str], dict]) -> dict:
-    """The queued.json document (CONTRACT §6.2): every context × release × arch with results."""
+    """The queued.json document (docs/formats.rst, queued.json): every context × release × arch with results."""
     queues: dict[str, dict] = {}
     for context in results.CONTEXTS:
         for release in releases:

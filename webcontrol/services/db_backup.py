@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""db-backup: daily snapshot of the rw results DB, and ``--restore`` (CONTRACT §5.4).
+"""db-backup: daily snapshot of the rw results DB, and ``--restore`` (docs/formats.rst, Backups).
 
 Backup: SQLite's backup API copies the rw DB into a temp file while
 download-results keeps writing (a consistent snapshot, never a text dump);

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""download-all-results: fill the results DB from the result store (CONTRACT §5.1).
+"""download-all-results: fill the results DB from the result store (docs/formats.rst, rw DB).
 
 For each release, newest first, it lists ``autopkgtest-<release>`` page by
 page (1000 names, next page after the last name of each page) starting at

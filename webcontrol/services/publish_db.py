@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""publish-db: a consistent public copy of the results DB, swapped in atomically (CONTRACT §5.3).
+"""publish-db: a consistent public copy of the results DB, swapped in atomically (docs/formats.rst, Publishing).
 
 1. Snapshot the rw DB (opened read-only) with SQLite's backup API into
    ``<public>.new`` in one step: WAL readers never block the writer, and a

@@ -2,8 +2,7 @@
 """autopkgtest-stats: per release/arch counters of the public DB into stats.json (hourly).
 
 ``stats.json`` is ``{"<rel>": {"<arch>": {"numpkgs", "numpkgspass",
-"passruns", "failruns"}}}`` with all four counters always written (CONTRACT
-§7.1, §13 item 21). When the config has an ``[influxdb]`` section the same
+"passruns", "failruns"}}}`` with all four counters always written (docs/formats.rst, stats.json). When the config has an ``[influxdb]`` section the same
 numbers are also pushed as InfluxDB points (line protocol over HTTP).
 """
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""update-github-jobs: turn finished GitHub-triggered runs into commit statuses (CONTRACT §10.1).
+"""update-github-jobs: turn finished GitHub-triggered runs into commit statuses (docs/formats.rst, update-github-jobs).
 
 Oneshot (systemd timer, every minute; a lock file keeps two runs apart).
 For each pending-job record written by request.cgi:

@@ -192,7 +192,7 @@ OTHER_CONTENT_TYPE = "application/octet-stream"
 
 
 def guess_content_headers(name: str) -> tuple[str, str | None]:
-    """Content type and encoding of an object, as workers store it in Swift (CONTRACT §3.2, §3.7).
+    """Content type and encoding of an object, as workers store it in Swift (docs/formats.rst, Containers and object names and Local result store).
 
     Only ``log.gz`` is text with ``Content-Encoding: gzip`` (browsers and
     clients gunzip it); everything else, ``artifacts.tar.gz`` included, is

@@ -286,7 +286,7 @@ class LocalStore(ResultStore):
         content_type: str | None = None,
         content_encoding: str | None = None,
     ) -> None:
-        # Content headers are not stored: they follow from the name (§3.7).
+        # Content headers are not stored: they follow from the name (docs/formats.rst, Local result store).
         self._write(container, name, lambda handle: handle.write(data))
 
     def put_object_file(self, container: str, name: str, path: str | os.PathLike) -> None:

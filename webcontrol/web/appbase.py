@@ -180,7 +180,7 @@ def site_url() -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """``target`` if it is a relative path or a URL on this site, else ``/`` (CONTRACT §8)."""
+    """``target`` if it is a relative path or a URL on this site, else ``/`` (docs/formats.rst, Login)."""
     if not target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return "/"
     parsed = urllib.parse.urlsplit(target)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""browse.cgi: the results browser (CONTRACT §7).
+"""browse.cgi: the results browser (docs/formats.rst, Pages and API).
 
 :func:`create_app` builds the Flask app from a :class:`~webcontrol.config.Config`:
 the shared base (session, errors) and every blueprint of the site, each

@@ -3,8 +3,7 @@
 
 A page is one *data function* returning a JSON-ready dict. :func:`page`
 registers it twice: at ``<rule>`` rendered by a template, and at
-``/api/v1<rule>`` as JSON, so both always carry the same data (CONTRACT
-§7.1). Any blueprint (live state, request, insight) describes its own
+``/api/v1<rule>`` as JSON, so both always carry the same data (docs/formats.rst, Routes). Any blueprint (live state, request, insight) describes its own
 ``/api/v1/`` routes with :func:`describe`; the descriptions are collected
 per app when the blueprint is registered, and served at
 ``/api/v1/openapi.json``.

@@ -82,7 +82,7 @@ _catalogue_lock = threading.Lock()
 
 
 def catalogue() -> Catalogue:
-    """Releases (config order, or fallbacks of CONTRACT §2) and their arches, cached per DB file."""
+    """Releases (config order, or fallbacks of docs/operating.rst, Configuration) and their arches, cached per DB file."""
     path = public_db_path()
     try:
         stat = os.stat(path)

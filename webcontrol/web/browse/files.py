@@ -2,7 +2,7 @@
 """Files and machine endpoints: static files, live-state JSON, the public DB pair, /health.
 
 These are read by britney, ppa-dev-tools, ubuntu-dev-tools and monitoring;
-their bytes and shapes follow CONTRACT §5.3, §6 and §12 exactly.
+their bytes and shapes follow docs/formats.rst, Publishing, Live-state files and /health exactly.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 bp = flask.Blueprint("files", __name__)
 
 STATIC_MAX_AGE = 60
-#: Freshness targets of CONTRACT §12 (seconds).
+#: Freshness targets of docs/formats.rst, /health (seconds).
 FRESHNESS = {"public_db": 180, "running": 90, "queued": 120, "stats": 7200}
 _PACKAGES_SLASH = re.compile(r"^(/api/v1)?/packages/.+/\Z")
 
 
 @bp.before_app_request
 def redirect_trailing_slash():
-    """``/packages/…/`` redirects to the same path without the slash (CONTRACT §7.1)."""
+    """``/packages/…/`` redirects to the same path without the slash (docs/formats.rst, Routes)."""
     path = flask.request.path
     if _PACKAGES_SLASH.match(path):
         # Quoted: a decoded path may hold CR/LF or spaces, which a Location header must not carry.

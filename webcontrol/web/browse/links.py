@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Canonical links of the site and the JSON-ready view of a result row.
 
-The URL forms are fixed by CONTRACT §7 (britney, ppa-dev-tools and
+The URL forms are fixed by docs/formats.rst, Pages and API (britney, ppa-dev-tools and
 autopkgtest-cli build or parse the same strings), so they are built here in
 one place rather than through ``url_for`` of the catch-all package routes.
 Every path segment is percent-quoted; templates escape the whole URL.
@@ -86,7 +86,7 @@ def user_url(user: str) -> str:
 
 
 def retry_url(release: str, arch: str, package: str, triggers: Iterable[str], all_proposed: bool = False) -> str:
-    """The request.cgi link britney also builds (CONTRACT §7)."""
+    """The request.cgi link britney also builds (docs/formats.rst, Pages and API)."""
     query = [("release", release), ("arch", arch), ("package", package)]
     query += [("trigger", trigger) for trigger in triggers]
     if all_proposed:
@@ -163,7 +163,7 @@ def result_views(conn, rows: list[Result], newest_retry_only: bool = False) -> l
     """Views of a page of rows with their classification.
 
     With ``newest_retry_only`` (history pages) only the newest row of each
-    (version, triggers) pair keeps its ♻ link (CONTRACT §7).
+    (version, triggers) pair keeps its ♻ link (docs/formats.rst, Pages and API).
     """
     return list(_views(conn, rows, newest_retry_only, set()))
 

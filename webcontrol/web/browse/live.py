@@ -61,7 +61,7 @@ def _running_page_data() -> tuple[dict, object, object, list[dict]]:
 
 @bp.route("/running")
 def running():
-    """Running jobs, queue sizes and the head of every non-empty queue (CONTRACT §7.1)."""
+    """Running jobs, queue sizes and the head of every non-empty queue (docs/formats.rst, Routes)."""
     data, views_key, queues_key, views = _running_page_data()
     # Scopes: the same files and site; keys: their versions (see live_data.running_views and queues).
     _key, jobs_html = live_data.jobs_html.get(views_key[:2], views_key, lambda: live_data.fragments.render(views))

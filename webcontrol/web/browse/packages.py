@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``/packages/…``: package matrix, release page, history, run page and log viewer.
 
-The path shapes are disambiguated as CONTRACT §7.1 says: the first segment
+The path shapes are disambiguated as docs/formats.rst, Routes says: the first segment
 is a prefix iff it equals the prefix of the second (``h/hello``,
 ``libp/libpng``); run ids end with ``@``. Each page also answers at
 ``/api/v1/packages/…`` with the same data.
@@ -258,7 +258,7 @@ def _fetch_log(container: str, name: str, missing: str) -> logviewer.ParsedLog:
     try:
         return logviewer.parse_gzip(stream.chunks)
     except logviewer.LogError as err:
-        # Not gzip after all: show the raw start of the object (CONTRACT §13 item 26).
+        # Not gzip after all: show the raw start of the object (docs/formats.rst, Logs).
         log.warning("log %s/%s unreadable: %s", container, name, err)
     finally:
         stream.close()

@@ -165,7 +165,7 @@ def recent():
 
 @bp.route("/api/experimental/recent.json")
 def experimental_recent():
-    """The historical JSON list (CONTRACT §7.1), kept exactly as it was."""
+    """The historical JSON list (docs/formats.rst, Routes), kept exactly as it was."""
     conn, rows, _filters, _next = _recent_rows()
     views = links.page_views(conn, rows)
     items = (_legacy_item(view) for view in views)

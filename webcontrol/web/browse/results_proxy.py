@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""``/results/<container>[/<object>]`` served from the local result store (CONTRACT §3.6, §3.7).
+"""``/results/<container>[/<object>]`` served from the local result store (docs/formats.rst, /results/ and Local result store).
 
 Clients were written against Swift's public access, so this answers as
 Swift does: plain (default) or JSON listings with prefix, delimiter,
@@ -44,7 +44,7 @@ def _local_only() -> None:
 def _anonymous_readable(container: str) -> bool:
     """Private containers have no public read ACL in Swift: anonymous access gets 401 there too.
 
-    They are served only by private-results, after its login and ``readable-by`` check (CONTRACT §11).
+    They are served only by private-results, after its login and ``readable-by`` check (docs/formats.rst, private-results).
     """
     return not results.is_private_container(container)
 

@@ -49,7 +49,7 @@ def _check_user(user: str) -> None:
 @bp.route("/user/<user>")
 @bp.route(API_PREFIX + "/user/<user>")
 def user_redirect(user: str):
-    """The canonical user page ends with a slash (CONTRACT §7.1)."""
+    """The canonical user page ends with a slash (docs/formats.rst, Routes)."""
     # An invalid name is a 404 here too; redirecting would put it (CR/LF included) into a Location header.
     _check_user(user)
     target = flask.request.path + "/"
@@ -122,7 +122,7 @@ def _known_releases() -> list[str]:
 
 
 def _user_ppas(user: str) -> dict[str, list[str]]:
-    """``ppa -> releases`` from ppa_containers.json, parsing names exactly (CONTRACT §13 item 22)."""
+    """``ppa -> releases`` from ppa_containers.json, parsing names exactly (docs/formats.rst, Routes)."""
     folder = context.config().get("web", "ppa_containers_cache_dir")
     names = read_json(os.path.join(folder, "ppa_containers.json") if folder else None, [])
     order = context.catalogue().releases

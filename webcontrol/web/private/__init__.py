@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""private-results: logs and artifacts of private runs, for the users their ACL names (CONTRACT §11).
+"""private-results: logs and artifacts of private runs, for the users their ACL names (docs/formats.rst, private-results).
 
 ``/private-results/<container>/<series>/<arch>/<prefix>/<src>/<run_id>/<file>``.
 Only ``private-*`` containers; the caller must be logged in (same ``session``

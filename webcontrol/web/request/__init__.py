@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""request.cgi: authenticated, validated test requests and GitHub webhooks (CONTRACT §8-§10).
+"""request.cgi: authenticated, validated test requests and GitHub webhooks (docs/formats.rst, Login, request.cgi and GitHub webhook).
 
 ``create_app(config)`` is the factory; ``webcontrol/request.cgi`` wraps it
 in a LazyApplication. The app routes its full paths (``/request.cgi``,
@@ -22,7 +22,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def render_invalid(err: WebError):
-    """``<p>You submitted an invalid request: <first line></p>`` + one <p> per further line (§9.2)."""
+    """``<p>You submitted an invalid request: <first line></p>`` + one <p> per further line (docs/formats.rst, Replies)."""
     lines = err.message.split("\n")
     response = flask.make_response(flask.render_template("invalid.html", first=lines[0], rest=lines[1:]))
     response.status_code = err.status
@@ -35,7 +35,7 @@ def element_text(value) -> markupsafe.Markup:
     """A value as element content: lists Python-style, ``&<>`` escaped once.
 
     Quotes need no escaping outside attributes, and clients compare the
-    ``<dd>['hello/1.0']</dd>`` text of CONTRACT §9.2 literally.
+    ``<dd>['hello/1.0']</dd>`` text of docs/formats.rst, Replies literally.
     """
     text = value if isinstance(value, str) else str(value)
     return markupsafe.Markup(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Who is asking: the login cookie, or an API key (CONTRACT §8).
+"""Who is asking: the login cookie, or an API key (docs/formats.rst, Login).
 
 API keys come as the cookie ``X-Api-Key=<lpuser>:<key>`` (what existing
 scripts send) or the header ``Authorization: Bearer <lpuser>:<key>``. A key

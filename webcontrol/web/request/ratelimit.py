@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Optional per-requester hourly limit on queued test requests (CONTRACT §9.3).
+"""Optional per-requester hourly limit on queued test requests (docs/formats.rst, Validation order).
 
 Off by default (``[web] request_rate_limit = 0``). :meth:`RateLimiter.reserve`
 checks and records in one step under an exclusive lock, so concurrent

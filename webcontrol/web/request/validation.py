@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Validation of distro and PPA test requests, in the order of CONTRACT §9.3.
+"""Validation of distro and PPA test requests, in the order of docs/formats.rst, Validation order.
 
 Checks 1-13 need only the request, the public DB and the live-state files;
 checks 14-18 ask Launchpad. Every failure raises a :class:`WebError` with
@@ -103,7 +103,7 @@ def parse_package_requestors(value: str) -> dict[str, set[str]]:
 
 
 def shown_ppa(ppa: str) -> str:
-    """A PPA spec fit for a page: never the ``user:token@`` part (CONTRACT §6)."""
+    """A PPA spec fit for a page: never the ``user:token@`` part (docs/formats.rst, Live-state files)."""
     return ppa.rsplit("@", 1)[-1]
 
 

@@ -49,7 +49,7 @@ BAD_TOKEN = "The form has expired or belongs to another login; please submit it 
 
 
 def refuse_other_methods():
-    """HEAD (and anything but GET/POST) must never run the handler (CONTRACT §9.1, §13 item 9)."""
+    """HEAD (and anything but GET/POST) must never run the handler (docs/formats.rst, Parameters)."""
     if flask.request.method not in ("GET", "POST"):
         raise MethodNotAllowed(f"Method {flask.request.method} is not allowed", headers={"Allow": ALLOWED_METHODS})
 

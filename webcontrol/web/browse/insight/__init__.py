@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Insight pages of browse.cgi (CONTRACT §7.5): /flaky, Atom feeds, SVG badges, history charts,
+"""Insight pages of browse.cgi (docs/formats.rst, Insight routes): /flaky, Atom feeds, SVG badges, history charts,
 testbed changes since the last pass, and /metrics.
 
 browse.cgi registers :data:`bp` with its other blueprints. Every route here

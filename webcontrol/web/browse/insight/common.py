@@ -17,7 +17,7 @@ def check_package(package: str) -> None:
 
 
 def check_prefix(prefix: str | None, package: str) -> None:
-    """The ``/packages/<prefix>/<pkg>/…`` form: the prefix must be the package's (CONTRACT §3.2)."""
+    """The ``/packages/<prefix>/<pkg>/…`` form: the prefix must be the package's (docs/formats.rst, Containers and object names)."""
     if prefix is not None and prefix != results.srchash(package):
         raise NotFound(f"{prefix!r} is not the prefix of {package!r}")
 
@@ -38,7 +38,7 @@ def browse_fallback(first: str, name: str):
     """``/packages/<first>/<name>`` where ``first`` is the prefix of a package named ``name``.
 
     ``/packages/f/feed.atom`` is the package page of a package called
-    ``feed.atom`` (CONTRACT §7.1 prefix form), not a feed of package ``f``
+    ``feed.atom`` (the prefix form of docs/formats.rst, Routes), not a feed of package ``f``
     (no valid package has a one-letter name). Hand it to browse's view;
     None when it is not that case.
     """
