@@ -44,8 +44,11 @@ class Timed:
         wall, cpu = time.perf_counter(), time.thread_time()
 
         def start(status, headers, exc_info=None):
-            headers = [*headers, ("X-Server-Ms", f"{(time.perf_counter() - wall) * 1000:.2f}"),
-                       ("X-Server-Cpu-Ms", f"{(time.thread_time() - cpu) * 1000:.2f}")]  # fmt: skip
+            headers = [
+                *headers,
+                ("X-Server-Ms", f"{(time.perf_counter() - wall) * 1000:.2f}"),
+                ("X-Server-Cpu-Ms", f"{(time.thread_time() - cpu) * 1000:.2f}"),
+            ]
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)
@@ -106,8 +109,11 @@ def live_files(db_path: str, queued: int, running: int, seed: int = 1) -> tuple[
     for n in range(queued):
         package, release, arch = hello if n % 500 == 0 else rng.choice(tests)
         ctx = rng.choice(results.CONTEXTS)
-        params = {"requester": rng.choice(users), "submit-time": "2026-11-29 09:00:00+0000",
-                  "triggers": [f"{package}/1.{n % 9}-1", rng.choice(["glibc/2.40-1", "perl/5.40-1"])]}  # fmt: skip
+        params = {
+            "requester": rng.choice(users),
+            "submit-time": "2026-11-29 09:00:00+0000",
+            "triggers": [f"{package}/1.{n % 9}-1", rng.choice(["glibc/2.40-1", "perl/5.40-1"])],
+        }
         if n % 3 == 0:
             params["uuid"] = f"00000000-0000-4000-9000-{n:012d}"
         if n % 97 == 0:
@@ -121,8 +127,12 @@ def live_files(db_path: str, queued: int, running: int, seed: int = 1) -> tuple[
     tree: dict = {}
     for n in range(running):
         package, release, arch = hello if n % 200 == 0 else rng.choice(tests)
-        params = {"requester": rng.choice(users), "submit-time": "2026-11-29 09:00:00+0000",
-                  "triggers": [f"{package}/1.{n % 9}-1"], "uuid": f"00000000-0000-4000-8000-{n:012d}"}  # fmt: skip
+        params = {
+            "requester": rng.choice(users),
+            "submit-time": "2026-11-29 09:00:00+0000",
+            "triggers": [f"{package}/1.{n % 9}-1"],
+            "uuid": f"00000000-0000-4000-8000-{n:012d}",
+        }
         value = [params, rng.randint(60, 40000), tail]
         tree.setdefault(package, {}).setdefault(results.run_key(params), {}).setdefault(release, {})[arch] = value
     return {"releases": info["releases"], "arches": [], "queues": queues}, tree
@@ -152,18 +162,22 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
             "releases": [],
             "arches": [],
             "queues": {
-                ctx: {rel: {arch: {"size": len(items), "requests": items} for arch, items in arches.items()}
-                      for rel, arches in rels.items()}
+                ctx: {
+                    rel: {arch: {"size": len(items), "requests": items} for arch, items in arches.items()}
+                    for rel, arches in rels.items()
+                }
                 for ctx, rels in queues.items()
             },
-        }  # fmt: skip
+        }
         (cache / "queued.json").write_text(json.dumps(queued_doc))
     info = json.loads(Path(db_path + ".json").read_text())
     stats = {
-        rel: {arch: {"numpkgs": 5000, "numpkgspass": 4000, "passruns": 100000, "failruns": 20000} for arch in
-              ["amd64", "arm64", "armhf", "i386", "ppc64el", "s390x"]}
+        rel: {
+            arch: {"numpkgs": 5000, "numpkgspass": 4000, "passruns": 100000, "failruns": 20000}
+            for arch in ["amd64", "arm64", "armhf", "i386", "ppc64el", "s390x"]
+        }
         for rel in info["releases"]
-    }  # fmt: skip
+    }
     (cache / "stats.json").write_text(json.dumps(stats))
     values = {
         "web": {
@@ -324,8 +338,10 @@ def in_process(config_path: Path, targets: dict[str, list[str]], count: int, pro
     app = create_app(configmod.load(str(config_path)))
     client = app.test_client()
     cache = config_path.parent / "cache"
-    print(f"{'route':<20} {'median':>8} {'p95':>8} {'max':>8} {'TTFB':>7} {'CPU med':>8} {'CPU p95':>8}"
-          f" {'peak RSS':>9} {'bytes':>11}  (ms, MB)")  # fmt: skip
+    print(
+        f"{'route':<20} {'median':>8} {'p95':>8} {'max':>8} {'TTFB':>7} {'CPU med':>8} {'CPU p95':>8}"
+        f" {'peak RSS':>9} {'bytes':>11}  (ms, MB)"
+    )
     slowest = []
     for name, paths in targets.items():
         for path in paths[:3]:
@@ -353,10 +369,12 @@ def in_process(config_path: Path, targets: dict[str, list[str]], count: int, pro
         times.sort()
         first.sort()
         cpu.sort()
-        print(f"{name:<20} {statistics.median(times):>8.1f} {percentile(times, 0.95):>8.1f} {times[-1]:>8.1f}"
-              f" {statistics.median(first) if first else float('nan'):>7.1f} {statistics.median(cpu):>8.1f}"
-              f" {percentile(cpu, 0.95):>8.1f} {peak_rss_mb(os.getpid()):>9.0f}"
-              f" {size:>11,}")  # fmt: skip
+        print(
+            f"{name:<20} {statistics.median(times):>8.1f} {percentile(times, 0.95):>8.1f} {times[-1]:>8.1f}"
+            f" {statistics.median(first) if first else float('nan'):>7.1f} {statistics.median(cpu):>8.1f}"
+            f" {percentile(cpu, 0.95):>8.1f} {peak_rss_mb(os.getpid()):>9.0f}"
+            f" {size:>11,}"
+        )
         slowest.append((statistics.median(times), name, paths[0]))
     for _median, name, path in sorted(slowest, reverse=True)[:profile]:
         profiler = cProfile.Profile(time.thread_time)
@@ -395,8 +413,10 @@ def main() -> None:
     targets = pages(args.db)
     if args.only:
         targets = {name: paths for name, paths in targets.items() if name in args.only.split(",")}
-    print(f"DB {args.db}; {args.queued:,} queued, {args.running:,} running; "
-          f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"DB {args.db}; {args.queued:,} queued, {args.running:,} running; "
+        f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     if args.in_process:
         try:
             in_process(config_path, targets, args.requests, args.profile, args.touch)
@@ -408,11 +428,15 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)])
     try:
         wait_for_port(port)
-        print(f"server: werkzeug run_simple(threaded=True), pid {server.pid}; {args.clients} client(s); "
-              f"{args.requests} requests per page after 10 warm-up")  # fmt: skip
+        print(
+            f"server: werkzeug run_simple(threaded=True), pid {server.pid}; {args.clients} client(s); "
+            f"{args.requests} requests per page after 10 warm-up"
+        )
         print(f"{'':<20} {'client wall ms':^26} {'server wall ms':^17} {'server CPU ms':^17}")
-        print(f"{'page':<20} {'median':>8} {'p95':>8} {'max':>8} {'median':>8} {'p95':>8} {'median':>8} {'p95':>8}"
-              f" {'peak RSS':>9} {'bytes':>11}")  # fmt: skip
+        print(
+            f"{'page':<20} {'median':>8} {'p95':>8} {'max':>8} {'median':>8} {'p95':>8} {'median':>8} {'p95':>8}"
+            f" {'peak RSS':>9} {'bytes':>11}"
+        )
         worst = 0.0
         for name, paths in targets.items():
             measure(port, paths, 10, 1)
@@ -423,11 +447,15 @@ def main() -> None:
                 values = sorted(sample[column] * (1000 if column == 0 else 1) for sample in samples)
                 row.append((statistics.median(values), percentile(values, 0.95), values[-1]))
             worst = max(worst, row[0][1])
-            print(f"{name:<20} {row[0][0]:>8.1f} {row[0][1]:>8.1f} {row[0][2]:>8.1f} {row[1][0]:>8.1f} {row[1][1]:>8.1f}"
-                  f" {row[2][0]:>8.1f} {row[2][1]:>8.1f} {peak_rss_mb(server.pid):>9.0f}"
-                  f" {samples_bytes.get(paths[0], 0):>11,}")  # fmt: skip
-        print(f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB; "
-              f"load average after: {os.getloadavg()[0]:.1f}")  # fmt: skip
+            print(
+                f"{name:<20} {row[0][0]:>8.1f} {row[0][1]:>8.1f} {row[0][2]:>8.1f} {row[1][0]:>8.1f} {row[1][1]:>8.1f}"
+                f" {row[2][0]:>8.1f} {row[2][1]:>8.1f} {peak_rss_mb(server.pid):>9.0f}"
+                f" {samples_bytes.get(paths[0], 0):>11,}"
+            )
+        print(
+            f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB; "
+            f"load average after: {os.getloadavg()[0]:.1f}"
+        )
     finally:
         server.terminate()
         server.wait(10)

@@ -248,8 +248,17 @@ def main() -> int:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="cluster-drill-"))
     os.chmod(base, 0o755)
-    network = Network("i15", {"rmq1": "10.231.15.11", "rmq2": "10.231.15.12", "rmq3": "10.231.15.13",
-                              **UNITS, "lb": LB, "worker": "10.231.15.40"})  # fmt: skip
+    network = Network(
+        "i15",
+        {
+            "rmq1": "10.231.15.11",
+            "rmq2": "10.231.15.12",
+            "rmq3": "10.231.15.13",
+            **UNITS,
+            "lb": LB,
+            "worker": "10.231.15.40",
+        },
+    )
     cluster = RabbitCluster(network, ["rmq1", "rmq2", "rmq3"], base / "rabbitmq")
     units: list[Unit] = []
     haproxy = None
@@ -292,8 +301,10 @@ def main() -> int:
             time.sleep(1)
         for unit in units:
             stored = unit.stored()
-            print(f"{unit.name}: {len(stored)} rows, {len(set(stored))} distinct, "
-                  f"{len(expected - set(stored))} lost, {len(stored) - len(set(stored))} twice")  # fmt: skip
+            print(
+                f"{unit.name}: {len(stored)} rows, {len(set(stored))} distinct, "
+                f"{len(expected - set(stored))} lost, {len(stored) - len(set(stored))} twice"
+            )
         print(f"publisher: {outcome['confirmed']} confirmed, {outcome['retries']} retried publishes")
 
         # 2. The site through HAProxy while unit 1's Apache is stopped.
@@ -306,18 +317,24 @@ def main() -> int:
         for unit in units:
             unit.start_apache(venv, code)
         haproxy_config(base / "haproxy.cfg")
-        haproxy = subprocess.Popen(network.wrap("lb", ["haproxy", "-db", "-f", str(base / "haproxy.cfg")]),
-                                   stdout=open(base / "haproxy.log", "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        haproxy = subprocess.Popen(
+            network.wrap("lb", ["haproxy", "-db", "-f", str(base / "haproxy.cfg")]),
+            stdout=open(base / "haproxy.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(2)
-        report = network.fetch_loop("lb", f"http://{LB}/", ["", "packages/p/pkg1", "health"], seconds=20,
-                                    during=lambda: outage(units[0]))  # fmt: skip
+        report = network.fetch_loop(
+            "lb", f"http://{LB}/", ["", "packages/p/pkg1", "health"], seconds=20, during=lambda: outage(units[0])
+        )
         window = CHECK_INTER_MS * CHECK_FALL / 1000
         late = [offset for offset in report["failure_offsets"] if offset > window]
-        print(f"client through HAProxy: {report['requests']} requests in {report['seconds']:.0f} s, "
-              f"{report['failed']} failed (statuses {report['failures']}, at "
-              f"{', '.join(f'{o:+.2f}' for o in report['failure_offsets'])} s from the stop); unit1's Apache down "
-              f"{report['outage_seconds']:.1f} s; detection window {window:.1f} s (check every {CHECK_INTER_MS} ms, "
-              f"{CHECK_FALL} failures): {len(late)} failed after the window")  # fmt: skip
+        print(
+            f"client through HAProxy: {report['requests']} requests in {report['seconds']:.0f} s, "
+            f"{report['failed']} failed (statuses {report['failures']}, at "
+            f"{', '.join(f'{o:+.2f}' for o in report['failure_offsets'])} s from the stop); unit1's Apache down "
+            f"{report['outage_seconds']:.1f} s; detection window {window:.1f} s (check every {CHECK_INTER_MS} ms, "
+            f"{CHECK_FALL} failures): {len(late)} failed after the window"
+        )
 
         # 3. One request through each unit, one cluster queue, one queued.json.
         queue = f"debci-{RELEASE}-{ARCH}"
@@ -336,8 +353,11 @@ Publisher({uri!r}).publish([({queue!r}, b'hello\\n{{"triggers": ["hello/1.0-{uni
             document = json.loads((unit.runtime / "queued.json").read_text())
             document.pop("generated", None)
             documents.append(document)
-        print("queued.json identical on both units:", documents[0] == documents[1],
-              json.dumps(documents[0]["queues"]["ubuntu"][RELEASE][ARCH]))  # fmt: skip
+        print(
+            "queued.json identical on both units:",
+            documents[0] == documents[1],
+            json.dumps(documents[0]["queues"]["ubuntu"][RELEASE][ARCH]),
+        )
     finally:
         if haproxy is not None:
             haproxy.terminate()

@@ -52,35 +52,63 @@ def synthetic(rng: random.Random, package: str) -> str:
     module, symbol, test = word(rng, 2), word(rng, 3).replace("-", "_"), f"test_{word(rng, 2)}".replace("-", "_")
     path = f"/usr/lib/python3/dist-packages/{module}/{word(rng, 1)}.py"
     shapes = [
-        [f"test {test}: FAIL non-zero exit status 1", "Traceback (most recent call last):",
-         f'  File "{path}", line {rng.randint(1, 2000)}, in {symbol}',
-         f"    return {module}.{symbol}(value, strict=True)",
-         f"AttributeError: module '{module}' has no attribute '{symbol}'"],
-        ["test unittests: FAIL non-zero exit status 1", f"FAIL: {test} ({module}.tests.{symbol}Test.{test})",
-         f"AssertionError: {rng.randint(0, 99)} != {rng.randint(100, 999)}",
-         f"Ran {rng.randint(10, 900)} tests in {rng.random() * 60:.3f}s", f"FAILED (failures={rng.randint(1, 9)})"],
-        ["test upstream: FAIL non-zero exit status 2", "=========== short test summary info ===========",
-         f"FAILED tests/test_{module}.py::{test} - ValueError: invalid literal for int() with base 10: '{word(rng)}'",
-         f"==== 1 failed, {rng.randint(50, 3000)} passed, {rng.randint(0, 40)} skipped in {rng.randint(2, 900)}s ===="],
-        ["test smoke: FAIL non-zero exit status 139",
-         f"./debian/tests/smoke: line {rng.randint(3, 80)}: {rng.randint(1000, 99999)} Segmentation fault"
-         f"      (core dumped) {package} --selftest"],
-        ["test build: FAIL non-zero exit status 1",
-         f"/usr/bin/{package}: symbol lookup error: /lib/x86_64-linux-gnu/lib{module}.so.{rng.randint(0, 9)}:"
-         f" undefined symbol: {symbol}_{word(rng, 1)}"],
-        [f"test command1: FAIL stderr: E: Unable to locate package {word(rng)}",
-         "E: Unable to locate package " + word(rng), "autopkgtest: ERROR: erroneous package: test dependencies are unsatisfiable"],
-        ["<VirtSubproc>: failure: timed out waiting for testbed to reboot",
-         "autopkgtest: ERROR: testbed failure: cannot send to testbed: [Errno 32] Broken pipe"],
-        [f"test {test}: FAIL non-zero exit status 1", f"[  FAILED  ] {symbol}Test.{test} ({rng.randint(1, 9000)} ms)",
-         f"{path[:-3]}.cc:{rng.randint(10, 900)}: Failure", f"Expected equality of these values: {symbol} Which is: {rng.randint(0, 9)}",
-         f"[  PASSED  ] {rng.randint(10, 400)} tests.", f"[  FAILED  ] {rng.randint(1, 5)} test, listed below:"],
-    ]  # fmt: skip
+        [
+            f"test {test}: FAIL non-zero exit status 1",
+            "Traceback (most recent call last):",
+            f'  File "{path}", line {rng.randint(1, 2000)}, in {symbol}',
+            f"    return {module}.{symbol}(value, strict=True)",
+            f"AttributeError: module '{module}' has no attribute '{symbol}'",
+        ],
+        [
+            "test unittests: FAIL non-zero exit status 1",
+            f"FAIL: {test} ({module}.tests.{symbol}Test.{test})",
+            f"AssertionError: {rng.randint(0, 99)} != {rng.randint(100, 999)}",
+            f"Ran {rng.randint(10, 900)} tests in {rng.random() * 60:.3f}s",
+            f"FAILED (failures={rng.randint(1, 9)})",
+        ],
+        [
+            "test upstream: FAIL non-zero exit status 2",
+            "=========== short test summary info ===========",
+            f"FAILED tests/test_{module}.py::{test} - ValueError: invalid literal for int() with base 10: '{word(rng)}'",
+            f"==== 1 failed, {rng.randint(50, 3000)} passed, {rng.randint(0, 40)} skipped in {rng.randint(2, 900)}s ====",
+        ],
+        [
+            "test smoke: FAIL non-zero exit status 139",
+            f"./debian/tests/smoke: line {rng.randint(3, 80)}: {rng.randint(1000, 99999)} Segmentation fault"
+            f"      (core dumped) {package} --selftest",
+        ],
+        [
+            "test build: FAIL non-zero exit status 1",
+            f"/usr/bin/{package}: symbol lookup error: /lib/x86_64-linux-gnu/lib{module}.so.{rng.randint(0, 9)}:"
+            f" undefined symbol: {symbol}_{word(rng, 1)}",
+        ],
+        [
+            f"test command1: FAIL stderr: E: Unable to locate package {word(rng)}",
+            "E: Unable to locate package " + word(rng),
+            "autopkgtest: ERROR: erroneous package: test dependencies are unsatisfiable",
+        ],
+        [
+            "<VirtSubproc>: failure: timed out waiting for testbed to reboot",
+            "autopkgtest: ERROR: testbed failure: cannot send to testbed: [Errno 32] Broken pipe",
+        ],
+        [
+            f"test {test}: FAIL non-zero exit status 1",
+            f"[  FAILED  ] {symbol}Test.{test} ({rng.randint(1, 9000)} ms)",
+            f"{path[:-3]}.cc:{rng.randint(10, 900)}: Failure",
+            f"Expected equality of these values: {symbol} Which is: {rng.randint(0, 9)}",
+            f"[  PASSED  ] {rng.randint(10, 400)} tests.",
+            f"[  FAILED  ] {rng.randint(1, 5)} test, listed below:",
+        ],
+    ]
     lines = list(rng.choice(shapes))
-    tail = [f"Setting up {word(rng)} ({rng.randint(1, 9)}.{rng.randint(0, 40)}-{rng.randint(1, 5)}) ...",
-            f"make[{rng.randint(1, 3)}]: Leaving directory '/tmp/autopkgtest.{word(rng, 1)}/build.{rng.randint(0, 99)}'",
-            f"Running {module} tests with {rng.randint(1, 64)} workers", f"PASS: {word(rng, 2)} {rng.randint(1, 99)}",
-            f"checking for {word(rng, 2)}... yes", f"  {word(rng, 2)}: {rng.randint(0, 10 ** 6)} bytes"]  # fmt: skip
+    tail = [
+        f"Setting up {word(rng)} ({rng.randint(1, 9)}.{rng.randint(0, 40)}-{rng.randint(1, 5)}) ...",
+        f"make[{rng.randint(1, 3)}]: Leaving directory '/tmp/autopkgtest.{word(rng, 1)}/build.{rng.randint(0, 99)}'",
+        f"Running {module} tests with {rng.randint(1, 64)} workers",
+        f"PASS: {word(rng, 2)} {rng.randint(1, 99)}",
+        f"checking for {word(rng, 2)}... yes",
+        f"  {word(rng, 2)}: {rng.randint(0, 10**6)} bytes",
+    ]
     lines += [rng.choice(tail) for _ in range(rng.randint(2, 10))]
     return "\n".join(lines)
 
@@ -104,9 +132,18 @@ def generate(path: Path, runs: int, seed: int = 1) -> list[tuple[int, int, float
         package = rng.choice(packages)
         text = rng.choice(real) if rng.random() < 0.05 else synthetic(rng, package)
         run_id = f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@"
-        batch.append(failureindex.Entry(package, rng.choice(RELEASES), rng.choice(ARCHES), run_id, "1.0-1",
-                                        f"{package}/1.0-1", rng.choice((4, 4, 4, 6, 12, 16, 20)),
-                                        failurelog.cap(text.split("\n"))))  # fmt: skip
+        batch.append(
+            failureindex.Entry(
+                package,
+                rng.choice(RELEASES),
+                rng.choice(ARCHES),
+                run_id,
+                "1.0-1",
+                f"{package}/1.0-1",
+                rng.choice((4, 4, 4, 6, 12, 16, 20)),
+                failurelog.cap(text.split("\n")),
+            )
+        )
         if len(batch) == 2000:
             failureindex.add(conn, batch)
             batch.clear()
@@ -115,8 +152,10 @@ def generate(path: Path, runs: int, seed: int = 1) -> list[tuple[int, int, float
                 failureindex.add(conn, batch)
                 batch.clear()
             sizes.append((n + 1, path.stat().st_size, time.monotonic() - started))
-            print(f"  {n + 1:,} runs: {path.stat().st_size / 1e6:.0f} MB after {time.monotonic() - started:.0f} s",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {n + 1:,} runs: {path.stat().st_size / 1e6:.0f} MB after {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
     if batch:
         failureindex.add(conn, batch)
     conn.close()
@@ -127,11 +166,20 @@ def site(index: Path, folder: Path):
     public = folder / "public.db"
     conn = sqlite3.connect(public, isolation_level=None)
     db.create_public_schema(conn)
-    db.record_results(conn, [db.ResultRecord(r, a, "hello", "20240101_000000@", "1", "hello/1", 1, 0)
-                             for r in RELEASES for a in ARCHES])  # fmt: skip
+    db.record_results(
+        conn,
+        [db.ResultRecord(r, a, "hello", "20240101_000000@", "1", "hello/1", 1, 0) for r in RELEASES for a in ARCHES],
+    )
     conn.close()
-    values = {"web": {"database_public": public, "state_dir": folder / "state", "failure_index": index,
-                      "releases": " ".join(RELEASES), "site_url": "http://127.0.0.1"}}  # fmt: skip
+    values = {
+        "web": {
+            "database_public": public,
+            "state_dir": folder / "state",
+            "failure_index": index,
+            "releases": " ".join(RELEASES),
+            "site_url": "http://127.0.0.1",
+        }
+    }
     configmod.write(values, folder / "c.conf")
     from webcontrol.web.browse import create_app
 
@@ -151,14 +199,19 @@ def queries(index: Path) -> dict[str, list[str]]:
     return {
         "rare identifier": [f"/api/v1/search?q={t}" for t in rare[:50]],
         "common word": ["/api/v1/search?q=FAIL", "/api/v1/search?q=error", "/api/v1/search?q=tests"],
-        "phrase": ['/api/v1/search?q="testbed failure"', '/api/v1/search?q="undefined symbol"',
-                   '/api/v1/search?q="Segmentation fault"'],
+        "phrase": [
+            '/api/v1/search?q="testbed failure"',
+            '/api/v1/search?q="undefined symbol"',
+            '/api/v1/search?q="Segmentation fault"',
+        ],
         "two words": ["/api/v1/search?q=ImportError cpus_allowed_list", "/api/v1/search?q=AssertionError Ran"],
-        "+release+arch": ["/api/v1/search?q=FAIL&release=noble&arch=s390x",
-                          '/api/v1/search?q="undefined symbol"&release=jammy&arch=armhf'],
+        "+release+arch": [
+            "/api/v1/search?q=FAIL&release=noble&arch=s390x",
+            '/api/v1/search?q="undefined symbol"&release=jammy&arch=armhf',
+        ],
         "+last week": [f"/api/v1/search?q=Segmentation&since={week}", f"/api/v1/search?q=FAIL&since={week}"],
         "rare+release": [f"/api/v1/search?q={t}&release=noble" for t in rare[:50]],
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -175,8 +228,10 @@ def main() -> None:
         per = [size / count * 100_000 for count, size, _ in sizes if count % 100_000 == 0] or [
             sizes[-1][1] / sizes[-1][0] * 100_000
         ]
-        print(f"index size per 100,000 failing runs: {statistics.mean(per) / 1e6:.0f} MB (measured at each 100,000:"
-              f" {', '.join(f'{p / 1e6:.0f}' for p in per)} MB); total {index.stat().st_size / 1e6:.0f} MB")  # fmt: skip
+        print(
+            f"index size per 100,000 failing runs: {statistics.mean(per) / 1e6:.0f} MB (measured at each 100,000:"
+            f" {', '.join(f'{p / 1e6:.0f}' for p in per)} MB); total {index.stat().st_size / 1e6:.0f} MB"
+        )
     count = sqlite3.connect(index).execute("SELECT COUNT(*) FROM run").fetchone()[0]
     client = site(index, Path(tempfile.mkdtemp(prefix="search-bench-")))
     print(f"/api/v1/search over {count:,} failing runs, {args.requests} requests per kind (50 runs per page)")

@@ -120,9 +120,18 @@ def generate(out: str, tests: int, total_results: int, heavy: int, seed: int) ->
                 uuids[uuid] = (package, release, arch)
             rid = run_id(stamp, rng)
             batch.append(
-                (test_id, rid, version, triggers, rng.randint(30, 7200), exitcode, requester,
-                 "all-proposed=1" if rng.random() < 0.02 else "", uuid)
-            )  # fmt: skip
+                (
+                    test_id,
+                    rid,
+                    version,
+                    triggers,
+                    rng.randint(30, 7200),
+                    exitcode,
+                    requester,
+                    "all-proposed=1" if rng.random() < 0.02 else "",
+                    uuid,
+                )
+            )
             if len(batch) >= BATCH:
                 conn.executemany("INSERT INTO result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
                 batch.clear()

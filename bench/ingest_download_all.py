@@ -4,7 +4,7 @@
 
 Writes N runs (result.tar + log.gz each, as workers do) into a fresh Swift
 All-In-One, then runs the real ``download-all-results`` command on an empty
-DB and prints results/second and the command's peak RSS. Target (issue 2):
+DB and prints results/second and the command's peak RSS. Target:
 >= 200 results/s on 2 cores, peak RSS < 200 MB independent of container size.
 
     python bench/ingest_download_all.py [--runs 20000] [--workers 8]
@@ -65,9 +65,18 @@ def main() -> int:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "webcontrol.services.download_all_results", "--config", str(conf), "--workers", str(args.workers)],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "webcontrol.services.download_all_results",
+                "--config",
+                str(conf),
+                "--workers",
+                str(args.workers),
+            ],
+            capture_output=True,
+            text=True,
+        )
         elapsed = time.monotonic() - started
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         if done.returncode != 0:
@@ -76,12 +85,17 @@ def main() -> int:
         import sqlite3
 
         stored = sqlite3.connect(work / "rw.db").execute("SELECT COUNT(*) FROM result").fetchone()[0]
-        print(f"download-all-results: {stored} results in {elapsed:.1f} s = {stored / elapsed:.0f} results/s "
-              f"(workers {args.workers}); peak RSS {max(peak_kb, before) / 1024:.0f} MB")  # fmt: skip
+        print(
+            f"download-all-results: {stored} results in {elapsed:.1f} s = {stored / elapsed:.0f} results/s "
+            f"(workers {args.workers}); peak RSS {max(peak_kb, before) / 1024:.0f} MB"
+        )
         # A second, incremental sweep: nothing new to download, only listing and DB lookups.
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "webcontrol.services.download_all_results", "--config", str(conf)],
-                       capture_output=True, check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "webcontrol.services.download_all_results", "--config", str(conf)],
+            capture_output=True,
+            check=True,
+        )
         print(f"incremental sweep with nothing new: {time.monotonic() - started:.1f} s")
     finally:
         swift.destroy()

@@ -4,7 +4,7 @@
 
 Publishes N completion messages to a private fanout exchange, starts the
 real ``download-results`` command, and measures from its start until the
-last row is committed. Target (issue 2): >= 500 messages/s.
+last row is committed. Target: >= 500 messages/s.
 
     python bench/ingest_download_results.py [--messages 20000]
 """
@@ -58,9 +58,19 @@ def main() -> int:
     conf.write_text(f"[web]\ndatabase = {work / 'rw.db'}\n[amqp]\nuri = {URI}\n")
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "webcontrol.services.download_results", "--config", str(conf), "--exchange", exchange, "--queue", queue],
+        [
+            sys.executable,
+            "-m",
+            "webcontrol.services.download_results",
+            "--config",
+            str(conf),
+            "--exchange",
+            exchange,
+            "--queue",
+            queue,
+        ],
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         while count(work / "rw.db") < len(runs):
             time.sleep(0.05)
@@ -74,8 +84,10 @@ def main() -> int:
         channel.queue_delete(queue)
         channel.exchange_delete(exchange)
         connection.close()
-    print(f"download-results: {len(runs)} messages recorded in {elapsed:.2f} s = {len(runs) / elapsed:.0f} messages/s "
-          "(including process start-up)")  # fmt: skip
+    print(
+        f"download-results: {len(runs)} messages recorded in {elapsed:.2f} s = {len(runs) / elapsed:.0f} messages/s "
+        "(including process start-up)"
+    )
     return 0
 
 

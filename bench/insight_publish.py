@@ -61,9 +61,17 @@ def new_records(path: str, count: int, seed: int) -> list[db.ResultRecord]:
             run_id = "20150101_000001_00000@"  # a late result with an old run id
         version = f"9.{rng.randint(0, 2)}-1"
         records.append(
-            db.ResultRecord(release, arch, package, run_id, version, f"{package}/{version}", rng.randint(30, 3000),
-                            rng.choice((0, 0, 0, 4, 8, 16)))
-        )  # fmt: skip
+            db.ResultRecord(
+                release,
+                arch,
+                package,
+                run_id,
+                version,
+                f"{package}/{version}",
+                rng.randint(30, 3000),
+                rng.choice((0, 0, 0, 4, 8, 16)),
+            )
+        )
     return records
 
 

@@ -5,7 +5,7 @@
 Fills 40 test-unique ``debci-*`` queues (4 contexts × 2 releases × 5 arches)
 with N requests in total, then runs one cache-amqp pass in a child process
 per peek method and prints its wall time, peak RSS and the longest time a
-message was held unacked. Targets (issue 4): < 10 s, < 300 MB. The queues
+message was held unacked. Targets: < 10 s, < 300 MB. The queues
 are deleted afterwards.
 
     python bench/live_cache_amqp.py [--requests 50000] [--uri amqp://guest:guest@127.0.0.1:5672/]

@@ -5,7 +5,7 @@
 Writes a running.json with JOBS leaves (~2 kB log tails) and a queued.json
 with QUEUED requests over 40 queues, builds the browse app, and times
 REQUESTS requests of each live route through WSGI (server time: routing,
-file cache, DB hints, rendering). Target (issue 4): /running p95 < 200 ms
+file cache, DB hints, rendering). Target: /running p95 < 200 ms
 with 2,000 jobs and 50,000 queued. The files change between some requests,
 so re-parsing after a collector/cache-amqp rewrite is measured too.
 

@@ -5,7 +5,7 @@
 Pre-fills the collector's (test-unique) queue with ROUNDS × JOBS status
 messages (each job reports ROUNDS times, ~2 kB log tail each, as workers
 do every 10 s), then starts the collector and measures how fast it drains
-them, and how often it rewrote running.json meanwhile. Targets (issue 4):
+them, and how often it rewrote running.json meanwhile. Targets:
 >= 2,000 messages/s with 2,000 running jobs, <= 4 rewrites/s. The exchange
 and queue are deleted afterwards.
 

@@ -61,8 +61,10 @@ def main() -> None:
         app = create_app(configmod.load(str(make_site(args.db, folder, 50_000, 2_000))))
         client = app.test_client()
         urls = all_urls(names_of(args.db))
-        print(f"DB {args.db}: {len(urls)} URLs, {args.repeat} timed requests each; "
-              f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+        print(
+            f"DB {args.db}: {len(urls)} URLs, {args.repeat} timed requests each; "
+            f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         timings, statuses = [], {}
         for url in urls:
             client.get(url).get_data()
@@ -79,8 +81,10 @@ def main() -> None:
             print(f"{median:9.1f} ms  {url}")
         small = [t for t in timings if "limit=10000" not in t[1] and "/testlist" not in t[1]]
         print(f"statuses: {dict(sorted(statuses.items()))}")
-        print(f"worst: {timings[0][0]:.1f} ms ({timings[0][1]}); worst without 10,000-row pages and /testlist: "
-              f"{small[0][0]:.1f} ms ({small[0][1]}); median of all: {statistics.median(t[0] for t in timings):.1f} ms")  # fmt: skip
+        print(
+            f"worst: {timings[0][0]:.1f} ms ({timings[0][1]}); worst without 10,000-row pages and /testlist: "
+            f"{small[0][0]:.1f} ms ({small[0][1]}); median of all: {statistics.median(t[0] for t in timings):.1f} ms"
+        )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -198,8 +198,12 @@ class Drill:
         before, after = self.plan()
         total = len(before) + len(after)
         seconds = self.write(before)
-        objects = sum(1 for _ in SwiftStore.from_config(configmod.from_dict({"swift": self.section})).iter_objects(
-            results.distro_container("noble")))  # fmt: skip
+        objects = sum(
+            1
+            for _ in SwiftStore.from_config(configmod.from_dict({"swift": self.section})).iter_objects(
+                results.distro_container("noble")
+            )
+        )
         print(
             f"store: {len(before)} runs ({objects} objects) written in {seconds:.0f} s ({objects / seconds:.0f} PUT/s)"
         )
@@ -223,8 +227,10 @@ class Drill:
         pass_s, stderr = self.program("download_all_results", new)
         hourly = SUMMARY.search(stderr)
         listed, listings, lookups = int(hourly.group(3)), int(hourly.group(4)), int(hourly.group(5))
-        print(f"hourly pass, nothing new: {pass_s:.1f} s, {listed} objects listed, "
-              f"{listings} listing requests, {lookups} DB lookups")  # fmt: skip
+        print(
+            f"hourly pass, nothing new: {pass_s:.1f} s, {listed} objects listed, "
+            f"{listings} listing requests, {lookups} DB lookups"
+        )
 
         startup_s, _ = self.program("download_all_results", new, "--help")
         pass_s -= startup_s  # the interpreter start and imports, which do not grow with the store
@@ -238,19 +244,25 @@ class Drill:
         list_rate = listed / pass_s  # objects per second of a sweep that downloads nothing
         restore_s = self.figures.get("restore_s", 0.0)
         fetch_after_s = b_ingest - restore_s - objects / list_rate
-        print(f"\nrates: (a) {rate_a:.0f} results/s; sweep {list_rate:.0f} listed objects/s; "
-              f"{objects_per_run:.2f} objects per result")  # fmt: skip
+        print(
+            f"\nrates: (a) {rate_a:.0f} results/s; sweep {list_rate:.0f} listed objects/s; "
+            f"{objects_per_run:.2f} objects per result"
+        )
         for target in TARGETS:
             scale = target / total
             a = target / rate_a + a_publish * scale
             b = restore_s * scale + target * objects_per_run / list_rate + max(0.0, fetch_after_s) * scale
             b += b_publish * scale
-            print(f"projected at {target / 1e6:.0f}M results ({target * objects_per_run / 1e6:.0f}M objects, "
-                  f"{after / total:.1%} newer than the backup): (a) {a / 60:.0f} min, (b) {b / 60:.0f} min")  # fmt: skip
+            print(
+                f"projected at {target / 1e6:.0f}M results ({target * objects_per_run / 1e6:.0f}M objects, "
+                f"{after / total:.1%} newer than the backup): (a) {a / 60:.0f} min, (b) {b / 60:.0f} min"
+            )
         for target_objects in (30_000_000,):
             pages = target_objects / 1000
-            print(f"hourly pass at {target_objects / 1e6:.0f}M objects: {pages:.0f} listing requests, "
-                  f"{pages:.0f} DB lookups (one per page), {target_objects / list_rate / 60:.0f} min")  # fmt: skip
+            print(
+                f"hourly pass at {target_objects / 1e6:.0f}M objects: {pages:.0f} listing requests, "
+                f"{pages:.0f} DB lookups (one per page), {target_objects / list_rate / 60:.0f} min"
+            )
 
     def close(self) -> None:
         self.swift.destroy()

@@ -51,8 +51,10 @@ def build_index(db_path: str, index: Path, late: int) -> None:
         print(f"index: full build from {count:,} results in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
         summary = triggerindex.refresh(db_path, index)
-        print(f"index: incremental refresh of the last {summary.indexed:,} results (rebuilt={summary.rebuilt})"
-              f" in {time.monotonic() - started:.2f} s")  # fmt: skip
+        print(
+            f"index: incremental refresh of the last {summary.indexed:,} results (rebuilt={summary.rebuilt})"
+            f" in {time.monotonic() - started:.2f} s"
+        )
     size = index.stat().st_size
     public = os.path.getsize(db_path)
     print(f"index size: {size / 1e6:.0f} MB; public DB: {public / 1e6:.0f} MB (unchanged: the index is a sidecar)")
@@ -118,8 +120,10 @@ def main() -> None:
             cpu = sorted(s[2] for s in samples)
             p95 = percentile(client, 0.95)
             worst = max(worst, p95)
-            print(f"{name:<16} {statistics.median(client):>13.1f} {p95:>8.1f} {client[-1]:>8.1f}"
-                  f" {percentile(server_ms, 0.95):>10.1f} {percentile(cpu, 0.95):>14.1f}")  # fmt: skip
+            print(
+                f"{name:<16} {statistics.median(client):>13.1f} {p95:>8.1f} {client[-1]:>8.1f}"
+                f" {percentile(server_ms, 0.95):>10.1f} {percentile(cpu, 0.95):>14.1f}"
+            )
         print(f"worst client p95: {worst:.1f} ms; server peak RSS {peak_rss_mb(server.pid):.0f} MB")
     finally:
         server.terminate()

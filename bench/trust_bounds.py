@@ -157,8 +157,12 @@ def main() -> int:
         response = browser.get(back[len(SITE_URL) :])
         with browser.session_transaction() as session:
             nick = session.get("nickname")
-        report("rogue provider assertion for 'victim'", status=response.status_code, session_nick=nick,
-               requests_to_rogue=len(rogue.received))  # fmt: skip
+        report(
+            "rogue provider assertion for 'victim'",
+            status=response.status_code,
+            session_nick=nick,
+            requests_to_rogue=len(rogue.received),
+        )
         # 5 and 6: real threads against a real server.
         site.set("web", "request_rate_limit", 5)
         launchpad.state.uploaders.add(("joe", "*"))

@@ -39,8 +39,13 @@ def test_ppa_container_filter():
 
 def test_local_store_listing_written_atomically(tmp_path):
     store = LocalStore(tmp_path / "results")
-    for name in ("autopkgtest-noble", "autopkgtest-noble-joe-myppa", "autopkgtest-jammy-joe-myppa",
-                 "private-autopkgtest-noble-joe-x", "db-backups"):  # fmt: skip
+    for name in (
+        "autopkgtest-noble",
+        "autopkgtest-noble-joe-myppa",
+        "autopkgtest-jammy-joe-myppa",
+        "private-autopkgtest-noble-joe-x",
+        "db-backups",
+    ):
         store.put_object(name, "o", b"")
     cache = tmp_path / "run" / "cache"
     conf = tmp_path / "site.conf"

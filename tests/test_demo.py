@@ -33,7 +33,9 @@ def test_build_goes_through_ingest_and_publish(demo_site):
     assert count == len(demo.RELEASES) * len(demo.ARCHES) * 20 * 2 + 7 * len(demo.ARCHES)  # + one upload's runs
     assert public.execute("SELECT COUNT(*) FROM current_version").fetchone()[0] == 20 * len(demo.RELEASES)
     assert json.loads((root / "run" / "ppa_containers.json").read_text()) == [
-        "autopkgtest-questing-ana-glib-next", "autopkgtest-questing-joe-hello-fixes"]  # fmt: skip
+        "autopkgtest-questing-ana-glib-next",
+        "autopkgtest-questing-joe-hello-fixes",
+    ]
     running = json.loads((root / "run" / "running.json").read_text())
     assert "private-test" in running and len(running) >= 2
     queued = json.loads((root / "run" / "queued.json").read_text())
@@ -88,8 +90,10 @@ def test_command_serves_on_loopback(tmp_path):
     demo.build(root, runs_per_test=1)
     process = subprocess.Popen(
         [sys.executable, "-m", "webcontrol.services.demo", "--dir", str(root), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert f"http://127.0.0.1:{port}/" in process.stdout.readline()
         for _ in range(50):

@@ -13,9 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_contains_templates_static_files_and_wsgi_files(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("autopkgtest_web-*.whl")
     members = set(zipfile.ZipFile(wheel).namelist())
@@ -28,6 +41,16 @@ def test_wheel_contains_templates_static_files_and_wsgi_files(tmp_path):
     assert needed - members == set()
     entry_points = next(m for m in members if m.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for program in ("download-results", "download-all-results", "publish-db", "cache-amqp", "amqp-status-collector",
-                    "update-github-jobs", "autopkgtest-stats", "cache-ppa-containers", "db-backup", "autopkgtest-web-demo"):  # fmt: skip
+    for program in (
+        "download-results",
+        "download-all-results",
+        "publish-db",
+        "cache-amqp",
+        "amqp-status-collector",
+        "update-github-jobs",
+        "autopkgtest-stats",
+        "cache-ppa-containers",
+        "db-backup",
+        "autopkgtest-web-demo",
+    ):
         assert f"{program} = webcontrol.services." in scripts

@@ -291,8 +291,14 @@ def _insert(conn: sqlite3.Connection, record: ResultRecord) -> Outcome:
         if owner:
             log.warning(
                 "uuid %s of %s/%s/%s run %s already belongs to test %s run %s; storing the result without uuid",
-                uuid, record.release, record.arch, record.package, record.run_id, owner[0], owner[1],
-            )  # fmt: skip
+                uuid,
+                record.release,
+                record.arch,
+                record.package,
+                record.run_id,
+                owner[0],
+                owner[1],
+            )
             uuid = None
             outcome = Outcome.UUID_CLEARED
     conn.execute(

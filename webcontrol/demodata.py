@@ -23,9 +23,27 @@ from webcontrol.results import PASSING_CODES, distro_container, env_string, ppa_
 from webcontrol.store import ResultStore
 
 DEMO_PACKAGES = (
-    "hello", "glib2.0", "libpng1.6", "systemd", "python3-defaults", "coreutils", "openssl", "libxml2",
-    "chrony", "six", "dpkg", "apt", "bash", "curl", "gzip", "librsvg", "nginx", "postgresql-16", "vim", "zlib",
-)  # fmt: skip
+    "hello",
+    "glib2.0",
+    "libpng1.6",
+    "systemd",
+    "python3-defaults",
+    "coreutils",
+    "openssl",
+    "libxml2",
+    "chrony",
+    "six",
+    "dpkg",
+    "apt",
+    "bash",
+    "curl",
+    "gzip",
+    "librsvg",
+    "nginx",
+    "postgresql-16",
+    "vim",
+    "zlib",
+)
 DEMO_REQUESTERS = ("", "", "", "joe", "ana", "bryce", "ubuntu-archive-bot")
 #: Behaviour of a test over time: the chance that a run passes.
 PROFILES = {"steady": 0.97, "flaky": 0.6, "broken": 0.05, "regressed": None}
@@ -174,9 +192,15 @@ def write_run(store: ResultStore, run: DemoRun, rng: random.Random, tests: list[
         testinfo["all-proposed"] = "1"
     summary = "".join(f"{t} {o}\n" for t, o in _summary(run, tests))
     tar = resulttar.build(
-        run.exitcode, run.package, run.version, run.duration, testinfo, run.requester or None,
-        _testbed_packages(run, rng), summary,
-    )  # fmt: skip
+        run.exitcode,
+        run.package,
+        run.version,
+        run.duration,
+        testinfo,
+        run.requester or None,
+        _testbed_packages(run, rng),
+        summary,
+    )
     store.put_object(run.container, f"{prefix}/result.tar", tar, "application/x-tar")
 
 
@@ -243,11 +267,20 @@ def plan_ppa_runs(
         when = end - datetime.timedelta(hours=index + 1)
         version = f"2.0-0ubuntu1~ppa{index}"
         yield DemoRun(
-            container=ppa_container(release, f"{owner}/{ppa}"), release=release, arch=arch, package=package,
-            run_id=f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@", exitcode=rng.choice((0, 4)),
-            version=version, triggers=f"{package}/{version}", duration=rng.randint(60, 900), requester=owner,
-            all_proposed=False, testname=None, uuid=new_uuid(),
-        )  # fmt: skip
+            container=ppa_container(release, f"{owner}/{ppa}"),
+            release=release,
+            arch=arch,
+            package=package,
+            run_id=f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@",
+            exitcode=rng.choice((0, 4)),
+            version=version,
+            triggers=f"{package}/{version}",
+            duration=rng.randint(60, 900),
+            requester=owner,
+            all_proposed=False,
+            testname=None,
+            uuid=new_uuid(),
+        )
 
 
 def write_runs(store: ResultStore, runs: Iterable[DemoRun], seed: int = 3) -> list[DemoRun]:
@@ -268,9 +301,14 @@ def write_archive(root: Path, versions: dict[str, dict[str, str]], component: st
     """
     for pocket, packages in versions.items():
         for each in ("main", "restricted", "universe", "multiverse"):
-            stanzas = "\n".join(
-                f"Package: {package}\nVersion: {version}\nSection: misc\n" for package, version in sorted(packages.items())
-            ) if each == component else ""  # fmt: skip
+            stanzas = (
+                "\n".join(
+                    f"Package: {package}\nVersion: {version}\nSection: misc\n"
+                    for package, version in sorted(packages.items())
+                )
+                if each == component
+                else ""
+            )
             target = root / "dists" / pocket / each / "source"
             target.mkdir(parents=True, exist_ok=True)
             (target / "Sources.gz").write_bytes(gzip.compress(stanzas.encode("utf-8"), mtime=0))
@@ -279,13 +317,16 @@ def write_archive(root: Path, versions: dict[str, dict[str, str]], component: st
 
 #: Error messages failing demo tests print: a few recur across packages, as real ones do.
 DEMO_ERRORS = (
-    ("Traceback (most recent call last):", '  File "/usr/lib/python3/dist-packages/tests/test_api.py", line 42',
-     "ImportError: cannot import name 'Mapping' from 'collections' (/usr/lib/python3.12/collections/__init__.py)"),
+    (
+        "Traceback (most recent call last):",
+        '  File "/usr/lib/python3/dist-packages/tests/test_api.py", line 42',
+        "ImportError: cannot import name 'Mapping' from 'collections' (/usr/lib/python3.12/collections/__init__.py)",
+    ),
     ("FAIL: test_roundtrip (tests.test_codec.CodecTest.test_roundtrip)", "AssertionError: b'\\x00\\x01' != b'\\x01'"),
-    ("./debian/tests/smoke: line 12:  4242 Segmentation fault      (core dumped) \"$BIN\" --selftest",),
+    ('./debian/tests/smoke: line 12:  4242 Segmentation fault      (core dumped) "$BIN" --selftest',),
     ("E: Unable to locate package python3-nose",),
     ("ERROR: Connection timed out after 300 seconds waiting for the service to start",),
-)  # fmt: skip
+)
 #: The demo's broken upload: the packages it breaks print this.
 BREAKING_TRIGGER = "glib2.0/2.84.0-1ubuntu1"
 BREAKING_ERROR = (
@@ -318,9 +359,18 @@ def plan_trigger_breakage(
             broken = package in breaks and breaks[package] in (None, arch)
             when = end - datetime.timedelta(minutes=50 - index * 5, seconds=rng.randint(0, 200))
             yield DemoRun(
-                container=distro_container(release), release=release, arch=arch, package=package,
-                run_id=f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@", exitcode=4 if broken else 0,
-                version=f"4.{pkg_index}-1ubuntu1", triggers=f"{BREAKING_TRIGGER} {package}/4.{pkg_index}-1ubuntu1",
-                duration=rng.randint(60, 900), requester="", all_proposed=False, testname=None, uuid=new_uuid(),
+                container=distro_container(release),
+                release=release,
+                arch=arch,
+                package=package,
+                run_id=f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(20):05x}@",
+                exitcode=4 if broken else 0,
+                version=f"4.{pkg_index}-1ubuntu1",
+                triggers=f"{BREAKING_TRIGGER} {package}/4.{pkg_index}-1ubuntu1",
+                duration=rng.randint(60, 900),
+                requester="",
+                all_proposed=False,
+                testname=None,
+                uuid=new_uuid(),
                 failure_lines=BREAKING_ERROR,
-            )  # fmt: skip
+            )

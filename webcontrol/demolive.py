@@ -133,8 +133,10 @@ class DemoWorkers:
         #: Every queue the workers serve: name -> (context, release, arch).
         self.places = {
             results.queue_name(context, release, arch): (context, release, arch)
-            for context in results.CONTEXTS for release in releases for arch in arches
-        }  # fmt: skip
+            for context in results.CONTEXTS
+            for release in releases
+            for arch in arches
+        }
         self.store = LocalStore(config.need("web", "results_dir"))
         self.running: dict[str, Job] = {}
         self.finished = 0
@@ -190,9 +192,15 @@ class DemoWorkers:
                 step = len(job.lines)
                 job.lines.append(f"{step * 10:>4}s autopkgtest: {job.request.package}: test step {step + 1}")
             message = StatusMessage(
-                job.release, job.arch, job.request.package, True, job.request.params, elapsed,
-                "\n".join(job.lines[-10:]) + "\n", uuid,
-            )  # fmt: skip
+                job.release,
+                job.arch,
+                job.request.package,
+                True,
+                job.request.params,
+                elapsed,
+                "\n".join(job.lines[-10:]) + "\n",
+                uuid,
+            )
             state.apply(message, now)
         data = json.dumps(state.tree, ensure_ascii=False, separators=(",", ":"))
         atomicfile.write_atomic(self.config.need("web", "running_cache"), data)
@@ -251,13 +259,19 @@ class DemoWorkers:
         when = datetime.datetime.now(datetime.timezone.utc)
         run = demodata.DemoRun(
             container=results.ppa_container(job.release, ppas[-1]) if ppas else results.distro_container(job.release),
-            release=job.release, arch=job.arch, package=job.request.package,
-            run_id=f"{when:%Y%m%d_%H%M%S}_{self.rng.getrandbits(20):05x}@", exitcode=self.rng.choice(EXITCODES),
-            version=version, triggers=" ".join(triggers) or f"{job.request.package}/{version}",
-            duration=job.seconds, requester=str(params.get("requester") or ""),
-            all_proposed=bool(params.get("all-proposed")), testname=params.get("testname") or None,
+            release=job.release,
+            arch=job.arch,
+            package=job.request.package,
+            run_id=f"{when:%Y%m%d_%H%M%S}_{self.rng.getrandbits(20):05x}@",
+            exitcode=self.rng.choice(EXITCODES),
+            version=version,
+            triggers=" ".join(triggers) or f"{job.request.package}/{version}",
+            duration=job.seconds,
+            requester=str(params.get("requester") or ""),
+            all_proposed=bool(params.get("all-proposed")),
+            testname=params.get("testname") or None,
             uuid=params.get("uuid") or new_uuid(),
-        )  # fmt: skip
+        )
         demodata.write_run(self.store, run, self.rng)
         try:
             record = ingest.record_from_completion(run.completion_message())

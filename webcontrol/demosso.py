@@ -111,9 +111,12 @@ class DemoProvider:
         )
         teams = ", ".join(self.teams) or "no team"
         page = _APPROVAL.format(
-            user=markupsafe.escape(self.user), teams=markupsafe.escape(teams), endpoint=markupsafe.escape(self.endpoint),
-            fields=fields, answer=ANSWER_FIELD,
-        )  # fmt: skip
+            user=markupsafe.escape(self.user),
+            teams=markupsafe.escape(teams),
+            endpoint=markupsafe.escape(self.endpoint),
+            fields=fields,
+            answer=ANSWER_FIELD,
+        )
         return Response(page, 200, mimetype="text/html")
 
     def _approve(self, oid_request):

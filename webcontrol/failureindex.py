@@ -124,9 +124,17 @@ def add(conn: sqlite3.Connection, entries: Iterable[Entry]) -> int:
                 key += 1  # same second and suffix as another run: the next free id
             conn.execute(
                 "INSERT INTO run VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, entry.package, entry.release, entry.arch, entry.run_id, entry.version, entry.triggers,
-                 entry.exitcode),
-            )  # fmt: skip
+                (
+                    key,
+                    entry.package,
+                    entry.release,
+                    entry.arch,
+                    entry.run_id,
+                    entry.version,
+                    entry.triggers,
+                    entry.exitcode,
+                ),
+            )
             conn.execute("INSERT INTO excerpt(rowid, text) VALUES (?, ?)", (key, entry.text))
             added += 1
     return added

@@ -109,10 +109,16 @@ def _recompute(conn: sqlite3.Connection, test_ids: Iterable[int]) -> int:
         conn.execute(
             f"INSERT OR REPLACE INTO {TABLE}({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                test_id, *found, value.score, value.flips, value.pairs, value.runs, runs[0].run_id,
+                test_id,
+                *found,
+                value.score,
+                value.flips,
+                value.pairs,
+                value.runs,
+                runs[0].run_id,
                 insight.classify(runs[0], runs[1:]),
             ),
-        )  # fmt: skip
+        )
         count += 1
     return count
 
@@ -143,8 +149,10 @@ def update(conn: sqlite3.Connection, previous: Path) -> UpdateSummary:
     summary = UpdateSummary(full=full, recomputed=count, seconds=time.monotonic() - started)
     log.info(
         "test flakiness: %s, %d tests recomputed in %.2f s",
-        "full recompute" if full else "incremental", count, summary.seconds,
-    )  # fmt: skip
+        "full recompute" if full else "incremental",
+        count,
+        summary.seconds,
+    )
     return summary
 
 

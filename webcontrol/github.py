@@ -175,8 +175,9 @@ class StatusPoster:
                 statuses_url, json=status, auth=auth, headers=headers, timeout=self.timeout, allow_redirects=False
             )
         except httpclient.Error as err:
-            log.error("giving up on GitHub status %s for %s: %s", status.get("state"), statuses_url,
-                      httpclient.describe(err))  # fmt: skip
+            log.error(
+                "giving up on GitHub status %s for %s: %s", status.get("state"), statuses_url, httpclient.describe(err)
+            )
             self.last_failure = "unavailable"
             return False
         if 200 <= response.status_code < 300:
@@ -185,12 +186,18 @@ class StatusPoster:
         # 5xx and 429 were retried already; a 4xx is a refusal that retrying cannot change.
         if response.status_code in httpclient.RETRY_STATUSES:
             self.last_failure = "unavailable"
-            log.error("giving up on GitHub status %s for %s: HTTP %s %s", status.get("state"), statuses_url,
-                      response.status_code, response.text[:300])  # fmt: skip
+            log.error(
+                "giving up on GitHub status %s for %s: HTTP %s %s",
+                status.get("state"),
+                statuses_url,
+                response.status_code,
+                response.text[:300],
+            )
         else:
             self.last_failure = "refused"
-            log.warning("GitHub refused status for %s: HTTP %s %s", statuses_url, response.status_code,
-                        response.text[:300])  # fmt: skip
+            log.warning(
+                "GitHub refused status for %s: HTTP %s %s", statuses_url, response.status_code, response.text[:300]
+            )
         return False
 
 

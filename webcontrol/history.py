@@ -74,7 +74,7 @@ class Test:
 def classify_results(conn: sqlite3.Connection, rows: list[Result]) -> list[str | None]:
     """The classification (docs/formats.rst, Insight routes) of each row, in order; None while not computed.
 
-    HOOK for the insight module (issue 9): it compares each row with the
+    The insight module decides: it compares each row with the
     earlier results of the same (package, release, arch), reading at most
     len(rows) + insight.WINDOW earlier rows per test (see
     :func:`webcontrol.insight.classify_rows`); rows not in the DB get None.

@@ -136,8 +136,18 @@ def write_queued_index(source_tmp: str | os.PathLike, target: str | os.PathLike,
             if item.private or item.malformed:
                 continue
             params = item.params
-            rows.append((item.context, item.release, item.arch, item.position, item.package,
-                         _text(params.get("requester")), _text(params.get("uuid")), item.text))  # fmt: skip
+            rows.append(
+                (
+                    item.context,
+                    item.release,
+                    item.arch,
+                    item.position,
+                    item.package,
+                    _text(params.get("requester")),
+                    _text(params.get("uuid")),
+                    item.text,
+                )
+            )
         conn.executemany("INSERT INTO item VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     _write(index_path(target), source_tmp, _QUEUED_SCHEMA, _QUEUED_INDEXES, fill)
@@ -149,9 +159,20 @@ def write_running_index(source_tmp: str | os.PathLike, target: str | os.PathLike
     def fill(conn: sqlite3.Connection) -> None:
         rows = []
         for job in livestate.running_jobs(tree):
-            rows.append((job.package, job.run_key, job.release, job.arch, _text(job.params.get("requester")),
-                         job.uuid, int(job.private), json.dumps(job.params, ensure_ascii=False), job.duration,
-                         job.logtail))  # fmt: skip
+            rows.append(
+                (
+                    job.package,
+                    job.run_key,
+                    job.release,
+                    job.arch,
+                    _text(job.params.get("requester")),
+                    job.uuid,
+                    int(job.private),
+                    json.dumps(job.params, ensure_ascii=False),
+                    job.duration,
+                    job.logtail,
+                )
+            )
         conn.executemany("INSERT INTO job VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     _write(index_path(target), source_tmp, _RUNNING_SCHEMA, _RUNNING_INDEXES, fill)

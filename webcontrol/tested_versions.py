@@ -133,8 +133,10 @@ def update(conn: sqlite3.Connection, previous: Path) -> int:
         raise
     log.info(
         "tested versions: %s, %d packages changed in %.2f s",
-        "every result read" if full else f"results after rowid {since} read", len(changed), time.monotonic() - started,
-    )  # fmt: skip
+        "every result read" if full else f"results after rowid {since} read",
+        len(changed),
+        time.monotonic() - started,
+    )
     return len(changed)
 
 

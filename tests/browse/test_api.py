@@ -64,9 +64,17 @@ def test_openapi_describes_every_api_route(client, app):
     document = client.get("/api/v1/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
-    for path in ("/api/v1/", "/api/v1/recent", "/api/v1/run/{uuid}", "/api/v1/user/{user}/",
-                 "/api/v1/packages/{package}", "/api/v1/packages/{prefix}/{package}/{release}/{arch}",
-                 "/api/v1/statistics", "/api/v1/testlist", "/api/v1/releases/{release}/{arch}"):  # fmt: skip
+    for path in (
+        "/api/v1/",
+        "/api/v1/recent",
+        "/api/v1/run/{uuid}",
+        "/api/v1/user/{user}/",
+        "/api/v1/packages/{package}",
+        "/api/v1/packages/{prefix}/{package}/{release}/{arch}",
+        "/api/v1/statistics",
+        "/api/v1/testlist",
+        "/api/v1/releases/{release}/{arch}",
+    ):
         assert path in paths, path
         assert "200" in paths[path]["get"]["responses"]
     # Every /api/v1 rule of the app (ours and other blueprints') is documented.

@@ -52,10 +52,21 @@ def chromium(*args: str) -> str:
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-             f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": profile},
-        )  # fmt: skip
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HOME": profile},
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     return done.stdout

@@ -189,8 +189,22 @@ def test_run_page_by_uuid_exact_cells(client):
     assert re.search(r"<th>Result</th>\s*<td class=\"pass\">pass</td>", page)
     assert re.search(r"<th>Duration</th>\s*<td>0h 09m 09s</td>", page)
     cells = vertical(tables(page)[0])
-    for label in ("Package", "Release", "Architecture", "Version", "Triggers", "Env", "Date", "Duration",
-                  "Requester", "Result", "UUID", "Run ID", "Log", "Artifacts"):  # fmt: skip
+    for label in (
+        "Package",
+        "Release",
+        "Architecture",
+        "Version",
+        "Triggers",
+        "Env",
+        "Date",
+        "Duration",
+        "Requester",
+        "Result",
+        "UUID",
+        "Run ID",
+        "Log",
+        "Artifacts",
+    ):
         assert label in cells, label
     assert cells["Date"].text.endswith(" UTC") and cells["Run ID"].text.endswith("@")
 
@@ -246,8 +260,23 @@ def test_recent_filters(client):
 
 def test_experimental_recent_json_exact_shape(client):
     items = client.get("/api/experimental/recent.json?limit=500").get_json()
-    keys = {"package", "release", "arch", "version", "triggers", "additional_params", "human_date", "human_sec",
-            "requester", "code", "url", "show_retry", "all_proposed", "uuid", "run_id"}  # fmt: skip
+    keys = {
+        "package",
+        "release",
+        "arch",
+        "version",
+        "triggers",
+        "additional_params",
+        "human_date",
+        "human_sec",
+        "requester",
+        "code",
+        "url",
+        "show_retry",
+        "all_proposed",
+        "uuid",
+        "run_id",
+    }
     assert all(set(item) == keys for item in items)
     six = next(item for item in items if item["package"] == "six")
     assert six["uuid"] is None and six["code"] == "otherfail" and six["show_retry"] is True
@@ -293,8 +322,15 @@ def test_statistics_page(client):
     assert "Pass rate" in page and "33.33 %" in page
     rows = client.get("/api/v1/statistics").get_json()["stats"]
     noble_amd64 = next(r for r in rows if (r["release"], r["arch"]) == ("noble", "amd64"))
-    assert noble_amd64 == {"release": "noble", "arch": "amd64", "numpkgs": 3, "numpkgspass": 1, "passruns": 224,
-                           "failruns": 28, "pass_rate": 33.33}  # fmt: skip
+    assert noble_amd64 == {
+        "release": "noble",
+        "arch": "amd64",
+        "numpkgs": 3,
+        "numpkgspass": 1,
+        "passruns": 224,
+        "failruns": 28,
+        "pass_rate": 33.33,
+    }
 
 
 def test_testlist_from_db_when_json_missing(client):

@@ -38,8 +38,9 @@ def build_db(path) -> Names:
     packages = ["hello", *(f"pkg{n:03d}" for n in range(120))]
     tests = [(package, release, arch) for package in packages for release in RELEASES for arch in ARCHES]
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO test(id, package, release, arch) VALUES (?, ?, ?, ?)",
-                     [(n + 1, *t) for n, t in enumerate(tests)])  # fmt: skip
+    conn.executemany(
+        "INSERT INTO test(id, package, release, arch) VALUES (?, ?, ?, ?)", [(n + 1, *t) for n, t in enumerate(tests)]
+    )
     rows = []
     for n in range(60_000):
         test_id = 1 + (rng.randrange(len(tests)) if n % 5 else rng.randrange(len(ARCHES) * len(RELEASES)))

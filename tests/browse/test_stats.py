@@ -64,8 +64,10 @@ def test_influx_push_when_configured(site, tmp_path):
 
 
 def test_without_influx_section_nothing_is_pushed_and_errors_are_clean(site, tmp_path, capsys):
-    configmod.write({"web": {"database_public": str(tmp_path / "missing.db"), "stats_cache_dir": str(tmp_path)}},
-                    tmp_path / "c.conf")  # fmt: skip
+    configmod.write(
+        {"web": {"database_public": str(tmp_path / "missing.db"), "stats_cache_dir": str(tmp_path)}},
+        tmp_path / "c.conf",
+    )
     assert stats.main(["--config", str(tmp_path / "c.conf")]) == 1
     assert "does not exist" in capsys.readouterr().err
     configmod.write({"web": {"database_public": str(site.public_db)}}, tmp_path / "d.conf")

@@ -23,8 +23,10 @@ def test_browse_cgi_loads_by_path_and_reads_config_from_environ(site):
     response = client.get("/packages/hello", environ_overrides=environ)
     assert response.status_code == 200 and b'<table class="table matrix">' in response.data
     # Mounted under a script name (WSGIScriptAlias /browse ...): the same pages answer.
-    response = client.get("/browse/packages/hello", environ_overrides={**environ, "SCRIPT_NAME": "/browse",
-                                                                        "PATH_INFO": "/packages/hello"})  # fmt: skip
+    response = client.get(
+        "/browse/packages/hello",
+        environ_overrides={**environ, "SCRIPT_NAME": "/browse", "PATH_INFO": "/packages/hello"},
+    )
     assert response.status_code == 200
 
 

@@ -14,8 +14,11 @@ def write(tmp_path, text):
 
 
 def test_keys_aliases_and_types(tmp_path):
-    path = write(tmp_path, "[web]\ndatabase = /d.db\ndatabase_ro = /p.db\nSwiftURL = https://s/results\n"
-                 "releases = jammy, noble questing\nteam_cache_seconds = 60\n[amqp]\nuri = amqp://u:p@h\n")  # fmt: skip
+    path = write(
+        tmp_path,
+        "[web]\ndatabase = /d.db\ndatabase_ro = /p.db\nSwiftURL = https://s/results\n"
+        "releases = jammy, noble questing\nteam_cache_seconds = 60\n[amqp]\nuri = amqp://u:p@h\n",
+    )
     config = configmod.load(path)
     assert config.get("web", "database_public") == "/p.db"
     assert config.get("web", "external_swift_url") == "https://s/results"

@@ -37,8 +37,17 @@ def test_legacy_db_is_upgraded_in_place_with_rows_intact(tmp_path):
 def test_schema_matches_the_contract(tmp_path):
     conn = db.connect_rw(tmp_path / "new.db")
     declared = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(result)")}
-    assert declared == {"test_id": "INTEGER", "run_id": "CHAR[30]", "version": "VARCHAR[200]", "triggers": "TEXT",
-                        "duration": "INTEGER", "exitcode": "INTEGER", "requester": "TEXT", "env": "TEXT", "uuid": "TEXT"}  # fmt: skip
+    assert declared == {
+        "test_id": "INTEGER",
+        "run_id": "CHAR[30]",
+        "version": "VARCHAR[200]",
+        "triggers": "TEXT",
+        "duration": "INTEGER",
+        "exitcode": "INTEGER",
+        "requester": "TEXT",
+        "env": "TEXT",
+        "uuid": "TEXT",
+    }
     indexes = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
     }

@@ -58,9 +58,20 @@ json_values = st.recursive(
 )
 #: Raw JSON texts json.dumps never produces: overflowing and huge numbers, nesting past the limit.
 RAW_VALUES = [
-    "1e400", "-1e400", "1E+999", "-0", "0.0e0", "1" * 5000, "-" + "9" * 400, "1" * 400 + ".0", "1e-400",
-    "[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000, '"' + "\\ud800" + '"', '"\\udfff\\ud800"',
-]  # fmt: skip
+    "1e400",
+    "-1e400",
+    "1E+999",
+    "-0",
+    "0.0e0",
+    "1" * 5000,
+    "-" + "9" * 400,
+    "1" * 400 + ".0",
+    "1e-400",
+    "[" * 5000 + "]" * 5000,
+    '{"a":' * 3000 + "1" + "}" * 3000,
+    '"' + "\\ud800" + '"',
+    '"\\udfff\\ud800"',
+]
 raw_values = st.sampled_from(RAW_VALUES)
 
 
@@ -92,16 +103,29 @@ def _mutated(base: dict) -> st.SearchStrategy[bytes]:
 
 
 COMPLETION = {
-    "architecture": "amd64", "container": "autopkgtest-noble", "duration": "342\n", "exitcode": 0,
-    "package": "hello", "testpkg_version": "hello 2.10-3", "release": "noble", "requester": "joe\n",
-    "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@", "triggers": "hello/2.10-3", "env": "",
+    "architecture": "amd64",
+    "container": "autopkgtest-noble",
+    "duration": "342\n",
+    "exitcode": 0,
+    "package": "hello",
+    "testpkg_version": "hello 2.10-3",
+    "release": "noble",
+    "requester": "joe\n",
+    "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@",
+    "triggers": "hello/2.10-3",
+    "env": "",
     "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
-}  # fmt: skip
+}
 STATUS = {
-    "release": "noble", "architecture": "amd64", "package": "hello", "running": True,
-    "params": {"triggers": ["hello/2.10-3"], "submit-time": "2024-01-01 00:00:00"}, "duration": 30,
-    "logtail": "running tests\n", "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
-}  # fmt: skip
+    "release": "noble",
+    "architecture": "amd64",
+    "package": "hello",
+    "running": True,
+    "params": {"triggers": ["hello/2.10-3"], "submit-time": "2024-01-01 00:00:00"},
+    "duration": 30,
+    "logtail": "running tests\n",
+    "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
+}
 REQUEST_PARAMS = {"triggers": ["hello/2.10-3"], "requester": "joe", "submit-time": "2024-01-01 00:00:00+0000"}
 
 odd_bodies = st.one_of(
@@ -199,9 +223,17 @@ def test_queued_requests_render_or_are_rejected(live_site, package, params, sepa
     write_json_atomic(root / "queued.json", queued)
     _no_server_error(
         client,
-        ["/queues.json", "/queued.json", "/queue_size.json", "/running", "/running/queue/ubuntu/noble/amd64",
-         "/api/v1/running/queue/ubuntu/noble/amd64", "/api/v1/running/status", "/packages/hello"],
-    )  # fmt: skip
+        [
+            "/queues.json",
+            "/queued.json",
+            "/queue_size.json",
+            "/running",
+            "/running/queue/ubuntu/noble/amd64",
+            "/api/v1/running/queue/ubuntu/noble/amd64",
+            "/api/v1/running/status",
+            "/packages/hello",
+        ],
+    )
 
 
 def test_sqlite_takes_every_integer_a_message_may_carry():
@@ -229,8 +261,11 @@ def test_sqlite_takes_every_integer_a_message_may_carry():
 def test_queued_request_that_no_page_can_show_is_a_malformed_request(live_site, request_text):
     """JSON escapes of lone surrogates are valid JSON but no UTF-8 page can carry them."""
     root, client = live_site
-    queued = {"releases": ["noble"], "arches": ["amd64"],
-              "queues": {"ubuntu": {"noble": {"amd64": {"size": 1, "requests": [request_text]}}}}}  # fmt: skip
+    queued = {
+        "releases": ["noble"],
+        "arches": ["amd64"],
+        "queues": {"ubuntu": {"noble": {"amd64": {"size": 1, "requests": [request_text]}}}},
+    }
     write_json_atomic(root / "queued.json", queued)
     _no_server_error(
         client, ["/running", "/running/queue/ubuntu/noble/amd64", "/api/v1/running/queue/ubuntu/noble/amd64"]

@@ -35,10 +35,22 @@ def test_status_round_trip_and_rejects():
 
 
 def test_completion_contract_example():
-    body = json.dumps({"architecture": "amd64", "container": "autopkgtest-noble", "duration": "342\n", "exitcode": 0,
-                       "package": "hello", "testpkg_version": "hello 2.10-3ubuntu1", "release": "noble", "requester": "joe\n",
-                       "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@", "triggers": "hello/2.10-3ubuntu1",
-                       "env": "all-proposed=1", "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10"}).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "architecture": "amd64",
+            "container": "autopkgtest-noble",
+            "duration": "342\n",
+            "exitcode": 0,
+            "package": "hello",
+            "testpkg_version": "hello 2.10-3ubuntu1",
+            "release": "noble",
+            "requester": "joe\n",
+            "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@",
+            "triggers": "hello/2.10-3ubuntu1",
+            "env": "all-proposed=1",
+            "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
+        }
+    ).encode()
     message = CompletionMessage.parse(body)
     assert (message.run_id, message.duration, message.requester, message.testpkg_version) == (
         "20240221_110051_a1b2c@",
@@ -54,12 +66,28 @@ def test_completion_contract_example():
 
 @pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999", "9" * 400 + ".0"])
 def test_overflowing_numbers_are_malformed(number):
-    status = json.dumps({"release": "noble", "architecture": "amd64", "package": "hello", "running": True,
-                         "duration": 0, "logtail": "x"}).replace('"duration": 0', f'"duration": {number}')  # fmt: skip
+    status = json.dumps(
+        {
+            "release": "noble",
+            "architecture": "amd64",
+            "package": "hello",
+            "running": True,
+            "duration": 0,
+            "logtail": "x",
+        }
+    ).replace('"duration": 0', f'"duration": {number}')
     with pytest.raises(MalformedMessage, match="out of range"):
         StatusMessage.parse(status.encode())
-    completion = json.dumps({"architecture": "amd64", "container": "autopkgtest-noble", "exitcode": 0,
-                             "package": "hello", "release": "noble", "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@",
-                             "duration": 0}).replace('"duration": 0', f'"duration": {number}')  # fmt: skip
+    completion = json.dumps(
+        {
+            "architecture": "amd64",
+            "container": "autopkgtest-noble",
+            "exitcode": 0,
+            "package": "hello",
+            "release": "noble",
+            "swift_dir": "noble/amd64/h/hello/20240221_110051_a1b2c@",
+            "duration": 0,
+        }
+    ).replace('"duration": 0', f'"duration": {number}')
     with pytest.raises(MalformedMessage, match="out of range"):
         CompletionMessage.parse(completion.encode())

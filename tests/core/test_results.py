@@ -10,19 +10,43 @@ DATA = Path(__file__).parents[1] / "data" / "client-data"
 
 
 @pytest.mark.parametrize(
-    "code,name", [(0, "pass"), (2, "pass"), (4, "fail"), (6, "fail"), (8, "neutral"), (12, "fail"), (14, "fail"),
-                  (16, "tmpfail"), (20, "error"), (99, "denylisted"), (1, "otherfail"), (None, "otherfail")],
-)  # fmt: skip
+    "code,name",
+    [
+        (0, "pass"),
+        (2, "pass"),
+        (4, "fail"),
+        (6, "fail"),
+        (8, "neutral"),
+        (12, "fail"),
+        (14, "fail"),
+        (16, "tmpfail"),
+        (20, "error"),
+        (99, "denylisted"),
+        (1, "otherfail"),
+        (None, "otherfail"),
+    ],
+)
 def test_result_names(code, name):
     assert results.result_name(code) == name
 
 
 @pytest.mark.parametrize(
     "code,verdict,github",
-    [(0, "pass", "success"), (2, "pass", "success"), (4, "fail", "failure"), (6, "fail", "failure"),
-     (8, "neutral", "error"), (12, "fail", "failure"), (14, "fail", "failure"), (16, "tmpfail", "error"),
-     (20, "fail", "error"), (99, "denylisted", "error"), (1, "fail", "error"), (None, "fail", "error")],
-)  # fmt: skip
+    [
+        (0, "pass", "success"),
+        (2, "pass", "success"),
+        (4, "fail", "failure"),
+        (6, "fail", "failure"),
+        (8, "neutral", "error"),
+        (12, "fail", "failure"),
+        (14, "fail", "failure"),
+        (16, "tmpfail", "error"),
+        (20, "fail", "error"),
+        (99, "denylisted", "error"),
+        (1, "fail", "error"),
+        (None, "fail", "error"),
+    ],
+)
 def test_verdicts_and_github_states(code, verdict, github):
     """Exit 20 reads ``error`` on pages and GitHub, but insight and britney count it as a failure."""
     assert results.verdict(code) == verdict

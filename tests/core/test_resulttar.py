@@ -5,8 +5,21 @@ from webcontrol import ingest, resulttar
 
 
 def test_parse_full_tar():
-    tar = resulttar.build(4, "hello", "2.10-3", 42, {"custom_environment": ["ADT_TEST_TRIGGERS=hello/2.10-3  glib2.0/2.80"],
-                          "uuid": "u-1", "all-proposed": "1", "testname": "smoke"}, "joe", "libc6\t2.39\n", "smoke FAIL\n")  # fmt: skip
+    tar = resulttar.build(
+        4,
+        "hello",
+        "2.10-3",
+        42,
+        {
+            "custom_environment": ["ADT_TEST_TRIGGERS=hello/2.10-3  glib2.0/2.80"],
+            "uuid": "u-1",
+            "all-proposed": "1",
+            "testname": "smoke",
+        },
+        "joe",
+        "libc6\t2.39\n",
+        "smoke FAIL\n",
+    )
     parsed = resulttar.parse(tar)
     assert (parsed.exitcode, parsed.package, parsed.version, parsed.duration, parsed.requester) == (
         4,

@@ -165,8 +165,18 @@ def project_venv(work: Path) -> Path:
     shutil.copytree(cached / "autopkgtest-web", opt / "autopkgtest-web", symlinks=True)
     with tempfile.TemporaryDirectory() as tmp:
         source = _copy_source(Path(tmp))
-        at_opt(opt, [f"{VENV_INSIDE}/bin/pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                     "--force-reinstall", str(source)])  # fmt: skip
+        at_opt(
+            opt,
+            [
+                f"{VENV_INSIDE}/bin/pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--force-reinstall",
+                str(source),
+            ],
+        )
     return opt / "autopkgtest-web" / "venv"
 
 
@@ -200,16 +210,30 @@ class Container:
             hostname.parent.mkdir(exist_ok=True)
             hostname.write_text(self.name + "\n")
         overlay = 'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 4 && exec "$@"'
-        nspawn = ["systemd-nspawn", "-q", "-D", str(self.work / "merged"), "-M", self.name, "--boot",
-                  "--register=no", "--keep-unit", "--console=passive", f"--network-namespace-path={self.netns}"]  # fmt: skip
+        nspawn = [
+            "systemd-nspawn",
+            "-q",
+            "-D",
+            str(self.work / "merged"),
+            "-M",
+            self.name,
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--console=passive",
+            f"--network-namespace-path={self.netns}",
+        ]
         nspawn += [f"--bind-ro={host}:{inside}" for host, inside in self.binds.items()]
         layers = [str(self.root), str(self.work / "upper"), str(self.work / "overlay-work"), str(self.work / "merged")]
         self.boots += 1
         with open(self.work / f"nspawn-{self.boots}.log", "wb") as out:
             self.proc = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", overlay, "sh", *layers, *nspawn],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=self._enter_cgroups,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self._enter_cgroups,
+            )
         self.pid1 = self._wait_pid1()
         state = self.run(["systemctl", "is-system-running", "--wait"], check=False).strip()
         if state not in ("running", "degraded"):

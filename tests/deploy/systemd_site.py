@@ -50,8 +50,15 @@ PUBLIC_DB = f"{STATE}/public/autopkgtest.db"
 ARCHIVE = "/srv/archive"
 RELEASE = "noble"
 DAEMONS = ("download-results", "amqp-status-collector")
-TIMED = ("publish-db", "cache-amqp", "cache-ppa-containers", "update-github-jobs", "stats",
-         "download-all-results", "db-backup")  # fmt: skip
+TIMED = (
+    "publish-db",
+    "cache-amqp",
+    "cache-ppa-containers",
+    "update-github-jobs",
+    "stats",
+    "download-all-results",
+    "db-backup",
+)
 TARGET = "autopkgtest-web.target"
 ARCHIVE_VERSIONS = {RELEASE: {"hello": "2.10-3", "six": "1.16.0-4"}, f"{RELEASE}-updates": {"hello": "2.10-3ubuntu1"}}
 

@@ -140,8 +140,17 @@ def write_as(site, pid: str | None, uid: str, gid: str, folder: str) -> str:
     container); '' on success, else the error."""
     enter = ["nsenter", "-t", pid, "-m", "--"] if pid else []
     probe = f"{folder}/.write-probe"
-    argv = [*enter, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
-            "sh", "-c", f"touch {probe} && rm {probe}"]  # fmt: skip
+    argv = [
+        *enter,
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--",
+        "sh",
+        "-c",
+        f"touch {probe} && rm {probe}",
+    ]
     try:
         site.container.run(argv)
     except nspawn.NspawnError as err:
@@ -174,8 +183,11 @@ def test_services_run_as_their_user_and_write_only_their_folders(site):
 
 
 def test_sigkilled_daemons_restart_and_record_each_result_once(site):
-    runs = list(demodata.plan_runs([RELEASE], ["amd64", "arm64", "s390x"], demodata.DEMO_PACKAGES[:5],
-                                   runs_per_test=100, seed=5))  # fmt: skip
+    runs = list(
+        demodata.plan_runs(
+            [RELEASE], ["amd64", "arm64", "s390x"], demodata.DEMO_PACKAGES[:5], runs_per_test=100, seed=5
+        )
+    )
     ours = {run.uuid for run in runs}
     before = {stem: site.show(unit(stem), "MainPID", "NRestarts") for stem in DAEMONS}
     # Published while download-results ingests (one confirmed message at a time), so the kill

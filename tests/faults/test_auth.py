@@ -231,12 +231,18 @@ def test_private_results_only_for_readable_by(site, launchpad, figures):  # noqa
     app = create_private_app(site.config)
     served, denied = 0, 0
     cases = [
-        (None, f"{RUN}/log.gz", False), ("joe", f"{RUN}/log.gz", True), ("dana", f"{RUN}/artifacts.tar.gz", True),
-        ("mallory", f"{RUN}/log.gz", False), ("eve", f"{RUN}/artifacts.tar.gz", False), ("ann", f"{RUN}/log.gz", True),  # noqa: E501
-        ("JOE", f"{RUN}/log.gz", False), ("joe ", f"{RUN}/log.gz", False), ("jo", f"{RUN}/log.gz", False),
+        (None, f"{RUN}/log.gz", False),
+        ("joe", f"{RUN}/log.gz", True),
+        ("dana", f"{RUN}/artifacts.tar.gz", True),
+        ("mallory", f"{RUN}/log.gz", False),
+        ("eve", f"{RUN}/artifacts.tar.gz", False),
+        ("ann", f"{RUN}/log.gz", True),  # noqa: E501
+        ("JOE", f"{RUN}/log.gz", False),
+        ("joe ", f"{RUN}/log.gz", False),
+        ("jo", f"{RUN}/log.gz", False),
         ("joe", "noble/amd64/h/hello/20240102_000000_abcde@/log.gz", False),  # missing ACL denies
         ("eve", f"{RUN}/readable-by", False),
-    ]  # fmt: skip
+    ]
     for nick, name, allowed in cases:
         client = app.test_client()
         if nick:
@@ -273,9 +279,14 @@ def test_local_results_route_never_serves_private_containers(site, figures):  # 
         client = app.test_client()
         if who:
             login(client, who)
-        for path in (f"/results/{CONTAINER}/{RUN}/log.gz", f"/results/{CONTAINER}/{RUN}/readable-by",
-                     f"/results/{CONTAINER}", f"/results/{CONTAINER}/", f"/results/{CONTAINER}?format=json",
-                     f"/results/{CONTAINER}?prefix=noble/&delimiter=/"):  # fmt: skip
+        for path in (
+            f"/results/{CONTAINER}/{RUN}/log.gz",
+            f"/results/{CONTAINER}/{RUN}/readable-by",
+            f"/results/{CONTAINER}",
+            f"/results/{CONTAINER}/",
+            f"/results/{CONTAINER}?format=json",
+            f"/results/{CONTAINER}?prefix=noble/&delimiter=/",
+        ):
             response = client.get(path)
             assert response.status_code == 401, (who, path, response.status_code)
             assert b"private" not in response.get_data() and b"joe" not in response.get_data()

@@ -82,7 +82,7 @@ def test_user_routes(hostile_clients, kind, user, ppa, params, api):
             "/favicon.ico",
             "/robots.txt",
         ]
-    ),  # fmt: skip
+    ),
     params=query,
 )
 def test_fixed_routes_with_hostile_queries(hostile_clients, route, params):
@@ -108,7 +108,7 @@ def test_fixed_routes_with_hostile_queries(hostile_clients, route, params):
             "/packages/{a}/{b}/{c}/{d}/changes",
             "/api/v1/packages/{a}/{b}/{c}/{d}/changes",
         ]
-    ),  # fmt: skip
+    ),
     a=segment,
     b=segment,
     c=segment,
@@ -129,7 +129,7 @@ def test_parametrised_routes(hostile_clients, template, a, b, c, d, params):
             "autopkgtest-noble-bryce-chrony-merge",
             hostile_site.PRIVATE_CONTAINER,
         ]
-    )  # fmt: skip
+    )
     | segment,
     name=st.lists(segment, max_size=7),
     params=query,
@@ -185,7 +185,7 @@ def test_private_results(hostile_clients, container, name, logged_in):
             "/health",
             "/testlist",
         ]
-    ),  # fmt: skip
+    ),
     host=st.sampled_from(["evil.example", "autopkgtest.example.com", "a b", "<zzq>", "evil.example:99999", ""])
     | header_value,
     proto=st.sampled_from(["https", "http", "javascript", "<zzq>", ""]) | header_value,
@@ -200,7 +200,7 @@ def test_private_results(hostile_clients, container, name, logged_in):
             "session=" + "A" * 5000,
         ]
     )
-    | header_value,  # fmt: skip
+    | header_value,
     extra=st.dictionaries(
         st.sampled_from(
             [
@@ -214,7 +214,7 @@ def test_private_results(hostile_clients, container, name, logged_in):
                 "User-Agent",
                 "Content-Type",
             ]
-        ),  # fmt: skip
+        ),
         header_value,
         max_size=4,
     ),

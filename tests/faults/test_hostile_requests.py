@@ -28,8 +28,23 @@ from tests.faults.hostile import (
     text,
 )
 
-REQUEST_KEYS = ["release", "arch", "package", "trigger", "ppa", "env", "all-proposed", "readable-by", "build-git",
-                "testname", "delete", "swiftuser", "requester", "test-git", "x"]  # fmt: skip
+REQUEST_KEYS = [
+    "release",
+    "arch",
+    "package",
+    "trigger",
+    "ppa",
+    "env",
+    "all-proposed",
+    "readable-by",
+    "build-git",
+    "testname",
+    "delete",
+    "swiftuser",
+    "requester",
+    "test-git",
+    "x",
+]
 request_params = st.lists(
     st.tuples(
         st.sampled_from(REQUEST_KEYS) | text, st.sampled_from(["noble", "amd64", "hello", "hello/2.10-5", "1"]) | text
@@ -71,7 +86,7 @@ def test_request_cgi(hostile_clients, params, method, who):
             st.sampled_from(["opened", "synchronize", "closed"]) | text,
             st.integers() | text,
             st.sampled_from(["https://api.github.com/repos/a/b/statuses/1"]) | text,
-        ),  # fmt: skip
+        ),
     ),
     signed=st.sampled_from(["valid", "none", "wrong", "sha1-only"]),
 )
@@ -114,7 +129,7 @@ def test_github_webhook(hostile_clients, params, event, body, signed):
             "https://autopkgtest.example.com/x",
         ]
     )
-    | text,  # fmt: skip
+    | text,
     logged_in=st.booleans(),
 )
 def test_login_next_never_leaves_the_site(hostile_clients, path, method, nxt, logged_in):
@@ -134,22 +149,33 @@ def test_login_next_never_leaves_the_site(hostile_clients, path, method, nxt, lo
 
 
 TRAVERSALS = [
-    "/results/..%2Fsecret.txt", "/results/%2e%2e/secret.txt", "/results/autopkgtest-noble/..%2F..%2Fsecret.txt",
-    "/results/autopkgtest-noble/%2e%2e/%2e%2e/secret.txt", "/results/..%2Fresults-secret/log.gz",
-    "/results/autopkgtest-noble/noble/../../../secret.txt", "/results/autopkgtest-noble/%2Fetc%2Fpasswd",
-    "/results/autopkgtest-noble/..%5C..%5Csecret.txt", "/results/autopkgtest-noble/%252e%252e/%252e%252e/secret.txt",
-    "/results/autopkgtest-noble/noble%00/../../secret.txt", "/results/.", "/results/..", "/results/%2e%2e",
-    "/static/..%2F..%2Fsecret.txt", "/static/%2e%2e/%2e%2e/secret.txt", "/static/../../secret.txt",
+    "/results/..%2Fsecret.txt",
+    "/results/%2e%2e/secret.txt",
+    "/results/autopkgtest-noble/..%2F..%2Fsecret.txt",
+    "/results/autopkgtest-noble/%2e%2e/%2e%2e/secret.txt",
+    "/results/..%2Fresults-secret/log.gz",
+    "/results/autopkgtest-noble/noble/../../../secret.txt",
+    "/results/autopkgtest-noble/%2Fetc%2Fpasswd",
+    "/results/autopkgtest-noble/..%5C..%5Csecret.txt",
+    "/results/autopkgtest-noble/%252e%252e/%252e%252e/secret.txt",
+    "/results/autopkgtest-noble/noble%00/../../secret.txt",
+    "/results/.",
+    "/results/..",
+    "/results/%2e%2e",
+    "/static/..%2F..%2Fsecret.txt",
+    "/static/%2e%2e/%2e%2e/secret.txt",
+    "/static/../../secret.txt",
     "/private-results/private-autopkgtest-noble/..%2F..%2Fsecret.txt",
     "/private-results/private-autopkgtest-noble/noble/amd64/h/hello/..%2F..%2F..%2F..%2F..%2Fsecret.txt/log.gz",
     "/private-results/private-..%2Fresults-secret/noble/amd64/h/hello/x/log.gz",
     "/private-results/private-autopkgtest-noble/noble/amd64/h/hello/../../../../../../secret.txt",
     "/private-results/private-autopkgtest-noble/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/secret.txt",
     "/packages/h/hello/noble/amd64/..%2F..%2F..%2F..%2Fsecret.txt@/log",
-    "/packages/hello/noble/amd64/%2e%2e@/log", "/packages/hello/noble/amd64/..@/log",
+    "/packages/hello/noble/amd64/%2e%2e@/log",
+    "/packages/hello/noble/amd64/..@/log",
     "/packages/..%2F..%2Fresults-secret/noble/amd64/20240101_000000_aaaaa@/log",
     "/api/v1/packages/hello/noble/amd64/..%2F..%2Fsecret.txt@/log",
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)

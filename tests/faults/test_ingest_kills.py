@@ -163,8 +163,18 @@ def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
     runs_log = []
     for attempt in range(kills + 1):
         calls_path = tmp_path / f"listing-{attempt}.log"
-        command = [sys.executable, "-m", "tests.faults.counting_ingest", str(calls_path), "--config", str(conf),
-                   "--page-size", str(page_size), "--workers", "4"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "tests.faults.counting_ingest",
+            str(calls_path),
+            "--config",
+            str(conf),
+            "--page-size",
+            str(page_size),
+            "--workers",
+            "4",
+        ]
         start_marker = saved_marker(db_path, container)
         with open(tmp_path / "download-all-results.log", "ab") as log:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
@@ -173,8 +183,9 @@ def test_download_all_results_killed_mid_run_resumes_rereading_at_most_one_page(
             # Let it commit a random number of pages past where it started, then SIGKILL it.
             target_pages = rng.randint(1, 4)
 
-            def committed_enough(start_marker=start_marker, target_pages=target_pages, calls_path=calls_path,
-                                 process=process):  # fmt: skip
+            def committed_enough(
+                start_marker=start_marker, target_pages=target_pages, calls_path=calls_path, process=process
+            ):
                 calls = _listing_calls(calls_path)
                 marker = saved_marker(db_path, container)
                 done = [c for c in calls if c[0] == "page"]

@@ -93,10 +93,15 @@ def _completion_example() -> dict:
 
 def _status_example() -> dict:
     return {
-        "release": "noble", "architecture": "amd64", "package": "hello", "running": True,
+        "release": "noble",
+        "architecture": "amd64",
+        "package": "hello",
+        "running": True,
         "params": {"triggers": ["hello/1"], "submit-time": "2024-02-21 11:00:51+0000"},
-        "duration": 30, "logtail": "line\n", "uuid": "84661c0e-2b8f-4a0e-9c55-3f7d1e2a6b48",
-    }  # fmt: skip
+        "duration": 30,
+        "logtail": "line\n",
+        "uuid": "84661c0e-2b8f-4a0e-9c55-3f7d1e2a6b48",
+    }
 
 
 def _status_bodies(count: int) -> list[bytes]:

@@ -168,14 +168,19 @@ def test_readers_never_see_a_partial_or_unpublished_db(tmp_path, figures):
     configmod.write(
         {
             "web": {
-                "database": db_path, "database_public": public, "archive_url": archive, "releases": "noble",
-                "state_dir": tmp_path / "state", "indexed_packages": tmp_path / "indexed.json",
-                "results_store": "local", "results_dir": tmp_path / "results",
+                "database": db_path,
+                "database_public": public,
+                "archive_url": archive,
+                "releases": "noble",
+                "state_dir": tmp_path / "state",
+                "indexed_packages": tmp_path / "indexed.json",
+                "results_store": "local",
+                "results_dir": tmp_path / "results",
                 "site_url": "http://127.0.0.1",
             }
         },
         conf,
-    )  # fmt: skip
+    )
     (tmp_path / "results").mkdir()
     records = [ingest.record_from_completion(m) for m in completion_messages(40 * seconds * 50 + 500, seed="load")]
     conn = db.connect_rw(db_path)

@@ -46,8 +46,12 @@ def _peek_all(broker, queue: str) -> list[bytes]:
 
 
 def _request(i: int) -> bytes:
-    params = {"requester": "joe", "submit-time": "2024-02-22 01:56:14+0000", "triggers": [f"pkg{i}/1.{i}"],
-              "uuid": f"00000000-0000-4000-8000-{i:012x}"}  # fmt: skip
+    params = {
+        "requester": "joe",
+        "submit-time": "2024-02-22 01:56:14+0000",
+        "triggers": [f"pkg{i}/1.{i}"],
+        "uuid": f"00000000-0000-4000-8000-{i:012x}",
+    }
     return f"pkg{i}\n{json.dumps(params, sort_keys=True)}".encode()
 
 
@@ -73,10 +77,12 @@ def test_cache_amqp_loses_nothing_when_killed_mid_peek_and_survives_a_restart(po
     queued_path = tmp_path / "queued.json"
     conf = tmp_path / "autopkgtest-cloud.conf"
     configmod.write(
-        {"web": {"database_public": public, "amqp_queue_cache": queued_path, "releases": RELEASE},
-         "amqp": {"uri": policy_broker.uri}},
+        {
+            "web": {"database_public": public, "amqp_queue_cache": queued_path, "releases": RELEASE},
+            "amqp": {"uri": policy_broker.uri},
+        },
         conf,
-    )  # fmt: skip
+    )
     connection = policy_broker.connection()
     channel = connection.channel()
     channel.queue_delete(queue)

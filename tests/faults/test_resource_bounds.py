@@ -58,16 +58,30 @@ def env(tmp_path_factory, fake_launchpad):  # noqa: F811
     login(client, "joe", teams=["autopkgtest-requestors"])
     cookie = client.get_cookie("session").value
     RESULTS.clear()
-    yield {"site": site, "server": server, "cookie": cookie, "bomb": bomb, "bomb_size": bomb_size,
-           "compressed": compressed}  # fmt: skip
+    yield {
+        "site": site,
+        "server": server,
+        "cookie": cookie,
+        "bomb": bomb,
+        "bomb_size": bomb_size,
+        "compressed": compressed,
+    }
     server.stop()
     # The figures of whichever cases ran (any subset, in any order), reported once for the module.
     if RESULTS:
-        record_figures("resource bounds", {
-            "rss_bound_mb": RSS_BOUND_MB, "log_viewer_rss_bound_mb": LOG_VIEWER_BOUND_MB,
-            "bomb_decompressed_bytes": bomb_size, "bomb_compressed_bytes": compressed, "cases": dict(RESULTS),
-            "max_peak_rss_delta_mb": max(r.get("peak_rss_delta_mb", r.get("peak_rss_mb") or 0) for r in RESULTS.values()),
-        })  # fmt: skip
+        record_figures(
+            "resource bounds",
+            {
+                "rss_bound_mb": RSS_BOUND_MB,
+                "log_viewer_rss_bound_mb": LOG_VIEWER_BOUND_MB,
+                "bomb_decompressed_bytes": bomb_size,
+                "bomb_compressed_bytes": compressed,
+                "cases": dict(RESULTS),
+                "max_peak_rss_delta_mb": max(
+                    r.get("peak_rss_delta_mb", r.get("peak_rss_mb") or 0) for r in RESULTS.values()
+                ),
+            },
+        )
 
 
 def measure(env, name: str, method: str, path: str, timeout: float = 120, **kwargs) -> requests.Response | None:
@@ -161,8 +175,14 @@ def test_gzip_bomb_in_update_github_jobs_log_fallback(env, tmp_path, fake_github
     statuses_url = fake_github.statuses_url("systemd", "systemd", "b" * 40)
     job_env = ["UPSTREAM_PULL_REQUEST=7", f"GITHUB_STATUSES_URL={statuses_url}"]
     pending = tmp_path / "pending"
-    params = {"release": release, "arch": "amd64", "package": "systemd-upstream", "env": job_env,
-              "ppas": ["upstream-systemd-ci/systemd-ci"], "created": time.time() - 60}  # fmt: skip
+    params = {
+        "release": release,
+        "arch": "amd64",
+        "package": "systemd-upstream",
+        "env": job_env,
+        "ppas": ["upstream-systemd-ci/systemd-ci"],
+        "created": time.time() - 60,
+    }
     github.PendingJobs(pending).write(
         github.record_name(release, "amd64", "systemd-upstream", None, 7, statuses_url), params
     )

@@ -35,9 +35,14 @@ def _github_job(tmp_path, swift_server, release: str, fake) -> tuple:
     env = ["UPSTREAM_PULL_REQUEST=7", f"GITHUB_STATUSES_URL={statuses_url}"]
     pending = tmp_path / "github-pending"
     params = {
-        "release": release, "arch": "amd64", "package": PROJECT, "env": env, "ppas": [PPA],
-        "build-git": "https://github.com/systemd/systemd.git#refs/pull/7/head", "created": time.time() - 60,
-    }  # fmt: skip
+        "release": release,
+        "arch": "amd64",
+        "package": PROJECT,
+        "env": env,
+        "ppas": [PPA],
+        "build-git": "https://github.com/systemd/systemd.git#refs/pull/7/head",
+        "created": time.time() - 60,
+    }
     github.PendingJobs(pending).write(github.record_name(release, "amd64", PROJECT, None, 7, statuses_url), params)
     store = SwiftStore.from_config(configmod.from_dict({"swift": swift_server.config_section()}))
     container = f"autopkgtest-{release}-upstream-systemd-ci-systemd-ci"
@@ -51,17 +56,21 @@ def _github_job(tmp_path, swift_server, release: str, fake) -> tuple:
     configmod.write(
         {
             "web": {
-                "results_store": "swift", "state_dir": tmp_path / "state", "site_url": "https://autopkgtest.example.com",
-                "running_cache": tmp_path / "running.json", "amqp_queue_cache": tmp_path / "queued.json",
+                "results_store": "swift",
+                "state_dir": tmp_path / "state",
+                "site_url": "https://autopkgtest.example.com",
+                "running_cache": tmp_path / "running.json",
+                "amqp_queue_cache": tmp_path / "queued.json",
             },
             "swift": swift_server.config_section(),
             "github": {
-                "pending_dir": pending, "status_credentials": tmp_path / "gh" / "credentials",
+                "pending_dir": pending,
+                "status_credentials": tmp_path / "gh" / "credentials",
                 "api_url": fake.url + "/",
             },
         },
         conf,
-    )  # fmt: skip
+    )
     return conf, pending, sha
 
 

@@ -50,9 +50,18 @@ def rows(conn):
 def expected_row(run: demodata.DemoRun):
     env = results.env_string(run.all_proposed, run.testname)
     return (
-        run.release, run.arch, run.package, run.run_id, run.version, run.triggers, run.duration, run.exitcode,
-        run.requester, env, run.uuid,
-    )  # fmt: skip
+        run.release,
+        run.arch,
+        run.package,
+        run.run_id,
+        run.version,
+        run.triggers,
+        run.duration,
+        run.exitcode,
+        run.requester,
+        env,
+        run.uuid,
+    )
 
 
 def wait_for(predicate, timeout=30.0, interval=0.05):

@@ -97,11 +97,14 @@ def test_db_fallback_lists_the_same_latest_versions_as_the_json(site):
     assert download_all_results.main(["--config", config.path]) == 0
     # One result whose version the worker could not tell, and one with an epoch.
     conn = db.connect_rw(config.get("web", "database"))
-    db.record_results(conn, [
-        db.ResultRecord("noble", "amd64", "six", "20200101_000000_aaaaa@", "unknown", "six/1", 1, 12),
-        db.ResultRecord("noble", "arm64", "zlib", "20200101_000000_aaaaa@", "unknown", "zlib/1", 1, 12),
-        db.ResultRecord("noble", "arm64", "libpng1.6", "20200101_000000_aaaaa@", "1:0.1-1", "libpng1.6/1", 1, 0),
-    ])  # fmt: skip
+    db.record_results(
+        conn,
+        [
+            db.ResultRecord("noble", "amd64", "six", "20200101_000000_aaaaa@", "unknown", "six/1", 1, 12),
+            db.ResultRecord("noble", "arm64", "zlib", "20200101_000000_aaaaa@", "unknown", "zlib/1", 1, 12),
+            db.ResultRecord("noble", "arm64", "libpng1.6", "20200101_000000_aaaaa@", "1:0.1-1", "libpng1.6/1", 1, 0),
+        ],
+    )
     conn.close()
     assert publish_db.main(["--config", config.path]) == 0
     from_json = _testlist(config)

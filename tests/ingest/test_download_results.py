@@ -67,16 +67,41 @@ def test_messages_become_rows_field_by_field(tmp_path, amqp_uri, recorder_factor
 
 def test_version_rules_and_missing_fields(tmp_path, amqp_uri, recorder_factory):
     base = {
-        "architecture": "amd64", "container": "autopkgtest-noble", "package": "hello", "release": "noble",
-        "env": "", "duration": None, "requester": None,
-    }  # fmt: skip
+        "architecture": "amd64",
+        "container": "autopkgtest-noble",
+        "package": "hello",
+        "release": "noble",
+        "env": "",
+        "duration": None,
+        "requester": None,
+    }
     bodies = [
         # exit 12 without version → "unknown"; null duration → NULL; "<src> <version>" → last token.
-        {**base, "exitcode": 12, "testpkg_version": None, "triggers": "hello/1", "swift_dir": "noble/amd64/h/hello/20240101_000001_aaaaa@"},
-        {**base, "exitcode": 0, "testpkg_version": "hello 2.0", "triggers": "hello/2", "swift_dir": "noble/amd64/h/hello/20240101_000002_aaaaa@", "requester": "joe\n", "duration": "42\n"},
+        {
+            **base,
+            "exitcode": 12,
+            "testpkg_version": None,
+            "triggers": "hello/1",
+            "swift_dir": "noble/amd64/h/hello/20240101_000001_aaaaa@",
+        },
+        {
+            **base,
+            "exitcode": 0,
+            "testpkg_version": "hello 2.0",
+            "triggers": "hello/2",
+            "swift_dir": "noble/amd64/h/hello/20240101_000002_aaaaa@",
+            "requester": "joe\n",
+            "duration": "42\n",
+        },
         # No triggers: never stored.
-        {**base, "exitcode": 0, "testpkg_version": "2.0", "triggers": None, "swift_dir": "noble/amd64/h/hello/20240101_000003_aaaaa@"},
-    ]  # fmt: skip
+        {
+            **base,
+            "exitcode": 0,
+            "testpkg_version": "2.0",
+            "triggers": None,
+            "swift_dir": "noble/amd64/h/hello/20240101_000003_aaaaa@",
+        },
+    ]
     import json
 
     connection, channel = bind(amqp_uri, recorder_factory.exchange, recorder_factory.queue)
@@ -141,8 +166,14 @@ def test_sigkill_mid_stream_records_every_result_exactly_once(tmp_path, amqp_uri
     exchange = amqp_names.exchange("complete")
     queue = amqp_names.queue("complete-listener")
     total = 2000
-    runs = list(demodata.plan_runs(["noble", "jammy"], ["amd64", "arm64", "s390x", "ppc64el", "armhf"],
-                                   demodata.DEMO_PACKAGES, runs_per_test=10))[:total]  # fmt: skip
+    runs = list(
+        demodata.plan_runs(
+            ["noble", "jammy"],
+            ["amd64", "arm64", "s390x", "ppc64el", "armhf"],
+            demodata.DEMO_PACKAGES,
+            runs_per_test=10,
+        )
+    )[:total]
     assert len(runs) == total
     connection, channel = bind(amqp_uri, exchange, queue)
     publish(channel, exchange, [run.completion_message().serialise() for run in runs])
@@ -150,8 +181,17 @@ def test_sigkill_mid_stream_records_every_result_exactly_once(tmp_path, amqp_uri
     db_path = tmp_path / "rw.db"
     conf = tmp_path / "c.conf"
     conf.write_text(f"[web]\ndatabase = {db_path}\n[amqp]\nuri = {amqp_uri}\n")
-    command = [sys.executable, "-m", "webcontrol.services.download_results", "--config", str(conf),
-               "--exchange", exchange, "--queue", queue]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "webcontrol.services.download_results",
+        "--config",
+        str(conf),
+        "--exchange",
+        exchange,
+        "--queue",
+        queue,
+    ]
     kills = 0
     for threshold in (total // 4, total // 2):
         process = subprocess.Popen(command, stderr=subprocess.DEVNULL)

@@ -45,14 +45,17 @@ def test_public_copy_is_readable_and_matches_its_sha256(tmp_path, make_config, a
     url = archive({"noble": {"hello": "2.10-3", "six": "1.16.0-4"}, "noble-updates": {"hello": "2.10-3ubuntu0.1"}})
     indexed = tmp_path / "indexed.json"
     config = make_config(web={"archive_url": url, "indexed_packages": indexed})
-    seed(config.get("web", "database"), [
-        record("hello", "2.10-3", "20240101_000000_aaaaa@"),
-        record("hello", "2.9-1", "20240102_000000_aaaaa@"),
-        record("hello", "1:2.8-1", "20240103_000000_aaaaa@"),
-        record("libpng1.6", "1.6.43-5", "20240101_000000_bbbbb@"),
-        record("libpng1.6", "1.6.9-1", "20240101_000001_bbbbb@"),
-        record("six", "unknown", "20240101_000000_ccccc@", exitcode=12),
-    ])  # fmt: skip
+    seed(
+        config.get("web", "database"),
+        [
+            record("hello", "2.10-3", "20240101_000000_aaaaa@"),
+            record("hello", "2.9-1", "20240102_000000_aaaaa@"),
+            record("hello", "1:2.8-1", "20240103_000000_aaaaa@"),
+            record("libpng1.6", "1.6.43-5", "20240101_000000_bbbbb@"),
+            record("libpng1.6", "1.6.9-1", "20240101_000001_bbbbb@"),
+            record("six", "unknown", "20240101_000000_ccccc@", exitcode=12),
+        ],
+    )
     # A leftover from a killed run is removed first.
     public = public_of(config)
     Path(str(public) + ".new").write_bytes(b"junk")
@@ -67,8 +70,16 @@ def test_public_copy_is_readable_and_matches_its_sha256(tmp_path, make_config, a
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     # The insight tables (webcontrol.flakiness) and the latest tested versions (webcontrol.tested_versions)
     # ride along; the ingest marker does not.
-    assert tables == {"test", "result", "current_version", "url_last_checked", "test_flakiness", "test_flakiness_state",
-                      "tested_version", "tested_version_state"}  # fmt: skip
+    assert tables == {
+        "test",
+        "result",
+        "current_version",
+        "url_last_checked",
+        "test_flakiness",
+        "test_flakiness_state",
+        "tested_version",
+        "tested_version_state",
+    }
     britney = conn.execute(
         "SELECT exitcode, version, triggers, run_id FROM test LEFT JOIN result ON test.id = result.test_id"
         " WHERE release = 'noble' AND arch = 'amd64' AND package = 'hello' AND run_id > '20240101_000000_aaaaa@'"
@@ -90,8 +101,10 @@ def test_public_copy_is_readable_and_matches_its_sha256(tmp_path, make_config, a
     # Highest Debian version per package (epoch wins, then stripped); "unknown" is no version, so six,
     # tested only with an unknown version, is listed without one.
     assert json.loads(indexed.read_text()) == {
-        "h": [["hello", "2.8-1"]], "libp": [["libpng1.6", "1.6.43-5"]], "s": [["six", ""]]
-    }  # fmt: skip
+        "h": [["hello", "2.8-1"]],
+        "libp": [["libpng1.6", "1.6.43-5"]],
+        "s": [["six", ""]],
+    }
 
 
 def test_unchanged_archive_keeps_rows_and_updates_win_whatever_changes(tmp_path, make_config, archive):

@@ -43,10 +43,16 @@ HELLO = [
 ]
 #: Indexes of HELLO that change the test's state, with (previous, current).
 HELLO_CHANGES = {
-    0: (None, "pass"), 2: ("pass", "fail"), 5: ("fail", "pass"), 6: ("pass", "neutral"),
-    7: ("neutral", "denylisted"), 8: ("denylisted", "pass"), 9: ("pass", "fail"), 10: ("fail", "pass"),
+    0: (None, "pass"),
+    2: ("pass", "fail"),
+    5: ("fail", "pass"),
+    6: ("pass", "neutral"),
+    7: ("neutral", "denylisted"),
+    8: ("denylisted", "pass"),
+    9: ("pass", "fail"),
+    10: ("fail", "pass"),
     11: ("pass", "fail"),
-}  # fmt: skip
+}
 ARM64 = [(0, "1.0-1", "hello/1.0-1", "", "pass"), (4, "1.0-3", "hello/1.0-3", "", "regression")]
 
 
@@ -54,11 +60,20 @@ def crafted_run(arch: str, index: int, spec: tuple, minutes: int = 0) -> demodat
     exitcode, version, triggers, requester, _expected = spec
     when = START + datetime.timedelta(hours=index, minutes=minutes)
     return demodata.DemoRun(
-        container=results.distro_container("noble"), release="noble", arch=arch, package="hello",
-        run_id=f"{when:%Y%m%d_%H%M%S}_{index:05x}@", exitcode=exitcode, version=version, triggers=triggers,
-        duration=100 + 10 * index, requester=requester, all_proposed=False, testname=None,
+        container=results.distro_container("noble"),
+        release="noble",
+        arch=arch,
+        package="hello",
+        run_id=f"{when:%Y%m%d_%H%M%S}_{index:05x}@",
+        exitcode=exitcode,
+        version=version,
+        triggers=triggers,
+        duration=100 + 10 * index,
+        requester=requester,
+        all_proposed=False,
+        testname=None,
         uuid=f"00000000-0000-4000-8000-{0xA000 + index + (100 if arch != 'amd64' else 0):012x}",
-    )  # fmt: skip
+    )
 
 
 @dataclass

@@ -23,9 +23,17 @@ def expected_rows(path):
         value = insight.flakiness(runs)
         classes = insight.classify_history(runs, complete=True)
         out[test_id] = (
-            test_id, release, arch, package, value.score, value.flips, value.pairs, value.runs, runs[0].run_id,
+            test_id,
+            release,
+            arch,
+            package,
+            value.score,
+            value.flips,
+            value.pairs,
+            value.runs,
+            runs[0].run_id,
             classes[0],
-        )  # fmt: skip
+        )
     conn.close()
     return out
 
@@ -87,8 +95,16 @@ def test_publish_computes_flakiness_and_updates_it_incrementally(tmp_path, caplo
 def test_public_db_keeps_every_contract_table_and_column(insight_site):
     conn = sqlite3.connect(insight_site.public)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"test", "result", "current_version", "url_last_checked", "test_flakiness", "test_flakiness_state",
-                      "tested_version", "tested_version_state"}  # fmt: skip
+    assert tables == {
+        "test",
+        "result",
+        "current_version",
+        "url_last_checked",
+        "test_flakiness",
+        "test_flakiness_state",
+        "tested_version",
+        "tested_version_state",
+    }
     # Britney's query still works on the published copy.
     assert conn.execute(
         "SELECT exitcode, version, triggers, run_id FROM test LEFT JOIN result ON test.id = result.test_id"

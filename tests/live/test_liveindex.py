@@ -86,8 +86,11 @@ def snapshot(client, packages, users) -> dict:
         out["user " + user] = (data["running"], data["queued"])
     for uuid in (QUEUED_UUID, RUNNING_UUID, "9e5b7b8a-1111-4222-8333-444455556666"):
         response = client.get(f"/run/{uuid}")
-        out[uuid] = (response.status_code, "Queued" in response.get_data(as_text=True),
-                     "In progress" in response.get_data(as_text=True))  # fmt: skip
+        out[uuid] = (
+            response.status_code,
+            "Queued" in response.get_data(as_text=True),
+            "In progress" in response.get_data(as_text=True),
+        )
     return out
 
 

@@ -56,11 +56,22 @@ def test_running_page_updates_itself(tmp_path, monkeypatch):
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom",
-             f"http://127.0.0.1:{httpd.server_port}/running"],
-            capture_output=True, text=True, timeout=90, env={**os.environ, "HOME": profile},
-        )  # fmt: skip
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"http://127.0.0.1:{httpd.server_port}/running",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env={**os.environ, "HOME": profile},
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
         httpd.shutdown()

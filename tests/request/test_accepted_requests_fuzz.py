@@ -26,12 +26,36 @@ from webcontrol.messages import TestRequest
 from webcontrol.services.cache_amqp import render_request
 
 ARCHES = ("amd64", "arm64")
-EDGES = st.sampled_from([
-    "", " ", "hello/1.0 ", " hello/1.0", "hello/1.0\n", "hello/1.0\tgzip/2", "hello/1.0 hello/1.0", "x" * 5000,
-    "é", "💥", "\x00", "%ED%A0%80", "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
-    "joe/tools", "joe:secret@joe/tools", "a/b/c", "1", "0", "true", "ALL_PROPOSED=1", "A=b c", "https://git.example/x",
-    "https://git.example/x branch", "<x>", "../..", "hello/1.0" + " gzip/2" * 200,
-])  # fmt: skip
+EDGES = st.sampled_from(
+    [
+        "",
+        " ",
+        "hello/1.0 ",
+        " hello/1.0",
+        "hello/1.0\n",
+        "hello/1.0\tgzip/2",
+        "hello/1.0 hello/1.0",
+        "x" * 5000,
+        "é",
+        "💥",
+        "\x00",
+        "%ED%A0%80",
+        "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+        "joe/tools",
+        "joe:secret@joe/tools",
+        "a/b/c",
+        "1",
+        "0",
+        "true",
+        "ALL_PROPOSED=1",
+        "A=b c",
+        "https://git.example/x",
+        "https://git.example/x branch",
+        "<x>",
+        "../..",
+        "hello/1.0" + " gzip/2" * 200,
+    ]
+)
 #: Values each parameter takes in real requests, so that generated requests get past validation.
 PLAUSIBLE = {
     "trigger": [

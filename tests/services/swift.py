@@ -238,8 +238,10 @@ ratelimit tempauth staticweb copy slo dlo versioned_writes symlink proxy-logging
             """)
         )
         # -I: without it the script's folder (holding this swift.py) would shadow the swift package.
-        _run([str(self.venv / "bin" / "python"), "-I", str(RING_SCRIPT), str(self.etc)]
-             + [str(self.ports[name]) for name in ("account", "container", "object")])  # fmt: skip
+        _run(
+            [str(self.venv / "bin" / "python"), "-I", str(RING_SCRIPT), str(self.etc)]
+            + [str(self.ports[name]) for name in ("account", "container", "object")]
+        )
         for name in ("account", "container", "object"):
             if not (self.etc / f"{name}.ring.gz").exists():
                 raise SwiftSetupError(f"building the rings did not write {name}.ring.gz")

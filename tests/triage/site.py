@@ -87,10 +87,21 @@ def _logs(site: browsesite.Site, records: list[ResultRecord]) -> None:
         if record.exitcode in results.PASSING_CODES:
             continue
         run = demodata.DemoRun(
-            results.distro_container(record.release), record.release, record.arch, record.package, record.run_id,
-            record.exitcode, record.version, record.triggers, record.duration, record.requester, False, None,
-            "00000000-0000-4000-8000-000000000000", ERROR_LINES,
-        )  # fmt: skip
+            results.distro_container(record.release),
+            record.release,
+            record.arch,
+            record.package,
+            record.run_id,
+            record.exitcode,
+            record.version,
+            record.triggers,
+            record.duration,
+            record.requester,
+            False,
+            None,
+            "00000000-0000-4000-8000-000000000000",
+            ERROR_LINES,
+        )
         store.put_object(
             run.container, f"{run.swift_dir}/log.gz", demodata.make_log(run, ["upstream", "smoke"]), "text/plain"
         )

@@ -93,8 +93,13 @@ def indexed_site(tmp_path_factory):
         store.put_object(results.distro_container(release), name, (DATA / log).read_bytes(), "text/plain", "gzip")
         records.append(ResultRecord(release, arch, package, rid, "1.0-1", f"{package}/1.0-1", 30, code, ""))
     rid = run_id(4, 9)
-    store.put_object("autopkgtest-noble", f"{results.run_dir('noble', 'amd64', 'evil', rid)}/log.gz",
-                     gzip.compress(HOSTILE), "text/plain", "gzip")  # fmt: skip
+    store.put_object(
+        "autopkgtest-noble",
+        f"{results.run_dir('noble', 'amd64', 'evil', rid)}/log.gz",
+        gzip.compress(HOSTILE),
+        "text/plain",
+        "gzip",
+    )
     records.append(ResultRecord("noble", "amd64", "evil", rid, "1", "evil/1", 30, 4, ""))
     records.append(ResultRecord("noble", "amd64", "nolog", run_id(4, 8), "1", "nolog/1", 30, 4, ""))
     public = root / "public" / "autopkgtest.db"
@@ -131,9 +136,12 @@ def indexed_runs(config) -> set[tuple[str, str, str]]:
 
 def test_backfill_indexes_failing_runs_in_the_retention_window(indexed_site):
     assert indexed_runs(indexed_site) == {
-        ("jammy", "s390x", "six"), ("noble", "armhf", "chrony"), ("jammy", "armhf", "rabbitmq-server"),
-        ("noble", "s390x", "six"), ("noble", "amd64", "evil"),
-    }  # fmt: skip
+        ("jammy", "s390x", "six"),
+        ("noble", "armhf", "chrony"),
+        ("jammy", "armhf", "rabbitmq-server"),
+        ("noble", "s390x", "six"),
+        ("noble", "amd64", "evil"),
+    }
     # A second backfill finds nothing new and changes nothing.
     path = failureindex.index_path(indexed_site)
     before = path.read_bytes()
@@ -210,8 +218,22 @@ def test_consumer_indexes_failing_runs_from_testcomplete(tmp_path, amqp_uri, amq
         rid = run_id(0, n)
         path = f"{results.run_dir('noble', 'amd64', package, rid)}"
         store.put_object("autopkgtest-noble", f"{path}/log.gz", (DATA / "results-six-s390x.log.gz").read_bytes())
-        messages.append(CompletionMessage("amd64", "autopkgtest-noble", code, package, "noble", path, 30,
-                                          "1.0-1", "", f"{package}/1.0-1", "", None).serialise())  # fmt: skip
+        messages.append(
+            CompletionMessage(
+                "amd64",
+                "autopkgtest-noble",
+                code,
+                package,
+                "noble",
+                path,
+                30,
+                "1.0-1",
+                "",
+                f"{package}/1.0-1",
+                "",
+                None,
+            ).serialise()
+        )
     exchange, queue = amqp_names.exchange("complete"), amqp_names.queue("index-failures")
     connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
     channel = connection.channel()

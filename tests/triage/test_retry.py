@@ -43,8 +43,13 @@ def outcomes(page: str) -> list[tuple[str, str, str]]:
 
 def test_form_post_queues_skips_and_refuses_per_item(client, uploads, site, amqp_uri):
     release = uploads
-    site.write_queued({"queues": {"ubuntu": {release: {"arm64": {"size": 1, "requests": [
-        'hello\n{"triggers": ["glib2.0/2.82.0-1"]}']}}}}})  # fmt: skip
+    site.write_queued(
+        {
+            "queues": {
+                "ubuntu": {release: {"arm64": {"size": 1, "requests": ['hello\n{"triggers": ["glib2.0/2.82.0-1"]}']}}}
+            }
+        }
+    )
     login(client, "joe")
     items = [
         f"{release} amd64 hello glib2.0/2.82.0-1",
@@ -59,9 +64,13 @@ def test_form_post_queues_skips_and_refuses_per_item(client, uploads, site, amqp
     page = response.get_data(as_text=True)
     assert response.status_code == 200, page
     assert '<p class="summary" id="retry-summary">1 queued, 2 skipped, 2 refused.</p>' in page
-    assert outcomes(page) == [("hello", "amd64", "queued"), ("hello", "arm64", "skipped"),
-                              ("gzip", "amd64", "refused"), ("hello", "amd64", "skipped"),
-                              ("hello", "riscv64", "refused")]  # fmt: skip
+    assert outcomes(page) == [
+        ("hello", "amd64", "queued"),
+        ("hello", "arm64", "skipped"),
+        ("gzip", "amd64", "refused"),
+        ("hello", "amd64", "skipped"),
+        ("hello", "riscv64", "refused"),
+    ]
     assert "You are not allowed to upload gzip or glib2.0/2.82.0-1 to Ubuntu" in page
     assert "Test already queued:" in page and "arch riscv64 not found" in page
     (message,) = queued(amqp_uri, release, "amd64")
@@ -73,9 +82,15 @@ def test_form_post_queues_skips_and_refuses_per_item(client, uploads, site, amqp
 def test_extra_triggers_and_all_proposed_apply_to_every_item(client, uploads, amqp_uri):
     release = uploads
     login(client, "joe")
-    response = client.post("/retry", data={
-        "item": [f"{release} amd64 hello glib2.0/2.82.0-1", f"{release} arm64 hello glib2.0/2.82.0-1"],
-        "trigger": "hello/1.0", "all-proposed": "1", "csrf_token": token_of(client)})  # fmt: skip
+    response = client.post(
+        "/retry",
+        data={
+            "item": [f"{release} amd64 hello glib2.0/2.82.0-1", f"{release} arm64 hello glib2.0/2.82.0-1"],
+            "trigger": "hello/1.0",
+            "all-proposed": "1",
+            "csrf_token": token_of(client),
+        },
+    )
     assert "2 queued, 0 skipped, 0 refused." in response.get_data(as_text=True)
     for arch in ("amd64", "arm64"):
         (message,) = queued(amqp_uri, release, arch)
@@ -112,8 +127,12 @@ def test_anonymous_gets_the_login_form(client, uploads):
 
 def test_json_with_an_api_key(site, uploads, amqp_uri):
     client = create_app(site.config).test_client()
-    body = {"items": [{"release": uploads, "arch": "amd64", "package": "hello", "triggers": ["glib2.0/2.82.0-1"]},
-                      {"release": uploads, "arch": "amd64", "package": "gzip", "triggers": ["nope"]}]}  # fmt: skip
+    body = {
+        "items": [
+            {"release": uploads, "arch": "amd64", "package": "hello", "triggers": ["glib2.0/2.82.0-1"]},
+            {"release": uploads, "arch": "amd64", "package": "gzip", "triggers": ["nope"]},
+        ]
+    }
     response = client.post(
         "/api/v1/retry", json=body, headers={"Authorization": "Bearer joe:right-key", "Sec-Fetch-Site": "cross-site"}
     )
@@ -121,9 +140,16 @@ def test_json_with_an_api_key(site, uploads, amqp_uri):
     assert response.status_code == 200 and (data["queued"], data["refused"]) == (1, 1)
     first, second = data["items"]
     assert first["outcome"] == "queued" and first["result_url"].endswith("/run/" + first["uuid"])
-    assert second == {"release": uploads, "arch": "amd64", "package": "gzip", "triggers": ["nope"],
-                      "outcome": "refused", "reason": "Malformed trigger, must be srcpackage/version",
-                      "status": 400, "uuid": None}  # fmt: skip
+    assert second == {
+        "release": uploads,
+        "arch": "amd64",
+        "package": "gzip",
+        "triggers": ["nope"],
+        "outcome": "refused",
+        "reason": "Malformed trigger, must be srcpackage/version",
+        "status": 400,
+        "uuid": None,
+    }
     (message,) = queued(amqp_uri, uploads, "amd64")
     assert message.params["uuid"] == first["uuid"]
 
@@ -163,8 +189,13 @@ def test_rate_limit_counts_every_item(site, uploads, amqp_uri):
     site.set("web", "request_rate_limit", 1)
     client = create_app(site.config).test_client()
     login(client, "joe")
-    response = client.post("/retry", data={"csrf_token": token_of(client), "item": [
-        f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"]})  # fmt: skip
+    response = client.post(
+        "/retry",
+        data={
+            "csrf_token": token_of(client),
+            "item": [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"],
+        },
+    )
     page = response.get_data(as_text=True)
     assert outcomes(page) == [("hello", "amd64", "queued"), ("hello", "arm64", "refused")]
     assert "You, joe, have requested too many tests. Please try again later." in page
@@ -174,8 +205,13 @@ def test_broker_down_refuses_every_accepted_item(site, uploads):
     site.set("amqp", "uri", "amqp://guest:guest@127.0.0.1:9/")
     client = create_app(site.config).test_client()
     login(client, "joe")
-    response = client.post("/retry", data={"csrf_token": token_of(client), "item": [
-        f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"]})  # fmt: skip
+    response = client.post(
+        "/retry",
+        data={
+            "csrf_token": token_of(client),
+            "item": [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"],
+        },
+    )
     page = response.get_data(as_text=True)
     assert outcomes(page) == [("hello", "amd64", "refused"), ("hello", "arm64", "refused")]
     assert page.count("RabbitMQ is unresponsive, please try again later.") == 2
@@ -192,9 +228,14 @@ def test_each_item_keeps_the_trigger_cap_of_a_single_request(site, uploads, amqp
     site.set("web", "max_triggers", 2)
     client = create_app(site.config).test_client()
     login(client, "joe")
-    response = client.post("/retry", data={"csrf_token": token_of(client), "trigger": "hello/1.0 hello/1.0",
-                                           "item": [f"{uploads} amd64 hello glib2.0/2.82.0-1",
-                                                    f"{uploads} arm64 hello glib2.0/2.82.0-1 gzip/1.12-1"]})  # fmt: skip
+    response = client.post(
+        "/retry",
+        data={
+            "csrf_token": token_of(client),
+            "trigger": "hello/1.0 hello/1.0",
+            "item": [f"{uploads} amd64 hello glib2.0/2.82.0-1", f"{uploads} arm64 hello glib2.0/2.82.0-1 gzip/1.12-1"],
+        },
+    )
     page = response.get_data(as_text=True)
     assert outcomes(page) == [("hello", "amd64", "queued"), ("hello", "arm64", "refused")]
     assert "Too many triggers (at most 2)" in page

@@ -124,8 +124,17 @@ class FailureConsumer(amqp.Consumer[CompletionMessage]):
                 log.debug("not indexing %s (delivery tag %s): %s", message.swift_dir, delivery.tag, why)
                 continue
             if failureindex.is_failure(record.exitcode):
-                runs.append((record.release, record.arch, record.package, record.run_id, record.version,
-                             record.triggers, record.exitcode))  # fmt: skip
+                runs.append(
+                    (
+                        record.release,
+                        record.arch,
+                        record.package,
+                        record.run_id,
+                        record.version,
+                        record.triggers,
+                        record.exitcode,
+                    )
+                )
         if runs:
             added = self.indexer.index(runs)
             log.info("indexed %d of %d failing runs (%s)", added, len(runs), self.indexer.counts)
@@ -191,9 +200,12 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             backfill(indexer, source, args.since)
             return 0
         consumer = FailureConsumer(
-            config.need("amqp", "uri"), indexer, args.exchange, args.queue,
+            config.need("amqp", "uri"),
+            indexer,
+            args.exchange,
+            args.queue,
             config.get("amqp", "complete_exchange_durable"),
-        )  # fmt: skip
+        )
         on_stop_signals(consumer.stop)
         consumer.run_forever()
     finally:

@@ -233,8 +233,12 @@ def publish(config: Config) -> bool:
     stage("swap")
     log.info(
         "published %s (sha256 %s) in %.2f s (%s), %d archive fetch failures",
-        public, digest, sum(stages.values()), ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()), failures,
-    )  # fmt: skip
+        public,
+        digest,
+        sum(stages.values()),
+        ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()),
+        failures,
+    )
     return True
 
 

@@ -204,9 +204,19 @@ def rebuild(source: sqlite3.Connection, path: Path, top: int, deadline: float) -
         package, release, arch = tests.get(current_test, ("", "", ""))
         for trigger, (run_id, exitcode, classification, runs) in newest.items():
             test_batch.append(
-                (trigger, current_test, package, release, arch, run_id, exitcode, classification,
-                 _rank(classification), runs)
-            )  # fmt: skip
+                (
+                    trigger,
+                    current_test,
+                    package,
+                    release,
+                    arch,
+                    run_id,
+                    exitcode,
+                    classification,
+                    _rank(classification),
+                    runs,
+                )
+            )
 
     conn.execute("BEGIN")
     for test_id, run_id, version, triggers, exitcode in rows:
@@ -376,7 +386,10 @@ def publish_stage(config: Config) -> RefreshSummary | None:
         log.error("trigger index %s not updated: %s", path, err)
         return None
     log.info(
-        "trigger index %s: %s %d results in %.2f s", path, "rebuilt from" if done.rebuilt else "added", done.indexed,
+        "trigger index %s: %s %d results in %.2f s",
+        path,
+        "rebuilt from" if done.rebuilt else "added",
+        done.indexed,
         done.seconds,
-    )  # fmt: skip
+    )
     return done

@@ -230,9 +230,26 @@ _BOOL = {"type": "boolean"}
 RESULT_SCHEMA = {
     "type": "object",
     "properties": {
-        **{key: _STR for key in ("package", "release", "arch", "run_id", "triggers", "env", "date", "human_duration",
-                                 "requester", "result", "run_url", "history_url", "log_url", "log_viewer_url",
-                                 "artifacts_url")},
+        **{
+            key: _STR
+            for key in (
+                "package",
+                "release",
+                "arch",
+                "run_id",
+                "triggers",
+                "env",
+                "date",
+                "human_duration",
+                "requester",
+                "result",
+                "run_url",
+                "history_url",
+                "log_url",
+                "log_viewer_url",
+                "artifacts_url",
+            )
+        },
         "version": _NSTR,
         "trigger_list": {"type": "array", "items": _STR},
         "all_proposed": _BOOL,
@@ -247,7 +264,7 @@ RESULT_SCHEMA = {
         "show_retry": _BOOL,
         "retry_url": _NSTR,
     },
-}  # fmt: skip
+}
 RESULTS_LIST = {"type": "array", "items": RESULT_SCHEMA}
 
 

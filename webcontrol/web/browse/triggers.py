@@ -69,9 +69,11 @@ _SCHEMA = object_schema(
 
 
 _RETRY_ITEM = object_schema(
-    release={"type": "string"}, arch={"type": "string"}, package={"type": "string"},
+    release={"type": "string"},
+    arch={"type": "string"},
+    package={"type": "string"},
     triggers={"type": "array", "items": {"type": "string"}},
-)  # fmt: skip
+)
 # /api/v1/retry is served by request.cgi; the browse app publishes the one OpenAPI document.
 describe(
     bp,
@@ -213,8 +215,9 @@ def _test_view(conn: sqlite3.Connection, trigger: str, row: triggerindex.TestRow
     return {"result": links.result_view(found, row.classification), "runs": row.runs, "earlier_runs": earlier}
 
 
-@page(bp, "/trigger/<source>/<version>", "trigger.html", "Every run of one trigger, regressions first", _PARAMS,
-      _SCHEMA)  # fmt: skip
+@page(
+    bp, "/trigger/<source>/<version>", "trigger.html", "Every run of one trigger, regressions first", _PARAMS, _SCHEMA
+)
 def trigger_page(source: str, version: str):
     trigger = check_trigger(source, version)
     raw_after = flask.request.args.get("after") or None

@@ -175,10 +175,12 @@ def process(items: list[Item], extra: list[str], all_proposed: bool, identity: I
                 # Each item is one request: its own environment and Launchpad budget.
                 env = svc.environment(conn, site)
                 check_local(plan, env)
-                if svc.hidden.is_queued(env.queued, plan.queue_context, plan.package, plan.release, item.arch,
-                                        plan.params):  # fmt: skip
-                    raise Forbidden(duplicate_message("queued", plan.release, plan.package, item.arch,
-                                                      plan.params["triggers"]))  # fmt: skip
+                if svc.hidden.is_queued(
+                    env.queued, plan.queue_context, plan.package, plan.release, item.arch, plan.params
+                ):
+                    raise Forbidden(
+                        duplicate_message("queued", plan.release, plan.package, item.arch, plan.params["triggers"])
+                    )
                 if launchpad_down:  # one timeout is enough: do not wait again for every item
                     raise ServiceUnavailable(LAUNCHPAD_DOWN)
                 in_team = check_launchpad(plan, env, identity.nick, identity.teams)

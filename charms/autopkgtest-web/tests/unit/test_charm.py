@@ -372,9 +372,14 @@ def test_git_source_is_cloned_and_checked_out(harness, host):
     assert host.ran("git", "-C", siteconfig.SOURCE_CHECKOUT, "fetch")[-1][-1] == "v1.2"
     assert host.ran("git", "-C", siteconfig.SOURCE_CHECKOUT, "checkout", "--quiet", "--force", "FETCH_HEAD")
     assert host.ran(
-        f"{siteconfig.VENV}/bin/pip", "install", "--quiet", "--upgrade",
-        "-c", f"{siteconfig.SOURCE_CHECKOUT}/constraints.txt", siteconfig.SOURCE_CHECKOUT,
-    )  # fmt: skip
+        f"{siteconfig.VENV}/bin/pip",
+        "install",
+        "--quiet",
+        "--upgrade",
+        "-c",
+        f"{siteconfig.SOURCE_CHECKOUT}/constraints.txt",
+        siteconfig.SOURCE_CHECKOUT,
+    )
 
 
 def test_failed_command_fails_the_hook(harness, host):
