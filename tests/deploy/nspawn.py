@@ -137,7 +137,8 @@ def at_opt(opt: Path, argv: list[str]) -> str:
 
 
 def venv_key() -> str:
-    digest = hashlib.sha256(RECIPE.encode() + (PROJECT / "setup.py").read_bytes())
+    digest = hashlib.sha256(RECIPE.encode() + (PROJECT / "pyproject.toml").read_bytes())
+    digest.update((PROJECT / "constraints.txt").read_bytes())
     digest.update(os.path.realpath(SYSTEM_PYTHON).encode())
     return digest.hexdigest()
 
@@ -151,7 +152,8 @@ def prepare_venv() -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             source = _copy_source(Path(tmp))
             at_opt(opt, [SYSTEM_PYTHON, "-m", "venv", VENV_INSIDE])
-            at_opt(opt, [pip, "install", "--quiet", "setuptools", "wheel", str(source)])
+            at_opt(opt, [pip, "install", "--quiet", "setuptools", "wheel"])
+            at_opt(opt, [pip, "install", "--quiet", "-c", str(source / "constraints.txt"), str(source)])
 
     # One folder per dependency set, for the same reason (tests copy it while it exists).
     key = venv_key()
