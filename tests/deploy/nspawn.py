@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 PROJECT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AUTOPKGTEST_WEB_NSPAWN_CACHE") or "/var/cache/autopkgtest-web")
 SUITE = "bookworm"
-# Everything the manual installation in README.rst ("Operating a site") apt-get installs, and systemd.
+# Everything the manual installation in docs/operating.rst apt-get installs, and systemd.
 PACKAGES = ("systemd", "dbus", "apache2", "libapache2-mod-wsgi-py3", "python3-venv", "distro-info-data")
 RECIPE = "1"  # bump when the root or venv recipe changes, so caches are rebuilt
 READY = ".autopkgtest-web-ready"

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A whole site under real systemd: a container installed as README.rst ("Operating a site") says.
+"""A whole site under real systemd: a container installed as docs/operating.rst says.
 
 Two network namespaces joined by a veth pair stand for two hosts: the
 "services" host runs a private RabbitMQ node and a Swift, each listening on
@@ -215,7 +215,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def site_config(site: Site) -> str:
-    """The README's production-like example, pointed at the test's broker and Swift."""
+    """docs/operating.rst's production-like example, pointed at the test's broker and Swift."""
     swift = site.swift.config_section()
     return f"""\
 [web]
@@ -252,7 +252,7 @@ def site_defines(site: Site) -> str:
 
 
 def install(site: Site) -> None:
-    """The manual installation of README.rst ("Operating a site"), step by step, as root in the container."""
+    """The manual installation of docs/operating.rst, step by step, as root in the container."""
     c = site.container
     # 2. User, group and folders.
     c.sh(f"""
@@ -291,7 +291,7 @@ def install(site: Site) -> None:
 
 
 def first_population(site: Site) -> None:
-    """README's "First population from Swift": fill the DB, publish once, then enable everything."""
+    """docs/operating.rst's "First population from Swift": fill the DB, publish once, then enable everything."""
     site.systemctl("start", unit("download-all-results"))
     site.systemctl("start", unit("publish-db"))
     timers = site.container.sh("cd /etc/systemd/system && ls autopkgtest-web-*.timer").split()

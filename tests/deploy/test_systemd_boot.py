@@ -52,7 +52,7 @@ def site():
 
 
 def test_first_population_then_every_service_active_and_timer_scheduled(site):
-    # The README's first population: download-all-results and publish-db ran once, by hand, successfully.
+    # docs/operating.rst's first population: download-all-results and publish-db ran once, by hand, successfully.
     for stem in ("download-all-results", "publish-db"):
         assert "Deactivated successfully" in site.journal(unit(stem)), site.journal(unit(stem))
     assert sorted(site.uuids()) == sorted(run.uuid for run in SEEDED)
