@@ -256,3 +256,18 @@ def test_consumer_indexes_failing_runs_from_testcomplete(tmp_path, amqp_uri, amq
     conn = sqlite3.connect(tmp_path / "failures.db")
     assert sorted(row[0] for row in conn.execute("SELECT package FROM run")) == ["glib2.0", "six"]
     shutil.rmtree(tmp_path / "results")
+
+
+def test_consumer_declares_its_queue_with_the_configured_type(tmp_path, amqp_uri, amqp_names):
+    """With [amqp] queue_type = quorum the indexer's durable queue is a quorum queue, as download-results' is."""
+    exchange, queue = amqp_names.exchange("complete"), amqp_names.queue("index-failures")
+    indexer = index_failures.Indexer(LocalStore(tmp_path / "results"), tmp_path / "failures.db", 4096, 90)
+    consumer = index_failures.FailureConsumer(amqp_uri, indexer, exchange, queue, True, queue_type="quorum")
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        consumer.declare(connection, connection.channel())
+        # Re-declaring with the quorum type is refused (406) unless the queue already is one.
+        connection.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    finally:
+        connection.close()
+        indexer.close()

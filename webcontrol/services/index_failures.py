@@ -103,8 +103,16 @@ class FailureConsumer(amqp.Consumer[CompletionMessage]):
     batch_size = 50
     prefetch = 100
 
-    def __init__(self, uri: str, indexer: Indexer, exchange: str | None, queue: str | None, durable: bool):
-        super().__init__(uri)
+    def __init__(
+        self,
+        uri: str,
+        indexer: Indexer,
+        exchange: str | None,
+        queue: str | None,
+        durable: bool,
+        queue_type: str = "classic",
+    ):
+        super().__init__(uri, queue_type)
         self.indexer = indexer
         self.exchange = exchange or results.COMPLETE_EXCHANGE
         self.exchange_durable = durable
@@ -205,6 +213,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             args.exchange,
             args.queue,
             config.get("amqp", "complete_exchange_durable"),
+            queue_type=config.get("amqp", "queue_type"),
         )
         on_stop_signals(consumer.stop)
         consumer.run_forever()
