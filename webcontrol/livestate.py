@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 
 from webcontrol import messages, results
+from webcontrol.filecache import FileCache
 
 #: Package name under which every private run is stored (docs/formats.rst, running.json).
 PRIVATE_PACKAGE = "private-test"
@@ -260,43 +260,9 @@ def file_age(path: str | os.PathLike | None) -> float | None:
         return None
 
 
-class CachedFile:
-    """A parsed live-state file, re-read only when its mtime or size changed.
-
-    Web workers serve many requests from one parse of a multi-megabyte
-    queued.json. The returned value is shared: callers must not mutate it.
-    """
-
-    def __init__(self, loader):
-        self._loader = loader
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
-
-    def get(self, path: str | os.PathLike | None) -> dict:
-        return self.get_with_stamp(path)[1]
-
-    def get_with_stamp(self, path: str | os.PathLike | None) -> tuple[tuple[int, int] | None, dict]:
-        """``(stamp, value)``: the stamp (mtime_ns, size) lets callers cache what they derive."""
-        if not path:
-            return None, {}
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return None, {}
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        key = os.fspath(path)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached and cached[0] == stamp:
-                return stamp, cached[1]
-        value = self._loader(path)
-        with self._lock:
-            self._cache[key] = (stamp, value)
-        return stamp, value
-
-
-running_cache = CachedFile(load_running)
-queued_cache = CachedFile(load_queued)
+#: The parsed files, shared by every thread of a web process (a missing file is empty).
+running_cache: FileCache[dict] = FileCache(load_running, missing={})
+queued_cache: FileCache[dict] = FileCache(load_queued, missing={})
 
 
 # Duplicate detection (docs/formats.rst, Duplicates) ------------------------------------------------------

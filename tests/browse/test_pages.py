@@ -408,7 +408,8 @@ def test_missing_public_db_is_a_503_page(site, tmp_path):
 
     configmod.write({"web": {"database_public": str(tmp_path / "nope.db"), "state_dir": str(tmp_path)}}, tmp_path / "c")
     client = create_app(configmod.load(str(tmp_path / "c"))).test_client()
-    for path in ("/", "/packages/hello", "/api/v1/recent"):
+    # /testlist falls back on the DB when the indexed-packages JSON is missing too.
+    for path in ("/", "/packages/hello", "/api/v1/recent", "/testlist", "/flaky"):
         response = client.get(path)
         assert response.status_code == 503, path
         assert "Traceback" not in response.get_data(as_text=True)

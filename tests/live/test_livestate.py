@@ -105,17 +105,12 @@ def test_queued_requests_views():
     assert livestate.queued_count(raw) == 5
 
 
-def test_file_age_and_cache(tmp_path):
+def test_file_age(tmp_path):
     path = tmp_path / "running.json"
     assert livestate.file_age(path) is None
     write_json_atomic(path, {"a": {}})
     os.utime(path, (os.stat(path).st_atime, os.stat(path).st_mtime - 100))
     assert 99 <= livestate.file_age(path) < 110
-    cache = livestate.CachedFile(livestate.load_running)
-    assert cache.get(path) == {"a": {}}
-    write_json_atomic(path, {"b": {}, "c": {}})
-    assert cache.get(path) == {"b": {}, "c": {}}
-    assert cache.get(tmp_path / "missing") == {}
 
 
 # Duplicate detection (docs/formats.rst, Duplicates) ----------------------------------

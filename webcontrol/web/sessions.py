@@ -18,15 +18,20 @@ import hashlib
 import hmac
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
 from webcontrol import atomicfile
+from webcontrol.filecache import FileCache
 
 log = logging.getLogger(__name__)
 
 REVOKED_FILE = "revoked-sessions.json"
+
+
+def _load_revoked(path: Path) -> dict[str, float]:
+    data = atomicfile.read_json(path, {})
+    return {k: v for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
 
 
 class RevokedSessions:
@@ -34,28 +39,12 @@ class RevokedSessions:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._revoked: dict[str, float] = {}
+        self._cache: FileCache[dict[str, float]] = FileCache(_load_revoked, missing={})
 
     def is_revoked(self, sid: str) -> bool:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return False
-        except OSError as err:
-            # Failing closed would log everybody out on a permission slip; the file is ours alone.
-            log.error("cannot read revoked sessions %s: %s", self.path, err)
-            return False
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                data = atomicfile.read_json(self.path, {})
-                self._revoked = (
-                    {k: v for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
-                )
-                self._stamp = stamp
-            until = self._revoked.get(sid)
+        # An unreadable file is logged and revokes nothing: failing closed would log everybody out
+        # on a permission slip, and the file is ours alone.
+        until = self._cache.get(self.path).get(sid)
         return until is not None and until > time.time()
 
     def revoke(self, sid: str, until: float) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 from dataclasses import dataclass
 
 import flask
 
 from webcontrol import db, history, livestate, newest, results
 from webcontrol.config import Config, ConfigError
+from webcontrol.filecache import FileCache
 from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
 
 log = logging.getLogger(__name__)
@@ -78,23 +78,15 @@ class Catalogue:
         return sorted({arch for arches in self.arches.values() for arch in arches})
 
 
-_catalogue_lock = threading.Lock()
-
-
 def catalogue() -> Catalogue:
     """Releases (config order, or fallbacks of docs/operating.rst, Configuration) and their arches, cached per DB file."""
-    path = public_db_path()
-    try:
-        stat = os.stat(path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        stamp = (0, 0)
     # Per app: the release list also depends on the app's config.
-    cache = flask.current_app.extensions.setdefault("browse_catalogue", {})
-    with _catalogue_lock:
-        cached = cache.get(path)
-        if cached and cached[0] == stamp:
-            return cached[1]
+    extensions = flask.current_app.extensions
+    cache = extensions.get("browse_catalogue") or extensions.setdefault("browse_catalogue", FileCache(_catalogue))
+    return cache.get(public_db_path())
+
+
+def _catalogue(_path: str) -> Catalogue:
     conn = get_db()
     arches = history.release_arches(conn)
     cfg = config()
@@ -102,10 +94,7 @@ def catalogue() -> Catalogue:
         releases = list(cfg.get("web", "releases"))
     else:
         releases = cfg.supported_releases(()) or history.release_first_runs(conn, arches)
-    value = Catalogue(releases=releases, arches=arches, requester_run_index=history.has_requester_run_index(conn))
-    with _catalogue_lock:
-        cache[path] = (stamp, value)
-    return value
+    return Catalogue(releases=releases, arches=arches, requester_run_index=history.has_requester_run_index(conn))
 
 
 # Live state ---------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -19,7 +18,7 @@ import time
 import flask
 from markupsafe import Markup
 
-from webcontrol import livestate, results
+from webcontrol import filecache, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, site_url
 from webcontrol.web.browse import context
 
@@ -95,14 +94,6 @@ AVERAGE_MAX_AGE_S = 3600.0
 _averages_lock = threading.Lock()
 #: (DB path, package, release, arch) -> (monotonic time computed, average)
 _averages: dict[tuple[str, str, str, str], tuple[float, float | None]] = {}
-
-
-def _db_stamp() -> tuple | None:
-    try:
-        stat = os.stat(context.public_db_path())
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size)
 
 
 def average_durations(jobs: list[livestate.RunningJob]) -> dict[tuple[str, str, str], float | None]:
@@ -273,7 +264,7 @@ def running_views() -> tuple[object, list[dict]]:
     path = context.config().get("web", "running_cache")
     stamp, raw = livestate.running_cache.get_with_stamp(path)
     base = site_url()
-    key = (path, base, stamp, _db_stamp())
+    key = (path, base, stamp, filecache.stamp(context.public_db_path()))
 
     def compute() -> list[dict]:
         global _view_cache

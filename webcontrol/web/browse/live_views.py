@@ -10,9 +10,8 @@ requester. Either way the typed views become JSON-ready dicts here.
 
 from __future__ import annotations
 
-import threading
-
 from webcontrol import liveindex, livestate
+from webcontrol.filecache import FileCache
 from webcontrol.web.browse import context, live_data
 
 
@@ -50,28 +49,6 @@ def _paths() -> tuple[str | None, str | None]:
     return cfg.get("web", "amqp_queue_cache"), cfg.get("web", "running_cache")
 
 
-class _ParsedIndex:
-    """Fallback when a file has no current index: one parse per file version, then lookups."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: object = None
-        self._value: dict = {}
-
-    def get(self, key: object, build) -> dict:
-        with self._lock:
-            if self._key == key:
-                return self._value
-        value = build()
-        with self._lock:
-            self._key, self._value = key, value
-        return value
-
-
-_queued_fallback = _ParsedIndex()
-_running_fallback = _ParsedIndex()
-
-
 def _group(entries, package, requester) -> dict:
     """``{("package", name): [...], ("requester", name): [...]}`` in file order."""
     groups: dict = {}
@@ -83,23 +60,19 @@ def _group(entries, package, requester) -> dict:
     return groups
 
 
-def _queued_groups(path: str | None) -> dict:
-    stamp, raw = livestate.queued_cache.get_with_stamp(path)
-
-    def build() -> dict:
-        shown = [item for item in livestate.queued_requests(raw) if not item.private]
-        return _group(shown, lambda i: i.package, lambda i: (i.params or {}).get("requester"))
-
-    return _queued_fallback.get((path, stamp), build)
+def _group_queued(path: str) -> dict:
+    shown = [item for item in livestate.queued_requests(livestate.queued_cache.get(path)) if not item.private]
+    return _group(shown, lambda i: i.package, lambda i: (i.params or {}).get("requester"))
 
 
-def _running_groups(path: str | None) -> dict:
-    stamp, raw = livestate.running_cache.get_with_stamp(path)
+def _group_running(path: str) -> dict:
+    jobs = livestate.running_jobs(livestate.running_cache.get(path))
+    return _group(jobs, lambda j: j.package, lambda j: (j.params or {}).get("requester"))
 
-    def build() -> dict:
-        return _group(livestate.running_jobs(raw), lambda j: j.package, lambda j: (j.params or {}).get("requester"))
 
-    return _running_fallback.get((path, stamp), build)
+#: Fallback when a file has no current index: one parse per file version, then lookups.
+_queued_groups: FileCache[dict] = FileCache(_group_queued, missing={})
+_running_groups: FileCache[dict] = FileCache(_group_running, missing={})
 
 
 def _matching(entries, release, arch) -> list:
@@ -111,7 +84,7 @@ def running_for(package: str | None = None, release=None, arch=None, requester=N
     _queued_path, path = _paths()
     jobs = liveindex.running_jobs(path, package, release, arch, requester)
     if jobs is None:
-        groups = _running_groups(path)
+        groups = _running_groups.get(path)
         key = ("package", package) if package is not None else ("requester", requester)
         jobs = [j for j in _matching(groups.get(key, []), release, arch) if package is None or j.package == package]
         if package is not None and requester is not None:
@@ -124,7 +97,7 @@ def queued_for(package: str | None = None, release=None, arch=None, requester=No
     path, _running_path = _paths()
     items = liveindex.queued_items(path, package, release, arch, requester)
     if items is None:
-        groups = _queued_groups(path)
+        groups = _queued_groups.get(path)
         key = ("package", package) if package is not None else ("requester", requester)
         items = _matching(groups.get(key, []), release, arch)
         if package is not None and requester is not None:

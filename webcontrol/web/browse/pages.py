@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import string
-import threading
 import urllib.parse
 
 import flask
@@ -14,6 +12,7 @@ import flask
 import webcontrol
 from webcontrol import history, insight, results, tested_versions
 from webcontrol.atomicfile import read_json
+from webcontrol.filecache import FileCache
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
 from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import (
@@ -219,33 +218,24 @@ def _int(value) -> int:
 
 # Test list ----------------------------------------------------------------------------------------------
 
-_testlist_lock = threading.Lock()
-_testlist_cache: dict[str, tuple[tuple, dict]] = {}
 
-
-def _testlist_from_db() -> dict[str, list[list[str]]]:
-    """``{prefix: [[pkg, version], ...]}`` when the indexed-packages JSON is missing (cached per DB file).
+def _testlist_from_db(_path: str) -> dict[str, list[list[str]]]:
+    """``{prefix: [[pkg, version], ...]}`` when the indexed-packages JSON is missing.
 
     The same latest tested versions publish-db writes to the JSON file.
     """
-    path = context.public_db_path()
-    stat = os.stat(path)
-    stamp = (stat.st_mtime_ns, stat.st_size)
-    with _testlist_lock:
-        cached = _testlist_cache.get(path)
-        if cached and cached[0] == stamp:
-            return cached[1]
-    index = tested_versions.index(context.get_db())
-    with _testlist_lock:
-        _testlist_cache[path] = (stamp, index)
-    return index
+    return tested_versions.index(context.get_db())
+
+
+#: Per published DB file, since the index reads every package's newest run.
+_testlist_cache: FileCache[dict] = FileCache(_testlist_from_db)
 
 
 @page(bp, "/testlist", "testlist.html", "Packages with results, by prefix")
 def testlist():
     raw = read_json(context.config().get("web", "indexed_packages"), None)
     if not isinstance(raw, dict):
-        raw = _testlist_from_db()
+        raw = _testlist_cache.get(context.public_db_path())
     prefixes = sorted(raw)
     # Tens of thousands of packages: the groups are made while the page is sent.
     return {

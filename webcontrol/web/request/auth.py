@@ -11,12 +11,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
-import threading
 from dataclasses import dataclass, field
 
 import flask
 
+from webcontrol.filecache import FileCache
 from webcontrol.web import sessions
 from webcontrol.web.appbase import Unauthorized, current_nick, session_token_subject
 
@@ -39,34 +38,25 @@ class Identity:
         return self.via != "bearer"
 
 
+def _load_api_keys(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as err:
+        log.error("cannot read API keys %s: %s", path, err)
+        data = {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 class ApiKeys:
     """The ``[web] api_keys`` JSON file, re-read when it changes."""
 
     def __init__(self, path: str | None):
         self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._keys: dict[str, str] = {}
+        self._cache: FileCache[dict[str, str]] = FileCache(_load_api_keys, missing={})
 
     def keys(self) -> dict[str, str]:
-        if not self.path:
-            return {}
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return {}
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                try:
-                    with open(self.path, encoding="utf-8") as handle:
-                        data = json.load(handle)
-                except (OSError, ValueError) as err:
-                    log.error("cannot read API keys %s: %s", self.path, err)
-                    data = {}
-                self._keys = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-                self._stamp = stamp
-            return self._keys
+        return self._cache.get(self.path)
 
     def check(self, credential: str) -> str:
         """The user of a ``<lpuser>:<key>`` credential. Raises Unauthorized."""

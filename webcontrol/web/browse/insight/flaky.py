@@ -8,12 +8,10 @@ release/arch whatever the size of the DB.
 
 from __future__ import annotations
 
-import os
-import threading
-
 import flask
 
 from webcontrol import flakiness, insight, results
+from webcontrol.filecache import FileCache
 from webcontrol.web.appbase import BadRequest, site_url
 from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page, query_param
@@ -22,9 +20,6 @@ from webcontrol.web.browse.insight import bp
 LIMIT_DEFAULT = 10
 LIMIT_MAX = 1000
 CACHE_SIZE = 64
-# /flaky data per published DB file and query: the ranking only changes when publish-db swaps the file.
-_cache: dict[tuple, dict] = {}
-_cache_lock = threading.Lock()
 
 _PARAMS = [
     query_param("release", "only this release"),
@@ -67,30 +62,11 @@ def flaky():
     if arch and not results.ARCH_RE.match(arch):
         raise BadRequest(f"invalid arch {arch!r}")
     limit = context.int_param("limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
-    key = (_db_stamp(), release, arch, limit)
-    with _cache_lock:
-        if key in _cache:
-            return _cache[key]
-    data = _flaky_data(release, arch, limit)
-    with _cache_lock:
-        if len(_cache) >= CACHE_SIZE:
-            _cache.clear()
-        _cache[key] = data
-    return data
-
-
-def _db_stamp() -> tuple:
-    """Identifies one published DB file: the table only changes when publish-db swaps it."""
-    path = context.public_db_path()
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return (path, 0, 0)
     # Links are absolute: a site without [web] site_url builds them from the request's host.
-    return (path, stat.st_mtime_ns, stat.st_size, site_url())
+    return _cache.get(context.public_db_path(), release, arch, limit, site_url())
 
 
-def _flaky_data(release: str | None, arch: str | None, limit: int) -> dict:
+def _flaky_data(_path: str, release: str | None, arch: str | None, limit: int, _site: str) -> dict:
     conn = context.get_db()
     data = {
         "window": insight.WINDOW,
@@ -125,3 +101,7 @@ def _flaky_data(release: str | None, arch: str | None, limit: int) -> dict:
         ]
         data["groups"].append({"release": rel, "arch": each, "tests": tests})
     return data
+
+
+#: Per published DB file and query: the ranking only changes when publish-db swaps the file.
+_cache: FileCache[dict] = FileCache(_flaky_data, max_entries=CACHE_SIZE)

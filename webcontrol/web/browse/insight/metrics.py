@@ -28,9 +28,7 @@ Summed over every web process (see :mod:`webcontrol.web.promstats`):
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import threading
 import time
 
 import flask
@@ -39,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from webcontrol import db, flakiness, insight, livestate, results
+from webcontrol.filecache import FileCache
 from webcontrol.web import promstats
 from webcontrol.web.appbase import ServiceUnavailable, app_config
 from webcontrol.web.browse import context
@@ -71,27 +70,11 @@ def _install(state: flask.blueprints.BlueprintSetupState) -> None:
     state.app.after_request(_after_request)
 
 
-_db_cache_lock = threading.Lock()
-_db_cache: dict[str, tuple[tuple, tuple]] = {}
+def _db_values(_path: str) -> tuple[int, str | None, list]:
+    """(highest result rowid, newest run_id, flaky counts) of the public DB.
 
-
-def _db_values() -> tuple[int, str | None, list]:
-    """(highest result rowid, newest run_id, flaky counts), read once per published DB file.
-
-    The public DB only changes when publish-db swaps the file, and counting
-    flaky tests reads the whole partial index, so the values are cached per
-    (mtime, size) of the file. Raises sqlite3.Error, DatabaseError, ServiceUnavailable.
+    Raises sqlite3.Error, DatabaseError, ServiceUnavailable.
     """
-    path = context.public_db_path()
-    try:
-        stat = os.stat(path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        stamp = None
-    with _db_cache_lock:
-        cached = _db_cache.get(path)
-        if stamp is not None and cached and cached[0] == stamp:
-            return cached[1]
     conn = context.get_db()
     # Two statements: SQLite answers a lone MIN/MAX from an index, but scans for two in one SELECT.
     highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
@@ -102,11 +85,12 @@ def _db_values() -> tuple[int, str | None, list]:
             f"SELECT release, arch, COUNT(*) FROM {flakiness.TABLE} WHERE flips >= {insight.MIN_FLIPS}"
             " GROUP BY release, arch ORDER BY release, arch"
         ).fetchall()
-    values = (highest, newest, [tuple(row) for row in flaky])
-    if stamp is not None:
-        with _db_cache_lock:
-            _db_cache[path] = (stamp, values)
-    return values
+    return (highest, newest, [tuple(row) for row in flaky])
+
+
+#: Read once per published DB file: it only changes when publish-db swaps the file, and
+#: counting flaky tests reads the whole partial index.
+_db_cache: FileCache[tuple[int, str | None, list]] = FileCache(_db_values)
 
 
 def _gauge(name: str, help_text: str, labels: list[str] | None = None) -> GaugeMetricFamily:
@@ -116,7 +100,7 @@ def _gauge(name: str, help_text: str, labels: list[str] | None = None) -> GaugeM
 def _db_families() -> list[Metric]:
     up = _gauge("autopkgtest_public_db_up", "1 when the public DB could be read.")
     try:
-        highest, newest, flaky = _db_values()
+        highest, newest, flaky = _db_cache.get(context.public_db_path())
     except (sqlite3.Error, db.DatabaseError, ServiceUnavailable) as err:
         log.warning("metrics: public DB unreadable: %s", err)
         up.add_metric([], 0)
