@@ -33,12 +33,17 @@ class DemoProcess:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
-        threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.process.stderr, self.process.stdout)
+        ]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.put(line)
+        with stream:  # closed at the end of the output, so no pipe is left to the garbage collector
+            for line in stream:
+                self.lines.put(line)
 
     def wait_for(self, needle: str, timeout: float = 120.0) -> str:
         """The first output line containing ``needle``. Raises AssertionError on timeout or exit."""
@@ -71,3 +76,5 @@ class DemoProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        for reader in self.readers:
+            reader.join(10)
