@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from tests.faults.conftest import program, wait_for
 from webcontrol import config as configmod
 from webcontrol import db
@@ -42,7 +44,9 @@ class SilentServer:
             conn.close()
 
 
-def test_sigterm_ends_download_all_results_stuck_on_a_silent_store(tmp_path):
+# Stuck listing a container's page, or (no release given or configured) listing the containers.
+@pytest.mark.parametrize("releases", [["--release", "noble"], []])
+def test_sigterm_ends_download_all_results_stuck_on_a_silent_store(tmp_path, releases):
     server = SilentServer()
     conf = tmp_path / "autopkgtest-cloud.conf"
     configmod.write(
@@ -61,9 +65,7 @@ def test_sigterm_ends_download_all_results_stuck_on_a_silent_store(tmp_path):
     stderr = tmp_path / "stderr.log"
     try:
         with open(stderr, "wb") as errors:
-            process = subprocess.Popen(
-                program("download_all_results", "--config", str(conf), "--release", "noble"), stderr=errors
-            )
+            process = subprocess.Popen(program("download_all_results", "--config", str(conf), *releases), stderr=errors)
         try:
             wait_for(lambda: server.accepted, timeout=30)
             time.sleep(0.5)

@@ -189,7 +189,10 @@ class FullIngest:
 
     def discover_releases(self) -> list[str]:
         """Releases of the ``autopkgtest-<release>`` containers in the store, oldest name first."""
-        names = self._workers.call(lambda: self.store.list_containers(prefix=results.CONTAINER_PREFIX))
+        try:
+            names = self._workers.call(lambda: self.store.list_containers(prefix=results.CONTAINER_PREFIX))
+        except Stopped:
+            return []
         return [release for release in map(results.release_of_container, names) if release is not None]
 
     def run(self, releases: list[str]) -> Summary:
