@@ -322,13 +322,14 @@ class QueueCache:
 
     def run_forever(self, interval: float) -> None:
         """A pass every ``interval`` seconds until stop(); broker failures are logged and retried."""
-        periodic.repeat(PROGRAM, self._surviving_pass, interval, self.stopping)
+        periodic.repeat(PROGRAM, self.loop_pass, interval, self.stopping)
 
     def write_once(self) -> None:
         """run_once() as a program's pass (the document is for tests and the demo)."""
         self.run_once()
 
-    def _surviving_pass(self) -> None:
+    def loop_pass(self) -> None:
+        """A pass of the loop: a broker or write failure is logged and the next pass tries again."""
         try:
             self.run_once()
         except amqp.BrokerError as err:
@@ -370,7 +371,7 @@ def _body(args: argparse.Namespace, config: Config) -> int:
         if args.loop is None:
             return periodic.run_passes(PROGRAM, cache.write_once)
         cache.refresh_targets = lambda: releases_and_arches(config)
-        return periodic.run_passes(PROGRAM, cache._surviving_pass, args.loop, cache.stopping)
+        return periodic.run_passes(PROGRAM, cache.loop_pass, args.loop, cache.stopping)
 
 
 def main(argv: list[str] | None = None) -> int:
