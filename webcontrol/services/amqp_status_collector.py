@@ -27,7 +27,7 @@ from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
 from webcontrol.livestate import PRIVATE_LOGTAIL, PRIVATE_PACKAGE, is_hidden
 from webcontrol.messages import MalformedMessage, StatusMessage
-from webcontrol.services.base import on_stop_signals, run_program
+from webcontrol.services.base import run_program, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -280,9 +280,9 @@ def _body(args: argparse.Namespace, config: Config) -> int:
         queue=args.queue,
         exchange_auto_delete=config.get("amqp", "status_exchange_auto_delete"),
     )
-    on_stop_signals(collector.stop)
     log.info("writing %s from %s (queue %s)", collector.path, collector.exchange, collector.queue)
-    collector.run()
+    with stop_signals(collector.stop):
+        collector.run()
     return 0
 
 

@@ -66,25 +66,16 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def on_stop_signals(stop: Callable[[], None]) -> None:
-    """Call ``stop`` (which only sets a flag) on SIGTERM and SIGINT."""
-
-    def handler(signum, frame):
-        log.info("received signal %d, stopping", signum)
-        stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 @contextlib.contextmanager
 def stop_signals(stop: Callable[[], None]) -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT call ``stop`` (which only sets a flag).
 
     On leaving, the handlers found on entry are put back, and a signal that
-    arrived meanwhile is passed on to them when they are Python handlers: a
-    program run inside another one (download-all-results inside the demo)
-    stops gracefully and then lets the enclosing program stop too.
+    arrived meanwhile is passed on to them when an enclosing program installed
+    them: a program run inside another one (download-all-results inside the
+    demo) stops gracefully and then lets the enclosing program stop too.
+    Python's own SIGINT handler is not called: a stopped program exits as it
+    does on SIGTERM, not with KeyboardInterrupt.
     """
     received: list[int] = []
 
@@ -100,7 +91,7 @@ def stop_signals(stop: Callable[[], None]) -> Iterator[None]:
         for signum, old in previous.items():
             signal.signal(signum, old)
         for signum in dict.fromkeys(received):
-            if callable(previous[signum]):
+            if callable(previous[signum]) and previous[signum] is not signal.default_int_handler:
                 previous[signum](signum, None)
 
 

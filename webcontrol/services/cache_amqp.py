@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import json
 import logging
-import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +46,8 @@ from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
 from webcontrol.livestate import MALFORMED_REQUEST, PRIVATE_JOB, is_hidden
 from webcontrol.messages import MalformedMessage, json_object
-from webcontrol.services.base import ProgramError, on_stop_signals, run_program
+from webcontrol.services import periodic
+from webcontrol.services.base import ProgramError, run_program
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ DRAIN_IDLE_S = 0.1
 #: How long to wait for another host's semaphore token before skipping the queue for this pass.
 SEMAPHORE_WAIT_S = 60.0
 PEEK_METHODS = ("consume", "get")
-
-
-class LockHeld(Exception):
-    """Another cache-amqp holds the lock file."""
+PROGRAM = "cache-amqp"
 
 
 @dataclass
@@ -158,11 +155,11 @@ class QueueCache:
         #: Re-reads releases and arches before each pass of a long-running loop.
         self.refresh_targets = refresh_targets
         self.stats = PeekStats()
-        self._stopping = False
+        self.stopping = threading.Event()
         self._previous: dict = {}
 
     def stop(self) -> None:
-        self._stopping = True
+        self.stopping.set()
 
     def queue_name(self, context: str, release: str, arch: str) -> str:
         return self.queue_prefix + results.queue_name(context, release, arch)
@@ -241,7 +238,7 @@ class QueueCache:
             method, _props, _body = channel.basic_get(name, auto_ack=False)
             if method is not None:
                 return channel, method.delivery_tag
-            if time.monotonic() >= deadline or self._stopping:
+            if time.monotonic() >= deadline or self.stopping.is_set():
                 channel.close()
                 return None
             # Another host is peeking this queue; its hold is short.
@@ -325,28 +322,20 @@ class QueueCache:
 
     def run_forever(self, interval: float) -> None:
         """A pass every ``interval`` seconds until stop(); broker failures are logged and retried."""
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                self.run_once()
-            except amqp.BrokerError as err:
-                log.error("pass failed, keeping the previous %s: %s", self.path, err)
-            except OSError as err:
-                log.error("cannot write %s: %s", self.path, err)
-            while not self._stopping and time.monotonic() - started < interval:
-                time.sleep(min(0.5, interval))
+        periodic.repeat(PROGRAM, self.loop_pass, interval, self.stopping)
 
+    def write_once(self) -> None:
+        """run_once() as a program's pass (the document is for tests and the demo)."""
+        self.run_once()
 
-def acquire_lock(path: str):
-    """Hold ``<path>.lock`` for this process (open file object). Raises LockHeld."""
-    handle = open(f"{path}.lock", "a")  # noqa: SIM115 - held for the life of the process
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise LockHeld(f"{path}.lock is held by another cache-amqp") from None
-    os.chmod(handle.name, 0o644)
-    return handle
+    def loop_pass(self) -> None:
+        """A pass of the loop: a broker or write failure is logged and the next pass tries again."""
+        try:
+            self.run_once()
+        except amqp.BrokerError as err:
+            log.error("pass failed, keeping the previous %s: %s", self.path, err)
+        except OSError as err:
+            log.error("cannot write %s: %s", self.path, err)
 
 
 def releases_and_arches(config: Config) -> tuple[list[str], dict[str, list[str]]]:
@@ -374,23 +363,15 @@ def _body(args: argparse.Namespace, config: Config) -> int:
     path = config.need("web", "amqp_queue_cache")
     if args.loop is not None and args.loop <= 0:
         raise ProgramError("--loop needs a positive number of seconds")
-    try:
-        lock = acquire_lock(path)
-    except LockHeld as why:
-        log.info("%s; nothing to do", why)
-        return 0
-    try:
+    with periodic.single_instance(f"{path}.lock", PROGRAM) as held:
+        if not held:
+            return 0
         releases, arches = releases_and_arches(config)
         cache = QueueCache(uri, path, releases, arches, peek_method=args.peek_method)
         if args.loop is None:
-            cache.run_once()
-            return 0
+            return periodic.run_passes(PROGRAM, cache.write_once)
         cache.refresh_targets = lambda: releases_and_arches(config)
-        on_stop_signals(cache.stop)
-        cache.run_forever(args.loop)
-        return 0
-    finally:
-        lock.close()
+        return periodic.run_passes(PROGRAM, cache.loop_pass, args.loop, cache.stopping)
 
 
 def main(argv: list[str] | None = None) -> int:

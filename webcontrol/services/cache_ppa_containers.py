@@ -19,6 +19,7 @@ from pathlib import Path
 from webcontrol import results
 from webcontrol.atomicfile import write_atomic
 from webcontrol.config import Config
+from webcontrol.services import periodic
 from webcontrol.services.base import run_program
 from webcontrol.store import open_store
 
@@ -33,6 +34,10 @@ def ppa_containers(names: Iterable[str]) -> list[str]:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
+    return periodic.run_passes("cache-ppa-containers", lambda: _pass(args, config))
+
+
+def _pass(args: argparse.Namespace, config: Config) -> int:
     target = Path(config.need("web", "ppa_containers_cache_dir")) / FILE_NAME
     store = open_store(config)
     try:

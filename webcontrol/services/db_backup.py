@@ -30,6 +30,7 @@ import zstandard
 
 from webcontrol import db
 from webcontrol.config import Config
+from webcontrol.services import periodic
 from webcontrol.services.base import ProgramError, run_program
 from webcontrol.store import ContainerNotFound, ResultStore
 from webcontrol.store.local import LocalStore
@@ -292,12 +293,15 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         if args.restore:
             restore(db_path, dest, args.name)
             return 0
-        now = datetime.datetime.now(datetime.timezone.utc)
-        name = make_backup(db_path, dest, now)
-        expire(dest, now, config.get("web", "backup_retention_days"), keep=name)
-        return 0
+        return periodic.run_passes("db-backup", lambda: _backup_pass(db_path, dest, config))
     finally:
         dest.store.close()
+
+
+def _backup_pass(db_path: Path, dest: Destination, config: Config) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = make_backup(db_path, dest, now)
+    expire(dest, now, config.get("web", "backup_retention_days"), keep=name)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

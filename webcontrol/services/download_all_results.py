@@ -28,6 +28,7 @@ import argparse
 import concurrent.futures
 import datetime
 import logging
+import queue
 import sys
 import threading
 import time
@@ -88,6 +89,59 @@ class Progress:
             log.info("%s", text)
 
 
+class Stopped(Exception):
+    """A stop was asked while store requests were still out."""
+
+
+class _Workers:
+    """Threads running store requests for the main thread, which waits for them in short steps.
+
+    The threads are daemons: on a stop the main thread stops waiting at once
+    and a request stuck on a store that does not answer is left behind rather
+    than holding the process until systemd kills it.
+    """
+
+    def __init__(self, count: int, stopping: Callable[[], bool]):
+        self.stopping = stopping
+        self.count = count
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(count):
+            threading.Thread(target=self._work, name=f"fetch-{number}", daemon=True).start()
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            future, call, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call(*args))
+            except BaseException as err:  # handed to the waiting thread, which raises it
+                future.set_exception(err)
+
+    def map(self, call: Callable, items) -> list:
+        """``[call(*item) for item in items]`` in parallel. Raises Stopped, or what a call raised."""
+        futures = []
+        for item in items:
+            futures.append(concurrent.futures.Future())
+            self.tasks.put((futures[-1], call, item))
+        while True:
+            _, pending = concurrent.futures.wait(futures, timeout=0.2)
+            if not pending:
+                return [future.result() for future in futures]
+            if self.stopping():
+                for future in pending:
+                    future.cancel()
+                raise Stopped
+
+    def call(self, call: Callable, *args):
+        return self.map(call, [args])[0]
+
+    def close(self) -> None:
+        """Let every thread end once it is done with its request."""
+        for _ in range(self.count):
+            self.tasks.put(None)
+
+
 class FullIngest:
     """One run of download-all-results over a set of releases."""
 
@@ -114,6 +168,7 @@ class FullIngest:
         self._thread_stores: list[ResultStore] = []
         self._lock = threading.Lock()
         self._stopping = False
+        self._workers = _Workers(self.workers, lambda: self._stopping)
 
     def stop(self) -> None:
         self._stopping = True
@@ -128,28 +183,34 @@ class FullIngest:
         return store
 
     def close(self) -> None:
+        self._workers.close()
         for store in [self.store, *self._thread_stores]:
             store.close()
 
     def discover_releases(self) -> list[str]:
         """Releases of the ``autopkgtest-<release>`` containers in the store, oldest name first."""
-        names = self.store.list_containers(prefix=results.CONTAINER_PREFIX)
+        try:
+            names = self._workers.call(lambda: self.store.list_containers(prefix=results.CONTAINER_PREFIX))
+        except Stopped:
+            return []
         return [release for release in map(results.release_of_container, names) if release is not None]
 
     def run(self, releases: list[str]) -> Summary:
         """Ingest each release, newest first. Raises StoreError, sqlite3.Error."""
-        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="fetch") as pool:
+        try:
             for release in reversed(releases):
                 if self._stopping:
                     break
-                self.ingest_container(pool, release)
+                self.ingest_container(release)
+        except Stopped:
+            log.info("stopped with store requests outstanding; the page in flight is fetched again next run")
         return self.summary
 
     def _list(self, container: str, marker: str | None) -> list[ObjectInfo]:
         self.summary.listings += 1
-        return self.store.list_objects(container, marker=marker, limit=self.page_size)
+        return self._workers.call(lambda: self.store.list_objects(container, marker=marker, limit=self.page_size))
 
-    def ingest_container(self, pool, release: str) -> None:
+    def ingest_container(self, release: str) -> None:
         container = results.distro_container(release)
         marker = None if self.full else (db.get_marker(self.conn, container) or None)
         log.info("%s: listing from %s", container, marker or "the beginning")
@@ -163,7 +224,7 @@ class FullIngest:
                 break
             self.summary.listed += len(page)
             wanted = self._missing_runs(container, page)
-            records = list(filter(None, pool.map(lambda run: self._fetch(container, *run), wanted)))
+            records = list(filter(None, self._workers.map(self._fetch, [(container, *run) for run in wanted])))
             outcomes = db.record_results(self.conn, records, marker=(container, page[-1].name))
             for outcome in outcomes:
                 if outcome is db.Outcome.DUPLICATE:

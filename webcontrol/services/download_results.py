@@ -18,7 +18,7 @@ import sqlite3
 from webcontrol import amqp, db, ingest, results
 from webcontrol.config import Config
 from webcontrol.messages import CompletionMessage
-from webcontrol.services.base import on_stop_signals, run_program
+from webcontrol.services.base import run_program, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         exchange_durable=config.get("amqp", "complete_exchange_durable"),
         queue_type=config.get("amqp", "queue_type"),
     )
-    on_stop_signals(recorder.stop)
     try:
-        recorder.run_forever()
+        with stop_signals(recorder.stop):
+            recorder.run_forever()
     except sqlite3.Error as err:
         # The supervisor restarts us; unacked messages are redelivered then.
         log.error("results DB failure: %s", err)

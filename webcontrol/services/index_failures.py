@@ -30,7 +30,7 @@ from pathlib import Path
 from webcontrol import amqp, db, failureindex, failurelog, ingest, results
 from webcontrol.config import Config
 from webcontrol.messages import CompletionMessage
-from webcontrol.services.base import ProgramError, on_stop_signals, run_program
+from webcontrol.services.base import ProgramError, run_program, stop_signals
 from webcontrol.store import ResultStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             config.get("amqp", "complete_exchange_durable"),
             queue_type=config.get("amqp", "queue_type"),
         )
-        on_stop_signals(consumer.stop)
-        consumer.run_forever()
+        with stop_signals(consumer.stop):
+            consumer.run_forever()
     finally:
         indexer.close()
     return 0

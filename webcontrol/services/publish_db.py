@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import fcntl
 import hashlib
 import logging
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from webcontrol import archive, atomicfile, db, flakiness, tested_versions, triggerindex
 from webcontrol.config import Config
+from webcontrol.services import periodic
 from webcontrol.services.base import ProgramError, run_program
 
 log = logging.getLogger(__name__)
@@ -244,19 +244,18 @@ def publish(config: Config) -> bool:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     config.need_all([("web", "database"), ("web", "database_public")])
-    lock_path = config.need("web", "database_public") + ".lock"
-    with open(lock_path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another publish-db is running; nothing to do")
+    with periodic.single_instance(config.need("web", "database_public") + ".lock", "publish-db") as held:
+        if not held:
             return 0
-        try:
-            if publish(config):
-                triggerindex.publish_stage(config)
-        except sqlite3.Error as err:
-            raise ProgramError(f"publishing failed: {err}") from err
-    return 0
+        return periodic.run_passes("publish-db", lambda: _publish_pass(config))
+
+
+def _publish_pass(config: Config) -> None:
+    try:
+        if publish(config):
+            triggerindex.publish_stage(config)
+    except sqlite3.Error as err:
+        raise ProgramError(f"publishing failed: {err}") from err
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ import os
 from webcontrol import db, history, httpclient
 from webcontrol.atomicfile import write_json_atomic
 from webcontrol.config import Config
+from webcontrol.services import periodic
 from webcontrol.services.base import ProgramError, run_program
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ def _has_influx(config: Config) -> bool:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
+    return periodic.run_passes("autopkgtest-stats", lambda: _pass(args, config))
+
+
+def _pass(args: argparse.Namespace, config: Config) -> int:
     public_db = config.need("web", "database_public")
     folder = config.need("web", "stats_cache_dir")
     if not os.path.exists(public_db):

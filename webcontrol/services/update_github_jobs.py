@@ -27,7 +27,6 @@ prefix (several jobs of one project share them).
 from __future__ import annotations
 
 import datetime
-import fcntl
 import logging
 import time
 import zlib
@@ -36,10 +35,13 @@ from dataclasses import dataclass
 
 from webcontrol import github, livestate, results, resulttar
 from webcontrol.config import Config
-from webcontrol.services.base import ProgramError, run_program
+from webcontrol.services import periodic
+from webcontrol.services.base import run_program
 from webcontrol.store import ContainerNotFound, ObjectInfo, ObjectNotFound, ResultStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
+
+PROGRAM = "update-github-jobs"
 
 SKEW = datetime.timedelta(minutes=5)
 #: After this many undeliverable statuses in a row GitHub is taken to be down for this run.
@@ -230,24 +232,19 @@ class GithubJobUpdater:
 
 
 def _run(args, config: Config) -> int:
-    lock_path = config.pending_dir.parent / ".update-github-jobs.lock"
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path, "w")
-    except OSError as err:
-        raise ProgramError(f"cannot open lock file {lock_path}: {err}") from None
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another update-github-jobs is running; exiting")
+    with periodic.single_instance(config.pending_dir.parent / ".update-github-jobs.lock", PROGRAM) as held:
+        if not held:
             return 0
-        store = open_store(config)
-        try:
-            updater = GithubJobUpdater(config, store, github.StatusPoster.from_config(config))
-            updater.run_once()
-        finally:
-            store.close()
+        return periodic.run_passes(PROGRAM, lambda: _update_pass(config))
+
+
+def _update_pass(config: Config) -> int:
+    store = open_store(config)
+    try:
+        updater = GithubJobUpdater(config, store, github.StatusPoster.from_config(config))
+        updater.run_once()
+    finally:
+        store.close()
     return 1 if updater.failures else 0
 
 
