@@ -10,10 +10,9 @@ import time
 import pytest
 
 from tests.live.helpers import QUEUES_2022, RUN_2022, RUN_2024
-from tests.live.test_cache_amqp import make_public_db
-from webcontrol import config, livestate, results
+from webcontrol import livestate, results
 from webcontrol.atomicfile import write_json_atomic
-from webcontrol.web.browse import create_app, live_data
+from webcontrol.web.browse import live_data
 
 UUID = "84661c0e-2b8f-4a0e-9c55-3f7d1e2a6b48"
 
@@ -37,26 +36,6 @@ def queued_document(recorded: dict) -> dict:
 def fresh_pages(monkeypatch):
     """Pages follow every rewrite at once (the production lag is tested on its own)."""
     monkeypatch.setattr(live_data, "REFRESH_MIN_S", 0.0)
-
-
-@pytest.fixture
-def site(tmp_path):
-    make_public_db(tmp_path / "public.db", {"noble": ["amd64", "arm64"], "kinetic": ["amd64"]})
-    cfg = config.from_dict(
-        {
-            "web": {
-                "database_public": tmp_path / "public.db",
-                "running_cache": tmp_path / "running.json",
-                "amqp_queue_cache": tmp_path / "queued.json",
-                "releases": "kinetic noble",
-                "state_dir": tmp_path / "state",
-                "site_url": "https://autopkgtest.example.com",
-            }
-        }
-    )
-    app = create_app(cfg)
-    app.testing = True
-    return app.test_client(), tmp_path
 
 
 def _write_running(tmp_path, tree):

@@ -9,12 +9,11 @@ import os
 import pytest
 
 from tests.live.helpers import QUEUES_2022, RUN_2022
-from tests.live.test_cache_amqp import Queues, make_public_db
+from tests.live.test_cache_amqp import Queues
 from tests.live.test_live_pages import queued_document
-from webcontrol import config, liveindex, results
+from webcontrol import liveindex, results
 from webcontrol.atomicfile import write_atomic, write_json_atomic
 from webcontrol.services import amqp_status_collector
-from webcontrol.web.browse import create_app
 
 QUEUED_UUID = "0e5b7b8a-1111-4222-8333-444455556666"
 RUNNING_UUID = "0e5b7b8a-aaaa-4bbb-8ccc-ddddeeeeffff"
@@ -51,26 +50,6 @@ def live_documents() -> tuple[dict, dict]:
 def write_with_index(path, document, writer) -> None:
     """As cache-amqp and the collector write: the index goes into place just before the file."""
     write_atomic(path, json.dumps(document), before_replace=lambda tmp: writer(tmp, path, document))
-
-
-@pytest.fixture
-def site(tmp_path):
-    make_public_db(tmp_path / "public.db", {"noble": ["amd64", "arm64"], "kinetic": ["amd64"]})
-    cfg = config.from_dict(
-        {
-            "web": {
-                "database_public": tmp_path / "public.db",
-                "running_cache": tmp_path / "running.json",
-                "amqp_queue_cache": tmp_path / "queued.json",
-                "releases": "kinetic noble",
-                "state_dir": tmp_path / "state",
-                "site_url": "https://autopkgtest.example.com",
-            }
-        }
-    )
-    app = create_app(cfg)
-    app.testing = True
-    return app.test_client(), tmp_path
 
 
 def snapshot(client, packages, users) -> dict:
