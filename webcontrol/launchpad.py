@@ -1,13 +1,21 @@
-# SPDX-License-Identifier: GPL-3.0-or-later
-"""Anonymous, read-only Launchpad API calls (docs/formats.rst, Launchpad calls).
+"""Anonymous, read-only Launchpad API calls through launchpadlib (docs/formats.rst, Launchpad calls).
 
-Plain HTTP GETs returning JSON: no launchpadlib, no WADL, no credentials.
-Named-operation string arguments are JSON-quoted (``"main"``) as
-launchpadlib does. Collections are followed through every
-``next_collection_link`` page. Any 5xx, timeout, connection error or
-non-JSON answer raises :class:`LaunchpadUnavailable`, which request.cgi
+One launchpadlib client per process and service root (``[web]
+launchpad_api``), logged in anonymously, is shared by every thread: parsing
+Launchpad's WADL description costs about 0.3 s, so it is done once, on the
+first call, and the description is kept on disk under ``<[web]
+runtime_dir>/launchpadlib`` for the next process. httplib2, under
+launchpadlib, is not thread-safe, so each thread gets its own HTTP
+connection (:class:`_PerThreadHttp`). Nothing else is cached on disk.
+
+Collections are read through every ``next_collection_link`` page. A 4xx
+answer raises :class:`LaunchpadRefused`; anything else that goes wrong (5xx,
+timeout, connection error, an answer that is not JSON, a description that
+does not parse) raises :class:`LaunchpadUnavailable`, which request.cgi
 turns into a 503 and private-results into a denial; a Launchpad failure is
-never read as "allowed".
+never read as "allowed". launchpadlib's own retries of 502/503 are turned
+off: the time a request may wait for Launchpad is bounded by its caller
+(launchpad_limits).
 
 Positive team answers are cached in the ``team_cache`` file
 (``{"<nick>": <unix time>}``), shared between processes under an flock.
@@ -16,17 +24,19 @@ Positive team answers are cached in the ``team_cache`` file
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from launchpadlib.launchpad import Launchpad as _LaunchpadLib
+from lazr.restfulclient.errors import HTTPError
+from lazr.restfulclient.resource import Collection, Entry
 
 from webcontrol import atomicfile
 
@@ -34,12 +44,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 #: Launchpad pages hold at most a few hundred entries; a loop guard only.
-MAX_PAGES = 1000
+MAX_ENTRIES = 100_000
 #: Positive answers about PPAs and publications are reused this long: retry links
 #: come in bursts for the same triggers, and "published" rarely flips back.
 POSITIVE_TTL_S = 600.0
 POSITIVE_CACHE_SIZE = 4096
-USER_AGENT = "autopkgtest-web"
+CONSUMER = "autopkgtest-web"
+API_VERSION = "1.0"
 
 
 class LaunchpadUnavailable(Exception):
@@ -66,71 +77,66 @@ class Publication:
 class Launchpad:
     """The calls request.cgi and private-results make, against one service root."""
 
-    def __init__(self, service_root: str, timeout: float = DEFAULT_TIMEOUT_S, positive_ttl_s: float = POSITIVE_TTL_S):
-        self.base = service_root.rstrip("/") + "/1.0/"
+    def __init__(
+        self,
+        service_root: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        positive_ttl_s: float = POSITIVE_TTL_S,
+        cache_dir: str | os.PathLike | None = None,
+    ):
+        self.service_root = service_root.rstrip("/") + "/"
+        self.base = self.service_root + API_VERSION + "/"
+        #: Seconds for each socket operation; a new value takes effect on the next call.
         self.timeout = timeout
-        self._opener = urllib.request.build_opener()
+        #: launchpadlib's folder (the WADL description); None: its default, ``~/.launchpadlib``.
+        self.cache_dir = str(cache_dir) if cache_dir else None
         self._positive = _PositiveCache(positive_ttl_s)
 
     @classmethod
     def from_config(cls, config) -> Launchpad:
-        return cls(config.get("web", "launchpad_api"))
+        return cls(
+            config.get("web", "launchpad_api"), cache_dir=Path(config.get("web", "runtime_dir")) / "launchpadlib"
+        )
+
+    def warm(self) -> bool:
+        """Build the shared client now (fetch and parse the WADL), so no request waits for it."""
+        try:
+            _session(self.service_root, self.cache_dir, self.timeout)
+        except LaunchpadUnavailable as err:
+            log.warning("Launchpad client not built yet: %s", err)
+            return False
+        return True
 
     # Low level -----------------------------------------------------------------------
 
-    def url(self, path: str, **args: Any) -> str:
-        """``<LP><path>?<args>`` with string arguments JSON-quoted (``name="x"``)."""
-        if path.startswith(("http://", "https://")):
-            url = path
-        else:
-            url = self.base + path.lstrip("/")
-        if args:
-            pairs = []
-            for key, value in args.items():
-                if isinstance(value, _Raw):
-                    pairs.append((key, value.text))
-                else:
-                    pairs.append((key, json.dumps(value)))
-            url += "?" + urllib.parse.urlencode(pairs)
-        return url
-
-    def get(self, url: str) -> Any:
-        """GET a URL and decode its JSON. Raises LaunchpadRefused (4xx), LaunchpadUnavailable."""
-        request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+    def _call(self, what: str, action: Callable[[_Session], Any]) -> Any:
+        """``action(session)``, its failures mapped: LaunchpadRefused (4xx), else LaunchpadUnavailable."""
+        session = _session(self.service_root, self.cache_dir, self.timeout)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                body = response.read()
-        except urllib.error.HTTPError as err:
-            detail = _safe_body(err)
-            if 400 <= err.code < 500:
-                raise LaunchpadRefused(err.code, f"Launchpad answered {err.code} for {url}: {detail}") from None
-            log.warning("Launchpad answered %s for %s: %s", err.code, url, detail)
-            raise LaunchpadUnavailable(f"Launchpad answered {err.code}") from None
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            log.warning("Launchpad unreachable for %s: %s", url, err)
-            raise LaunchpadUnavailable(f"Launchpad unreachable: {err}") from None
-        if not body.strip():
-            return None
-        try:
-            return json.loads(body)
-        except ValueError:
-            log.warning("Launchpad answered non-JSON for %s: %r", url, body[:200])
-            raise LaunchpadUnavailable("Launchpad answered non-JSON") from None
+            return action(session)
+        except (LaunchpadRefused, LaunchpadUnavailable):
+            raise
+        except (HTTPError, _Busy) as err:
+            status = err.status if isinstance(err, _Busy) else err.response.status
+            detail = _detail(err)
+            if 400 <= status < 500:
+                raise LaunchpadRefused(status, f"Launchpad answered {status} for {what}: {detail}") from None
+            log.warning("Launchpad answered %s for %s: %s", status, what, detail)
+            raise LaunchpadUnavailable(f"Launchpad answered {status}") from None
+        except Exception as err:  # noqa: BLE001 - any other failure of the library or the network is "unavailable"
+            log.warning("Launchpad failed for %s: %s: %s", what, type(err).__name__, err)
+            raise LaunchpadUnavailable(f"Launchpad failed: {type(err).__name__}") from None
 
-    def collection(self, url: str) -> Iterator[dict]:
-        """Every entry of a collection, following ``next_collection_link``. Raises as get()."""
-        seen = 0
-        while url:
-            page = self.get(url)
-            if not isinstance(page, dict):
-                raise LaunchpadUnavailable(f"Launchpad collection {url} is not a JSON object")
-            for entry in page.get("entries") or []:
-                if isinstance(entry, dict):
-                    yield entry
-            url = page.get("next_collection_link")
-            seen += 1
-            if seen > MAX_PAGES:
-                raise LaunchpadUnavailable(f"Launchpad collection has more than {MAX_PAGES} pages")
+    def _names(self, collection: Any) -> list[str]:
+        """The ``name`` of every entry of a collection, all pages."""
+        if not isinstance(collection, Collection):
+            raise LaunchpadUnavailable("Launchpad answered something that is not a collection")
+        names = []
+        for entry in collection:
+            names.append(entry.name)
+            if len(names) > MAX_ENTRIES:
+                raise LaunchpadUnavailable(f"Launchpad collection has more than {MAX_ENTRIES} entries")
+        return names
 
     # Operations (docs/formats.rst, Launchpad calls) ----------------------------------------------------------
 
@@ -139,15 +145,15 @@ class Launchpad:
         return self._positive.get_or(("ppa", owner, name), lambda: self._ppa_exists(owner, name))
 
     def _ppa_exists(self, owner: str, name: str) -> bool:
-        url = self.url(
-            "~" + urllib.parse.quote(owner),
-            **{"ws.op": _Raw("getPPAByName"), "distribution": self.base + "ubuntu", "name": name},
-        )
+        def ask(session: _Session) -> bool:
+            person = session.lp.people(_quote(owner))
+            answer = person.getPPAByName(distribution=self.base + "ubuntu", name=name)
+            return _entry(answer).name == name
+
         try:
-            answer = self.get(url)
+            return self._call(f"~{owner} getPPAByName", ask)
         except LaunchpadRefused:
             return False
-        return isinstance(answer, dict) and answer.get("name") == name
 
     def publication(self, source: str, release: str, version: str | None = None, ppa: str | None = None) -> Publication:
         """Whether ``source`` (at ``version``) is published in the primary archive or a PPA.
@@ -158,68 +164,192 @@ class Launchpad:
         return self._positive.get_or(key, lambda: self._publication(source, release, version, ppa))
 
     def _publication(self, source: str, release: str, version: str | None, ppa: str | None) -> Publication:
-        if ppa:
-            owner, name = ppa.split("/", 1)
-            archive = f"~{urllib.parse.quote(owner)}/+archive/ubuntu/{urllib.parse.quote(name)}"
-        else:
-            archive = "ubuntu/+archive/primary"
         args: dict[str, Any] = {
-            "ws.op": _Raw("getPublishedSources"),
             "source_name": source,
             "distro_series": f"{self.base}ubuntu/{release}",
-            "status": _Raw("Published"),
-            "exact_match": _Raw("true"),
+            "status": "Published",
+            "exact_match": True,
         }
         if version is not None:
             args["version"] = version
+
+        def ask(session: _Session) -> Publication:
+            if ppa:
+                owner, name = ppa.split("/", 1)
+                archive = _entry(session.lp.load(f"{self.base}~{_quote(owner)}/+archive/ubuntu/{_quote(name)}"))
+            else:
+                archive = session.primary_archive(self.base)
+            sources = archive.getPublishedSources(**args)
+            if not isinstance(sources, Collection):
+                raise LaunchpadUnavailable("getPublishedSources did not answer a collection")
+            first = next(iter(sources), None)
+            return Publication(True, first.component_name) if first is not None else Publication(False)
+
         try:
-            answer = self.get(self.url(archive, **args))
+            return self._call(f"{ppa or 'primary'} getPublishedSources {source}", ask)
         except LaunchpadRefused:
             return Publication(False)
-        if not isinstance(answer, dict):
-            raise LaunchpadUnavailable("getPublishedSources did not answer a JSON object")
-        if not answer.get("total_size"):
-            return Publication(False)
-        entries = answer.get("entries") or []
-        component = entries[0].get("component_name") if entries and isinstance(entries[0], dict) else None
-        return Publication(True, component)
 
     def can_upload(self, nick: str, release: str, package: str, component: str) -> bool:
         """checkUpload on the primary archive: 2xx allowed, 4xx not. Raises LaunchpadUnavailable."""
-        url = self.url(
-            "ubuntu/+archive/primary",
-            **{
-                "ws.op": _Raw("checkUpload"),
-                "distroseries": f"{self.base}ubuntu/{release}",
-                "person": f"{self.base}~{nick}",
-                "component": _Raw(component),
-                "pocket": _Raw("Proposed"),
-                "sourcepackagename": package,
-            },
-        )
+
+        def ask(session: _Session) -> bool:
+            answer = session.primary_archive(self.base).checkUpload(
+                distroseries=f"{self.base}ubuntu/{release}",
+                person=f"{self.base}~{nick}",
+                component=component,
+                pocket="Proposed",
+                sourcepackagename=package,
+            )
+            if isinstance(answer, (bytes, str)):  # launchpadlib hands back a body it could not decode as is
+                raise LaunchpadUnavailable("checkUpload answered something that is not JSON")
+            return True
+
         try:
-            self.get(url)
+            return self._call(f"checkUpload {nick} {package}", ask)
         except LaunchpadRefused:
             return False
-        return True
 
     def super_teams(self, nick: str) -> list[str]:
         """Names of every team ``nick`` belongs to (all pages). Raises LaunchpadUnavailable."""
         try:
-            return [
-                e["name"] for e in self.collection(self.url(f"~{urllib.parse.quote(nick)}/super_teams")) if "name" in e
-            ]
+            return self._call(f"~{nick}/super_teams", lambda s: self._names(s.lp.people(_quote(nick)).super_teams))
         except LaunchpadRefused:
             return []
 
     def participants(self, team: str) -> list[str]:
         """Names of every participant of a team (all pages). Raises LaunchpadUnavailable."""
         try:
-            return [
-                e["name"] for e in self.collection(self.url(f"~{urllib.parse.quote(team)}/participants")) if "name" in e
-            ]
+            return self._call(f"~{team}/participants", lambda s: self._names(s.lp.people(_quote(team)).participants))
         except LaunchpadRefused:
             return []
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def _entry(answer: Any) -> Entry:
+    if not isinstance(answer, Entry):
+        raise LaunchpadUnavailable("Launchpad answered something that is not a JSON entry")
+    return answer
+
+
+def _detail(err: HTTPError | _Busy) -> str:
+    content = err.content if isinstance(err.content, bytes) else str(err.content).encode()
+    return content[:300].decode("utf-8", errors="replace")
+
+
+# The shared client -------------------------------------------------------------------------
+
+
+class _PerThreadHttp:
+    """launchpadlib's HTTP connection, one httplib2 client per thread behind it.
+
+    launchpadlib keeps one ``httplib2.Http`` per client and calls its
+    ``request``; httplib2 reuses one socket per host without a lock, so two
+    threads would interleave on it. Every other attribute is the calling
+    thread's client's. Only the client that fetches the service root while
+    the shared client is built gets the disk cache (the WADL description);
+    later answers are not written to disk. A 502 or 503 raises :class:`_Busy`.
+    """
+
+    def __init__(self, make: Callable[[Any], Any], cache: Any):
+        self._make = make
+        self._cache = cache
+        self._local = threading.local()
+
+    def _http(self):
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = self._make(self._cache)
+        return http
+
+    def request(self, *args, **kwargs):
+        response, content = self._http().request(*args, **kwargs)
+        if response.status in (502, 503):
+            # Ends the call here: launchpadlib would sleep and retry for about 30 s, holding a
+            # worker thread, where the caller (launchpad_limits) bounds what a request may wait.
+            raise _Busy(response.status, content)
+        return response, content
+
+    def stop_caching(self) -> None:
+        self._cache = None
+        self._http().cache = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._http(), name)
+
+
+class _Busy(Exception):
+    def __init__(self, status: int, content: bytes):
+        super().__init__(f"Launchpad answered {status}")
+        self.status = status
+        self.content = content
+
+
+class _Client(_LaunchpadLib):
+    """launchpadlib's anonymous client with a connection per thread."""
+
+    per_thread_http: _PerThreadHttp
+
+    def httpFactory(self, credentials, cache, timeout, proxy_info):  # noqa: N802 - launchpadlib's hook
+        make = super().httpFactory
+        self.per_thread_http = _PerThreadHttp(lambda c: make(credentials, c, timeout, proxy_info), cache)
+        return self.per_thread_http
+
+
+class _Session:
+    """The launchpadlib client shared by a process for one service root, and the primary archive entry."""
+
+    def __init__(self, lp: _Client):
+        self.lp = lp
+        self._primary: Entry | None = None
+
+    def primary_archive(self, base: str) -> Entry:
+        if self._primary is None:  # two threads may both load it: the same entry, harmless
+            self._primary = _entry(self.lp.load(base + "ubuntu/+archive/primary"))
+        return self._primary
+
+
+#: By service root and timeout. The disk cache is only read while a client is built, so the
+#: first caller's folder serves (one config, so one folder, per process outside tests).
+_sessions: dict[tuple[str, float], _Session] = {}
+_build_locks: dict[tuple[str, float], threading.Lock] = {}
+_sessions_lock = threading.Lock()
+
+
+def _session(service_root: str, cache_dir: str | None, timeout: float) -> _Session:
+    """The process's client for this service root, built on first use. Raises LaunchpadUnavailable."""
+    key = (service_root, timeout)
+    session = _sessions.get(key)
+    if session is not None:
+        return session
+    with _sessions_lock:
+        build_lock = _build_locks.setdefault(key, threading.Lock())
+    with build_lock:  # one build at a time per service root; a failed one is tried again next call
+        session = _sessions.get(key)
+        if session is None:
+            session = _sessions[key] = _Session(_build(service_root, cache_dir, timeout))
+        return session
+
+
+def _build(service_root: str, cache_dir: str | None, timeout: float) -> _Client:
+    started = time.monotonic()
+    try:
+        lp = _Client.login_anonymously(
+            CONSUMER, service_root, launchpadlib_dir=cache_dir, timeout=timeout, version=API_VERSION
+        )
+    except (HTTPError, _Busy) as err:
+        status = err.status if isinstance(err, _Busy) else err.response.status
+        log.warning("Launchpad answered %s for its service root %s", status, service_root)
+        raise LaunchpadUnavailable(f"Launchpad answered {status}") from None
+    except Exception as err:  # noqa: BLE001 - network, cache folder, or a description that does not parse
+        log.warning("cannot start a Launchpad client for %s: %s: %s", service_root, type(err).__name__, err)
+        raise LaunchpadUnavailable(f"Launchpad failed: {type(err).__name__}") from None
+    lp.per_thread_http.stop_caching()
+    log.info("Launchpad client for %s ready in %.2f s", service_root, time.monotonic() - started)
+    return lp
 
 
 class _PositiveCache:
@@ -247,23 +377,6 @@ class _PositiveCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-
-class _Raw:
-    """A named-operation argument sent as is, not JSON-quoted (ws.op, enums, booleans)."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-
-def _safe_body(err: urllib.error.HTTPError) -> str:
-    """The start of an error answer's body; the error, which holds the connection, is closed."""
-    try:
-        return err.read(300).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    finally:
-        err.close()
 
 
 class TeamCache:

@@ -13,6 +13,9 @@ repeated question from its own memo, and stops with
 made ``max_calls`` calls or spent ``budget_s`` seconds waiting for
 Launchpad in all. Each call runs on a worker thread so that a hanging
 Launchpad costs the request its budget, never the client timeout.
+
+:func:`warm` builds the process's launchpadlib client on a worker thread
+when an app starts, so that the first request does not wait for it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
         if _executor is None:
             _executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="launchpad")
         return _executor
+
+
+def warm(launchpad: Launchpad) -> None:
+    """Build ``launchpad``'s client in the background; a failure is logged and retried on first use."""
+    _pool().submit(launchpad.warm)
 
 
 class LaunchpadAnswers:

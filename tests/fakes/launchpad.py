@@ -1,14 +1,23 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A fake Launchpad API (the anonymous calls of docs/formats.rst, Launchpad calls) over real HTTP.
 
-It insists on launchpadlib's argument encoding (string arguments JSON-quoted,
-series and people as ``<root>/1.0/...`` links), so a client that encodes
-them differently gets 400, as from the real service. Collections are served
-in pages of ``page_size`` entries with ``next_collection_link``.
+It serves what launchpadlib reads: the service root as WADL (the description
+launchpadlib bundles for its own tests, its base URL rewritten to this
+server) and as JSON, entries (people, archives) at their ``self_link``, and
+the named operations (``ws.op=...``). It insists on launchpadlib's argument
+encoding (string arguments JSON-quoted, series and people as
+``<root>/1.0/...`` links), so a client that encodes them differently gets
+400, as from the real service. Collections are served in pages of
+``page_size`` entries with ``next_collection_link``.
+
+``calls`` records every request but the service root's; those (the client
+starting up) go to ``discovery``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import json
 import threading
 import time
@@ -29,9 +38,11 @@ class LaunchpadState:
     teams: dict[str, list[str]] = field(default_factory=dict)  # nick -> super teams
     participants: dict[str, list[str]] = field(default_factory=dict)  # team -> people
     page_size: int = 2
-    fail: str | None = None  # "500", "timeout", "html"
+    fail: str | None = None  # "500", "503", "timeout", "html"
+    fail_only: str = ""  # fail only requests whose path and query hold this
     delay: float = 0.0
     calls: list[str] = field(default_factory=list)
+    discovery: list[str] = field(default_factory=list)
 
     def publish(self, source: str, version: str, release: str, archive: str = "primary", component: str = "main"):
         self.published.setdefault((archive, release), {}).setdefault(source, []).append((version, component))
@@ -83,16 +94,20 @@ class FakeLaunchpad:
     def app(self, environ, start_response):
         request = Request(environ)
         state = self.state
-        state.calls.append(request.full_path)
+        is_root = request.path.rstrip("/") == "/1.0"
+        (state.discovery if is_root else state.calls).append(request.full_path)
         if state.delay:
             time.sleep(state.delay)
-        if state.fail == "500":
-            return Response("oops", 500)(environ, start_response)
-        if state.fail == "timeout":
+        failing = state.fail and (not state.fail_only or state.fail_only in urllib.parse.unquote(request.full_path))
+        if failing and state.fail in ("500", "503"):
+            return Response("oops", int(state.fail))(environ, start_response)
+        if failing and state.fail == "timeout":
             time.sleep(3)
             return Response("late", 504)(environ, start_response)
-        if state.fail == "html":
+        if failing and state.fail == "html":
             return Response("<html>maintenance</html>", 200, mimetype="text/html")(environ, start_response)
+        if is_root and WADL_TYPE in request.headers.get("Accept", ""):
+            return Response(self.wadl(), 200, mimetype=WADL_TYPE)(environ, start_response)
         try:
             status, body = self.route(request)
         except _Bad as err:
@@ -109,6 +124,12 @@ class FakeLaunchpad:
         args = request.args
         op = args.get("ws.op")
         state = self.state
+        if path == "":
+            return 200, self.service_root()
+        if op is None and path.startswith("~") and "/" not in path:
+            return self.person(path[1:])
+        if op is None and (path == "ubuntu/+archive/primary" or "/+archive/ubuntu/" in path):
+            return self.archive(path)
         if path.endswith("/super_teams") and path.startswith("~"):
             return self.collection(request, state.teams.get(path[1:].split("/")[0]))
         if path.endswith("/participants") and path.startswith("~"):
@@ -119,7 +140,7 @@ class FakeLaunchpad:
                 raise _Bad("bad distribution")
             name = self._string(args, "name")
             if (owner, name) in state.ppas:
-                return 200, {"name": name, "owner_link": f"{self.root}~{owner}"}
+                return self.archive(f"~{owner}/+archive/ubuntu/{name}")
             return 404, f"No such ppa {name}"
         if op == "getPublishedSources":
             if path == "ubuntu/+archive/primary":
@@ -137,8 +158,14 @@ class FakeLaunchpad:
                 raise _Bad("status/exact_match")
             version = self._string(args, "version") if "version" in args else None
             entries = [
-                {"source_package_name": source, "source_package_version": v, "component_name": c}
-                for v, c in state.published.get((archive, release), {}).get(source, [])
+                {
+                    "self_link": f"{self.root}{path}/+sourcepub/{index}",
+                    "resource_type_link": f"{self.root}#source_package_publishing_history",
+                    "source_package_name": source,
+                    "source_package_version": v,
+                    "component_name": c,
+                }
+                for index, (v, c) in enumerate(state.published.get((archive, release), {}).get(source, []))
                 if version is None or v == version
             ]
             return 200, {"total_size": len(entries), "start": 0, "entries": entries}
@@ -160,10 +187,63 @@ class FakeLaunchpad:
         start = int(request.args.get("ws.start", "0"))
         size = self.state.page_size
         page = names[start : start + size]
-        body = {"total_size": len(names), "start": start, "entries": [{"name": n} for n in page]}
+        body = {
+            "total_size": len(names),
+            "start": start,
+            "entries": [self.person_entry(n) for n in page],
+            "resource_type_link": f"{self.root}#person-page-resource",
+        }
         if start + size < len(names):
             body["next_collection_link"] = f"{self.server.url}{request.path}?ws.size={size}&ws.start={start + size}"
         return 200, body
+
+    # Entries and the service root ---------------------------------------------------------
+
+    def wadl(self) -> bytes:
+        return _bundled_wadl().replace(BUNDLED_ROOT, self.url.encode())
+
+    def service_root(self) -> dict:
+        links = {f"{name}_collection_link": f"{self.root}{name}" for name in ("people", "distributions", "archives")}
+        return {"resource_type_link": f"{self.root}#service-root", **links}
+
+    def person_entry(self, name: str) -> dict:
+        link = f"{self.root}~{name}"
+        return {
+            "self_link": link,
+            "resource_type_link": f"{self.root}#team",
+            "name": name,
+            "display_name": name,
+            "super_teams_collection_link": f"{link}/super_teams",
+            "participants_collection_link": f"{link}/participants",
+        }
+
+    def person(self, name: str):
+        """Everyone exists (Launchpad has millions of people); those without teams have no collections."""
+        return 200, self.person_entry(name)
+
+    def archive(self, path: str):
+        if path != "ubuntu/+archive/primary":
+            owner, name = path[1:].split("/+archive/ubuntu/", 1)
+            if (owner, name) not in self.state.ppas:
+                return 404, "no such archive"
+        else:
+            owner, name = "ubuntu", "primary"
+        return 200, {
+            "self_link": f"{self.root}{path}",
+            "resource_type_link": f"{self.root}#archive",
+            "name": name,
+            "owner_link": f"{self.root}~{owner}",
+        }
+
+
+WADL_TYPE = "application/vnd.sun.wadl+xml"
+#: The service root written in launchpadlib's bundled WADL.
+BUNDLED_ROOT = b"https://api.launchpad.test/"
+
+
+@functools.cache
+def _bundled_wadl() -> bytes:
+    return importlib.resources.files("launchpadlib.testing").joinpath("launchpad-wadl.xml").read_bytes()
 
 
 class _Bad(Exception):

@@ -178,8 +178,9 @@ def make_wsgi_app(config: configmod.Config, live: DemoLive | None = None):
     from webcontrol.web import browse, private, request
 
     browse_app = browse.create_app(config)
-    request_app = request.create_app(config)
-    private_app = private.create_app(config)
+    # No Launchpad client is built in the background: the demo answers for Launchpad itself.
+    request_app = request.create_app(config, warm_launchpad=False)
+    private_app = private.create_app(config, warm_launchpad=False)
     if live is not None:
         # request.cgi's collaborators, swapped for the demo's: its queues instead of a broker,
         # its Launchpad answers instead of Launchpad's.

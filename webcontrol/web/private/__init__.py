@@ -20,7 +20,7 @@ import flask
 from webcontrol import config as configmod
 from webcontrol import results
 from webcontrol.launchpad import Launchpad, LaunchpadUnavailable
-from webcontrol.launchpad_limits import LaunchpadAnswers, RequestLaunchpad
+from webcontrol.launchpad_limits import LaunchpadAnswers, RequestLaunchpad, warm
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError, open_store
 from webcontrol.web import login
 from webcontrol.web.appbase import (
@@ -117,11 +117,17 @@ def _allowed(store, container: str, run_dir: str, nick: str) -> bool:
     return False
 
 
-def create_app(config: configmod.Config) -> flask.Flask:
-    """The private-results Flask app. Raises ConfigError / OSError at start-up."""
+def create_app(config: configmod.Config, warm_launchpad: bool = True) -> flask.Flask:
+    """The private-results Flask app. Raises ConfigError / OSError at start-up.
+
+    ``warm_launchpad`` builds the Launchpad client in the background now (not in the demo).
+    """
     app = create_flask_app("webcontrol.web.private", config, template_folder=TEMPLATES)
     answers = LaunchpadAnswers(positive_ttl_s=0, negative_ttl_s=0)
-    app.extensions["autopkgtest-launchpad"] = (Launchpad.from_config(config), answers)
+    launchpad = Launchpad.from_config(config)
+    if warm_launchpad:
+        warm(launchpad)
+    app.extensions["autopkgtest-launchpad"] = (launchpad, answers)
     # One store per process: its connections and login serve every request (it is thread-safe).
     app.extensions["autopkgtest-store"] = open_store(config)
     app.register_blueprint(bp)

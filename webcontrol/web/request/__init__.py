@@ -41,8 +41,13 @@ def element_text(value) -> markupsafe.Markup:
     return markupsafe.Markup(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
-def create_app(config: configmod.Config) -> flask.Flask:
-    """The request.cgi Flask app. Raises ConfigError / OSError at start-up."""
+def create_app(config: configmod.Config, warm_launchpad: bool = True) -> flask.Flask:
+    """The request.cgi Flask app. Raises ConfigError / OSError at start-up.
+
+    ``warm_launchpad`` builds the Launchpad client in the background now
+    (the demo, which answers for Launchpad itself, does not).
+    """
+    from webcontrol import launchpad_limits
     from webcontrol.web.request import retry
     from webcontrol.web.request.services import RequestServices
     from webcontrol.web.request.views import bp, refuse_other_methods
@@ -51,7 +56,9 @@ def create_app(config: configmod.Config) -> flask.Flask:
     config.need("web", "database_public")
     app = create_flask_app("webcontrol.web.request", config, template_folder=TEMPLATES)
     app.jinja_env.filters["pyrepr"] = element_text
-    app.extensions["autopkgtest-request"] = RequestServices.from_config(config)
+    services = app.extensions["autopkgtest-request"] = RequestServices.from_config(config)
+    if warm_launchpad:
+        launchpad_limits.warm(services.launchpad)
     app.before_request(refuse_other_methods)
     app.register_error_handler(WebError, render_invalid)
     app.register_blueprint(bp)
