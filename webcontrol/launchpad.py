@@ -23,9 +23,12 @@ Positive team answers are cached in the ``team_cache`` file
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -88,7 +91,7 @@ class Launchpad:
         self.base = self.service_root + API_VERSION + "/"
         #: Seconds for each socket operation; a new value takes effect on the next call.
         self.timeout = timeout
-        #: launchpadlib's folder (the WADL description); None: its default, ``~/.launchpadlib``.
+        #: launchpadlib's folder (the WADL description); None: a temporary one for the process.
         self.cache_dir = str(cache_dir) if cache_dir else None
         self._positive = _PositiveCache(positive_ttl_s)
 
@@ -334,11 +337,30 @@ def _session(service_root: str, cache_dir: str | None, timeout: float) -> _Sessi
         return session
 
 
+def _cache_folder(cache_dir: str | None) -> str:
+    """``cache_dir`` if it can be written, else a folder of this process's own, removed at exit.
+
+    The cache only spares the next process a download of the WADL: a folder
+    that cannot be used must not stop Launchpad calls.
+    """
+    if cache_dir:
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            if os.access(cache_dir, os.W_OK | os.X_OK):
+                return cache_dir
+            log.warning("Launchpad cache folder %s is not writable; using a temporary one", cache_dir)
+        except OSError as err:
+            log.warning("cannot create the Launchpad cache folder %s: %s; using a temporary one", cache_dir, err)
+    folder = tempfile.mkdtemp(prefix="launchpadlib-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _build(service_root: str, cache_dir: str | None, timeout: float) -> _Client:
     started = time.monotonic()
     try:
         lp = _Client.login_anonymously(
-            CONSUMER, service_root, launchpadlib_dir=cache_dir, timeout=timeout, version=API_VERSION
+            CONSUMER, service_root, launchpadlib_dir=_cache_folder(cache_dir), timeout=timeout, version=API_VERSION
         )
     except (HTTPError, _Busy) as err:
         status = err.status if isinstance(err, _Busy) else err.response.status

@@ -87,15 +87,28 @@ def test_unknown_person_has_no_teams(lp, launchpad):
     assert lp.super_teams("nobody") == [] and lp.participants("nobody") == []
 
 
-def test_client_is_built_from_the_wadl_once(fresh):
+def test_client_is_built_from_the_wadl_once(fresh, tmp_path):
     fresh.state.teams["joe"] = ["a"]
     fresh.state.participants["t"] = ["joe"]
-    lp = Launchpad(fresh.url, timeout=5.0)
+    lp = Launchpad(fresh.url, timeout=5.0, cache_dir=tmp_path / "launchpadlib")
     assert lp.warm()
     assert lp.super_teams("joe") == ["a"] and lp.participants("t") == ["joe"]
     assert Launchpad(fresh.url, timeout=5.0).super_teams("joe") == ["a"]
     # The service root as WADL and as JSON, once for the process; then only the calls.
     assert fresh.state.discovery == ["/1.0/?", "/1.0/?"]
+    # Only the service root is kept on disk (for the next process), never the answers.
+    cached = [path.name for path in (tmp_path / "launchpadlib").rglob("*") if path.is_file()]
+    assert sorted(name.split(",-")[-1].rsplit(",", 1)[0] for name in cached) == [
+        "application,json",
+        "application,vnd.sun.wadl+xml",
+    ]
+    assert all(",1.0,-" in name for name in cached), cached
+
+
+def test_unusable_cache_folder_does_not_stop_calls(fresh, tmp_path):
+    (tmp_path / "file").write_text("")
+    fresh.state.teams["joe"] = ["a"]
+    assert Launchpad(fresh.url, timeout=5.0, cache_dir=tmp_path / "file" / "launchpadlib").super_teams("joe") == ["a"]
 
 
 @pytest.mark.parametrize("failure", ["500", "503", "html", "timeout"])
