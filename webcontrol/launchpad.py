@@ -1,10 +1,12 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Anonymous, read-only Launchpad API calls through launchpadlib (docs/formats.rst, Launchpad calls).
 
 One launchpadlib client per process and service root (``[web]
 launchpad_api``), logged in anonymously, is shared by every thread: parsing
-Launchpad's WADL description costs about 0.3 s, so it is done once, on the
-first call, and the description is kept on disk under ``<[web]
-runtime_dir>/launchpadlib`` for the next process. httplib2, under
+Launchpad's WADL description costs about 0.3 s, so it is done once, when
+request.cgi or private-results start (:meth:`Launchpad.warm` on a worker
+thread) or else on the first call, and the description is kept on disk
+under ``<[web] runtime_dir>/launchpadlib`` for the next process. httplib2, under
 launchpadlib, is not thread-safe, so each thread gets its own HTTP
 connection (:class:`_PerThreadHttp`). Nothing else is cached on disk.
 
@@ -13,9 +15,9 @@ answer raises :class:`LaunchpadRefused`; anything else that goes wrong (5xx,
 timeout, connection error, an answer that is not JSON, a description that
 does not parse) raises :class:`LaunchpadUnavailable`, which request.cgi
 turns into a 503 and private-results into a denial; a Launchpad failure is
-never read as "allowed". launchpadlib's own retries of 502/503 are turned
-off: the time a request may wait for Launchpad is bounded by its caller
-(launchpad_limits).
+never read as "allowed". launchpadlib's own retries of 502/503 (sleeps of
+up to half a minute) are cut short: the time a request may wait for
+Launchpad is bounded by its caller (launchpad_limits).
 
 Positive team answers are cached in the ``team_cache`` file
 (``{"<nick>": <unix time>}``), shared between processes under an flock.
