@@ -1,17 +1,29 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """publish-db: a consistent public copy of the results DB, swapped in atomically (docs/formats.rst, Publishing).
 
-1. Snapshot the rw DB (opened read-only) with SQLite's backup API into
-   ``<public>.new`` in one step: WAL readers never block the writer, and a
-   one-step backup is a consistent snapshot. Drop the ingest marker table.
-2. Carry ``current_version``/``url_last_checked`` over from the previous
-   public DB and refresh them from the archive's Sources.gz indexes with
-   If-Modified-Since; a failed fetch keeps the old rows and is logged.
-3. Write the sha256 (bare hex), rename it into place, then rename the DB.
-4. Update the latest tested version of each package in the copy (only
-   results stored since the last publish are read, see
-   :mod:`webcontrol.tested_versions`) and write the indexed-packages JSON
-   from it.
+publish-db keeps a private working copy of the public DB, ``<public>.work``,
+and every minute
+
+1. appends to it the tests and results the rw DB gained (read in one
+   transaction, so a consistent snapshot; results are only ever added).
+   When it cannot (no working copy yet, the rw DB was rebuilt, restored or
+   migrated, rows vanished, the copy is a day old, ``--full``), it takes a
+   fresh snapshot of the rw DB (opened read-only) with SQLite's backup
+   API instead, drops the ingest marker table and carries the previous
+   public DB's version tables over;
+2. refreshes ``current_version``/``url_last_checked`` from the archive's
+   Sources.gz indexes with If-Modified-Since (a failed fetch keeps the old
+   rows and is logged);
+3. brings the flakiness and tested-version tables up to date from the new
+   results (:mod:`webcontrol.flakiness`, :mod:`webcontrol.tested_versions`)
+   and writes the indexed-packages JSON when it changed;
+4. copies the working copy to ``<public>.new`` while hashing the bytes
+   written in a second thread, writes the sha256 (bare hex), renames it into
+   place, then renames the DB.
+
+So the public file is written once and never rewritten afterwards, and the
+derived tables cost what the new rows cost. When nothing changed since the
+last publish, step 4 is skipped and the public DB stays as it is.
 """
 
 from __future__ import annotations
@@ -22,9 +34,12 @@ import ctypes.util
 import hashlib
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from webcontrol import archive, atomicfile, db, flakiness, tested_versions, triggerindex
@@ -34,8 +49,13 @@ from webcontrol.services.base import ProgramError, run_program
 
 log = logging.getLogger(__name__)
 
-HASH_CHUNK = 4 * 1024 * 1024
+COPY_CHUNK = 1024 * 1024
+COPY_BUFFERS = 8
 SNAPSHOT_MMAP_BYTES = 1 << 36
+WORK_SUFFIX = ".work"
+WORK_CACHE_KIB = -65536  # 64 MiB of page cache for the working copy's index updates
+#: A fresh snapshot at least this often, whatever happened to the rw DB out of band.
+REBUILD_AFTER_S = 24 * 3600
 SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -141,49 +161,228 @@ def refresh_versions(conn: sqlite3.Connection, archive_url: str) -> int:
     return failures
 
 
-class BackgroundHash:
-    """sha256 of a file computed in a thread (hashlib releases the GIL), so reads can go on meanwhile."""
+@dataclass
+class PublishSummary:
+    """What one publish did; ``stages`` maps each stage to its seconds, in order."""
 
-    def __init__(self, path: Path) -> None:
-        self._digest: str | None = None
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), name="sha256", daemon=True)
-        self._thread.start()
+    full: bool  # the working copy was rebuilt from a fresh snapshot of the rw DB
+    published: bool  # False: nothing changed since the last publish, the public DB was left as it is
+    new_results: int
+    digest: str
+    stages: dict[str, float] = field(default_factory=dict)
 
-    def _run(self, path: Path) -> None:
-        try:
-            self._digest = sha256_of(path)
-        except OSError as err:
-            self._error = err
+    @property
+    def seconds(self) -> float:
+        return sum(self.stages.values())
 
-    def result(self) -> str:
-        """The hex digest. Raises OSError."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._digest is not None
-        return self._digest
+
+class Stages:
+    """Seconds per publish stage, for the log line and bench/publish_db.py."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._clock
+        self._clock = now
+
+
+def copy_hashing(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` and return the sha256 of the bytes written. Raises OSError.
+
+    The digest is computed in a second thread from the very buffers written
+    (hashlib releases the GIL), so hashing overlaps the copy instead of
+    adding a second pass over the file. A few buffers are reused: a fresh
+    bytes object per chunk costs more in page faults than the copy itself.
+    """
+    digest = hashlib.sha256()
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(COPY_BUFFERS):
+        free.put(bytearray(COPY_CHUNK))
+    filled: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+
+    def hash_chunks() -> None:
+        while (item := filled.get()) is not None:
+            buffer, size = item
+            with memoryview(buffer) as view:
+                digest.update(view[:size])
+            free.put(buffer)
+
+    hasher = threading.Thread(target=hash_chunks, name="sha256", daemon=True)
+    hasher.start()
+    try:
+        with open(source, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
+            while True:
+                buffer = free.get()
+                size = src.readinto(buffer)
+                if not size:
+                    break
+                with memoryview(buffer) as view:
+                    written = 0
+                    while written < size:
+                        written += dst.write(view[written:size])
+                filled.put((buffer, size))
+    finally:
+        filled.put(None)
+        hasher.join()
+    return digest.hexdigest()
 
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
+        while chunk := handle.read(COPY_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def publish(config: Config) -> bool:
-    """One publish. Returns False when there was nothing to publish. Raises ProgramError."""
+# The working copy ----------------------------------------------------------------------------------
+
+
+def _rw_objects(conn: sqlite3.Connection, schema: str, tables: Iterable[str] | None = None) -> set[tuple]:
+    """(type, name, tbl_name, sql) of the schema objects that come from the rw DB."""
+    rows = conn.execute(
+        f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master WHERE tbl_name != ?", (db.MARKER_TABLE,)
+    )
+    found = {tuple(row) for row in rows}
+    if tables is not None:
+        wanted = set(tables)
+        found = {row for row in found if row[2] in wanted}
+    return found
+
+
+def append_new_rows(conn: sqlite3.Connection, rw_path: str) -> int | None:
+    """Bring the working copy up to the rw DB by appending what it gained; how many results that was.
+
+    Results and tests are only ever added to the rw DB (docs/formats.rst,
+    rw DB), so the rows above the working copy's highest result rowid and
+    test id are exactly what is new. Everything is read in one transaction,
+    so the copy holds whole rw transactions. Returns None, changing nothing,
+    when the working copy no longer mirrors the rw DB (rebuilt or restored,
+    migrated, rows deleted): the caller then takes a fresh snapshot.
+    """
+    conn.execute("ATTACH DATABASE ? AS rw", (Path(rw_path).resolve().as_uri() + "?mode=ro",))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            added = _append(conn)
+        except sqlite3.IntegrityError as err:
+            log.warning("working copy disagrees with the rw DB (%s); taking a fresh snapshot", err)
+            added = None
+        if added is None:
+            conn.execute("ROLLBACK")
+        else:
+            conn.execute("COMMIT")
+        return added
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("DETACH DATABASE rw")
+
+
+def _append(conn: sqlite3.Connection) -> int | None:
+    rw_objects = _rw_objects(conn, "rw")
+    tables = {row[1] for row in rw_objects if row[0] == "table" and not row[1].startswith("sqlite_")}
+    if _rw_objects(conn, "main", tables | {"sqlite_stat1", "sqlite_stat4", "sqlite_sequence"}) != rw_objects:
+        log.info("rw DB schema changed; taking a fresh snapshot")
+        return None
+    if conn.execute("PRAGMA rw.user_version").fetchone() != conn.execute("PRAGMA main.user_version").fetchone():
+        log.info("rw DB migrated; taking a fresh snapshot")
+        return None
+    newest_test = conn.execute("SELECT * FROM main.test ORDER BY id DESC LIMIT 1").fetchone()
+    newest_result = conn.execute("SELECT rowid, * FROM main.result ORDER BY rowid DESC LIMIT 1").fetchone()
+    if (
+        newest_test and conn.execute("SELECT * FROM rw.test WHERE id = ?", (newest_test[0],)).fetchone() != newest_test
+    ) or (
+        newest_result
+        and conn.execute("SELECT rowid, * FROM rw.result WHERE rowid = ?", (newest_result[0],)).fetchone()
+        != newest_result
+    ):
+        log.info("rw DB was rebuilt or restored; taking a fresh snapshot")
+        return None
+    conn.execute("INSERT INTO main.test SELECT * FROM rw.test WHERE id > ?", (newest_test[0] if newest_test else 0,))
+    columns = ", ".join(f'"{row[1]}"' for row in conn.execute("PRAGMA main.table_info(result)"))
+    added = conn.execute(
+        f"INSERT INTO main.result(rowid, {columns}) SELECT rowid, {columns} FROM rw.result WHERE rowid > ?",
+        (newest_result[0] if newest_result else 0,),
+    ).rowcount
+    # Tables the rw DB may hold besides these (sqlite_stat1 after an ANALYZE, ...) are small: copied whole.
+    for table in sorted(tables - {"test", "result"}):
+        conn.execute(f'DELETE FROM main."{table}"')
+        conn.execute(f'INSERT INTO main."{table}" SELECT * FROM rw."{table}"')
+    # Tests deleted from the rw DB by hand show up as a difference in count (cheap; counting results is
+    # not: edits of results by hand wait for the daily snapshot or publish-db --full).
+    count = "SELECT COUNT(*) FROM {0}.test"
+    if conn.execute(count.format("main")).fetchone() != conn.execute(count.format("rw")).fetchone():
+        log.info("rw DB lost tests; taking a fresh snapshot")
+        return None
+    return added
+
+
+class WorkState:
+    """``<work>.json``: when the working copy was built and which state of it was last published.
+
+    A missing or unreadable file makes publish-db rebuild the working copy.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        value = atomicfile.read_json(path, None)
+        self.usable = isinstance(value, dict) and isinstance(value.get("built"), (int, float))
+        value = value if self.usable else {}
+        self.built: float = value.get("built", 0.0)
+        self.published: list | None = value.get("published")
+
+    def save(self) -> None:
+        atomicfile.write_json_atomic(self.path, {"built": self.built, "published": self.published}, mode=0o600)
+
+
+def change_counter(path: Path) -> int:
+    """The SQLite file change counter (header offset 24): it moves with every commit in rollback mode."""
+    with open(path, "rb") as handle:
+        handle.seek(24)
+        return int.from_bytes(handle.read(4), "big")
+
+
+def open_work(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")  # the public DB is a byte copy: never WAL
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA cache_size = {WORK_CACHE_KIB}")
+    conn.execute(f"PRAGMA mmap_size = {SNAPSHOT_MMAP_BYTES}")
+    return conn
+
+
+def rebuild_work(rw_path: str, work: Path) -> None:
+    """A fresh snapshot of the rw DB as the working copy, in place only once complete and on disk."""
+    tmp = work.with_name(work.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    snapshot(rw_path, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())  # later publishes copy it: it must survive a crash whole
+    Path(str(work) + "-journal").unlink(missing_ok=True)
+    os.replace(tmp, work)
+
+
+def publish(config: Config, full: bool = False) -> PublishSummary | None:
+    """One publish. Returns None when there was nothing to publish. Raises ProgramError, sqlite3.Error, OSError.
+
+    ``full`` rebuilds the working copy from a fresh snapshot even when it
+    still mirrors the rw DB.
+    """
     rw_path = config.need("web", "database")
     public = Path(config.need("web", "database_public"))
     new_path = public.with_name(public.name + ".new")
-    stages: dict[str, float] = {}
-    clock = time.monotonic()
+    work = public.with_name(public.name + WORK_SUFFIX)
+    stages = Stages()
     new_path.unlink(missing_ok=True)
     if not os.path.exists(rw_path):
         log.info("no results DB at %s yet; nothing to publish", rw_path)
-        return False
+        return None
     probe = db.connect_ro(rw_path)
     try:
         empty = not probe.execute("SELECT 1 FROM sqlite_master WHERE name = 'result'").fetchone() or not (
@@ -193,53 +392,95 @@ def publish(config: Config) -> bool:
         probe.close()
     if empty:
         log.info("results DB has no results; nothing to publish")
-        return False
+        return None
+    state = WorkState(work.with_name(work.name + ".json"))
+    stages.done("prepare")
 
-    def stage(name: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        stages[name] = now - clock
-        clock = now
-
-    stage("prepare")
-    snapshot(rw_path, new_path)
-    start_writeback(new_path)
-    stage("snapshot")
-    conn = sqlite3.connect(str(new_path), isolation_level=None)
-    # No fsync: its first one would flush the whole fresh copy (~0.5 s per GB). The copy is
-    # rebuilt from the durable rw DB every minute, and readers check it against its sha256.
-    conn.execute("PRAGMA synchronous = OFF")
+    added: int | None = None
+    if not full and state.usable and work.exists() and time.time() - state.built < REBUILD_AFTER_S:
+        conn = open_work(work)
+        try:
+            added = append_new_rows(conn, rw_path)
+        except sqlite3.DatabaseError as err:
+            log.warning("working copy %s unusable (%s); taking a fresh snapshot", work, err)
+        if added is None:
+            conn.close()
+        stages.done("new rows")
+    rebuilt = added is None
+    if rebuilt:
+        rebuild_work(rw_path, work)
+        state.built, state.published = time.time(), None
+        conn = open_work(work)
+        stages.done("snapshot")
     try:
-        carry_over(conn, public)
+        if rebuilt:
+            carry_over(conn, public)
         failures = refresh_versions(conn, config.get("web", "archive_url"))
-        stage("archive")
-        flakiness.update(conn, public)
-        stage("flakiness")
-        tested_versions.update(conn, public)
-        stage("tested versions")
-        # The snapshot is final (what follows only reads it): hash it while the packages index is updated.
-        hashing = BackgroundHash(new_path)
+        stages.done("archive")
+        # A fresh snapshot takes the derived tables over from the public DB; otherwise they are updated in place.
+        previous = public if rebuilt else None
+        flakiness.update(conn, previous)
+        stages.done("flakiness")
+        tested = tested_versions.update(conn, previous)
+        stages.done("tested versions")
         indexed = config.get("web", "indexed_packages")
-        if indexed:
+        if indexed and (rebuilt or tested or not os.path.exists(indexed)):
             tested_versions.write_json(conn, Path(indexed))
-        stage("indexed packages")
+        stages.done("indexed packages")
+        if rebuilt:
+            state.save()  # only now is the working copy complete
+        # Hold a read lock: nothing may write the working copy while it is copied.
+        conn.execute("BEGIN")
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+        counter = change_counter(work)
+        published = state.published
+        if (
+            published is not None
+            and published[0] == counter
+            and public.exists()
+            and public.stat().st_size == work.stat().st_size
+            and _read_text(config.public_db_sha256) == published[1]
+        ):
+            conn.execute("COMMIT")
+            stages.done("unchanged")
+            log.info("public DB %s unchanged since the last publish (%s)", public, _stage_text(stages))
+            return PublishSummary(False, False, added or 0, published[1], stages.seconds)
+        try:
+            digest = copy_hashing(work, new_path)
+        finally:
+            conn.execute("COMMIT")
+        start_writeback(new_path)
+        stages.done("copy + sha256")
     finally:
         conn.close()
-    digest = hashing.result()
-    stage("sha256")
     os.chmod(new_path, atomicfile.PUBLIC_MODE)
     atomicfile.write_atomic(config.public_db_sha256, digest)
     os.replace(new_path, public)
-    stage("swap")
+    state.published = [counter, digest]
+    state.save()
+    stages.done("swap")
     log.info(
-        "published %s (sha256 %s) in %.2f s (%s), %d archive fetch failures",
+        "published %s (sha256 %s, %s, %d new results) in %.2f s (%s), %d archive fetch failures",
         public,
         digest,
-        sum(stages.values()),
-        ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()),
+        "fresh snapshot" if rebuilt else "working copy updated",
+        added or 0,
+        sum(stages.seconds.values()),
+        _stage_text(stages),
         failures,
     )
-    return True
+    return PublishSummary(rebuilt, True, added or 0, digest, stages.seconds)
+
+
+def _stage_text(stages: Stages) -> str:
+    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.seconds.items())
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
@@ -247,19 +488,29 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     with periodic.single_instance(config.need("web", "database_public") + ".lock", "publish-db") as held:
         if not held:
             return 0
-        return periodic.run_passes("publish-db", lambda: _publish_pass(config))
+        return periodic.run_passes("publish-db", lambda: _publish_pass(config, args.full))
 
 
-def _publish_pass(config: Config) -> None:
+def _publish_pass(config: Config, full: bool = False) -> None:
     try:
-        if publish(config):
+        if publish(config, full=full):
             triggerindex.publish_stage(config)
     except sqlite3.Error as err:
         raise ProgramError(f"publishing failed: {err}") from err
 
 
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="rebuild the working copy from a fresh snapshot of the rw DB (after editing the rw DB by hand)",
+    )
+
+
 def main(argv=None) -> int:
-    return run_program("Publish a consistent public copy of the results DB with its sha256.", _run, argv=argv)
+    return run_program(
+        "Publish a consistent public copy of the results DB with its sha256.", _run, _add_arguments, argv=argv
+    )
 
 
 if __name__ == "__main__":
