@@ -151,7 +151,8 @@ def update(conn: sqlite3.Connection, previous: Path | None) -> UpdateSummary:
             changed = [row[0] for row in conn.execute("SELECT id FROM test ORDER BY id")]
         else:
             changed = [
-                row[0] for row in conn.execute("SELECT DISTINCT test_id FROM result WHERE rowid > ?", (watermark,))
+                row[0]
+                for row in conn.execute("SELECT DISTINCT test_id FROM result NOT INDEXED WHERE rowid > ?", (watermark,))
             ]
         count = _recompute(conn, changed)
         conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE}(name, value) VALUES (?, ?)", (WATERMARK, highest))

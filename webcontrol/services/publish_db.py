@@ -31,14 +31,15 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,34 +50,26 @@ from webcontrol.services.base import ProgramError, run_program
 
 log = logging.getLogger(__name__)
 
-COPY_CHUNK = 1024 * 1024
-COPY_BUFFERS = 8
+COPY_CHUNK = 4 * 1024 * 1024
+COPY_STEP = 32 * 1024 * 1024
 SNAPSHOT_MMAP_BYTES = 1 << 36
 WORK_SUFFIX = ".work"
 WORK_CACHE_KIB = -65536  # 64 MiB of page cache for the working copy's index updates
 #: A fresh snapshot at least this often, whatever happened to the rw DB out of band.
 REBUILD_AFTER_S = 24 * 3600
-SYNC_FILE_RANGE_WRITE = 2
+RENAME_EXCHANGE = 2
+FETCH_THREADS = 8
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
-def start_writeback(path: Path) -> None:
-    """Start writing a fresh file back to disk without waiting for it (Linux).
-
-    Renaming it over the old public DB later makes ext4 flush whatever is
-    still unwritten (its replace-via-rename safeguard), about 1 s per GB on
-    the critical path; started now, the flush overlaps hashing instead.
-    """
+def _copy_step(source: int, target: int, count: int) -> int:
+    """Copy up to ``count`` bytes in the kernel from the files' positions; how many were copied."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        sync_file_range = libc.sync_file_range
-    except (OSError, AttributeError):
-        return
-    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
-    finally:
-        os.close(fd)
+        return os.copy_file_range(source, target, count)
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    return os.sendfile(target, source, None, count)
 
 
 def snapshot(rw_path: str, new_path: Path) -> None:
@@ -122,42 +115,59 @@ def carry_over(new: sqlite3.Connection, previous: Path) -> None:
         new.execute("DETACH DATABASE old")
 
 
-def refresh_versions(conn: sqlite3.Connection, archive_url: str) -> int:
-    """Refresh current_version from every release/pocket/component index. Returns failures."""
-    releases = [row[0] for row in conn.execute("SELECT DISTINCT release FROM test ORDER BY release")]
+def refresh_versions(conn: sqlite3.Connection, archive_url: str, releases: Iterable[str] | None = None) -> int:
+    """Refresh current_version from every release/pocket/component index. Returns failures.
+
+    ``releases`` are those of the tests (read from ``test`` when None). The
+    indexes are fetched concurrently (mostly 304 answers: the time is round
+    trips), then applied one by one in a fixed order.
+    """
+    if releases is None:
+        releases = [row[0] for row in conn.execute("SELECT DISTINCT release FROM test")]
+    releases = sorted(releases)
+    indexes = [
+        (release, pocket, component, archive.sources_url(archive_url, pocket, component))
+        for release in releases
+        for pocket in (release, f"{release}-updates")
+        for component in archive.COMPONENTS
+    ]
+    checked = dict(conn.execute("SELECT url, timestamp FROM url_last_checked"))
+
+    def fetch(url: str) -> archive.Fetched | archive.FetchFailed:
+        try:
+            return archive.fetch(url, checked.get(url))
+        except archive.FetchFailed as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch") as pool:
+        outcomes = list(pool.map(fetch, [index[3] for index in indexes]))
     failures = 0
-    for release in releases:
-        for pocket in (release, f"{release}-updates"):
-            for component in archive.COMPONENTS:
-                url = archive.sources_url(archive_url, pocket, component)
-                row = conn.execute("SELECT timestamp FROM url_last_checked WHERE url = ?", (url,)).fetchone()
-                try:
-                    fetched = archive.fetch(url, row[0] if row else None)
-                except archive.FetchFailed as err:
-                    failures += 1
-                    log.warning("keeping previous versions for %s %s: %s", pocket, component, err)
-                    continue
-                if fetched.body is None:
-                    continue
-                versions = archive.highest_versions(fetched.body)
-                with db.write_transaction(conn):
-                    conn.execute("DELETE FROM current_version WHERE pocket = ? AND component = ?", (pocket, component))
-                    # -updates wins over the release pocket whichever index changed last.
-                    conn.executemany(
-                        "INSERT INTO current_version(release, pocket, component, package, version)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT(release, package) DO UPDATE SET"
-                        " pocket = excluded.pocket, component = excluded.component, version = excluded.version"
-                        " WHERE excluded.pocket = ? OR current_version.pocket != ?",
-                        (
-                            (release, pocket, component, package, version, f"{release}-updates", f"{release}-updates")
-                            for package, version in versions.items()
-                        ),
-                    )
-                    conn.execute(
-                        "INSERT OR REPLACE INTO url_last_checked(url, timestamp) VALUES (?, ?)",
-                        (url, fetched.last_modified or ""),
-                    )
-                log.info("%s %s: %d source versions", pocket, component, len(versions))
+    for (release, pocket, component, _url), fetched in zip(indexes, outcomes, strict=True):
+        if isinstance(fetched, archive.FetchFailed):
+            failures += 1
+            log.warning("keeping previous versions for %s %s: %s", pocket, component, fetched)
+            continue
+        if fetched.body is None:
+            continue
+        versions = archive.highest_versions(fetched.body)
+        with db.write_transaction(conn):
+            conn.execute("DELETE FROM current_version WHERE pocket = ? AND component = ?", (pocket, component))
+            # -updates wins over the release pocket whichever index changed last.
+            conn.executemany(
+                "INSERT INTO current_version(release, pocket, component, package, version)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(release, package) DO UPDATE SET"
+                " pocket = excluded.pocket, component = excluded.component, version = excluded.version"
+                " WHERE excluded.pocket = ? OR current_version.pocket != ?",
+                (
+                    (release, pocket, component, package, version, f"{release}-updates", f"{release}-updates")
+                    for package, version in versions.items()
+                ),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO url_last_checked(url, timestamp) VALUES (?, ?)",
+                (fetched.url, fetched.last_modified or ""),
+            )
+        log.info("%s %s: %d source versions", pocket, component, len(versions))
     return failures
 
 
@@ -190,51 +200,60 @@ class Stages:
 
 
 def copy_hashing(source: Path, target: Path) -> str:
-    """Copy ``source`` to ``target`` and return the sha256 of the bytes written. Raises OSError.
+    """Copy ``source`` to ``target`` and return the sha256 of ``target``. Raises OSError.
 
-    The digest is computed in a second thread from the very buffers written
-    (hashlib releases the GIL), so hashing overlaps the copy instead of
-    adding a second pass over the file. A few buffers are reused: a fresh
-    bytes object per chunk costs more in page faults than the copy itself.
+    The kernel copies (copy_file_range: no trip through user space) in
+    steps while a second thread hashes what is already in ``target``
+    (hashlib releases the GIL), following right behind: the file is
+    hashed while it is written, and hashing, the slower half, sets the pace.
     """
+    size = os.path.getsize(source)
+    copied = 0
+    failed = False
+    progress = threading.Condition()
     digest = hashlib.sha256()
-    free: queue.Queue[bytearray] = queue.Queue()
-    for _ in range(COPY_BUFFERS):
-        free.put(bytearray(COPY_CHUNK))
-    filled: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+    hash_error: list[OSError] = []
 
-    def hash_chunks() -> None:
-        while (item := filled.get()) is not None:
-            buffer, size = item
-            with memoryview(buffer) as view:
-                digest.update(view[:size])
-            free.put(buffer)
+    def hash_target() -> None:
+        buffer = bytearray(COPY_CHUNK)
+        done = 0
+        try:
+            with open(target, "rb", buffering=0) as handle, memoryview(buffer) as view:
+                while done < size:
+                    with progress:
+                        progress.wait_for(lambda done=done: copied > done or failed)
+                        ready = copied
+                    if ready <= done:
+                        return  # the copy failed
+                    while done < ready:
+                        count = handle.readinto(view[: min(COPY_CHUNK, ready - done)])
+                        if not count:
+                            raise OSError(f"{target}: shorter than written")
+                        digest.update(view[:count])
+                        done += count
+        except OSError as err:
+            hash_error.append(err)
 
-    hasher = threading.Thread(target=hash_chunks, name="sha256", daemon=True)
-    hasher.start()
-    try:
-        with open(source, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
-            while True:
-                buffer = free.get()
-                size = src.readinto(buffer)
-                if not size:
-                    break
-                with memoryview(buffer) as view:
-                    written = 0
-                    while written < size:
-                        written += dst.write(view[written:size])
-                filled.put((buffer, size))
-    finally:
-        filled.put(None)
-        hasher.join()
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(COPY_CHUNK):
-            digest.update(chunk)
+    with open(source, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
+        hasher = threading.Thread(target=hash_target, name="sha256", daemon=True)
+        hasher.start()
+        try:
+            while copied < size:
+                count = _copy_step(src.fileno(), dst.fileno(), min(COPY_STEP, size - copied))
+                if not count:
+                    raise OSError(f"{source}: shorter than {size} bytes")
+                with progress:
+                    copied += count
+                    progress.notify()
+        except BaseException:
+            with progress:
+                failed = True
+                progress.notify()
+            raise
+        finally:
+            hasher.join()
+    if hash_error:
+        raise hash_error[0]
     return digest.hexdigest()
 
 
@@ -324,21 +343,58 @@ def _append(conn: sqlite3.Connection) -> int | None:
 
 
 class WorkState:
-    """``<work>.json``: when the working copy was built and which state of it was last published.
+    """``<work>.json``: when and since which boot the working copy was built, and what was last published.
 
-    A missing or unreadable file makes publish-db rebuild the working copy.
+    The working copy is written without fsync; a process killed mid-way
+    leaves it whole (its rollback journal is in the page cache), but after a
+    crash of the machine it may not be, so a working copy from another boot
+    is rebuilt, as is one without a readable state file.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         value = atomicfile.read_json(path, None)
-        self.usable = isinstance(value, dict) and isinstance(value.get("built"), (int, float))
-        value = value if self.usable else {}
+        if not isinstance(value, dict) or not isinstance(value.get("built"), (int, float)):
+            value = {}
         self.built: float = value.get("built", 0.0)
+        self.boot: str | None = value.get("boot")
         self.published: list | None = value.get("published")
+        #: The releases of the working copy's tests up to id ``releases_upto`` (a scan of ``test`` costs more
+        #: than a publish).
+        self.releases: list[str] = value.get("releases", [])
+        self.releases_upto: int = value.get("releases_upto", 0)
+
+    def usable(self) -> bool:
+        return self.built > 0 and self.boot == boot_id() and time.time() - self.built < REBUILD_AFTER_S
+
+    def rebuilt(self) -> None:
+        self.built, self.boot, self.published = time.time(), boot_id(), None
+        self.releases, self.releases_upto = [], 0
+
+    def add_releases(self, conn: sqlite3.Connection) -> None:
+        """Add the releases of the tests added since the last call (tests are only ever added)."""
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM test").fetchone()[0]
+        if top != self.releases_upto:
+            rows = conn.execute("SELECT DISTINCT release FROM test WHERE id > ?", (self.releases_upto,))
+            self.releases = sorted(set(self.releases) | {row[0] for row in rows})
+            self.releases_upto = top
 
     def save(self) -> None:
-        atomicfile.write_json_atomic(self.path, {"built": self.built, "published": self.published}, mode=0o600)
+        value = {
+            "built": self.built,
+            "boot": self.boot,
+            "published": self.published,
+            "releases": self.releases,
+            "releases_upto": self.releases_upto,
+        }
+        atomicfile.write_json_atomic(self.path, value, mode=0o600)
+
+
+def boot_id() -> str | None:
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return None
 
 
 def change_counter(path: Path) -> int:
@@ -350,22 +406,46 @@ def change_counter(path: Path) -> int:
 
 def open_work(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None)
-    conn.execute("PRAGMA journal_mode = DELETE")  # the public DB is a byte copy: never WAL
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA journal_mode = DELETE")  # the public DB is a byte copy of it: never WAL
+    conn.execute("PRAGMA synchronous = OFF")  # see WorkState
     conn.execute(f"PRAGMA cache_size = {WORK_CACHE_KIB}")
     conn.execute(f"PRAGMA mmap_size = {SNAPSHOT_MMAP_BYTES}")
     return conn
 
 
 def rebuild_work(rw_path: str, work: Path) -> None:
-    """A fresh snapshot of the rw DB as the working copy, in place only once complete and on disk."""
+    """A fresh snapshot of the rw DB as the working copy, renamed into place once complete."""
     tmp = work.with_name(work.name + ".tmp")
     tmp.unlink(missing_ok=True)
     snapshot(rw_path, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())  # later publishes copy it: it must survive a crash whole
     Path(str(work) + "-journal").unlink(missing_ok=True)
     os.replace(tmp, work)
+
+
+def swap_in(new_path: Path, public: Path) -> None:
+    """Put ``new_path`` in place of ``public`` atomically. Raises OSError.
+
+    An exchange (renameat2) rather than a rename over the old file: ext4
+    flushes a file renamed over another one first (about 1 s per GB, and it
+    would wait on the whole copy); after an exchange the page cache writes
+    it back in its own time. Readers check the file against its sha256, and
+    a crash rebuilds the working copy. Falls back to a plain rename.
+    """
+    if public.exists() and _exchange(new_path, public):
+        new_path.unlink()  # now the previous public DB
+        return
+    os.replace(new_path, public)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
 def publish(config: Config, full: bool = False) -> PublishSummary | None:
@@ -397,7 +477,7 @@ def publish(config: Config, full: bool = False) -> PublishSummary | None:
     stages.done("prepare")
 
     added: int | None = None
-    if not full and state.usable and work.exists() and time.time() - state.built < REBUILD_AFTER_S:
+    if not full and state.usable() and work.exists():
         conn = open_work(work)
         try:
             added = append_new_rows(conn, rw_path)
@@ -409,13 +489,14 @@ def publish(config: Config, full: bool = False) -> PublishSummary | None:
     rebuilt = added is None
     if rebuilt:
         rebuild_work(rw_path, work)
-        state.built, state.published = time.time(), None
+        state.rebuilt()
         conn = open_work(work)
         stages.done("snapshot")
     try:
         if rebuilt:
             carry_over(conn, public)
-        failures = refresh_versions(conn, config.get("web", "archive_url"))
+        state.add_releases(conn)
+        failures = refresh_versions(conn, config.get("web", "archive_url"), state.releases)
         stages.done("archive")
         # A fresh snapshot takes the derived tables over from the public DB; otherwise they are updated in place.
         previous = public if rebuilt else None
@@ -449,13 +530,12 @@ def publish(config: Config, full: bool = False) -> PublishSummary | None:
             digest = copy_hashing(work, new_path)
         finally:
             conn.execute("COMMIT")
-        start_writeback(new_path)
         stages.done("copy + sha256")
     finally:
         conn.close()
     os.chmod(new_path, atomicfile.PUBLIC_MODE)
     atomicfile.write_atomic(config.public_db_sha256, digest)
-    os.replace(new_path, public)
+    swap_in(new_path, public)
     state.published = [counter, digest]
     state.save()
     stages.done("swap")
