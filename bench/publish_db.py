@@ -129,6 +129,9 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--from-db", type=Path, help="start from a copy of this bench/gen_big_db.py DB")
     parser.add_argument("--keep", help="reuse/keep the generated DB in this folder")
+    parser.add_argument(
+        "--no-trigger-index", action="store_true", help="leave out the trigger-index stage (its first build is long)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-publish-"))
@@ -146,7 +149,7 @@ def main() -> int:
     )
     # Warm-up: the working copy is built, archive timestamps recorded, page cache filled.
     print_stages("first publish (fresh snapshot)", publish_db.publish(config, full=True))
-    while True:  # a first trigger index is built in slices of a minute
+    while not args.no_trigger_index:  # a first trigger index is built in slices of a minute
         done = triggerindex.publish_stage(config)
         if done is None or done.complete:
             break
@@ -173,7 +176,8 @@ def main() -> int:
     summary = publish_db.publish(config)
     publish_s, publish_cpu = time.monotonic() - started, time.process_time() - cpu
     started = time.monotonic()
-    triggerindex.publish_stage(config)
+    if not args.no_trigger_index:
+        triggerindex.publish_stage(config)
     trigger_s = time.monotonic() - started
     time.sleep(0.5)
     stop.set()
