@@ -431,3 +431,24 @@ def test_a_working_copy_from_before_a_reboot_is_rebuilt(tmp_path, make_config, c
     assert public.execute("SELECT COUNT(*) FROM result").fetchone() == (2,)
     public.close()
     conn.close()
+
+
+def test_statistics_of_the_rw_db_reach_the_public_db(make_config):
+    config = make_config()
+    conn = seed(config.get("web", "database"), [record("hello", "1.0", "20240101_000000_aaaaa@")])
+    assert publish_db.main(["--config", config.path]) == 0
+    db.record_results(conn, [record("hello", "1.1", f"20240102_00000{i}_aaaaa@") for i in range(5)])
+    conn.execute("ANALYZE")
+    assert publish_db.main(["--config", config.path]) == 0
+    # A later ANALYZE changes rows, not the schema: still published.
+    db.record_results(conn, [record("six", "1.1", "20240103_000000_aaaaa@")])
+    conn.execute("ANALYZE")
+    assert publish_db.main(["--config", config.path]) == 0
+    public = sqlite3.connect(public_of(config))
+    incremental = sorted(public.execute("SELECT * FROM sqlite_stat1"))
+    public.close()
+    assert ("test", "test_package_uix", "2 1 1 1") in incremental
+    # As a fresh snapshot has them (without the ingest marker's).
+    assert publish_db.main(["--config", config.path, "--full"]) == 0
+    assert dump(public_of(config))[1]["sqlite_stat1"] == incremental
+    conn.close()

@@ -260,12 +260,24 @@ def copy_hashing(source: Path, target: Path) -> str:
 # The working copy ----------------------------------------------------------------------------------
 
 
+#: Tables publish-db writes itself: a rw DB restored from a public copy may have them, stale.
+OWN_TABLES = frozenset(
+    {
+        "current_version",
+        "url_last_checked",
+        flakiness.TABLE,
+        flakiness.STATE_TABLE,
+        tested_versions.TABLE,
+        tested_versions.STATE_TABLE,
+    }
+)
+
+
 def _rw_objects(conn: sqlite3.Connection, schema: str, tables: Iterable[str] | None = None) -> set[tuple]:
-    """(type, name, tbl_name, sql) of the schema objects that come from the rw DB."""
-    rows = conn.execute(
-        f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master WHERE tbl_name != ?", (db.MARKER_TABLE,)
-    )
-    found = {tuple(row) for row in rows}
+    """(type, name, tbl_name, sql) of the schema objects that come from the rw DB (of ``tables`` only)."""
+    skipped = {db.MARKER_TABLE, *OWN_TABLES}
+    rows = conn.execute(f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master")
+    found = {tuple(row) for row in rows if row[2] not in skipped}
     if tables is not None:
         wanted = set(tables)
         found = {row for row in found if row[2] in wanted}
@@ -305,8 +317,8 @@ def append_new_rows(conn: sqlite3.Connection, rw_path: str) -> int | None:
 
 def _append(conn: sqlite3.Connection) -> int | None:
     rw_objects = _rw_objects(conn, "rw")
-    tables = {row[1] for row in rw_objects if row[0] == "table" and not row[1].startswith("sqlite_")}
-    if _rw_objects(conn, "main", tables | {"sqlite_stat1", "sqlite_stat4", "sqlite_sequence"}) != rw_objects:
+    tables = {row[1] for row in rw_objects if row[0] == "table"}
+    if _rw_objects(conn, "main", tables) != rw_objects:
         log.info("rw DB schema changed; taking a fresh snapshot")
         return None
     if conn.execute("PRAGMA rw.user_version").fetchone() != conn.execute("PRAGMA main.user_version").fetchone():
@@ -332,7 +344,11 @@ def _append(conn: sqlite3.Connection) -> int | None:
     # Tables the rw DB may hold besides these (sqlite_stat1 after an ANALYZE, ...) are small: copied whole.
     for table in sorted(tables - {"test", "result"}):
         conn.execute(f'DELETE FROM main."{table}"')
-        conn.execute(f'INSERT INTO main."{table}" SELECT * FROM rw."{table}"')
+        # Statistics of the ingest marker go with it, as when a fresh snapshot drops it.
+        where = " WHERE tbl != ?" if table in ("sqlite_stat1", "sqlite_stat4") else ""
+        conn.execute(
+            f'INSERT INTO main."{table}" SELECT * FROM rw."{table}"{where}', (db.MARKER_TABLE,) if where else ()
+        )
     # Tests deleted from the rw DB by hand show up as a difference in count (cheap; counting results is
     # not: edits of results by hand wait for the daily snapshot or publish-db --full).
     count = "SELECT COUNT(*) FROM {0}.test"
