@@ -292,7 +292,9 @@ def append_new_rows(conn: sqlite3.Connection, rw_path: str) -> int | None:
     test id are exactly what is new. Everything is read in one transaction,
     so the copy holds whole rw transactions. Returns None, changing nothing,
     when the working copy no longer mirrors the rw DB (rebuilt or restored,
-    migrated, rows deleted): the caller then takes a fresh snapshot.
+    migrated, its newest result or test changed, tests deleted): the caller
+    then takes a fresh snapshot. Older results edited by hand are only seen
+    by a fresh snapshot (``--full``, or the daily one).
     """
     conn.execute("ATTACH DATABASE ? AS rw", (Path(rw_path).resolve().as_uri() + "?mode=ro",))
     try:
