@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The ``test_flakiness`` table of the public DB, kept up to date by publish-db.
 
-The rw DB never has this table: publish-db snapshots the rw DB into
-``<public>.new`` every minute, and :func:`update` then
+The rw DB never has this table: publish-db keeps it in its working copy
+of the public DB (:mod:`webcontrol.services.publish_db`), and every minute
+:func:`update`
 
-1. creates the table in ``.new`` and copies the previous public DB's rows
-   and watermark into it (like publish_db.carry_over does for
-   current_version);
+1. continues from the working copy's own rows and watermark; after a fresh
+   snapshot of the rw DB it creates the table and copies the previous
+   public DB's rows and watermark into it first (like publish_db.carry_over
+   does for current_version);
 2. finds the tests that got results since the last publish: result rows
    are never deleted, so new rows are exactly those whose rowid is above
    the watermark (the highest result rowid seen last time; the snapshot is a
@@ -123,13 +125,25 @@ def _recompute(conn: sqlite3.Connection, test_ids: Iterable[int]) -> int:
     return count
 
 
-def update(conn: sqlite3.Connection, previous: Path) -> UpdateSummary:
-    """Bring ``test_flakiness`` in ``conn`` (the ``.new`` copy, autocommit) up to date. Raises sqlite3.Error."""
+def _own_watermark(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE name = ?", (WATERMARK,)).fetchone()
+    return None if not row or row[0] is None else int(row[0])
+
+
+def update(conn: sqlite3.Connection, previous: Path | None) -> UpdateSummary:
+    """Bring ``test_flakiness`` in ``conn`` (publish-db's working copy, autocommit) up to date.
+
+    With ``previous`` (a fresh snapshot), the rows and watermark are first
+    copied from that public DB; with None, ``conn`` already holds them and
+    is updated in place, writing nothing when no result is new. Raises sqlite3.Error.
+    """
     started = time.monotonic()
     create_tables(conn)
-    watermark = _carry_over(conn, Path(previous))
+    watermark = _own_watermark(conn) if previous is None else _carry_over(conn, Path(previous))
     highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
     full = watermark is None or watermark > highest
+    if previous is None and watermark == highest:
+        return UpdateSummary(full=False, recomputed=0, seconds=time.monotonic() - started)
     conn.execute("BEGIN")
     try:
         if full:
@@ -137,7 +151,8 @@ def update(conn: sqlite3.Connection, previous: Path) -> UpdateSummary:
             changed = [row[0] for row in conn.execute("SELECT id FROM test ORDER BY id")]
         else:
             changed = [
-                row[0] for row in conn.execute("SELECT DISTINCT test_id FROM result WHERE rowid > ?", (watermark,))
+                row[0]
+                for row in conn.execute("SELECT DISTINCT test_id FROM result NOT INDEXED WHERE rowid > ?", (watermark,))
             ]
         count = _recompute(conn, changed)
         conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE}(name, value) VALUES (?, ?)", (WATERMARK, highest))

@@ -11,9 +11,10 @@ their epoch.
 publish-db keeps the answer in the public DB's ``tested_version`` table and
 writes the JSON file from it; browse.cgi reads the same table when the file
 is missing. The table is brought up to date the way :mod:`webcontrol.flakiness`
-keeps its own: the previous public DB's rows and watermark (the highest
-result rowid counted) are copied over, and only results above the watermark
-are read. Rowids, unlike run ids, grow with every insert, so results
+keeps its own: in place in publish-db's working copy (after a fresh
+snapshot, the previous public DB's rows and watermark, the highest result
+rowid counted, are copied over first), and only results above the
+watermark are read. Rowids, unlike run ids, grow with every insert, so results
 back-filled with old run ids (download-all-results filling a gap or
 rebuilding the DB) are counted too. Without a usable previous table, or
 when the watermark is above the highest rowid (the rw DB was rebuilt),
@@ -98,19 +99,30 @@ def _carry_over(conn: sqlite3.Connection, previous: Path) -> int | None:
         conn.execute("DETACH DATABASE tested_old")
 
 
-def update(conn: sqlite3.Connection, previous: Path) -> int:
-    """Bring ``tested_version`` in ``conn`` (the ``.new`` public copy, autocommit) up to date.
+def _own_watermark(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE name = ?", (WATERMARK,)).fetchone()
+    return None if not row or row[0] is None else int(row[0])
 
-    Returns how many packages changed. Raises sqlite3.Error.
+
+def update(conn: sqlite3.Connection, previous: Path | None) -> int:
+    """Bring ``tested_version`` in ``conn`` (publish-db's working copy, autocommit) up to date.
+
+    With ``previous`` (a fresh snapshot), the rows and watermark are first
+    copied from that public DB; with None, ``conn`` already holds them and
+    is updated in place, writing nothing when no result is new. Returns how
+    many packages changed. Raises sqlite3.Error.
     """
     started = time.monotonic()
     for statement in _SCHEMA:
         conn.execute(statement)
-    watermark = _carry_over(conn, Path(previous))
+    watermark = _own_watermark(conn) if previous is None else _carry_over(conn, Path(previous))
     conn.execute("BEGIN")
     try:
         highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
         full = watermark is None or watermark > highest
+        if previous is None and watermark == highest:
+            conn.execute("COMMIT")
+            return 0
         if full:
             conn.execute(f"DELETE FROM {TABLE}")
         since = 0 if full else watermark

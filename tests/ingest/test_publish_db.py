@@ -279,3 +279,176 @@ def test_snapshot_while_the_writer_ingests_is_consistent(tmp_path, make_config):
         thread.join()
     assert written
     conn.close()
+
+
+# The working copy (<public>.work): new rows appended, derived tables updated in place -----------------
+
+
+def dump(path):
+    """Every row of every table of a DB, and its schema: what a reader of the public DB can see.
+
+    Result rowids count (the derived tables' watermarks are result rowids); other tables' are not content.
+    """
+    conn = sqlite3.connect(path)
+    try:
+        schema = sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        tables = [row[1] for row in schema if row[0] == "table"]
+        content = {
+            table: sorted(conn.execute(f'SELECT {"rowid, " if table == "result" else ""}* FROM "{table}"'))
+            for table in tables
+        }
+        return schema, content, conn.execute("PRAGMA user_version").fetchone()
+    finally:
+        conn.close()
+
+
+def served_pair(config):
+    public = public_of(config)
+    return public.stat().st_ino, public.read_bytes(), Path(config.public_db_sha256).read_text()
+
+
+def test_the_working_copy_publishes_what_a_fresh_snapshot_would(tmp_path, make_config, archive):
+    url = archive({"noble": {"hello": "2.10-3"}, "jammy": {"six": "1.0-1"}})
+    indexed = tmp_path / "indexed.json"
+    config = make_config(web={"archive_url": url, "indexed_packages": indexed})
+    conn = seed(config.get("web", "database"), [record("hello", "2.9-1", "20240101_000000_aaaaa@")])
+    assert publish_db.main(["--config", config.path]) == 0
+    # New tests (one of a release the DB did not have), new results, a newer version, and the ingest
+    # marker moving on: the next publish appends them to the working copy.
+    db.record_results(
+        conn,
+        [
+            record("hello", "2.10-3", "20240102_000000_aaaaa@"),
+            record("hello", "2.10-3", "20240102_000000_bbbbb@", arch="arm64", exitcode=4),
+            record("six", "1.0-1", "20240103_000000_ccccc@", release="jammy"),
+        ],
+        marker=("autopkgtest-jammy", "jammy/amd64/s"),
+    )
+    assert publish_db.main(["--config", config.path]) == 0
+    ino, body, digest = served_pair(config)
+    assert digest == hashlib.sha256(body).hexdigest()
+    incremental = dump(public_of(config))
+    assert db.MARKER_TABLE not in incremental[1]
+    assert incremental[1]["result"][-1][1:3] == (3, "20240103_000000_ccccc@")
+    # jammy's index was fetched although jammy came after the first publish.
+    assert ("jammy", "jammy", "main", "six", "1.0-1") in incremental[1]["current_version"]
+    assert json.loads(indexed.read_text())["h"] == [["hello", "2.10-3"]]
+
+    assert publish_db.main(["--config", config.path, "--full"]) == 0
+    assert dump(public_of(config)) == incremental
+
+
+def test_an_unchanged_db_is_not_copied_again_but_archive_changes_are_published(tmp_path, make_config, archive):
+    url = archive({"noble": {"hello": "1.0-1"}})
+    indexed = tmp_path / "indexed.json"
+    config = make_config(web={"archive_url": url, "indexed_packages": indexed})
+    conn = seed(config.get("web", "database"), [record("hello", "1.0-1", "20240101_000000_aaaaa@")])
+    assert publish_db.main(["--config", config.path]) == 0
+    first = served_pair(config)
+    # Nothing new: the very same file stays in place, with its sha256; a lost indexed-packages JSON
+    # (it lives in /run) comes back.
+    indexed.unlink()
+    assert publish_db.main(["--config", config.path]) == 0
+    assert served_pair(config) == first
+    assert json.loads(indexed.read_text()) == {"h": [["hello", "1.0-1"]]}
+    # Only the archive changed: published.
+    sources = tmp_path / "archive/dists/noble/main/source/Sources.gz"
+    sources.write_bytes(gzip.compress(b"Package: hello\nVersion: 1.0-2\n"))
+    os.utime(sources, (time.time() + 5, time.time() + 5))
+    assert publish_db.main(["--config", config.path]) == 0
+    ino, body, digest = served_pair(config)
+    assert digest == hashlib.sha256(body).hexdigest() != first[2]
+    public = sqlite3.connect(public_of(config))
+    assert public.execute("SELECT version FROM current_version WHERE package = 'hello'").fetchone() == ("1.0-2",)
+    public.close()
+    # A lost .sha256 is written again.
+    Path(config.public_db_sha256).unlink()
+    assert publish_db.main(["--config", config.path]) == 0
+    assert served_pair(config)[2] == hashlib.sha256(public_of(config).read_bytes()).hexdigest()
+    # A new result: published.
+    db.record_results(conn, [record("hello", "1.0-2", "20240102_000000_aaaaa@")])
+    assert publish_db.main(["--config", config.path]) == 0
+    public = sqlite3.connect(public_of(config))
+    assert public.execute("SELECT COUNT(*) FROM result").fetchone() == (2,)
+    public.close()
+
+
+def test_a_rebuilt_or_edited_rw_db_is_published_as_it_now_is(tmp_path, make_config):
+    config = make_config()
+    rw = Path(config.get("web", "database"))
+    records = [record("hello", "1.0", f"20240101_00000{i}_aaaaa@") for i in range(4)]
+    conn = seed(rw, records)
+    assert publish_db.main(["--config", config.path]) == 0
+
+    def published_runs():
+        public = sqlite3.connect(public_of(config))
+        try:
+            return [row[0] for row in public.execute("SELECT run_id FROM result ORDER BY run_id")]
+        finally:
+            public.close()
+
+    # The newest result deleted by hand: noticed at once.
+    conn.execute("DELETE FROM result WHERE run_id = '20240101_000003_aaaaa@'")
+    assert publish_db.main(["--config", config.path]) == 0
+    assert published_runs() == [r.run_id for r in records[:3]]
+    # An older one: publish-db --full (docs/operating.rst) takes a fresh snapshot.
+    conn.execute("DELETE FROM result WHERE run_id = '20240101_000000_aaaaa@'")
+    assert publish_db.main(["--config", config.path, "--full"]) == 0
+    assert published_runs() == [r.run_id for r in records[1:3]]
+    conn.close()
+    # The rw DB rebuilt from scratch with other rows.
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(rw) + suffix).unlink(missing_ok=True)
+    seed(rw, [record("six", "2.0", "20250101_000000_bbbbb@")]).close()
+    assert publish_db.main(["--config", config.path]) == 0
+    assert published_runs() == ["20250101_000000_bbbbb@"]
+    # A migration that adds an index to the rw DB: it reaches the public DB.
+    conn = sqlite3.connect(rw)
+    conn.execute("CREATE INDEX result_duration_ix ON result(duration)")
+    conn.close()
+    assert publish_db.main(["--config", config.path]) == 0
+    public = sqlite3.connect(public_of(config))
+    assert public.execute("SELECT 1 FROM sqlite_master WHERE name = 'result_duration_ix'").fetchone() == (1,)
+    public.close()
+
+
+def test_a_working_copy_from_before_a_reboot_is_rebuilt(tmp_path, make_config, caplog):
+    config = make_config()
+    conn = seed(config.get("web", "database"), [record("hello", "1.0", "20240101_000000_aaaaa@")])
+    assert publish_db.main(["--config", config.path]) == 0
+    # The working copy is written without fsync: after a crash of the machine it cannot be trusted.
+    work = Path(str(public_of(config)) + ".work")
+    state = Path(str(work) + ".json")
+    value = json.loads(state.read_text())
+    state.write_text(json.dumps({**value, "boot": "another-boot"}))
+    with sqlite3.connect(work) as damaged:
+        damaged.execute("DELETE FROM result")
+    db.record_results(conn, [record("hello", "1.1", "20240102_000000_aaaaa@")])
+    caplog.set_level("INFO")
+    assert publish_db.main(["--config", config.path]) == 0
+    assert "fresh snapshot" in caplog.text
+    public = sqlite3.connect(public_of(config))
+    assert public.execute("SELECT COUNT(*) FROM result").fetchone() == (2,)
+    public.close()
+    conn.close()
+
+
+def test_statistics_of_the_rw_db_reach_the_public_db(make_config):
+    config = make_config()
+    conn = seed(config.get("web", "database"), [record("hello", "1.0", "20240101_000000_aaaaa@")])
+    assert publish_db.main(["--config", config.path]) == 0
+    db.record_results(conn, [record("hello", "1.1", f"20240102_00000{i}_aaaaa@") for i in range(5)])
+    conn.execute("ANALYZE")
+    assert publish_db.main(["--config", config.path]) == 0
+    # A later ANALYZE changes rows, not the schema: still published.
+    db.record_results(conn, [record("six", "1.1", "20240103_000000_aaaaa@")])
+    conn.execute("ANALYZE")
+    assert publish_db.main(["--config", config.path]) == 0
+    public = sqlite3.connect(public_of(config))
+    incremental = sorted(public.execute("SELECT * FROM sqlite_stat1"))
+    public.close()
+    assert ("test", "test_package_uix", "2 1 1 1") in incremental
+    # As a fresh snapshot has them (without the ingest marker's).
+    assert publish_db.main(["--config", config.path, "--full"]) == 0
+    assert dump(public_of(config))[1]["sqlite_stat1"] == incremental
+    conn.close()

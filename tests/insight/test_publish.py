@@ -7,9 +7,11 @@ import logging
 import random
 import shutil
 import sqlite3
+from pathlib import Path
 
 from tests.insight import site as sitemod
 from webcontrol import db, demodata, flakiness, insight
+from webcontrol.services import publish_db
 
 
 def expected_rows(path):
@@ -73,21 +75,24 @@ def test_publish_computes_flakiness_and_updates_it_incrementally(tmp_path, caplo
     # arm64 is now P F(late, same version) F: one flip on 1.0-1.
     assert arm64[5:8] == (1, 1, 3)
 
-    # Without a previous table (first publish with insight, or a damaged copy) everything is recomputed.
+    # Without a previous table (first publish with insight, or a damaged copy: neither the public DB
+    # nor publish-db's working copy has one) everything is recomputed.
     shutil.copy(site.public, tmp_path / "before.db")
-    site.public.unlink()
+    for leftover in ("", ".work", ".work.json"):
+        Path(f"{site.public}{leftover}").unlink()
     caplog.clear()
     site.ingest_and_publish()
     assert "full recompute" in caplog.text
     assert table_rows(site.public)[0] == rows
 
-    # A rebuilt rw DB whose rowids are below the stored watermark also forces a full recompute.
+    # A fresh snapshot of a rebuilt rw DB whose rowids are below the stored watermark also forces a
+    # full recompute.
     conn = sqlite3.connect(site.public)
     conn.execute("UPDATE test_flakiness_state SET value = value + 1000")
     conn.commit()
     conn.close()
     caplog.clear()
-    site.ingest_and_publish()
+    assert publish_db.main(["--config", site.config_path, "--full"]) == 0
     assert "full recompute" in caplog.text
     assert table_rows(site.public)[0] == rows
 
