@@ -10,9 +10,10 @@ Every path segment is percent-quoted; templates escape the whole URL.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import flask
 
@@ -200,16 +201,18 @@ class LazyViews(StreamedList):
     rendered page in memory before the first byte leaves.
     """
 
-    def __init__(self, conn, rows: list[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
+    def __init__(self, conn, rows: Sequence[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
+        # ``rows`` may itself be read while the page is sent (webcontrol.newest.LazyRows): iterate, never slice.
         def produce():
             seen: set[tuple] = set()
-            for start in range(0, len(rows), chunk):
-                yield from _views(conn, rows[start : start + chunk], newest_retry_only, seen)
+            pending = iter(rows)
+            while block := list(itertools.islice(pending, chunk)):
+                yield from _views(conn, block, newest_retry_only, seen)
 
         super().__init__(produce, len(rows))
 
 
-def page_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:
+def page_views(conn, rows: Sequence[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:
     """:func:`result_views` for a small page; a :class:`LazyViews` (streamed) for a big one."""
     if len(rows) > STREAM_ROWS:
         return LazyViews(conn, rows, newest_retry_only)
