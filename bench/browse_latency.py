@@ -179,10 +179,13 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
         for rel in info["releases"]
     }
     (cache / "stats.json").write_text(json.dumps(stats))
+    indexed = indexed_packages(db_path)
     values = {
         "web": {
+            "indexed_packages": str(indexed),
             "database_public": os.path.abspath(db_path),
             "state_dir": str(folder / "state"),
+            "runtime_dir": str(folder / "runtime"),
             "releases": " ".join(info["releases"]),
             "site_url": "http://127.0.0.1",
             "results_store": "local",
@@ -194,6 +197,27 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
     }
     path = folder / "autopkgtest-cloud.conf"
     configmod.write(values, path)
+    return path
+
+
+def indexed_packages(db_path: str) -> Path:
+    """The indexed-packages JSON publish-db writes beside a published DB (/testlist reads it).
+
+    The generated DBs have no tested_version table, so the index is computed from every result
+    (a full scan: ~30 s at 10M results); it is kept in the temp folder per DB version.
+    """
+    from webcontrol import tested_versions
+
+    stat = os.stat(db_path)
+    name = f"browse-bench-indexed-{Path(db_path).name}-{stat.st_mtime_ns}-{stat.st_size}.json"
+    path = Path(tempfile.gettempdir()) / name
+    if not path.exists():
+        conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=ro", uri=True)
+        try:
+            tested_versions.write_json(conn, path)
+        finally:
+            conn.close()
+        os.chmod(path, 0o644)
     return path
 
 

@@ -19,15 +19,13 @@ from dataclasses import dataclass
 
 from debian.debian_support import Version
 
-from webcontrol import httpclient
-
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("main", "restricted", "universe", "multiverse")
 FETCH_TIMEOUT_S = 60
 #: A mirror that drops a connection or answers 5xx gets one more immediate try (publish-db runs
 #: every minute, so the next run is the slower retry).
-FETCH_RETRIES = httpclient.RetryPolicy(attempts=2, backoff=1.0)
+FETCH_ATTEMPTS, FETCH_BACKOFF_S = 2, 1.0
 
 
 class FetchFailed(Exception):
@@ -51,9 +49,14 @@ def fetch(url: str, if_modified_since: str | None) -> Fetched:
     """Fetch ``url`` unless unchanged since the given HTTP date. Raises FetchFailed."""
     if url.startswith("file://"):
         return _fetch_file(url, if_modified_since)
+    # Imported here: the web apps import this module (strip_epoch) and every recycled mod_wsgi
+    # daemon would otherwise load requests and urllib3 before its first page.
+    from webcontrol import httpclient
+
     headers = {"If-Modified-Since": if_modified_since} if if_modified_since else {}
+    retries = httpclient.RetryPolicy(attempts=FETCH_ATTEMPTS, backoff=FETCH_BACKOFF_S)
     try:
-        response = httpclient.session(FETCH_RETRIES).get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
+        response = httpclient.session(retries).get(url, headers=headers, timeout=FETCH_TIMEOUT_S)
     except httpclient.Error as err:
         raise FetchFailed(f"{url}: {httpclient.describe(err)}") from None
     if response.status_code == 304:

@@ -264,12 +264,14 @@ def release_health(
         entry = packages.setdefault(package, HealthRow(package, version, {}))
         if arch not in wanted:
             continue
+        # The depth bound is the HEALTH_DEPTH-th newest run id (an index-only step), so the walk
+        # stops at the first match instead of copying and sorting HEALTH_DEPTH whole rows.
         found = conn.execute(
-            f"SELECT {_RESULT_COLUMNS.replace('result.', 'runs.')}"
-            " FROM (SELECT * FROM result WHERE test_id = ? ORDER BY run_id DESC LIMIT ?)"
-            " AS runs JOIN test ON test.id = runs.test_id"
-            " WHERE runs.version = ? AND runs.triggers = ? ORDER BY runs.run_id DESC LIMIT 1",
-            (test_id, HEALTH_DEPTH, version, results.MIGRATION_REFERENCE),
+            f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id"
+            " WHERE result.test_id = ? AND result.run_id >= COALESCE((SELECT run_id FROM result"
+            "  WHERE test_id = ? ORDER BY run_id DESC LIMIT 1 OFFSET ?), '')"
+            " AND result.version = ? AND result.triggers = ? ORDER BY result.run_id DESC LIMIT 1",
+            (test_id, test_id, HEALTH_DEPTH - 1, version, results.MIGRATION_REFERENCE),
         ).fetchone()
         if found:
             entry.results[arch] = _result(found)

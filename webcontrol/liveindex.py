@@ -210,44 +210,81 @@ def _where(filters: Iterable[tuple[str, Any]]) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+def _window(offset: int, limit: int | None) -> tuple[str, list]:
+    return (" LIMIT ? OFFSET ?", [limit, offset]) if limit is not None else (" LIMIT -1 OFFSET ?", [offset])
+
+
 def queued_items(path, package=None, release=None, arch=None, requester=None) -> list[livestate.QueuedRequest] | None:
     """Shown requests matching the filters, in file order; None without a current index."""
+    found = queued_window(path, package, release, arch, requester)
+    return None if found is None else found[0]
+
+
+def queued_window(
+    path, package=None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
+) -> tuple[list[livestate.QueuedRequest], int] | None:
+    """``(requests, total)``: ``limit`` shown requests from ``offset`` in file order, and how many match.
+
+    None without a current index. Both are indexed reads, so a bounded page costs
+    the same however long the queue is.
+    """
     conn = _open(path)
     if conn is None:
         return None
     try:
         where, args = _where((("package", package), ("release", release), ("arch", arch), ("requester", requester)))
-        rows = conn.execute(f"SELECT context, release, arch, position, text FROM item{where} ORDER BY rowid", args)
+        window, window_args = _window(offset, limit)
+        rows = conn.execute(
+            f"SELECT context, release, arch, position, text FROM item{where} ORDER BY rowid{window}",
+            [*args, *window_args],
+        )
         items = [livestate.queued_item(*row) for row in rows]
+        total = conn.execute(f"SELECT COUNT(*) FROM item{where}", args).fetchone()[0] if limit is not None else None
     except sqlite3.Error as err:
         log.warning("queued index of %s unreadable: %s", path, err)
         return None
     finally:
         conn.close()
-    return [item for item in items if not item.private and not item.malformed]
+    # The writer indexes only shown requests; the check keeps a hand-made index honest too.
+    items = [item for item in items if not item.private and not item.malformed]
+    return items, total if total is not None else offset + len(items)
 
 
 def running_jobs(path, package=None, release=None, arch=None, requester=None) -> list[livestate.RunningJob] | None:
     """Running jobs matching the filters, in file order; None without a current index."""
+    found = running_window(path, package, release, arch, requester)
+    return None if found is None else found[0]
+
+
+def running_window(
+    path, package=None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
+) -> tuple[list[livestate.RunningJob], int] | None:
+    """``(jobs, total)``: ``limit`` running jobs from ``offset`` in file order, and how many match.
+
+    None without a current index.
+    """
     conn = _open(path)
     if conn is None:
         return None
     try:
         where, args = _where((("package", package), ("release", release), ("arch", arch), ("requester", requester)))
+        window, window_args = _window(offset, limit)
         rows = conn.execute(
             "SELECT package, run_key, release, arch, params, duration, logtail, uuid, private"
-            f" FROM job{where} ORDER BY rowid",
-            args,
+            f" FROM job{where} ORDER BY rowid{window}",
+            [*args, *window_args],
         ).fetchall()
+        total = conn.execute(f"SELECT COUNT(*) FROM job{where}", args).fetchone()[0] if limit is not None else None
     except sqlite3.Error as err:
         log.warning("running index of %s unreadable: %s", path, err)
         return None
     finally:
         conn.close()
-    return [
+    jobs = [
         livestate.RunningJob(package, key, rel, arch_, json.loads(params), duration, logtail, uuid, bool(private))
         for package, key, rel, arch_, params, duration, logtail, uuid, private in rows
     ]
+    return jobs, total if total is not None else offset + len(jobs)
 
 
 def live_uuid(queued_path, running_path, uuid: str) -> str | None | bool:

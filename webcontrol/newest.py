@@ -59,8 +59,85 @@ OFFSET_MAX = 2_000
 class Page:
     """Rows of a newest-first page and where the next one starts (``run_id < next_before``)."""
 
-    rows: list[Result]
+    rows: list[Result] | LazyRows
     next_before: str | None
+
+
+#: An unfiltered page longer than this reads its rows while it is sent, LAZY_CHUNK at a time.
+LAZY_ROWS = 500
+LAZY_CHUNK = 500
+
+
+class LazyRows:
+    """The rows of a big newest-first page, read a chunk at a time while the page is sent.
+
+    A page of 10,000 rows scattered over a multi-GB DB takes tens of ms to read
+    (more at 10M results): read up front, that is time before the first byte
+    and 10,000 rows held at once. The page's length and oldest run id come
+    from an index-only walk; each chunk is then its own short statement (the
+    browse statement time limit applies to each, however slowly the client
+    reads) continuing below the previous chunk's oldest run id. Iterating
+    reads the rows again; indexing reads them all once and keeps them.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, sql: str, args: list, floor: str, before: str | None, length: int):
+        self._conn, self._sql, self._args = conn, sql, args
+        self._floor, self._before, self._length = floor, before, length
+        self._kept: list[Result] | None = None
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bool__(self) -> bool:
+        return self._length > 0
+
+    def __iter__(self) -> Iterator[Result]:
+        if self._kept is not None:
+            yield from self._kept
+            return
+        # Run ids may repeat across tests: a chunk starts at (<=) the previous chunk's last run id and
+        # skips the rows of that run id already sent (the index walk gives ties the same order each time).
+        upper, inclusive, skip, left = self._before, False, 0, self._length
+        while left > 0:
+            bound, bound_args = "", []
+            if upper:
+                bound, bound_args = (" AND result.run_id <= ?" if inclusive else " AND result.run_id < ?"), [upper]
+            want = min(LAZY_CHUNK, left)
+            sql = self._sql.format(bound=bound)
+            rows = [
+                _result(row) for row in self._conn.execute(sql, [*self._args, self._floor, *bound_args, want + skip])
+            ]
+            chunk = rows[skip:]
+            yield from chunk
+            if len(chunk) < want:
+                return
+            last = chunk[-1].run_id
+            ties = sum(1 for row in rows if row.run_id == last)
+            upper, inclusive, skip, left = last, True, ties, left - len(chunk)
+
+    def __getitem__(self, index):
+        if self._kept is None:
+            self._kept = list(self)
+        return self._kept[index]
+
+
+def _lazy_page(
+    conn: sqlite3.Connection, index: str, where: str, args: list, before: str | None, limit: int, rows_sql: str
+) -> Page:
+    """A page of ``limit`` rows (LazyRows) of an index walk newest first, its bounds found index-only.
+
+    ``where`` filters the index (``requester = ?`` or empty); ``rows_sql`` reads the rows with
+    ``run_id >= floor``, ``{bound}`` for the upper bound and a LIMIT, from ``args``.
+    """
+    clauses = [c for c in (where, "run_id < ?" if before else "") if c]
+    sql = (
+        f"SELECT COUNT(*), MIN(run_id) FROM (SELECT run_id FROM result INDEXED BY {index}"
+        f"{' WHERE ' + ' AND '.join(clauses) if clauses else ''} ORDER BY run_id DESC LIMIT ?)"
+    )
+    count, floor = conn.execute(sql, [*args, *([before] if before else []), limit]).fetchone()
+    if not count:
+        return Page([], None)
+    return Page(LazyRows(conn, rows_sql, args, floor, before, count), floor if count == limit else None)
 
 
 def recent(
@@ -115,6 +192,12 @@ def recent_page(
             if start is None:
                 return Page([], None)
             bound, bound_args, offset = " WHERE run_id < ?", [start], 0
+        if limit > LAZY_ROWS:
+            rows_sql = (
+                f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
+                " WHERE result.run_id >= ?{bound} ORDER BY result.run_id DESC LIMIT ?"
+            )
+            return _lazy_page(conn, "result_run_ix", "", [], (bound_args or [None])[0], limit, rows_sql)
         sql = (
             f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
             f"{bound.replace('run_id', 'result.run_id')} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
@@ -217,6 +300,16 @@ def user_page(
             if start is None:
                 return Page([], None)
             bound, bound_args, offset = " AND result.run_id < ?", [start], 0
+        if limit > LAZY_ROWS:
+            rows_sql = (
+                f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_requester_run_ix"
+                " JOIN test ON test.id = result.test_id WHERE result.requester = ? AND result.run_id >= ?{bound}"
+                " ORDER BY result.run_id DESC LIMIT ?"
+            )
+            before_bound = (bound_args or [None])[0]
+            return _lazy_page(
+                conn, "result_requester_run_ix", "requester = ?", [requester], before_bound, limit, rows_sql
+            )
         sql = (
             f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_requester_run_ix"
             f" JOIN test ON test.id = result.test_id WHERE result.requester = ?{bound}"

@@ -108,3 +108,32 @@ def test_newest_and_history_import_in_either_order():
         subprocess.run(
             [sys.executable, "-c", f"import {first}; from webcontrol.history import recent_page"], check=True
         )
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        lambda c, n, before: newest.recent_page(c, n, before=before),
+        lambda c, n, before: newest.recent_page(c, n, offset=3, before=before),
+        lambda c, n, before: newest.user_page(c, sitemod.HEAVY_USER, n, requester_run_index=True, before=before),
+        lambda c, n, before: newest.user_page(c, sitemod.HEAVY_USER, n, 4, requester_run_index=True, before=before),
+    ],
+    ids=["recent", "recent offset", "user", "user offset"],
+)
+def test_big_pages_read_while_sent_hold_the_same_rows(conn, monkeypatch, page):
+    """A page longer than LAZY_ROWS gets its rows chunk by chunk, each chunk an index walk: same rows, same next."""
+    expected = {}
+    for before in (None, "20240212_000000@"):
+        for size in (7, 40, 1000):
+            found = page(conn, size, before)
+            expected[(before, size)] = (list(found.rows), found.next_before)
+    monkeypatch.setattr(newest, "LAZY_ROWS", 5)
+    monkeypatch.setattr(newest, "LAZY_CHUNK", 3)
+    for (before, size), (rows, next_before) in expected.items():
+        assert rows, (before, size)
+        found = page(conn, size, before)
+        assert isinstance(found.rows, newest.LazyRows) and len(found.rows) == len(rows)
+        assert (list(found.rows), found.next_before) == (rows, next_before), (before, size)
+        for sql, plan in plans(conn, lambda c, found=found: list(found.rows)):  # iterable again, read again
+            assert not FULL_SCAN.search(plan) and "TEMP B-TREE" not in plan, f"{sql}\n{plan}"
+        assert found.rows[-1] == rows[-1] and list(found.rows) == rows

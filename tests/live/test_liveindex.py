@@ -147,3 +147,57 @@ def test_cache_amqp_writes_a_current_index(amqp_queues, tmp_path):
     package = items[0].split(None, 1)[0]
     found = liveindex.queued_items(tmp_path / "queued.json", package=package)
     assert found and (found[0].context, found[0].position, found[0].text) == (context, 1, items[0])
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "parsed"])
+def test_user_page_lists_a_bounded_window_of_a_long_queue_with_its_total(site, indexed):
+    """A requester with hundreds queued gets the first ones, the count and links through the rest."""
+    client, tmp_path = site
+    requests = []
+    for n in range(250):
+        params = {"triggers": [f"pkg{n}/1"], "requester": "alice", "uuid": f"00000000-0000-4000-8000-{n:012d}"}
+        requests.append(f"pkg{n} {json.dumps(params)}")
+        if n % 10 == 0:
+            requests.append(f'other{n} {{"requester": "bob"}}')
+    queued = {"releases": ["noble"], "arches": ["amd64", "arm64"], "queues": {"ubuntu": {"noble": {}}}}
+    for arch, part in (("amd64", requests[:150]), ("arm64", requests[150:])):
+        queued["queues"]["ubuntu"]["noble"][arch] = {"size": len(part), "requests": part}
+    running: dict = {}
+    for n in range(60):
+        params = {"triggers": [f"run{n}/1"], "requester": "alice", "uuid": f"00000000-0000-4000-9000-{n:012d}"}
+        running.setdefault(f"run{n}", {})[results.run_key(params)] = {"noble": {"amd64": [params, n, "log\n"]}}
+    if indexed:
+        write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+        write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+    else:
+        write_json_atomic(tmp_path / "queued.json", queued)
+        write_json_atomic(tmp_path / "running.json", running)
+
+    data = client.get("/api/v1/user/alice/").json
+    assert len(data["queued"]) == 100 and len(data["running"]) == 50
+    assert (data["queued_total"], data["running_total"]) == (250, 60)
+    assert data["links"]["queued_previous"] is None
+    # Following the links walks the whole queue once, in queue order.
+    seen = [item["uuid"] for item in data["queued"]]
+    url = data["links"]["queued_next"]
+    assert "queued-offset=100" in url and "show-running=false" in url and "show-results=false" in url
+    while url:
+        page = client.get("/api/v1" + url.removeprefix("https://autopkgtest.example.com")).json
+        assert page["running"] == [] and page["results"] == [] and page["queued_total"] == 250
+        seen += [item["uuid"] for item in page["queued"]]
+        url = page["links"]["queued_next"]
+    assert seen == [f"00000000-0000-4000-8000-{n:012d}" for n in range(250)]
+    assert "queued-offset=100" in page["links"]["queued_previous"]
+    more = client.get("/api/v1/user/alice/?running-offset=50&show-queued=false&show-results=false").json
+    assert [job["uuid"] for job in more["running"]] == [f"00000000-0000-4000-9000-{n:012d}" for n in range(50, 60)]
+    assert more["links"]["running_next"] is None and "running-offset=0" in more["links"]["running_previous"]
+
+    body = client.get("/user/alice/").get_data(as_text=True)
+    assert "<h2>Queued (250)</h2>" in body and "Queued requests 1–100 of 250." in body
+    assert "<h2>Running (60)</h2>" in body and "Running jobs 1–50 of 60." in body
+    assert body.count('<li value="') == 100 and body.count('<table class="running">') == 50
+    assert "queued-offset=100" in body and "running-offset=50" in body
+    # Nothing of bob's is listed as alice's, and a short list has no pager.
+    bob = client.get("/user/bob/").get_data(as_text=True)
+    assert "<h2>Queued (25)</h2>" in bob and "queued-offset" not in bob and "Nothing running." in bob
+    assert client.get("/user/alice/?queued-offset=-1").status_code == 400

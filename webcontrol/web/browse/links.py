@@ -9,9 +9,11 @@ Every path segment is percent-quoted; templates escape the whole URL.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import flask
 
@@ -87,11 +89,21 @@ def user_url(user: str) -> str:
 
 def retry_url(release: str, arch: str, package: str, triggers: Iterable[str], all_proposed: bool = False) -> str:
     """The request.cgi link britney also builds (docs/formats.rst, Pages and API)."""
-    query = [("release", release), ("arch", arch), ("package", package)]
-    query += [("trigger", trigger) for trigger in triggers]
+    query = f"release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}"
+    query += "".join(f"&trigger={_qv(trigger)}" for trigger in triggers)
     if all_proposed:
-        query.append(("all-proposed", "1"))
-    return f"{_site()}/request.cgi?{urllib.parse.urlencode(query)}"
+        query += "&all-proposed=1"
+    return f"{_site()}/request.cgi?{query}"
+
+
+# Characters urlencode() leaves as they are in a query value.
+_QUERY_SAFE = re.compile(r"^[A-Za-z0-9_.~-]*\Z")
+
+
+@functools.lru_cache(maxsize=4096)
+def _qv(value: str) -> str:
+    """A query value as ``urllib.parse.urlencode`` writes it (a release page builds ~1,200 retry links)."""
+    return value if _QUERY_SAFE.match(value) else urllib.parse.quote_plus(value)
 
 
 def launchpad_source_url(package: str, release: str | None = None) -> str:
@@ -189,16 +201,18 @@ class LazyViews(StreamedList):
     rendered page in memory before the first byte leaves.
     """
 
-    def __init__(self, conn, rows: list[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
+    def __init__(self, conn, rows: Sequence[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
+        # ``rows`` may itself be read while the page is sent (webcontrol.newest.LazyRows): iterate, never slice.
         def produce():
             seen: set[tuple] = set()
-            for start in range(0, len(rows), chunk):
-                yield from _views(conn, rows[start : start + chunk], newest_retry_only, seen)
+            pending = iter(rows)
+            while block := list(itertools.islice(pending, chunk)):
+                yield from _views(conn, block, newest_retry_only, seen)
 
         super().__init__(produce, len(rows))
 
 
-def page_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:
+def page_views(conn, rows: Sequence[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:
     """:func:`result_views` for a small page; a :class:`LazyViews` (streamed) for a big one."""
     if len(rows) > STREAM_ROWS:
         return LazyViews(conn, rows, newest_retry_only)

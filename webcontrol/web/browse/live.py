@@ -26,7 +26,7 @@ from markupsafe import Markup
 from webcontrol import livestate
 from webcontrol.web.appbase import NotFound, site_url
 from webcontrol.web.browse import context, live_data
-from webcontrol.web.browse.api import API_PREFIX, describe, page, query_param
+from webcontrol.web.browse.api import API_PREFIX, StreamedList, describe, page, query_param, stream_json, stream_page
 from webcontrol.web.browse.live_data import ages, average_durations, job_id, job_view, queued_view, running_views
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,16 @@ def running():
         queues_key,
         lambda: Markup(flask.current_app.jinja_env.get_template("live/_queues.html").render(queues=data["queues"])),
     )
-    return flask.render_template("live/running.html", jobs_html=jobs_html, queues_html=queues_html, **data)
+    # Megabytes with thousands of jobs, from a fragment cached per file version: sent in pieces,
+    # so 32 concurrent requests do not each build (and leave in malloc's arenas) a copy of the page.
+    return stream_page("live/running.html", jobs_html=jobs_html, queues_html=queues_html, **data)
 
 
 @bp.route(API_PREFIX + "/running")
 def running_json():
-    return flask.jsonify(_running_page_data()[0])
+    data = _running_page_data()[0]
+    jobs = data["jobs"]
+    return stream_json({**data, "jobs": StreamedList(lambda: iter(jobs), len(jobs))})
 
 
 describe(

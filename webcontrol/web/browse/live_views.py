@@ -81,28 +81,48 @@ def _matching(entries, release, arch) -> list:
 
 def running_for(package: str | None = None, release=None, arch=None, requester=None) -> list[dict]:
     """Running jobs of a package or of a requester (one of the two is given)."""
+    return running_window(package, release, arch, requester)[0]
+
+
+def running_window(
+    package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
+) -> tuple[list[dict], int]:
+    """``(views, total)``: running jobs of a package or requester from ``offset`` (``limit`` of them at most)."""
     _queued_path, path = _paths()
-    jobs = liveindex.running_jobs(path, package, release, arch, requester)
-    if jobs is None:
+    found = liveindex.running_window(path, package, release, arch, requester, offset, limit)
+    if found is None:
         groups = _running_groups.get(path)
         key = ("package", package) if package is not None else ("requester", requester)
         jobs = [j for j in _matching(groups.get(key, []), release, arch) if package is None or j.package == package]
         if package is not None and requester is not None:
             jobs = [j for j in jobs if (j.params or {}).get("requester") == requester]
-    return [job_view(job) for job in jobs]
+        found = (_slice(jobs, offset, limit), len(jobs))
+    return [job_view(job) for job in found[0]], found[1]
 
 
 def queued_for(package: str | None = None, release=None, arch=None, requester=None) -> list[dict]:
     """Shown queued requests of a package or of a requester (one of the two is given)."""
+    return queued_window(package, release, arch, requester)[0]
+
+
+def queued_window(
+    package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
+) -> tuple[list[dict], int]:
+    """``(views, total)``: shown queued requests of a package or requester from ``offset`` (``limit`` at most)."""
     path, _running_path = _paths()
-    items = liveindex.queued_items(path, package, release, arch, requester)
-    if items is None:
+    found = liveindex.queued_window(path, package, release, arch, requester, offset, limit)
+    if found is None:
         groups = _queued_groups.get(path)
         key = ("package", package) if package is not None else ("requester", requester)
         items = _matching(groups.get(key, []), release, arch)
         if package is not None and requester is not None:
             items = [i for i in items if (i.params or {}).get("requester") == requester]
-    return [queued_view(item) for item in items]
+        found = (_slice(items, offset, limit), len(items))
+    return [queued_view(item) for item in found[0]], found[1]
+
+
+def _slice(entries: list, offset: int, limit: int | None) -> list:
+    return entries[offset:] if limit is None else entries[offset : offset + limit]
 
 
 def find_live_uuid(uuid: str) -> str | None:

@@ -16,7 +16,7 @@ import urllib.parse
 
 import flask
 
-from webcontrol import db, github, livestate
+from webcontrol import db, livestate
 from webcontrol.web.appbase import ServiceUnavailable, form_token, session_token_subject, site_url
 from webcontrol.web.browse import context
 
@@ -70,6 +70,10 @@ def _when(stamp) -> str:
 
 @bp.route("/github-jobs")
 def github_jobs():
+    # Imported here: webcontrol.github loads requests, which no other browse page needs, and every
+    # recycled mod_wsgi daemon would pay for it before its first page.
+    from webcontrol import github
+
     config = context.config()
     queued = context.queued_raw()
     running = context.running_raw()

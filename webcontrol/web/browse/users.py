@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 bp = flask.Blueprint("users", __name__)
 
 SHOW_MORE_LIMIT = 10000
+#: A user page lists this many queued requests and running jobs at most, with their totals and a link
+#: to the next ones: a requester may have thousands queued, and the page must not grow with the queue.
+QUEUED_SHOWN = 100
+RUNNING_SHOWN = 50
 SWIFT_CONTAINER_NAME_MAX = 256
 #: A PPA container's listing is reused for this many seconds (a PPA page lists one container per release).
 PPA_LISTING_SECONDS = 60.0
@@ -34,6 +38,8 @@ _USER_PARAMS = [
     query_param("limit", "results per page, 1..10000 (default 100)", "integer", 1, 10000),
     query_param("before", "only results with run_id < this (keyset paging; the next link uses it)"),
     query_param("offset", f"skip this many results, 0..{history.OFFSET_MAX} (old links; use before)", "integer"),
+    query_param("queued-offset", f"skip this many queued requests (the page lists {QUEUED_SHOWN})", "integer", 0),
+    query_param("running-offset", f"skip this many running jobs (the page lists {RUNNING_SHOWN})", "integer", 0),
     query_param("show-running", "false hides running jobs"),
     query_param("show-queued", "false hides queued requests"),
     query_param("show-results", "false hides finished results"),
@@ -70,7 +76,13 @@ def _page_url(user: str, drop: tuple[str, ...] = (), **query) -> str:
     "user.html",
     "A requester's queued, running and finished tests",
     _USER_PARAMS,
-    object_schema(results=RESULTS_LIST, running={"type": "array"}, queued={"type": "array"}),
+    object_schema(
+        results=RESULTS_LIST,
+        running={"type": "array"},
+        queued={"type": "array"},
+        running_total={"type": "integer"},
+        queued_total={"type": "integer"},
+    ),
 )
 def user_page(user: str):
     _check_user(user)
@@ -90,13 +102,27 @@ def user_page(user: str):
         else history.Page([], None)
     )
     rows = found.rows
+    queued_offset = context.int_param("queued-offset", 0, 0)
+    running_offset = context.int_param("running-offset", 0, 0)
+    queued, queued_total = (
+        live_views.queued_window(requester=user, offset=queued_offset, limit=QUEUED_SHOWN) if show_queued else ([], 0)
+    )
+    running, running_total = (
+        live_views.running_window(requester=user, offset=running_offset, limit=RUNNING_SHOWN)
+        if show_running
+        else ([], 0)
+    )
     return {
         "user": user,
         "limit": limit,
         "offset": offset,
         "show": {"running": show_running, "queued": show_queued, "results": show_results},
-        "queued": live_views.queued_for(requester=user) if show_queued else [],
-        "running": live_views.running_for(requester=user) if show_running else [],
+        "queued": queued,
+        "queued_total": queued_total,
+        "queued_offset": queued_offset,
+        "running": running,
+        "running_total": running_total,
+        "running_offset": running_offset,
         "results": links.page_views(conn, rows),
         "launchpad_url": links.requester_url(user),
         "links": {
@@ -109,7 +135,23 @@ def user_page(user: str):
             # Keyset paging: the next page starts below this page's oldest run, however deep it is.
             "next": _page_url(user, before=found.next_before, drop=("offset",)) if found.next_before else None,
             "show_more": _page_url(user, limit=SHOW_MORE_LIMIT, offset=0) if len(rows) == limit else None,
+            **_live_links(user, "queued", queued_offset, len(queued), queued_total, QUEUED_SHOWN),
+            **_live_links(user, "running", running_offset, len(running), running_total, RUNNING_SHOWN),
         },
+    }
+
+
+def _live_links(user: str, kind: str, offset: int, shown: int, total: int, page_size: int) -> dict:
+    """``<kind>_next``/``<kind>_previous``: the neighbouring pages of the queued or running list, else None.
+
+    They show that list alone, so paging through a long queue does not repeat the rest of the page.
+    """
+    others = [name for name in ("queued", "running") if name != kind]
+    alone = {f"show-{others[0]}": "false", "show-results": "false"}
+    key = f"{kind}-offset"
+    return {
+        f"{kind}_next": _page_url(user, **alone, **{key: offset + shown}) if offset + shown < total else None,
+        f"{kind}_previous": _page_url(user, **alone, **{key: max(0, offset - page_size)}) if offset > 0 else None,
     }
 
 
