@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from webcontrol import archive, atomicfile, db, flakiness, tested_versions, triggerindex
+from webcontrol import archive, atomicfile, classindex, db, flakiness, tested_versions, triggerindex
 from webcontrol.config import Config
 from webcontrol.services import periodic
 from webcontrol.services.base import ProgramError, run_program
@@ -254,6 +254,7 @@ def _publish_pass(config: Config) -> None:
     try:
         if publish(config):
             triggerindex.publish_stage(config)
+            classindex.publish_stage(config)
     except sqlite3.Error as err:
         raise ProgramError(f"publishing failed: {err}") from err
 
