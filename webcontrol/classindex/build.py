@@ -31,7 +31,8 @@ Tables:
   public DB; ``requester`` is NULL for an empty one. Primary key (class,
   run_id, rid): one classification's results newest first are one walk that
   also holds the release/arch/result filters. ``run_class_user_ix`` (class,
-  requester, run_id), partial on a requester, serves the user filter.
+  requester, run_id, rid, release, arch, exitcode), partial on a requester,
+  serves the user filter the same way (covering).
 - ``state(name, value)``: the watermark (``rowid``, ``row``).
 """
 
@@ -62,7 +63,10 @@ _BATCH = 50_000
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS run_class (class INTEGER NOT NULL, run_id TEXT NOT NULL, rid INTEGER NOT NULL,"
     " release TEXT, arch TEXT, requester TEXT, exitcode INTEGER, PRIMARY KEY (class, run_id, rid)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS run_class_user_ix ON run_class(class, requester, run_id) WHERE requester IS NOT NULL",
+    # Covering: a user's page filters release, arch and exit code in the index walk. Partial: most results
+    # have no requester.
+    "CREATE INDEX IF NOT EXISTS run_class_user_ix ON run_class(class, requester, run_id, rid, release, arch, exitcode)"
+    " WHERE requester IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT)",
 )
 #: The rebuild's resumable scratch file: results classified so far, in the order they were read.

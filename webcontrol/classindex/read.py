@@ -113,7 +113,7 @@ def recent_page(
     """The newest results with a classification (before ``query.before``), filtered like /recent.
 
     Walks the index newest first: ``run_class``'s primary key (class,
-    run_id), or with a user the partial index (class, requester, run_id).
+    run_id), or with a user the partial covering index (class, requester, run_id, ...).
     Release, arch and result are filtered in the walk; with any of them it
     looks at the newest ``scan_max + offset`` entries at most (default
     newest.RECENT_SCAN_MAX, as :func:`newest.recent_page` does), and a page
