@@ -14,7 +14,7 @@ import sqlite3
 
 import pytest
 
-from webcontrol import classindex, config, db, insight, results
+from webcontrol import classindex, config, db, insight, newest, results
 from webcontrol.services import publish_db
 from webcontrol.web.browse import create_app
 from webcontrol.web.browse import pages as browse_pages
@@ -89,7 +89,20 @@ def stored(index) -> dict[int, str]:
     names = {code: name for name, code in classindex.CODES.items()}
     conn = sqlite3.connect(index)
     try:
-        return {rid: names[code] for code, rid in conn.execute("SELECT class, rid FROM run_class")}
+        by_class = {
+            rid: names[code]
+            for code, rid in conn.execute("SELECT class, rid FROM run_class WHERE class < ?", (classindex.ANY,))
+        }
+        # Every result also once among all results (class ANY), with the same filter columns.
+        columns = "run_id, rid, release, arch, requester, exitcode"
+        any_rows = conn.execute(f"SELECT {columns} FROM run_class WHERE class = ? ORDER BY rid", (classindex.ANY,))
+        assert (
+            any_rows.fetchall()
+            == conn.execute(
+                f"SELECT {columns} FROM run_class WHERE class < ? ORDER BY rid", (classindex.ANY,)
+            ).fetchall()
+        )
+        return by_class
     finally:
         conn.close()
 
@@ -163,7 +176,7 @@ def expected(public, classification, release=None, arch=None, user=None, result=
     return [
         (package, rel, ar, run_id)
         for rowid, package, rel, ar, run_id, requester, exitcode in rows
-        if truth[rowid] == classification
+        if classification in (None, truth[rowid])
         and release in (None, rel)
         and arch in (None, ar)
         and user in (None, requester)
@@ -193,14 +206,15 @@ FILTERS = [
 
 
 def _query(classification, filters, **paging) -> str:
-    return "&".join(f"{k}={v}" for k, v in {"classification": classification, **filters, **paging}.items())
+    params = {"classification": classification, **filters, **paging}
+    return "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
 
 
 def check_pages(client, public, limit: int = 7) -> None:
     """Every classification and filter: first page, an offset page and a keyset page equal the truth."""
     truth = computed(public)
-    for classification in insight.CLASSIFICATIONS:
-        for filters in FILTERS:
+    for classification in (*insight.CLASSIFICATIONS, None):
+        for filters in FILTERS if classification else FILTERS[1:]:
             want = expected(public, classification, truth=truth, **filters)
             got, data = shown(client, _query(classification, filters, limit=limit))
             assert got == want[:limit], (classification, filters)
@@ -220,6 +234,33 @@ def test_recent_by_classification_from_the_index_equals_classifying_every_result
     back_fill(public, every=2)
     classindex.refresh(public, tmp_path / "classification-index.db")
     check_pages(make_app(public), public)
+
+
+def test_filtered_recent_pages_read_the_index_and_equal_the_pages_read_without_it(tmp_path, monkeypatch):
+    public, index = tmp_path / "public.db", tmp_path / "classification-index.db"
+    build_public(public)
+    classindex.refresh(public, index)
+    with_index = make_app(public)
+    without = make_app(public, classification_index=tmp_path / "none.db")
+    # A scan window smaller than the DB: short pages and their older links must agree too.
+    monkeypatch.setattr(newest, "RECENT_SCAN_MAX", 150)
+    for filters in FILTERS[1:]:
+        for paging in ({}, {"offset": 7}, {"before": _run_id(2400)}, {"limit": 3}):
+            query = _query(None, filters, **paging)
+            got, data = shown(with_index, query)
+            want, old = shown(without, query)
+            assert (got, data["older_url"]) == (want, old["older_url"]), query
+    statements: list[str] = []
+    original = db.connect_ro
+
+    def traced(path, timeout_ms=None):
+        conn = original(path, timeout_ms=timeout_ms)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(db, "connect_ro", traced)
+    shown(with_index, "release=noble&result=fail")
+    assert any("run_class" in sql for sql in statements)
 
 
 def test_results_published_after_the_index_was_refreshed_are_classified_live(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 """The classification index sidecar DB: built and updated by publish-db (:mod:`.build`), read by /recent (:mod:`.read`)."""
 
 from webcontrol.classindex.build import (
+    ANY,
     CODES,
     FILE_NAME,
     REBUILD_BUDGET_S,
@@ -15,6 +16,7 @@ from webcontrol.classindex.build import (
 from webcontrol.classindex.read import LIVE_MAX, RECLASSIFY_MAX, Freshness, Query, attach, freshness, recent_page
 
 __all__ = [
+    "ANY",
     "CODES",
     "FILE_NAME",
     "LIVE_MAX",

@@ -7,7 +7,9 @@ it is not a column of the public DB. Filtering ``/recent`` by it meant
 classifying newest-first pages until enough matched: seconds for a rare
 classification or a deep page. This index stores each result's
 classification with the columns ``/recent`` filters on, so such a page is
-one index walk. It lives in its own file next to the public DB (``[web]
+one index walk; a copy of every result under :data:`ANY` does the same for
+pages filtered by release, arch, user or result only, whose bounded scan
+would otherwise read thousands of scattered result rows. It lives in its own file next to the public DB (``[web]
 classification_index``), like the trigger index, so the published
 ``autopkgtest.db`` that britney and others download does not grow.
 
@@ -28,7 +30,9 @@ Tables:
 - ``run_class(class, run_id, rid, release, arch, requester, exitcode)``:
   one row per result. ``class`` is the position of the classification in
   :data:`insight.CLASSIFICATIONS`; ``rid`` is the result's rowid in the
-  public DB; ``requester`` is NULL for an empty one. Primary key (class,
+  public DB; ``requester`` is NULL for an empty one. Each result is there a
+  second time with class :data:`ANY`, for /recent pages filtered by
+  release, arch, user or result but not classification. Primary key (class,
   run_id, rid): one classification's results newest first are one walk that
   also holds the release/arch/result filters. ``run_class_user_ix`` (class,
   requester, run_id, rid, release, arch, exitcode), partial on a requester,
@@ -58,6 +62,8 @@ REBUILD_THRESHOLD = 200_000
 REBUILD_BUDGET_S = 60.0
 #: Classification name -> the integer stored in ``run_class.class``.
 CODES = {name: code for code, name in enumerate(insight.CLASSIFICATIONS)}
+#: ``run_class.class`` of the copy of every result that serves /recent pages filtered without a classification.
+ANY = len(CODES)
 _BATCH = 50_000
 
 _SCHEMA = (
@@ -260,6 +266,10 @@ def _write_index(source: sqlite3.Connection, path: Path, stage_path: Path, top: 
             " SELECT class, run_id, rid, release, arch, requester, exitcode FROM stage.staged"
             " ORDER BY class, run_id, rid"
         )
+        conn.execute(
+            "INSERT INTO run_class(class, run_id, rid, release, arch, requester, exitcode)"
+            f" SELECT {ANY}, run_id, rid, release, arch, requester, exitcode FROM stage.staged ORDER BY run_id, rid"
+        )
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE stage")
         for statement in _SCHEMA[1:]:
@@ -324,6 +334,7 @@ def _incremental(source: sqlite3.Connection, conn: sqlite3.Connection, low: int,
             # A reclassified result moves to its new class: drop it from whichever class held it (one seek each).
             conn.execute(f"DELETE FROM run_class WHERE class IN ({every_class}) AND run_id = ? AND rid = ?", entry[1:3])
         conn.executemany("INSERT INTO run_class VALUES (?, ?, ?, ?, ?, ?, ?)", changed)
+        conn.executemany("INSERT OR REPLACE INTO run_class VALUES (?, ?, ?, ?, ?, ?, ?)", _any(changed))
         _store_watermark(conn, source, top)
         conn.execute("COMMIT")
     except BaseException:
@@ -331,6 +342,10 @@ def _incremental(source: sqlite3.Connection, conn: sqlite3.Connection, low: int,
         raise
     log.info("classification index: %d new results, %d classified", len(new_rows), len(changed))
     return len(new_rows)
+
+
+def _any(entries: list[tuple]) -> list[tuple]:
+    return [(ANY, *entry[1:]) for entry in entries]
 
 
 def publish_stage(config: Config) -> RefreshSummary | None:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Read side of the classification index: a ``/recent?classification=`` page in one index walk.
+"""Read side of the classification index: a filtered ``/recent`` page in one index walk.
 
 The index is attached read-only to the request's public-DB connection
 under ``schema``. It is refreshed right after each publish, so for a moment
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webcontrol import newest, results
-from webcontrol.classindex.build import CODES, affected_runs, entries, valid_watermark
+from webcontrol.classindex.build import ANY, CODES, affected_runs, entries, valid_watermark
 from webcontrol.history import _RESULT_COLUMNS, Result, _result
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def freshness(conn: sqlite3.Connection, schema: str) -> Freshness | None:
 
 @dataclass(frozen=True)
 class Query:
-    classification: str
+    classification: str | None  # None: any (the page filters only release, arch, user or result)
     filters: newest.RecentFilter
     before: str | None = None
 
@@ -92,7 +92,7 @@ def _matches(entry: tuple, query: Query, codes: list[int] | None) -> bool:
     code, run_id, _rid, release, arch, requester, exitcode = entry
     f = query.filters
     return (
-        code == CODES[query.classification]
+        (query.classification is None or code == CODES[query.classification])
         and (query.before is None or run_id < query.before)
         and (f.release is None or release == f.release)
         and (f.arch is None or arch == f.arch)
@@ -123,7 +123,7 @@ def recent_page(
     """
     scan_max = newest.RECENT_SCAN_MAX if scan_max is None else scan_max
     f = query.filters
-    code = CODES[query.classification]
+    code = ANY if query.classification is None else CODES[query.classification]
     where, args = ["class = ?"], [code]
     if f.requester:
         where.append("requester = ?")

@@ -128,7 +128,13 @@ def _recent_rows():
         rows, next_before, notice = _classified_rows(conn, classification, filters, limit, offset, before)
         shown["notice"] = notice
     else:
-        found = history.recent_page(conn, limit, offset, filters, index, before)
+        # Filtered pages look at up to RECENT_SCAN_MAX candidates: in the index, a walk of its covering
+        # entries instead of as many scattered reads of the results table.
+        found = (
+            _indexed_page(conn, None, filters, limit, offset, before) if (release or arch or user or result) else None
+        )
+        if found is None:
+            found = history.recent_page(conn, limit, offset, filters, index, before)
         rows, next_before = found.rows, found.next_before
     return conn, rows, shown, next_before
 
@@ -136,6 +142,22 @@ def _recent_rows():
 #: Without a usable classification index, /recent?classification= classifies at most this many newest results.
 FALLBACK_SCAN = 2_000
 _CLASSINDEX_SCHEMA = "classidx"
+
+
+def _indexed_page(conn, classification: str | None, filters: history.RecentFilter, limit: int, offset: int, before):
+    """The page from the classification index, or None when it is missing or does not describe the published DB."""
+    path = classindex.index_path(context.public_db_path(), context.config().get("web", "classification_index"))
+    if not classindex.attach(conn, path, _CLASSINDEX_SCHEMA):
+        log.warning("classification index %s is missing or unreadable; reading /recent without it", path)
+        return None
+    fresh = classindex.freshness(conn, _CLASSINDEX_SCHEMA)
+    if fresh is not None:
+        query = classindex.Query(classification, filters, before)
+        found = classindex.recent_page(conn, _CLASSINDEX_SCHEMA, fresh, query, limit, offset)
+        if found is not None:
+            return found
+    log.warning("classification index %s does not match the published DB; reading /recent without it", path)
+    return None
 
 
 def _classified_rows(conn, classification: str, filters: history.RecentFilter, limit: int, offset: int, before):
@@ -146,17 +168,9 @@ def _classified_rows(conn, classification: str, filters: history.RecentFilter, l
     :data:`FALLBACK_SCAN` results, with a notice saying the page may be
     incomplete and ``next_before`` continuing the scan.
     """
-    path = classindex.index_path(context.public_db_path(), context.config().get("web", "classification_index"))
-    if classindex.attach(conn, path, _CLASSINDEX_SCHEMA):
-        fresh = classindex.freshness(conn, _CLASSINDEX_SCHEMA)
-        if fresh is not None:
-            query = classindex.Query(classification, filters, before)
-            found = classindex.recent_page(conn, _CLASSINDEX_SCHEMA, fresh, query, limit, offset)
-            if found is not None:
-                return found.rows, found.next_before, None
-        log.warning("classification index %s does not match the published DB; classifying pages instead", path)
-    else:
-        log.warning("classification index %s is missing or unreadable; classifying pages instead", path)
+    found = _indexed_page(conn, classification, filters, limit, offset, before)
+    if found is not None:
+        return found.rows, found.next_before, None
     scanned: list = []
 
     def fetch(count: int, skip: int):
