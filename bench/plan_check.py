@@ -15,9 +15,9 @@ over 50 ms at 10M results, pages of 10,000 rows aside.
 
 ``/recent?classification=`` reads the classification index publish-db keeps
 beside the public DB (``classification-index.db`` in the DB's folder);
-``--build-index`` builds or updates it first (about 20 minutes at 10M
-results on a loaded 2-CPU machine), without it a missing index is reported
-and those URLs take the fallback.
+``--build-index`` builds or updates it first (about 4 minutes at 10M
+results on 2 CPUs, much longer when they are busy); without it a missing
+index is reported and those URLs take the slower paths.
 """
 
 from __future__ import annotations
