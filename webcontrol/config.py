@@ -82,6 +82,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "swift_storage_url", str, None, "public Swift storage URL proxied at /results/"),
     Setting("web", "backup_retention_days", _positive_int, 30, "how long db-backup keeps backups"),
     Setting("web", "trigger_index", str, None, "sidecar DB of runs per trigger (default: next to database_public)"),
+    Setting(
+        "web",
+        "classification_index",
+        str,
+        None,
+        "sidecar DB of each result's classification (default: next to database_public)",
+    ),
     Setting("web", "failure_index", str, None, "FTS5 DB of failure excerpts (default: <state_dir>/failures.db)"),
     Setting("web", "failure_retention_days", _positive_int, 90, "how long failure excerpts stay searchable"),
     Setting("web", "failure_excerpt_bytes", _positive_int, 4096, "most bytes of log excerpt indexed per run"),

@@ -41,8 +41,17 @@ def recent_urls(names: Names) -> list[str]:
     pagings = ({}, {"offset": newest.OFFSET_MAX}, {"before": names.deep_before})
     for release, arch, user, result, paging in itertools.product(releases, arches, users, outcomes, pagings):
         urls.append("/api/v1/recent" + _query(release=release, arch=arch, user=user, result=result, **paging))
-    for classification, paging in itertools.product(("regression", "flaky"), pagings):
-        urls.append("/api/v1/recent" + _query(classification=classification, limit=10, **paging))
+    # Classification (from the classification index) with every other filter; always_failed is the rarest.
+    for classification, release, arch, user, result, paging in itertools.product(
+        ("regression", "flaky", "always_failed"),
+        (None, names.release),
+        (None, names.arch),
+        (None, names.heavy_user, names.light_user),
+        (None, "fail", "pass"),
+        pagings,
+    ):
+        query = _query(classification=classification, release=release, arch=arch, user=user, result=result, **paging)
+        urls.append("/api/v1/recent" + query + "&limit=10")
     urls += ["/recent", "/recent?limit=10000", "/api/experimental/recent.json", f"/recent?arch={names.arch}&limit=10"]
     return urls
 

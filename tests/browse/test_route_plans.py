@@ -18,7 +18,7 @@ import sqlite3
 import pytest
 
 from tests.browse.combinations import Names, all_urls
-from webcontrol import config, db, newest
+from webcontrol import classindex, config, db, newest
 from webcontrol.web.browse import create_app
 
 STEP = 100
@@ -26,7 +26,7 @@ STEP_BUDGET = 150_000
 RELEASES = ["jammy", "noble", "plucky"]
 ARCHES = ["amd64", "arm64", "armhf", "i386", "ppc64el", "s390x"]
 BOUNDED_SUBQUERY = re.compile(r"\(SELECT [^()]*(\([^()]*\)[^()]*)*LIMIT (\d+|\?)\s*\)")
-FULL_SCAN = re.compile(r"\bSCAN (result|test)\b(?! USING (COVERING )?INDEX)")
+FULL_SCAN = re.compile(r"\bSCAN (result|test|\w+\.run_class)\b(?! USING (COVERING )?INDEX)")
 #: Statements of the per-DB caches (release and arch catalogue, test list fallback), run once per published DB.
 CACHED = ("SELECT DISTINCT release, arch FROM test", "SELECT DISTINCT package FROM test", "PRAGMA")
 
@@ -61,6 +61,8 @@ def build_db(path) -> Names:
 def app_and_names(tmp_path_factory):
     root = tmp_path_factory.mktemp("plans")
     names = build_db(root / "public.db")
+    # /recent?classification= reads the classification index publish-db keeps beside the public DB.
+    assert classindex.refresh(root / "public.db", classindex.index_path(root / "public.db")).complete
     cfg = config.from_dict(
         {
             "web": {
@@ -112,6 +114,7 @@ def test_every_route_and_filter_combination_has_a_bounded_plan(app_and_names, mo
     checked = set()
     problems = []
     public = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    public.execute("ATTACH DATABASE ? AS classidx", (f"file:{classindex.index_path(db_path)}?mode=ro",))
     worst = (0, "")
     for url in urls:
         statements.clear()
@@ -131,7 +134,8 @@ def test_every_route_and_filter_combination_has_a_bounded_plan(app_and_names, mo
                 problems.append(f"{url}\n  {sql}\n  {plan}")
     public.close()
     assert len(checked) > 100
-    # A walk over the whole table takes several times this; the widest bounded statement (the
-    # classification scan of insight.SCAN_MAX rows) about half of it.
+    assert sum("run_class" in sql for sql in checked) > 20, "classification pages did not read the index"
+    # A walk over the whole table takes several times this; the widest bounded statements (the
+    # filtered scans of RECENT_SCAN_MAX rows) a fraction of it.
     assert worst[0] < STEP_BUDGET, f"{worst[0]} SQLite VM steps, more than a bounded plan takes: {worst[1]}"
     assert not problems, "unbounded plans:\n" + "\n".join(problems[:10])

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webcontrol import archive, atomicfile, db, flakiness, tested_versions, triggerindex
+from webcontrol import archive, atomicfile, classindex, db, flakiness, tested_versions, triggerindex
 from webcontrol.config import Config
 from webcontrol.services import periodic
 from webcontrol.services.base import ProgramError, run_program
@@ -593,6 +593,7 @@ def _publish_pass(config: Config, full: bool = False) -> None:
     try:
         if publish(config, full=full):
             triggerindex.publish_stage(config)
+            classindex.publish_stage(config)
     except sqlite3.Error as err:
         raise ProgramError(f"publishing failed: {err}") from err
 

@@ -10,7 +10,7 @@ import urllib.parse
 import flask
 
 import webcontrol
-from webcontrol import history, insight, results, tested_versions
+from webcontrol import classindex, history, insight, results, tested_versions
 from webcontrol.atomicfile import read_json
 from webcontrol.filecache import FileCache
 from webcontrol.web.appbase import BadRequest, NotFound, site_url
@@ -114,6 +114,7 @@ def _recent_rows():
         "user": user,
         "result": result,
         "classification": classification,
+        "notice": None,
     }
     conn = context.get_db()
     catalogue = context.catalogue()
@@ -124,19 +125,69 @@ def _recent_rows():
         return conn, [], shown, None
     index = catalogue.requester_run_index
     if classification:
-        # Classification is computed, not stored: classify newest-first pages until enough match (bounded scan).
-        rows, _complete = insight.select_classified(
-            conn,
-            lambda n, skip: history.recent(conn, n, skip, filters, index, before),
-            classification,
-            limit,
-            offset,
-        )
-        next_before = rows[-1].run_id if len(rows) == limit else None
+        rows, next_before, notice = _classified_rows(conn, classification, filters, limit, offset, before)
+        shown["notice"] = notice
     else:
-        found = history.recent_page(conn, limit, offset, filters, index, before)
+        # Filtered pages look at up to RECENT_SCAN_MAX candidates: in the index, a walk of its covering
+        # entries instead of as many scattered reads of the results table.
+        found = (
+            _indexed_page(conn, None, filters, limit, offset, before) if (release or arch or user or result) else None
+        )
+        if found is None:
+            found = history.recent_page(conn, limit, offset, filters, index, before)
         rows, next_before = found.rows, found.next_before
     return conn, rows, shown, next_before
+
+
+#: Without a usable classification index, /recent?classification= classifies at most this many newest results.
+FALLBACK_SCAN = 2_000
+_CLASSINDEX_SCHEMA = "classidx"
+
+
+def _indexed_page(conn, classification: str | None, filters: history.RecentFilter, limit: int, offset: int, before):
+    """The page from the classification index, or None when it is missing or does not describe the published DB."""
+    path = classindex.index_path(context.public_db_path(), context.config().get("web", "classification_index"))
+    if not classindex.attach(conn, path, _CLASSINDEX_SCHEMA):
+        log.warning("classification index %s is missing or unreadable; reading /recent without it", path)
+        return None
+    fresh = classindex.freshness(conn, _CLASSINDEX_SCHEMA)
+    if fresh is not None:
+        query = classindex.Query(classification, filters, before)
+        found = classindex.recent_page(conn, _CLASSINDEX_SCHEMA, fresh, query, limit, offset)
+        if found is not None:
+            return found
+    log.warning("classification index %s does not match the published DB; reading /recent without it", path)
+    return None
+
+
+def _classified_rows(conn, classification: str, filters: history.RecentFilter, limit: int, offset: int, before):
+    """``(rows, next_before, notice)`` of a /recent page filtered by classification.
+
+    From the classification index (one index walk) when it describes the
+    published DB; otherwise by classifying newest-first pages, at most
+    :data:`FALLBACK_SCAN` results, with a notice saying the page may be
+    incomplete and ``next_before`` continuing the scan.
+    """
+    found = _indexed_page(conn, classification, filters, limit, offset, before)
+    if found is not None:
+        return found.rows, found.next_before, None
+    scanned: list = []
+
+    def fetch(count: int, skip: int):
+        page_rows = history.recent(conn, count, skip, filters, context.catalogue().requester_run_index, before)
+        scanned[:] = page_rows[-1:]
+        return page_rows
+
+    rows, complete = insight.select_classified(conn, fetch, classification, limit, offset, scan_max=FALLBACK_SCAN)
+    if len(rows) == limit:
+        return rows, rows[-1].run_id, None
+    if complete:
+        return rows, None, None
+    notice = (
+        f"The classification index is not available right now: only the {FALLBACK_SCAN:,} newest results were classified"
+        " for this page, so it may be incomplete; the older link continues."
+    )
+    return rows, scanned[0].run_id if scanned else None, notice
 
 
 @page(
@@ -144,6 +195,7 @@ def _recent_rows():
 )
 def recent():
     conn, rows, filters, next_before = _recent_rows()
+    notice = filters.pop("notice")
     catalogue = context.catalogue()
     older = None
     if next_before:
@@ -152,6 +204,7 @@ def recent():
         older = f"{site_url()}/recent?{urllib.parse.urlencode(query)}"
     return {
         "filters": filters,
+        "notice": notice,
         "older_url": older,
         "results": links.page_views(conn, rows),
         "limits": list(RECENT_LIMITS),
