@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS result (
     PRIMARY KEY(test_id, run_id),
     FOREIGN KEY(test_id) REFERENCES test(id))
 """
+RELEASE_ARCH_INDEX = "test_release_arch_ix"
 _INDEXES = (
     "CREATE UNIQUE INDEX IF NOT EXISTS test_package_uix ON test(package, release, arch)",
     "CREATE INDEX IF NOT EXISTS test_id_ix ON test(id)",
@@ -94,11 +95,21 @@ def _migration_3_requester_run_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS result_requester_run_ix ON result(requester, run_id)")
 
 
+def _migration_4_release_arch_index(conn: sqlite3.Connection) -> None:
+    """Which (release, arch) pairs have tests: a few dozen index seeks instead of a scan of every test.
+
+    Every browse process asks this at start and after each publish; the
+    scan cost about 100 ms of CPU at 200,000 tests. Additive, like migration 3.
+    """
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {RELEASE_ARCH_INDEX} ON test(release, arch)")
+
+
 #: Numbered migrations; ``PRAGMA user_version`` = how many have been applied.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migration_1_base_schema,
     _migration_2_ingest_marker,
     _migration_3_requester_run_index,
+    _migration_4_release_arch_index,
 )
 
 
@@ -417,6 +428,7 @@ def create_public_schema(conn: sqlite3.Connection, extra: Iterable[str] = ()) ->
     for statement in _INDEXES:
         conn.execute(statement)
     _migration_3_requester_run_index(conn)
+    _migration_4_release_arch_index(conn)
     ensure_public_tables(conn)
     for statement in extra:
         conn.execute(statement)

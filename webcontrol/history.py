@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from webcontrol import results
+from webcontrol import db, results
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +182,34 @@ def duration_average(conn: sqlite3.Connection, test: Test, last: int = 20) -> fl
 
 
 def release_arches(conn: sqlite3.Connection) -> dict[str, list[str]]:
-    """``release -> sorted arches`` over every test (a scan of ``test``: cache it)."""
+    """``release -> sorted arches`` over every test.
+
+    With the (release, arch) index (migration 4) this is one seek per pair
+    found; a DB without it is scanned (about 100 ms at 200,000 tests:
+    cache the answer).
+    """
     found: dict[str, list[str]] = {}
-    for row in conn.execute("SELECT DISTINCT release, arch FROM test ORDER BY release, arch"):
+    if not _has_index(conn, db.RELEASE_ARCH_INDEX):
+        for row in conn.execute("SELECT DISTINCT release, arch FROM test ORDER BY release, arch"):
+            found.setdefault(row[0], []).append(row[1])
+        return found
+    seek = (
+        f"SELECT release, arch FROM test INDEXED BY {db.RELEASE_ARCH_INDEX}"
+        " WHERE (release, arch) > (?, ?) AND arch IS NOT NULL ORDER BY release, arch LIMIT 1"
+    )
+    # Writers never store a test without release or arch; such a row would stop the seeks, so it is passed over.
+    row = conn.execute(
+        f"SELECT release, arch FROM test INDEXED BY {db.RELEASE_ARCH_INDEX}"
+        " WHERE release IS NOT NULL AND arch IS NOT NULL ORDER BY release, arch LIMIT 1"
+    ).fetchone()
+    while row is not None:
         found.setdefault(row[0], []).append(row[1])
+        row = conn.execute(seek, (row[0], row[1])).fetchone()
     return found
+
+
+def _has_index(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone() is not None
 
 
 def release_first_runs(conn: sqlite3.Connection, releases: Iterable[str]) -> list[str]:

@@ -106,3 +106,28 @@ def test_opening_fills_what_user_version_claims_but_the_db_lacks(tmp_path, caplo
     assert "lacks ingest_marker, result_requester_run_ix" in caplog.text
     db.record_results(conn, [record("20240102_000000_abcde@")], marker=("autopkgtest-noble", "y"))
     assert db.get_marker(conn, "autopkgtest-noble") == "y" and db.result_count(conn) == 2
+
+
+def test_release_arches_seek_the_index_and_answer_as_the_scan_does(tmp_path):
+    """The browse catalogue: a legacy DB (no release/arch index) is scanned, a migrated one sought, same answer."""
+    from webcontrol import history
+
+    path = tmp_path / "old.db"
+    legacy = sqlite3.connect(path)
+    legacy.executescript(LEGACY)
+    pairs = [("jammy", "arm64"), ("noble", "s390x"), ("noble", "armhf"), ("jammy", "amd64"), ("focal", "i386")]
+    for number, (release, arch) in enumerate(pairs * 3):
+        legacy.execute("INSERT INTO test(release, arch, package) VALUES (?, ?, ?)", (release, arch, f"p{number}"))
+    legacy.commit()
+    expected = {"focal": ["i386"], "jammy": ["amd64", "arm64"], "noble": ["amd64", "armhf", "s390x"]}
+    assert history.release_arches(legacy) == expected
+    legacy.close()
+
+    conn = db.connect_rw(path)
+    assert db.RELEASE_ARCH_INDEX in {row[1] for row in conn.execute("PRAGMA index_list(test)")}
+    statements = []
+    conn.set_trace_callback(statements.append)
+    assert history.release_arches(conn) == expected
+    conn.set_trace_callback(None)
+    assert not any("DISTINCT" in statement for statement in statements)
+    assert len(statements) == 1 + 1 + 6  # the index check, the first pair, one seek per pair found
