@@ -14,6 +14,7 @@ import pytest
 
 from tests.services.http_relay import HttpRelay
 from webcontrol.config import from_dict
+from webcontrol.store import StoreError
 from webcontrol.store.swift import SwiftStore
 
 AUTH = "/auth/v1.0"
@@ -98,3 +99,45 @@ def test_a_refused_token_is_renewed_once_for_all_connections(relay, relayed_stor
         thread.join(30)
     assert [outcome for _, outcome in threads] == [{"value": b"fast body"}] * 4
     assert relay.count("GET", AUTH) == 2
+
+
+def _relayed(swift_server, relay, **kwargs) -> SwiftStore:
+    section = dict(swift_server.config_section(), os_auth_url=relay.url + AUTH)
+    return SwiftStore.from_config(from_dict({"swift": section}), **kwargs)
+
+
+def test_a_get_answered_5xx_is_retried_then_fails_naming_the_status(swift_server, relay, container):
+    store = _relayed(swift_server, relay, retries=2, starting_backoff=0.01, max_backoff=0.02)
+    path = f"/v1/AUTH_test/{container}/fast"
+    try:
+        relay.fail(path, 503, 2)
+        assert store.get_object(container, "fast") == b"fast body"
+        assert relay.count("GET", path) == 3
+        relay.fail(path, 503, 10)
+        with pytest.raises(StoreError, match=f"GET of {container}/fast failed at .*: HTTP 503"):
+            store.get_object(container, "fast")
+        assert relay.count("GET", path) == 3 + 3  # the first try and two retries
+    finally:
+        store.close()
+
+
+def test_a_get_whose_token_is_refused_logs_in_again_once(relay, relayed_store, container):
+    path = f"/v1/AUTH_test/{container}/fast"
+    assert relayed_store.get_object(container, "fast") == b"fast body"
+    relay.fail(path, 401, 1)
+    assert relayed_store.get_object(container, "fast") == b"fast body"
+    assert relay.count("GET", AUTH) == 2
+    # A token refused again right after a login: the credentials are wrong, no loop of logins.
+    relay.fail(path, 401, 5)
+    with pytest.raises(StoreError, match="authentication as test:tester failed"):
+        relayed_store.get_object(container, "fast")
+    assert relay.count("GET", AUTH) == 3
+
+
+def test_a_listing_answered_5xx_is_retried(swift_server, relay, container):
+    store = _relayed(swift_server, relay, retries=2, starting_backoff=0.01, max_backoff=0.02)
+    try:
+        relay.fail(f"/v1/AUTH_test/{container}?", 500, 1)
+        assert [row.name for row in store.list_objects(container)] == ["fast", "slow"]
+    finally:
+        store.close()
