@@ -14,6 +14,10 @@ The error handling is swiftclient's: a refused token (401) logs in again
 once, through the pool, so all threads share the new token; 5xx answers,
 408/429/498 and broken connections are retried with the same back-off; any
 other answer is handed back to the caller (404 is for it to name).
+
+Unlike swiftclient (requests), these reads do not go through an HTTP proxy
+named in the environment (``http_proxy``): the unit must reach the storage
+URL directly, as it does in the production cloud.
 """
 
 from __future__ import annotations
