@@ -32,6 +32,7 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -84,6 +85,13 @@ def main() -> int:
     parser.add_argument("--per-test", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tests-per-10m", type=int, default=200_000, help="tests at 10M results (projection)")
+    parser.add_argument(
+        "--shape-db",
+        type=Path,
+        metavar="PATH",
+        help="results DB whose runs-per-test counts shape the projection of --from-backup's sweep"
+        " (busy tests listed on their own); e.g. /var/tmp/bench-dbs/big10m.db",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     swift = start_swift()
@@ -142,11 +150,31 @@ def main() -> int:
                 f"run folders {by_run['run folders'] / 60:.0f} min, per test ({test_count} tests) "
                 f"{by_test / 60:.0f} min of CPU; halve for the wall time on 2 idle cores at best"
             )
+        if args.shape_db:
+            project_shape(args.shape_db, figures["run folders"], per_test_s)
         conn.close()
     finally:
         swift.destroy()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def project_shape(path: Path, per_run_s: float, per_test_s: float) -> None:
+    """--from-backup's sweep for a DB shaped like ``path``: busy tests by request, the rest by run folder."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    counts = [row[0] for row in source.execute("SELECT COUNT(*) FROM result GROUP BY test_id")]
+    source.close()
+    total = sum(counts)
+    print(f"\nshape of {path}: {len(counts)} tests, {total} results")
+    for target in (10_000_000, 30_000_000):
+        factor = target / total  # as many more tests of the same shape
+        busy = [count for count in counts if count > dar.BUSY_RUNS]
+        cpu_s = factor * (len(busy) * per_test_s + (total - sum(busy)) * per_run_s)
+        print(
+            f"  {target / 1e6:.0f}M results: {len(busy) * factor:.0f} busy tests ({sum(busy) / total:.0%} of the runs) "
+            f"by request, the rest by run folder: {cpu_s / 60:.1f} min of CPU "
+            f"(run folders only: {target * per_run_s / 60:.1f} min)"
+        )
 
 
 def per_test_sweep(conf, conn, meter: Meter, rounds: int) -> float:

@@ -292,10 +292,14 @@ def test_a_result_swift_keeps_failing_fails_its_page_and_keeps_the_marker(swift_
     assert rows(conn) == sorted(expected_row(r) for r in runs)
 
 
+@pytest.mark.parametrize("busy_runs", [dar.BUSY_RUNS, 1], ids=["run-folders", "busy-tests-on-their-own"])
 def test_sweep_after_a_restore_finds_new_tests_newer_runs_and_late_written_older_runs(
-    swift_store, swift_config, caplog
+    swift_store, swift_config, caplog, busy_runs
 ):
-    """fill_gaps (download-all-results --from-backup after the restore) on a real Swift: nothing is lost."""
+    """fill_gaps (download-all-results --from-backup after the restore) on a real Swift: nothing is lost.
+
+    With ``busy_runs=1`` every test the DB knows is listed on its own from two days before its newest run.
+    """
     caplog.set_level(logging.INFO)
     rel = release_name()
     planned = list(demodata.plan_runs([rel], ["amd64", "arm64"], ["hello", "six", "glib2.0"], runs_per_test=4))
@@ -313,10 +317,12 @@ def test_sweep_after_a_restore_finds_new_tests_newer_runs_and_late_written_older
     unfinished = f"{rel}/amd64/h/hello/20990101_000000_fffff@"
     swift_store.put_object(container, f"{unfinished}/log.gz", b"still running")
 
-    summary = dar.FullIngest(conn, lambda: swift_store, workers=2).run([rel], gaps=True)
+    summary = dar.FullIngest(conn, lambda: swift_store, workers=2, busy_runs=busy_runs).run([rel], gaps=True)
     assert rows(conn) == sorted(expected_row(r) for r in planned)
     assert (summary.stored, summary.present) == (len(new_test + newer + late_older), len(backed_up))
     assert (summary.incomplete, summary.damaged) == (1, [])
     assert f"{container}/{unfinished}/result.tar: no result.tar (yet)" in caplog.text
+    # Four known tests (two packages on two architectures), each listed on its own or not.
+    assert f"({4 if busy_runs == 1 else 0} busy tests from their newest runs)" in caplog.text
     assert summary.listed == len(planned) + 1  # one row per run folder, not three objects
     assert db.get_marker(conn, container) == ""

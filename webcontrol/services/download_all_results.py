@@ -18,8 +18,8 @@ skipped; an unreachable store or DB is a failure (exit 1, marker unchanged).
 db-backup into the empty DB first (what db-backup --restore does), then
 sweeps every container's run folders (:meth:`FullIngest.fill_gaps`: one
 listed row per run instead of three objects, several architectures listed
-at once), so only the results the backup lacks are downloaded, whatever
-their run ids. A DB that already holds results is not overwritten: the
+at once, tests with a long history listed only from shortly before their
+newest stored run), so only the results the backup lacks are downloaded. A DB that already holds results is not overwritten: the
 sweep then simply completes it (so an interrupted rebuild can be re-run
 with the same command).
 """
@@ -52,6 +52,11 @@ DEFAULT_WORKERS = 8
 RUN_PAGE_SIZE = LISTING_MAX
 #: Architectures listed at once by that sweep.
 LISTERS = 3
+#: A test with more results than this in the restored DB is listed on its own, from its newest run
+#: on: one listing request costs Swift about as much as a hundred listed run folders.
+BUSY_RUNS = 100
+#: How far before its newest stored run such a test is listed again, for runs stored late.
+LATE_MARGIN = datetime.timedelta(days=2)
 
 
 @dataclass
@@ -161,8 +166,10 @@ class FullIngest:
         workers: int = DEFAULT_WORKERS,
         progress: Progress | None = None,
         page_size: int | None = None,
+        busy_runs: int = BUSY_RUNS,
     ):
         self.conn = conn
+        self.busy_runs = busy_runs
         self.page_size = page_size or PAGE_SIZE
         self.store_factory = store_factory
         self.store = store_factory()
@@ -255,11 +262,15 @@ class FullIngest:
         Lists run folders, not objects: ``<release>/<arch>/`` with delimiter
         ``@`` rolls each ``<run_id>@/`` folder up into one row, a third of
         the rows of the object listing and about half of Swift's work per
-        run. The architectures are listed by LISTERS threads at once while
-        this thread looks up and fetches what their pages lack, so listing,
-        downloads and the DB overlap. Nothing here moves the container's
-        marker until the end (the sweep starts at the beginning whenever it
-        is run again), when it is reset like at the end of a full pass.
+        run. A test the DB holds more than ``busy_runs`` results of is
+        skipped in that listing and listed on its own from LATE_MARGIN
+        before its newest stored run (one request instead of its whole
+        history). The architectures are listed by LISTERS threads at once
+        while this thread looks up and fetches what their pages lack, so
+        listing, downloads and the DB overlap. Nothing here moves the
+        container's marker until the end (the sweep starts at the beginning
+        whenever it is run again), when it is reset like at the end of a
+        full pass.
         """
         container = results.distro_container(release)
         try:
@@ -274,11 +285,21 @@ class FullIngest:
             log.warning("%s: no such container, skipping release %s", container, release)
             return
         self.summary.listings += 1
-        log.info("%s: listing the run folders of %s", container, " ".join(lanes) or "nothing")
+        busy: dict[str, list[tuple[str, str]]] = {lane: [] for lane in lanes}
+        for arch, package, newest in db.busy_tests(self.conn, release, self.busy_runs):
+            test_dir = results.run_dir(release, arch, package, "")
+            if f"{release}/{arch}/" in busy:
+                busy[f"{release}/{arch}/"].append((test_dir, _listing_start(newest)))
+        log.info(
+            "%s: listing the run folders of %s (%d busy tests from their newest runs)",
+            container,
+            " ".join(lanes) or "nothing",
+            sum(map(len, busy.values())),
+        )
         pages: queue.Queue = queue.Queue(maxsize=2 * LISTERS)
         todo: queue.SimpleQueue = queue.SimpleQueue()
         for lane in lanes:
-            todo.put(lane)
+            todo.put((lane, sorted(busy[lane])))
         for number in range(min(LISTERS, len(lanes))):
             threading.Thread(
                 target=self._list_lanes, args=(container, todo, pages), name=f"list-{number}", daemon=True
@@ -315,23 +336,33 @@ class FullIngest:
             store = self._thread_store()
             while not self._stopping:
                 try:
-                    lane = todo.get_nowait()
+                    lane, busy = todo.get_nowait()
                 except queue.Empty:
                     return
                 marker = None
-                while not self._stopping:
-                    rows = store.list_objects(container, prefix=lane, delimiter="@", marker=marker, limit=RUN_PAGE_SIZE)
-                    with self._lock:
-                        self.summary.listings += 1
-                    # A row without the roll-up is an object beside the run folders: not a result.
-                    page = [ObjectInfo(name=f"{row.subdir}/result.tar") for row in rows if row.subdir]
-                    pages.put(page)
-                    if len(rows) < RUN_PAGE_SIZE:
+                for test_dir, start in [*busy, (None, None)]:
+                    # The lane up to the next busy test (or its end), then that test from ``start`` on.
+                    self._list_run_folders(store, container, lane, marker, test_dir, pages)
+                    if test_dir is None:
                         break
-                    marker = rows[-1].subdir or rows[-1].name
+                    self._list_run_folders(store, container, test_dir, test_dir + start, None, pages)
+                    marker = test_dir[:-1] + chr(ord("/") + 1)  # past every name under test_dir
                 pages.put(None)
         except BaseException as err:  # handed to the main thread, which raises it
             pages.put(err)
+
+    def _list_run_folders(self, store, container, prefix, marker, end_marker, pages: queue.Queue) -> None:
+        while not self._stopping:
+            rows = store.list_objects(
+                container, prefix=prefix, delimiter="@", marker=marker, limit=RUN_PAGE_SIZE, end_marker=end_marker
+            )
+            with self._lock:
+                self.summary.listings += 1
+            # A row without the roll-up is an object beside the run folders: not a result.
+            pages.put([ObjectInfo(name=f"{row.subdir}/result.tar") for row in rows if row.subdir])
+            if len(rows) < RUN_PAGE_SIZE:
+                return
+            marker = rows[-1].subdir or rows[-1].name
 
     def _fetch_run(self, container: str, name: str, *location: str) -> db.ResultRecord | None:
         """Like _fetch, for a listed run folder: one without result.tar is still being written, not damaged."""
@@ -396,6 +427,15 @@ class FullIngest:
             with self._lock:
                 self.summary.not_distro += 1
         return None
+
+
+def _listing_start(newest_run_id: str) -> str:
+    """Where a busy test's listing starts: LATE_MARGIN before its newest stored run (a run id prefix)."""
+    try:
+        start = results.run_id_time(newest_run_id) - LATE_MARGIN
+    except ValueError:
+        return ""
+    return f"{start:%Y%m%d_%H%M%S}"
 
 
 def _since(value: str) -> datetime.date:
