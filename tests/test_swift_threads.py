@@ -7,8 +7,10 @@ thread, and the threads share one login.
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +143,28 @@ def test_a_listing_answered_5xx_is_retried(swift_server, relay, container):
         assert [row.name for row in store.list_objects(container)] == ["fast", "slow"]
     finally:
         store.close()
+
+
+def _established_to(port: int) -> int:
+    """Open TCP connections on this host whose far end is ``port`` on loopback (client sides)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+            count += 1
+    return count
+
+
+def test_connections_of_ended_threads_and_dropped_stores_are_closed(swift_server, relay, container):
+    """A web process's threads come and go and its store is never closed: no socket may stay behind."""
+    stores = [_relayed(swift_server, relay)]
+    reader = threading.Thread(target=lambda: stores[0].get_object(container, "fast"))
+    reader.start()
+    reader.join(30)
+    gc.collect()
+    assert _established_to(relay.port) == 0
+    assert stores[0].get_object(container, "fast") == b"fast body"  # on this thread, kept alive
+    assert _established_to(relay.port) >= 1
+    stores.clear()
+    gc.collect()  # an unclosed socket found here would fail the test with a ResourceWarning
+    assert _established_to(relay.port) == 0

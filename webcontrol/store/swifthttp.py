@@ -29,6 +29,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -69,9 +70,12 @@ class StorageReader:
         self._starting_backoff = starting_backoff
         self._max_backoff = max_backoff
         self._timeout = timeout
+        # Each thread's connection sits in a _Held in thread-local storage: when the thread ends,
+        # or the reader is dropped without close() (a web app's store lives as long as its
+        # process), the _Held goes and closes its socket, as urllib3's pools do.
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._held_by_threads: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._generation = 0  # bumped by close(): threads then drop the connection they hold
 
     def get(self, what: str, path: str, query: Mapping[str, str] | None = None) -> Answer:
@@ -134,12 +138,12 @@ class StorageReader:
 
     def _held(self, url: str) -> bool:
         """Whether this thread has an open connection for ``url`` from an earlier request."""
-        local = self._local
-        return getattr(local, "conn", None) is not None and local.url == url and local.generation == self._generation
+        held = getattr(self._local, "held", None)
+        return held is not None and held.url == url and held.generation == self._generation
 
     def _connection(self, url: str) -> http.client.HTTPConnection:
         if self._held(url):
-            return self._local.conn
+            return self._local.held.conn
         self._drop()
         parts = urllib.parse.urlsplit(url)
         if parts.scheme == "https":
@@ -148,28 +152,39 @@ class StorageReader:
             )
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self._timeout)
-        self._local.conn, self._local.url, self._local.generation = conn, url, self._generation
+        held = _Held(conn, url, self._generation)
+        weakref.finalize(held, conn.close)
+        self._local.held = held
         with self._lock:
-            self._open.add(conn)
+            self._held_by_threads.add(held)
         return conn
 
     def _drop(self) -> None:
         """Close this thread's connection (broken, or for another storage URL)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        held = getattr(self._local, "held", None)
+        if held is None:
             return
-        self._local.conn = None
-        with self._lock:
-            self._open.discard(conn)
-        conn.close()
+        self._local.held = None
+        held.conn.close()
 
     def close(self) -> None:
         """Close every thread's connection; a thread that reads again opens a new one."""
         with self._lock:
-            conns, self._open = self._open, set()
+            everyone = list(self._held_by_threads)
             self._generation += 1
-        for conn in conns:
-            conn.close()
+        for held in everyone:
+            held.conn.close()
+
+
+class _Held:
+    """One thread's connection, for one storage URL, made before the reader's ``generation``-th close."""
+
+    __slots__ = ("__weakref__", "conn", "generation", "url")
+
+    def __init__(self, conn: http.client.HTTPConnection, url: str, generation: int):
+        self.conn = conn
+        self.url = url
+        self.generation = generation
 
 
 def _reason(err: BaseException) -> str:
