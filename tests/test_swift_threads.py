@@ -7,13 +7,16 @@ thread, and the threads share one login.
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.services.http_relay import HttpRelay
 from webcontrol.config import from_dict
+from webcontrol.store import StoreError
 from webcontrol.store.swift import SwiftStore
 
 AUTH = "/auth/v1.0"
@@ -98,3 +101,70 @@ def test_a_refused_token_is_renewed_once_for_all_connections(relay, relayed_stor
         thread.join(30)
     assert [outcome for _, outcome in threads] == [{"value": b"fast body"}] * 4
     assert relay.count("GET", AUTH) == 2
+
+
+def _relayed(swift_server, relay, **kwargs) -> SwiftStore:
+    section = dict(swift_server.config_section(), os_auth_url=relay.url + AUTH)
+    return SwiftStore.from_config(from_dict({"swift": section}), **kwargs)
+
+
+def test_a_get_answered_5xx_is_retried_then_fails_naming_the_status(swift_server, relay, container):
+    store = _relayed(swift_server, relay, retries=2, starting_backoff=0.01, max_backoff=0.02)
+    path = f"/v1/AUTH_test/{container}/fast"
+    try:
+        relay.fail(path, 503, 2)
+        assert store.get_object(container, "fast") == b"fast body"
+        assert relay.count("GET", path) == 3
+        relay.fail(path, 503, 10)
+        with pytest.raises(StoreError, match=f"GET of {container}/fast failed at .*: HTTP 503"):
+            store.get_object(container, "fast")
+        assert relay.count("GET", path) == 3 + 3  # the first try and two retries
+    finally:
+        store.close()
+
+
+def test_a_get_whose_token_is_refused_logs_in_again_once(relay, relayed_store, container):
+    path = f"/v1/AUTH_test/{container}/fast"
+    assert relayed_store.get_object(container, "fast") == b"fast body"
+    relay.fail(path, 401, 1)
+    assert relayed_store.get_object(container, "fast") == b"fast body"
+    assert relay.count("GET", AUTH) == 2
+    # A token refused again right after a login: the credentials are wrong, no loop of logins.
+    relay.fail(path, 401, 5)
+    with pytest.raises(StoreError, match="authentication as test:tester failed"):
+        relayed_store.get_object(container, "fast")
+    assert relay.count("GET", AUTH) == 3
+
+
+def test_a_listing_answered_5xx_is_retried(swift_server, relay, container):
+    store = _relayed(swift_server, relay, retries=2, starting_backoff=0.01, max_backoff=0.02)
+    try:
+        relay.fail(f"/v1/AUTH_test/{container}?", 500, 1)
+        assert [row.name for row in store.list_objects(container)] == ["fast", "slow"]
+    finally:
+        store.close()
+
+
+def _established_to(port: int) -> int:
+    """Open TCP connections on this host whose far end is ``port`` on loopback (client sides)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+            count += 1
+    return count
+
+
+def test_connections_of_ended_threads_and_dropped_stores_are_closed(swift_server, relay, container):
+    """A web process's threads come and go and its store is never closed: no socket may stay behind."""
+    stores = [_relayed(swift_server, relay)]
+    reader = threading.Thread(target=lambda: stores[0].get_object(container, "fast"))
+    reader.start()
+    reader.join(30)
+    gc.collect()
+    assert _established_to(relay.port) == 0
+    assert stores[0].get_object(container, "fast") == b"fast body"  # on this thread, kept alive
+    assert _established_to(relay.port) >= 1
+    stores.clear()
+    gc.collect()  # an unclosed socket found here would fail the test with a ResourceWarning
+    assert _established_to(relay.port) == 0

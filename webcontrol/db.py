@@ -363,6 +363,22 @@ def get_marker(conn: sqlite3.Connection, container: str) -> str | None:
     return row[0] if row else None
 
 
+def busy_tests(conn: sqlite3.Connection, release: str, more_than: int) -> list[tuple[str, str, str]]:
+    """``(arch, package, newest run_id)`` of the release's tests holding more than ``more_than`` results.
+
+    The sweep after a restore lists such a test on its own from its newest
+    run instead of listing all its run folders (docs/operating.rst).
+    """
+    return [
+        tuple(row)
+        for row in conn.execute(
+            "SELECT test.arch, test.package, MAX(result.run_id) FROM result JOIN test ON test.id = result.test_id"
+            " WHERE test.release = ? GROUP BY result.test_id HAVING COUNT(*) > ?",
+            (release, more_than),
+        )
+    ]
+
+
 def stored_runs(conn: sqlite3.Connection, runs: Iterable[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
     """Which of the ``(release, arch, package, run_id)`` runs the DB holds, in one query.
 

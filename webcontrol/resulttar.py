@@ -66,6 +66,10 @@ class ResultTar:
         return value if isinstance(value, str) and value else None
 
 
+MEMBERS = ("exitcode", "testpkg-version", "duration", "requester", "testinfo.json", "testbed-packages", "summary")
+BLOCK = 512
+
+
 def _text(tar: tarfile.TarFile, name: str) -> str | None:
     try:
         member = tar.getmember(name)
@@ -79,19 +83,67 @@ def _text(tar: tarfile.TarFile, name: str) -> str | None:
     return handle.read().decode("utf-8", errors="replace")
 
 
-def parse(data: bytes) -> ResultTar:
-    """Parse a result.tar. Raises DamagedResult."""
+def _plain_members(data: bytes) -> dict[str, bytes] | None:
+    """The files of a tar made only of plain headers and regular files, or None for anything else.
+
+    Workers write exactly such tars, and download-all-results reads one per
+    result: this walk costs a tenth of ``tarfile``'s. Anything it does not
+    know (long names, pax or GNU extension headers, links, base-256 sizes,
+    a bad checksum, a truncated member) is left to ``tarfile``.
+    """
+    if not data:
+        return None
+    members: dict[str, bytes] = {}
+    offset, end = 0, len(data)
+    while offset + BLOCK <= end:
+        header = data[offset : offset + BLOCK]
+        if not header.strip(b"\0"):
+            return members  # end-of-archive block
+        if header[156:157] not in (b"0", b"\0") or header[124] & 0x80 or header[345:346].strip(b"\0"):
+            return None
+        try:
+            size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            checksum = int(header[148:156].strip(b"\0 "), 8)
+        except ValueError:
+            return None
+        if checksum != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+            return None
+        offset += BLOCK
+        if offset + size > end:
+            return None
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8", errors="surrogateescape")
+        members[name] = data[offset : offset + size]
+        offset += -(-size // BLOCK) * BLOCK
+    return members if offset == end else None
+
+
+def _texts(data: bytes) -> dict[str, str | None]:
+    """The text of each member of MEMBERS (None if absent or not a regular file). Raises DamagedResult."""
+    members = _plain_members(data)
+    if members is not None:
+        return {
+            name: members[name].decode("utf-8", errors="replace")
+            if name in members and len(members[name]) <= MAX_MEMBER_BYTES
+            else None
+            for name in MEMBERS
+        }
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            exitcode_text = _text(tar, "exitcode")
-            version_text = _text(tar, "testpkg-version")
-            duration_text = _text(tar, "duration")
-            requester_text = _text(tar, "requester")
-            testinfo_text = _text(tar, "testinfo.json")
-            testbed_packages = _text(tar, "testbed-packages")
-            summary = _text(tar, "summary")
+            return {name: _text(tar, name) for name in MEMBERS}
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DamagedResult(f"unreadable tar: {err}") from None
+
+
+def parse(data: bytes) -> ResultTar:
+    """Parse a result.tar. Raises DamagedResult."""
+    texts = _texts(data)
+    exitcode_text = texts["exitcode"]
+    version_text = texts["testpkg-version"]
+    duration_text = texts["duration"]
+    requester_text = texts["requester"]
+    testinfo_text = texts["testinfo.json"]
+    testbed_packages = texts["testbed-packages"]
+    summary = texts["summary"]
     try:
         exitcode = int((exitcode_text or "").strip())
     except ValueError:

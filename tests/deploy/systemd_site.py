@@ -49,7 +49,7 @@ RW_DB = f"{STATE}/autopkgtest.db"
 PUBLIC_DB = f"{STATE}/public/autopkgtest.db"
 ARCHIVE = "/srv/archive"
 RELEASE = "noble"
-DAEMONS = ("download-results", "amqp-status-collector")
+DAEMONS = ("download-results", "amqp-status-collector", "index-failures")
 TIMED = (
     "publish-db",
     "cache-amqp",
@@ -121,7 +121,7 @@ class Site:
     def consumers(self) -> dict[str, int]:
         """Consumers on the site's own queues (``<base>-<fqdn>``), 0 for a queue not declared yet."""
         fqdn = self.container.run(["python3", "-c", "import socket; print(socket.getfqdn())"]).strip()
-        queues = [f"complete-listener-{fqdn}", f"running-listener-{fqdn}"]
+        queues = [f"complete-listener-{fqdn}", f"running-listener-{fqdn}", f"index-failures-{fqdn}"]
 
         def count() -> dict[str, int]:
             connection = pika.BlockingConnection(pika.URLParameters(self.broker.uri))
@@ -141,10 +141,8 @@ class Site:
         return self.link.a.call(count)
 
     def wait_consuming(self, timeout: float = 60) -> None:
-        """Until both daemons consume their queues: completions published from then on are recorded."""
-        wait_for(
-            lambda: all(self.consumers().values()), timeout, "download-results and amqp-status-collector to consume"
-        )
+        """Until every daemon consumes its queue: completions published from then on are recorded."""
+        wait_for(lambda: all(self.consumers().values()), timeout, f"{', '.join(DAEMONS)} to consume")
 
     def write_results(self, runs: Iterable[demodata.DemoRun]) -> list[demodata.DemoRun]:
         """Store the runs' result files in Swift, as workers do before they announce them."""
@@ -295,7 +293,7 @@ def first_population(site: Site) -> None:
     site.systemctl("start", unit("download-all-results"))
     site.systemctl("start", unit("publish-db"))
     timers = site.container.sh("cd /etc/systemd/system && ls autopkgtest-web-*.timer").split()
-    site.systemctl("enable", "--now", TARGET, unit("download-results"), unit("amqp-status-collector"), *timers)
+    site.systemctl("enable", "--now", TARGET, *(unit(stem) for stem in DAEMONS), *timers)
 
 
 def seed_runs(count: int, packages: Iterable[str] = ("hello", "six"), seed: int = 1) -> list[demodata.DemoRun]:

@@ -7,14 +7,18 @@ import logging
 import secrets
 import threading
 import time
+import urllib.parse
 
 import pika
 import pytest
 
 from tests.ingest.conftest import expected_row, rows, wait_for
+from tests.services.http_relay import HttpRelay
 from webcontrol import db, demodata, results
+from webcontrol.config import from_dict
 from webcontrol.services import download_all_results as dar
 from webcontrol.store import StoreError
+from webcontrol.store.swift import SwiftStore
 
 
 def release_name() -> str:
@@ -258,3 +262,67 @@ def test_from_backup_without_any_backup_fails_with_one_line(tmp_path, make_confi
     assert run_cli(config, "--from-backup") == 1
     assert f"no backups in LocalStore({str(tmp_path / 'state')!r}) container backups" in capsys.readouterr().err
     assert not db.result_count(db.connect_rw(config.get("web", "database")))
+
+
+def test_a_result_swift_keeps_failing_fails_its_page_and_keeps_the_marker(swift_store, swift_config, swift_server):
+    """A GET answered 5xx after every retry: the run fails without committing that page or moving past it."""
+    rel = release_name()
+    runs = demodata.write_runs(
+        swift_store, demodata.plan_runs([rel], ["amd64", "arm64"], ["hello", "six"], runs_per_test=5)
+    )
+    container = results.distro_container(rel)
+    names = [obj.name for obj in swift_store.iter_objects(container)]
+    broken = next(name for name in names[10:20] if name.endswith("/result.tar"))
+    relay = HttpRelay(swift_server.ports["proxy"]).start()
+    section = dict(swift_server.config_section(), os_auth_url=relay.url + "/auth/v1.0")
+    store = SwiftStore.from_config(from_dict({"swift": section}), retries=1, starting_backoff=0.01, max_backoff=0.01)
+    conn = db.connect_rw(swift_config([rel]).get("web", "database"))
+    try:
+        relay.fail(urllib.parse.quote(f"{container}/{broken}"), 503, 1000)
+        with pytest.raises(StoreError, match="HTTP 503"):
+            dar.FullIngest(conn, lambda: store, workers=2, page_size=10).run([rel])
+        assert db.get_marker(conn, container) == names[9]
+        first_page = {f"{r.swift_dir}/result.tar" for r in runs} & set(names[:10])
+        assert rows(conn) == sorted(expected_row(r) for r in runs if f"{r.swift_dir}/result.tar" in first_page)
+    finally:
+        store.close()
+        relay.stop()
+    # Swift answers again: the next run resumes at that page and completes.
+    dar.FullIngest(conn, lambda: swift_store, workers=2, page_size=10).run([rel])
+    assert rows(conn) == sorted(expected_row(r) for r in runs)
+
+
+@pytest.mark.parametrize("busy_runs", [dar.BUSY_RUNS, 1], ids=["run-folders", "busy-tests-on-their-own"])
+def test_sweep_after_a_restore_finds_new_tests_newer_runs_and_late_written_older_runs(
+    swift_store, swift_config, caplog, busy_runs
+):
+    """fill_gaps (download-all-results --from-backup after the restore) on a real Swift: nothing is lost.
+
+    With ``busy_runs=1`` every test the DB knows is listed on its own from two days before its newest run.
+    """
+    caplog.set_level(logging.INFO)
+    rel = release_name()
+    planned = list(demodata.plan_runs([rel], ["amd64", "arm64"], ["hello", "six", "glib2.0"], runs_per_test=4))
+    new_test = [r for r in planned if r.package == "glib2.0"]
+    known = [r for r in planned if r.package != "glib2.0"]
+    newer = [r for r in known if r.run_id == max(o.run_id for o in known if (o.arch, o.package) == (r.arch, r.package))]
+    late_older = [r for r in known if r not in newer][1:2]  # back-filled after the backup with an older run id
+    backed_up = [r for r in known if r not in newer and r not in late_older]
+    demodata.write_runs(swift_store, backed_up)
+    config = swift_config([rel])
+    conn = db.connect_rw(config.get("web", "database"))
+    assert dar.FullIngest(conn, lambda: swift_store, workers=2).run([rel]).stored == len(backed_up)
+    demodata.write_runs(swift_store, new_test + newer + late_older)
+    container = results.distro_container(rel)
+    unfinished = f"{rel}/amd64/h/hello/20990101_000000_fffff@"
+    swift_store.put_object(container, f"{unfinished}/log.gz", b"still running")
+
+    summary = dar.FullIngest(conn, lambda: swift_store, workers=2, busy_runs=busy_runs).run([rel], gaps=True)
+    assert rows(conn) == sorted(expected_row(r) for r in planned)
+    assert (summary.stored, summary.present) == (len(new_test + newer + late_older), len(backed_up))
+    assert (summary.incomplete, summary.damaged) == (1, [])
+    assert f"{container}/{unfinished}/result.tar: no result.tar (yet)" in caplog.text
+    # Four known tests (two packages on two architectures), each listed on its own or not.
+    assert f"({4 if busy_runs == 1 else 0} busy tests from their newest runs)" in caplog.text
+    assert summary.listed == len(planned) + 1  # one row per run folder, not three objects
+    assert db.get_marker(conn, container) == ""

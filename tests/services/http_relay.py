@@ -6,7 +6,9 @@ Swift, the auth URL: tempauth builds the storage URL from the ``Host``
 header, which the relay passes on, so storage requests come through the
 relay too). :attr:`requests` lists ``(method, path)`` in arrival order;
 :meth:`hold` makes requests whose path contains a text wait until
-:meth:`release`, which is how a test stalls one object while others flow.
+:meth:`release`, which is how a test stalls one object while others flow;
+:meth:`fail` answers the next few such requests with an error status
+itself (a Swift proxy in trouble, a token the proxy no longer accepts).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class HttpRelay:
         self._hold: str | None = None
         self._release = threading.Event()
         self._lock = threading.Lock()
+        self._failures: list[list] = []  # [text, status, times left]
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +41,12 @@ class HttpRelay:
                 relay._arrived(self.command, self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                status = relay._failure(self.path)
+                if status is not None:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 upstream = http.client.HTTPConnection(*relay.upstream, timeout=60)
                 try:
@@ -89,6 +98,19 @@ class HttpRelay:
     def release(self) -> None:
         self._hold = None
         self._release.set()
+
+    def fail(self, text: str, status: int, times: int) -> None:
+        """Answer the next ``times`` requests whose path contains ``text`` with ``status``, unforwarded."""
+        with self._lock:
+            self._failures.append([text, status, times])
+
+    def _failure(self, path: str) -> int | None:
+        with self._lock:
+            for failure in self._failures:
+                if failure[0] in path and failure[2] > 0:
+                    failure[2] -= 1
+                    return failure[1]
+        return None
 
     def count(self, method: str, path_start: str) -> int:
         """Requests of ``method`` whose path (unquoted) starts with ``path_start``."""

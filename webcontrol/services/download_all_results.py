@@ -16,10 +16,12 @@ skipped; an unreachable store or DB is a failure (exit 1, marker unchanged).
 
 ``--from-backup`` is the fast way to rebuild a unit: it restores the newest
 db-backup into the empty DB first (what db-backup --restore does), then
-sweeps every container from the beginning, so only the results the backup
-lacks are downloaded. A DB that already holds results is not overwritten:
-the sweep then simply completes it (so an interrupted rebuild can be
-re-run with the same command).
+sweeps every container's run folders (:meth:`FullIngest.fill_gaps`: one
+listed row per run instead of three objects, several architectures listed
+at once, tests with a long history listed only from shortly before their
+newest stored run), so only the results the backup lacks are downloaded. A DB that already holds results is not overwritten: the
+sweep then simply completes it (so an interrupted rebuild can be re-run
+with the same command).
 """
 
 from __future__ import annotations
@@ -40,12 +42,21 @@ from webcontrol import db, ingest, results, resulttar
 from webcontrol.config import Config
 from webcontrol.services import db_backup
 from webcontrol.services.base import run_program, stop_signals
-from webcontrol.store import ContainerNotFound, ObjectInfo, ObjectNotFound, ResultStore, open_store
+from webcontrol.store import LISTING_MAX, ContainerNotFound, ObjectInfo, ObjectNotFound, ResultStore, open_store
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
 DEFAULT_WORKERS = 8
+#: Run folders per listing request of the sweep after a restore (Swift's maximum).
+RUN_PAGE_SIZE = LISTING_MAX
+#: Architectures listed at once by that sweep.
+LISTERS = 3
+#: A test with more results than this in the restored DB is listed on its own, from its newest run
+#: on: one listing request costs Swift about as much as a hundred listed run folders.
+BUSY_RUNS = 100
+#: How far before its newest stored run such a test is listed again, for runs stored late.
+LATE_MARGIN = datetime.timedelta(days=2)
 
 
 @dataclass
@@ -54,6 +65,7 @@ class Summary:
     present: int = 0
     not_distro: int = 0
     damaged: list[str] = field(default_factory=list)
+    incomplete: int = 0  # run folders without a result.tar (sweep after a restore)
     listed: int = 0
     listings: int = 0  # listing requests
     lookups: int = 0  # DB queries asking which listed runs are stored
@@ -61,7 +73,7 @@ class Summary:
     def line(self) -> str:
         return (
             f"{self.stored} results stored, {self.present} already present, {self.not_distro} not for the DB, "
-            f"{len(self.damaged)} damaged, {self.listed} objects listed "
+            f"{len(self.damaged)} damaged, {self.incomplete} run folders without result.tar, {self.listed} objects listed "
             f"({self.listings} listing requests, {self.lookups} DB lookups)"
         )
 
@@ -154,8 +166,10 @@ class FullIngest:
         workers: int = DEFAULT_WORKERS,
         progress: Progress | None = None,
         page_size: int | None = None,
+        busy_runs: int = BUSY_RUNS,
     ):
         self.conn = conn
+        self.busy_runs = busy_runs
         self.page_size = page_size or PAGE_SIZE
         self.store_factory = store_factory
         self.store = store_factory()
@@ -195,13 +209,16 @@ class FullIngest:
             return []
         return [release for release in map(results.release_of_container, names) if release is not None]
 
-    def run(self, releases: list[str]) -> Summary:
-        """Ingest each release, newest first. Raises StoreError, sqlite3.Error."""
+    def run(self, releases: list[str], gaps: bool = False) -> Summary:
+        """Ingest each release, newest first; ``gaps``: by :meth:`fill_gaps`. Raises StoreError, sqlite3.Error."""
         try:
             for release in reversed(releases):
                 if self._stopping:
                     break
-                self.ingest_container(release)
+                if gaps:
+                    self.fill_gaps(release)
+                else:
+                    self.ingest_container(release)
         except Stopped:
             log.info("stopped with store requests outstanding; the page in flight is fetched again next run")
         return self.summary
@@ -239,6 +256,125 @@ class FullIngest:
             db.record_results(self.conn, [], marker=(container, ""))  # pass complete: next run starts over
         self.progress.update(container, self.summary, final=True)
 
+    def fill_gaps(self, release: str) -> None:
+        """After a restore: fetch the runs of one release that the DB lacks. Raises StoreError, sqlite3.Error.
+
+        Lists run folders, not objects: ``<release>/<arch>/`` with delimiter
+        ``@`` rolls each ``<run_id>@/`` folder up into one row, a third of
+        the rows of the object listing and about half of Swift's work per
+        run. A test the DB holds more than ``busy_runs`` results of is
+        skipped in that listing and listed on its own from LATE_MARGIN
+        before its newest stored run (one request instead of its whole
+        history). The architectures are listed by LISTERS threads at once
+        while this thread looks up and fetches what their pages lack, so
+        listing, downloads and the DB overlap. Nothing here moves the
+        container's marker until the end (the sweep starts at the beginning
+        whenever it is run again), when it is reset like at the end of a
+        full pass.
+        """
+        container = results.distro_container(release)
+        try:
+            lanes = [
+                row.subdir
+                for row in self._workers.call(
+                    lambda: self.store.list_objects(container, prefix=f"{release}/", delimiter="/", limit=LISTING_MAX)
+                )
+                if row.subdir
+            ]
+        except ContainerNotFound:
+            log.warning("%s: no such container, skipping release %s", container, release)
+            return
+        self.summary.listings += 1
+        busy: dict[str, list[tuple[str, str]]] = {lane: [] for lane in lanes}
+        for arch, package, newest in db.busy_tests(self.conn, release, self.busy_runs):
+            test_dir = results.run_dir(release, arch, package, "")
+            if f"{release}/{arch}/" in busy:
+                busy[f"{release}/{arch}/"].append((test_dir, _listing_start(newest)))
+        log.info(
+            "%s: listing the run folders of %s (%d busy tests from their newest runs)",
+            container,
+            " ".join(lanes) or "nothing",
+            sum(map(len, busy.values())),
+        )
+        pages: queue.Queue = queue.Queue(maxsize=2 * LISTERS)
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for lane in lanes:
+            todo.put((lane, sorted(busy[lane])))
+        for number in range(min(LISTERS, len(lanes))):
+            threading.Thread(
+                target=self._list_lanes, args=(container, todo, pages), name=f"list-{number}", daemon=True
+            ).start()
+        finished = 0
+        while finished < len(lanes):
+            try:
+                page = pages.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping:
+                    raise Stopped from None
+                continue
+            if isinstance(page, BaseException):
+                raise page
+            if page is None:
+                finished += 1
+                continue
+            self.summary.listed += len(page)
+            wanted = self._missing_runs(container, page)
+            records = list(filter(None, self._workers.map(self._fetch_run, [(container, *run) for run in wanted])))
+            for outcome in db.record_results(self.conn, records):
+                if outcome is db.Outcome.DUPLICATE:
+                    self.summary.present += 1
+                else:
+                    self.summary.stored += 1
+            self.progress.update(container, self.summary)
+        if not self._stopping:
+            db.record_results(self.conn, [], marker=(container, ""))
+        self.progress.update(container, self.summary, final=True)
+
+    def _list_lanes(self, container: str, todo: queue.SimpleQueue, pages: queue.Queue) -> None:
+        """Lister thread: run folders of each lane as pages of ``.../result.tar`` names, None after each lane."""
+        try:
+            store = self._thread_store()
+            while not self._stopping:
+                try:
+                    lane, busy = todo.get_nowait()
+                except queue.Empty:
+                    return
+                marker = None
+                for test_dir, start in [*busy, (None, None)]:
+                    # The lane up to the next busy test (or its end), then that test from ``start`` on.
+                    self._list_run_folders(store, container, lane, marker, test_dir, pages)
+                    if test_dir is None:
+                        break
+                    self._list_run_folders(store, container, test_dir, test_dir + start, None, pages)
+                    marker = test_dir[:-1] + chr(ord("/") + 1)  # past every name under test_dir
+                pages.put(None)
+        except BaseException as err:  # handed to the main thread, which raises it
+            pages.put(err)
+
+    def _list_run_folders(self, store, container, prefix, marker, end_marker, pages: queue.Queue) -> None:
+        while not self._stopping:
+            rows = store.list_objects(
+                container, prefix=prefix, delimiter="@", marker=marker, limit=RUN_PAGE_SIZE, end_marker=end_marker
+            )
+            with self._lock:
+                self.summary.listings += 1
+            # A row without the roll-up is an object beside the run folders: not a result.
+            pages.put([ObjectInfo(name=f"{row.subdir}/result.tar") for row in rows if row.subdir])
+            if len(rows) < RUN_PAGE_SIZE:
+                return
+            marker = rows[-1].subdir or rows[-1].name
+
+    def _fetch_run(self, container: str, name: str, *location: str) -> db.ResultRecord | None:
+        """Like _fetch, for a listed run folder: one without result.tar is still being written, not damaged."""
+        try:
+            body = self._thread_store().get_object(container, name)
+        except ObjectNotFound:
+            log.warning("%s/%s: no result.tar (yet); the hourly pass will fetch it once it is there", container, name)
+            with self._lock:
+                self.summary.incomplete += 1
+            return None
+        return self._record(container, name, *location, body)
+
     def _missing_runs(self, container: str, page: list[ObjectInfo]) -> list[tuple[str, str, str, str, str]]:
         """``(name, release, arch, package, run_id)`` of the page's results the DB lacks (one DB query)."""
         runs = []
@@ -268,9 +404,21 @@ class FullIngest:
     ) -> db.ResultRecord | None:
         """The record of one result.tar, or None when there is nothing to store."""
         try:
-            tar = resulttar.parse(self._thread_store().get_object(container, name))
+            body = self._thread_store().get_object(container, name)
+        except ObjectNotFound as err:
+            log.error("%s/%s: damaged result skipped: %s", container, name, err)
+            with self._lock:
+                self.summary.damaged.append(f"{container}/{name}")
+            return None
+        return self._record(container, name, release, arch, package, run_id, body)
+
+    def _record(
+        self, container: str, name: str, release: str, arch: str, package: str, run_id: str, body: bytes
+    ) -> db.ResultRecord | None:
+        try:
+            tar = resulttar.parse(body)
             return ingest.record_from_tar(container, release, arch, package, run_id, tar)
-        except (resulttar.DamagedResult, ObjectNotFound) as err:
+        except resulttar.DamagedResult as err:
             log.error("%s/%s: damaged result skipped: %s", container, name, err)
             with self._lock:
                 self.summary.damaged.append(f"{container}/{name}")
@@ -279,6 +427,15 @@ class FullIngest:
             with self._lock:
                 self.summary.not_distro += 1
         return None
+
+
+def _listing_start(newest_run_id: str) -> str:
+    """Where a busy test's listing starts: LATE_MARGIN before its newest stored run (a run id prefix)."""
+    try:
+        start = results.run_id_time(newest_run_id) - LATE_MARGIN
+    except ValueError:
+        return ""
+    return f"{start:%Y%m%d_%H%M%S}"
 
 
 def _since(value: str) -> datetime.date:
@@ -327,7 +484,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             if not releases:
                 releases = job.discover_releases()
                 log.info("no releases configured; found containers for %s", " ".join(releases) or "none")
-            summary = job.run(releases)
+            summary = job.run(releases, gaps=args.from_backup)
     finally:
         job.close()
         conn.close()

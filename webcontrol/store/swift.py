@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from webcontrol.store import (
     check_limit,
     guess_content_headers,
 )
+from webcontrol.store.swifthttp import StorageReader
 from webcontrol.store.swiftpool import ConnectionPool
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,15 @@ class SwiftStore(ResultStore):
             key=key,
             auth_version=auth_version,
             os_options=os_options or {},
+            retries=retries,
+            starting_backoff=STARTING_BACKOFF if starting_backoff is None else starting_backoff,
+            max_backoff=MAX_BACKOFF if max_backoff is None else max_backoff,
+            timeout=timeout,
+        )
+        self._reader = StorageReader(
+            self._credentials,
+            user,
+            auth_url,
             retries=retries,
             starting_backoff=STARTING_BACKOFF if starting_backoff is None else starting_backoff,
             max_backoff=MAX_BACKOFF if max_backoff is None else max_backoff,
@@ -128,6 +139,26 @@ class SwiftStore(ResultStore):
             where = conn.url or self.auth_url
             raise StoreError(f"Swift {what} failed: cannot reach {where}: {_reason(err)}") from None
 
+    def _credentials(self, refused: str | None) -> tuple[str, str]:
+        """The pool's storage URL and token for the reader. Raises StoreError, or OSError (retried)."""
+        try:
+            return self._pool.credentials(refused)
+        except ClientException as err:
+            raise StoreError(f"Swift authentication as {self.user} failed at {self.auth_url}: {_status(err)}") from None
+        except requests.RequestException as err:
+            raise ConnectionError(_reason(err)) from None
+
+    def _read(self, what: str, container: str, name: str = "", query: dict[str, str] | None = None) -> bytes | None:
+        """The body of a GET through the reader, or None on 404. Raises StoreError."""
+        answer = self._reader.get(what, f"{container}/{name}" if name else container, query)
+        if answer.status == 404:
+            return None
+        if answer.status == 401 or answer.status == 403:
+            raise StoreError(f"Swift {what} refused at {self.auth_url}: HTTP {answer.status} {answer.reason}")
+        if not 200 <= answer.status < 300:
+            raise StoreError(f"Swift {what} failed at {self.auth_url}: HTTP {answer.status} {answer.reason}")
+        return answer.body
+
     # Listings
 
     def list_containers(self, prefix: str | None = None) -> list[str]:
@@ -155,19 +186,22 @@ class SwiftStore(ResultStore):
         end_marker: str | None = None,
     ) -> list[ObjectInfo]:
         check_limit(limit)
+        query = {"format": "json", "limit": str(limit)}
+        for key, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("marker", marker),
+            ("end_marker", end_marker),
+        ):
+            if value:
+                query[key] = value
+        body = self._read(f"listing of {container}", container, query=query)
+        if body is None:
+            raise ContainerNotFound(f"container {container} does not exist")
         try:
-            _, rows = self._call(
-                f"listing of {container}",
-                Connection.get_container,
-                container,
-                marker=marker or None,
-                limit=limit,
-                prefix=prefix or None,
-                delimiter=delimiter or None,
-                end_marker=end_marker or None,
-            )
-        except _NotFound:
-            raise ContainerNotFound(f"container {container} does not exist") from None
+            rows = json.loads(body) if body else []
+        except ValueError:
+            raise StoreError(f"Swift listing of {container} at {self.auth_url}: not JSON") from None
         return [_row_info(row) for row in rows]
 
     # Objects
@@ -193,10 +227,9 @@ class SwiftStore(ResultStore):
         )
 
     def get_object(self, container: str, name: str) -> bytes:
-        try:
-            _, body = self._call(f"GET of {container}/{name}", Connection.get_object, container, name)
-        except _NotFound:
-            raise self._not_found(container, name) from None
+        body = self._read(f"GET of {container}/{name}", container, name)
+        if body is None:
+            raise self._not_found(container, name)
         return body
 
     def open_object(self, container: str, name: str) -> ObjectStream:
@@ -275,6 +308,7 @@ class SwiftStore(ResultStore):
 
     def close(self) -> None:
         """Close the idle connections; one still streaming a body is closed with the body."""
+        self._reader.close()
         self._pool.close()
 
 

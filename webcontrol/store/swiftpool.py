@@ -33,15 +33,21 @@ class _SharedToken:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._url: str | None = None
-        self._token: str | None = None
+        # One tuple, so a reader without the lock never pairs a new URL with an old token.
+        self._current: tuple[str | None, str | None] = (None, None)
+
+    def current(self) -> tuple[str | None, str | None]:
+        """The storage URL and token as they are now (``None`` before the first login)."""
+        return self._current
 
     def get(self, refused: str | None, login: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         # Only connections without a usable token wait here, and they need the login's answer anyway.
         with self._lock:
-            if self._token is None or self._token == refused:
-                self._url, self._token = login()
-            return self._url, self._token
+            url, token = self._current
+            if token is None or token == refused:
+                url, token = login()
+                self._current = (url, token)
+            return url, token
 
 
 class _Connection(Connection):
@@ -74,6 +80,21 @@ class ConnectionPool:
             if self._idle:
                 return self._idle.pop()
         return _Connection(self._token, **self._settings)
+
+    def credentials(self, refused: str | None = None) -> tuple[str, str]:
+        """The shared storage URL and token, logging in first if there is none or it is ``refused``.
+
+        For requests made outside swiftclient (:mod:`webcontrol.store.swifthttp`).
+        Raises what swiftclient's login raises.
+        """
+        url, token = self._token.current()
+        if token is not None and token != refused:
+            return url, token
+        conn = self.take()
+        try:
+            return self._token.get(refused, lambda: Connection.get_auth(conn))
+        finally:
+            self.give_back(conn)
 
     def give_back(self, conn: Connection, reusable: bool = True) -> None:
         """Keep ``conn`` for the next caller, or close it (a broken stream, a full pool)."""
