@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 
@@ -398,6 +399,29 @@ def test_testlist_prefers_the_indexed_packages_json(client, site):
     try:
         page = text(client.get("/testlist"))
         assert "hello_2.10-5.dsc" in page and 'id="index-z"' in page and "libpng1.6" not in page
+    finally:
+        path.unlink()
+
+
+def test_testlist_follows_each_new_indexed_packages_file_and_escapes_names(client, site):
+    """The page's HTML is kept per version of the file: a rewrite shows at once, odd names stay text."""
+    path = site.root / "cache" / "indexed-packages.json"
+    path.write_text('{"h": [["hello", "2.10-5"]]}')
+    try:
+        assert "hello_2.10-5.dsc" in text(client.get("/testlist"))
+        path.write_text('{"a": [["a&b<i>", "1.0&2"], ["plain", ""]], "h": [["hello", "2.10-6"]]}')
+        os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000_000))  # a new version even within one tick
+        page = client.get("/testlist").get_data(as_text=True)
+        assert "hello_2.10-6.dsc" in page and "hello_2.10-5.dsc" not in page
+        assert ">a&amp;b&lt;i&gt;</a>" in page and "<i>" not in page
+        assert '/packages/a/a%26b%3Ci%3E">' in page and '+files/a%26b%3Ci%3E_1.0%262.dsc">1.0&amp;2</a>' in page
+        assert '<li><a href="https://autopkgtest.example.com/packages/p/plain">plain</a></li>' in page
+        data = client.get("/api/v1/testlist").get_json()
+        assert [entry["package"] for group in data["groups"] for entry in group["packages"]] == [
+            "a&b<i>",
+            "plain",
+            "hello",
+        ]
     finally:
         path.unlink()
 

@@ -8,6 +8,7 @@ import string
 import urllib.parse
 
 import flask
+from markupsafe import Markup, escape
 
 import webcontrol
 from webcontrol import classindex, history, insight, results, tested_versions
@@ -19,6 +20,7 @@ from webcontrol.web.browse.api import (
     RESULT_SCHEMA,
     RESULTS_LIST,
     StreamedList,
+    is_api_request,
     keep_db,
     object_schema,
     page,
@@ -286,14 +288,45 @@ _testlist_cache: FileCache[dict] = FileCache(_testlist_from_db)
 
 @page(bp, "/testlist", "testlist.html", "Packages with results, by prefix")
 def testlist():
+    if is_api_request():
+        raw = _testlist_raw()
+        prefixes = sorted(raw)
+        # Tens of thousands of packages: the groups are made while the JSON is sent.
+        return {
+            "groups": StreamedList(lambda: (_testlist_group(prefix, raw[prefix]) for prefix in prefixes), len(prefixes))
+        }
+    # The HTML of each group is made once per version of its source and site URL, then sent in pieces.
+    path = context.config().get("web", "indexed_packages")
+    found = _testlist_html.get(path, links.site(), False) if path else None
+    if found is None:
+        found = _testlist_html.get(context.public_db_path(), links.site(), True)
+    return {"groups": StreamedList(lambda: iter(found), len(found))}
+
+
+def _testlist_raw() -> dict:
     raw = read_json(context.config().get("web", "indexed_packages"), None)
+    return raw if isinstance(raw, dict) else _testlist_cache.get(context.public_db_path())
+
+
+def _testlist_html_groups(path: str, _site: str, from_db: bool) -> list[dict] | None:
+    """``[{"prefix", "html"}]`` from the indexed-packages JSON (None when unusable) or from the DB."""
+    raw = _testlist_cache.get(path) if from_db else read_json(path, None)
     if not isinstance(raw, dict):
-        raw = _testlist_cache.get(context.public_db_path())
-    prefixes = sorted(raw)
-    # Tens of thousands of packages: the groups are made while the page is sent.
-    return {
-        "groups": StreamedList(lambda: (_testlist_group(prefix, raw[prefix]) for prefix in prefixes), len(prefixes))
-    }
+        return None
+    groups = []
+    for prefix in sorted(raw):
+        items = []
+        for entry in _testlist_group(prefix, raw[prefix])["packages"]:
+            item = f'<li><a href="{escape(entry["url"])}">{escape(entry["package"])}</a>'
+            if entry["version"]:
+                item += f' <a class="muted" href="{escape(entry["dsc_url"])}">{escape(entry["version"])}</a>'
+            items.append(item + "</li>")
+        groups.append({"prefix": prefix, "html": Markup("".join(items))})
+    return groups
+
+
+#: Few entries: a value is about 1 MB at production size, and the site URL may follow the request's host.
+_testlist_html: FileCache[list[dict] | None] = FileCache(_testlist_html_groups, max_entries=4)
 
 
 def _testlist_group(prefix: str, items) -> dict:
