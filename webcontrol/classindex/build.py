@@ -42,16 +42,15 @@ Tables:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from webcontrol import db, insight
+from webcontrol import insight, sidecar
 from webcontrol.config import Config
+from webcontrol.sidecar import RefreshSummary
 
 log = logging.getLogger(__name__)
 
@@ -86,79 +85,21 @@ _COLUMNS = "rowid, test_id, run_id, version, triggers, exitcode, requester"
 
 def index_path(public_db: str | Path, configured: str | None = None) -> Path:
     """``[web] classification_index``, else ``classification-index.db`` next to the public DB."""
-    return Path(configured) if configured else Path(public_db).with_name(FILE_NAME)
-
-
-@dataclass(frozen=True)
-class RefreshSummary:
-    rebuilt: bool
-    indexed: int  # result rows read (classified)
-    seconds: float
-    complete: bool = True  # False: a rebuild paused, to be continued by the next call
-
-
-def _state(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT name, value FROM state"))
-
-
-def watermark_row(source: sqlite3.Connection, rowid: int) -> list:
-    """What the watermark records of result ``rowid``: ``[test_id, run_id]``, or [] (none, or rowid 0)."""
-    row = source.execute("SELECT test_id, run_id FROM result WHERE rowid = ?", (rowid,)).fetchone()
-    return [row[0], row[1]] if row else []
-
-
-def valid_watermark(source: sqlite3.Connection, state: dict[str, str]) -> int | None:
-    """The stored watermark when the row it names is still there, unchanged; else None."""
-    try:
-        rowid = int(state["rowid"])
-        recorded = json.loads(state.get("row", "[]"))
-    except (KeyError, ValueError):
-        return None
-    if rowid == 0:
-        return 0
-    return rowid if watermark_row(source, rowid) == recorded else None
-
-
-def _store_watermark(conn: sqlite3.Connection, source: sqlite3.Connection, rowid: int) -> None:
-    conn.executemany(
-        "INSERT OR REPLACE INTO state(name, value) VALUES (?, ?)",
-        [("rowid", str(rowid)), ("row", json.dumps(watermark_row(source, rowid)))],
-    )
+    return sidecar.index_path(public_db, configured, FILE_NAME)
 
 
 def refresh(source_path: str | Path, path: str | Path, budget_s: float = REBUILD_BUDGET_S) -> RefreshSummary:
-    """Bring the index at ``path`` up to date with the results DB at ``source_path``.
+    """Bring the index at ``path`` up to date with the results DB at ``source_path`` (see :class:`sidecar.Sidecar`)."""
+    return _SIDECAR.refresh(source_path, path, budget_s)
 
-    A rebuild reads for at most about ``budget_s`` seconds per call and
-    resumes where it stopped on the next call; until it completes, the
-    previous index (if any) stays in place. Raises sqlite3.Error (and
-    db.DatabaseError when the source cannot be opened).
+
+def publish_stage(config: Config) -> RefreshSummary | None:
+    """publish-db's stage after each swap: classify the newly published results.
+
+    A failure is logged and leaves the previous index in place (/recent
+    falls back to classifying pages meanwhile); it never fails the publish.
     """
-    started = time.monotonic()
-    path = Path(path)
-    source = db.connect_ro(source_path)
-    source.row_factory = None
-    try:
-        top = source.execute("SELECT COALESCE(MAX(rowid), 0) FROM result").fetchone()[0]
-        low = None
-        if path.exists() and not _stage_path(path).exists():
-            conn = sqlite3.connect(str(path), isolation_level=None, timeout=db.BUSY_TIMEOUT_MS / 1000)
-            try:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                low = valid_watermark(source, _state(conn))
-                if low is not None and low <= top and top - low <= REBUILD_THRESHOLD:
-                    count = _incremental(source, conn, low, top)
-                    return RefreshSummary(False, count, time.monotonic() - started)
-            finally:
-                conn.close()
-            log.info(
-                "classification index %s: watermark unusable or too far behind (%s of %d); rebuilding", path, low, top
-            )
-        count, done = rebuild(source, path, top, started + budget_s)
-        return RefreshSummary(True, count, time.monotonic() - started, complete=done)
-    finally:
-        source.close()
+    return _SIDECAR.publish_stage(config, REBUILD_BUDGET_S)
 
 
 def _stage_path(path: Path) -> Path:
@@ -184,7 +125,7 @@ def rebuild(source: sqlite3.Connection, path: Path, top: int, deadline: float) -
         stage.execute("PRAGMA synchronous = OFF")
         for statement in _STAGE_SCHEMA:
             stage.execute(statement)
-        state = _state(stage)
+        state = sidecar.read_state(stage)
         if int(state.get("building_top", top)) > top:  # the source went backwards: start afresh
             stage.close()
             stage_path.unlink()
@@ -275,7 +216,7 @@ def _write_index(source: sqlite3.Connection, path: Path, stage_path: Path, top: 
         for statement in _SCHEMA[1:]:
             conn.execute(statement)
         conn.execute("BEGIN")
-        _store_watermark(conn, source, top)
+        sidecar.store_watermark(conn, source, top)
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode = DELETE")
     finally:
@@ -335,7 +276,7 @@ def _incremental(source: sqlite3.Connection, conn: sqlite3.Connection, low: int,
             conn.execute(f"DELETE FROM run_class WHERE class IN ({every_class}) AND run_id = ? AND rid = ?", entry[1:3])
         conn.executemany("INSERT INTO run_class VALUES (?, ?, ?, ?, ?, ?, ?)", changed)
         conn.executemany("INSERT OR REPLACE INTO run_class VALUES (?, ?, ?, ?, ?, ?, ?)", _any(changed))
-        _store_watermark(conn, source, top)
+        sidecar.store_watermark(conn, source, top)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -348,26 +289,13 @@ def _any(entries: list[tuple]) -> list[tuple]:
     return [(ANY, *entry[1:]) for entry in entries]
 
 
-def publish_stage(config: Config) -> RefreshSummary | None:
-    """publish-db's stage after each swap: classify the newly published results.
-
-    A failure is logged and leaves the previous index in place (the next
-    publish retries; /recent falls back to classifying pages meanwhile); it
-    never fails the publish itself.
-    """
-    public = config.need("web", "database_public")
-    path = index_path(public, config.get("web", "classification_index"))
-    try:
-        done = refresh(public, path)
-    except (sqlite3.Error, db.DatabaseError, OSError) as err:
-        log.error("classification index %s not updated: %s", path, err)
-        return None
-    log.info(
-        "classification index %s: %s %d results in %.2f s%s",
-        path,
-        "rebuilt from" if done.rebuilt else "added",
-        done.indexed,
-        done.seconds,
-        "" if done.complete else " (rebuild continues at the next publish)",
-    )
-    return done
+_SIDECAR = sidecar.Sidecar(
+    name="classification index",
+    file_name=FILE_NAME,
+    config_key="classification_index",
+    schema=_SCHEMA,
+    incremental=_incremental,
+    rebuild=rebuild,
+    unfinished=_stage_path,
+    rebuild_threshold=REBUILD_THRESHOLD,
+)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webcontrol import newest, results
-from webcontrol.classindex.build import ANY, CODES, affected_runs, entries, valid_watermark
+from webcontrol.classindex.build import ANY, CODES, affected_runs, entries
 from webcontrol.history import _RESULT_COLUMNS, Result, _result
+from webcontrol.sidecar import valid_watermark
 
 log = logging.getLogger(__name__)
 

@@ -42,11 +42,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from webcontrol import db, insight, results
+from webcontrol import insight, results, sidecar
 from webcontrol.config import Config
+from webcontrol.sidecar import RefreshSummary
 
 log = logging.getLogger(__name__)
 
@@ -79,89 +79,30 @@ _SCHEMA = (
 _ORDER_INDEX = "CREATE INDEX IF NOT EXISTS trigger_test_page_ix ON trigger_test(trigger, rank, package, arch, release)"
 
 
-def index_path(public_db: str | Path, configured: str | None = None) -> Path:
-    """``[web] trigger_index``, else ``trigger-index.db`` next to the public DB."""
-    return Path(configured) if configured else Path(public_db).with_name(FILE_NAME)
-
-
-@dataclass(frozen=True)
-class RefreshSummary:
-    rebuilt: bool
-    indexed: int  # result rows read
-    seconds: float
-    complete: bool = True  # False: a rebuild paused, to be continued by the next call
-
-
 # Writing ------------------------------------------------------------------------------------
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    conn.execute(_ORDER_INDEX)
 
 
 def _rank(classification: str) -> int:
     return RANK.get(classification, len(RANK))
 
 
-def _state(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT name, value FROM state"))
-
-
-def _watermark_valid(source: sqlite3.Connection, state: dict[str, str]) -> bool:
-    """The stored watermark row still exists with the same (test_id, run_id)."""
-    try:
-        rowid = int(state["rowid"])
-    except (KeyError, ValueError):
-        return False
-    if rowid == 0:
-        return True
-    row = source.execute("SELECT test_id, run_id FROM result WHERE rowid = ?", (rowid,)).fetchone()
-    return row is not None and [str(row[0]), row[1]] == json.loads(state.get("row", "[]"))
-
-
-def _store_watermark(conn: sqlite3.Connection, source: sqlite3.Connection, rowid: int) -> None:
-    row = source.execute("SELECT test_id, run_id FROM result WHERE rowid = ?", (rowid,)).fetchone()
-    conn.executemany(
-        "INSERT OR REPLACE INTO state(name, value) VALUES (?, ?)",
-        [("rowid", str(rowid)), ("row", json.dumps([str(row[0]), row[1]] if row else []))],
-    )
+def index_path(public_db: str | Path, configured: str | None = None) -> Path:
+    """``[web] trigger_index``, else ``trigger-index.db`` next to the public DB."""
+    return sidecar.index_path(public_db, configured, FILE_NAME)
 
 
 def refresh(source_path: str | Path, path: str | Path, budget_s: float = REBUILD_BUDGET_S) -> RefreshSummary:
-    """Bring the index at ``path`` up to date with the results DB at ``source_path``.
+    """Bring the index at ``path`` up to date with the results DB at ``source_path`` (see :class:`sidecar.Sidecar`)."""
+    return _SIDECAR.refresh(source_path, path, budget_s)
 
-    A rebuild spends at most about ``budget_s`` seconds per call and resumes
-    where it stopped on the next call (publish-db runs every minute); until
-    it completes, the previous index (if any) stays in place. Raises
-    sqlite3.Error (and db.DatabaseError when the source cannot be opened).
-    """
-    started = time.monotonic()
-    path = Path(path)
-    source = db.connect_ro(source_path)
-    source.row_factory = None
-    try:
-        top = source.execute("SELECT COALESCE(MAX(rowid), 0) FROM result").fetchone()[0]
-        building = path.with_name(path.name + ".new")
-        if building.exists() or not path.exists():
-            count, done = rebuild(source, path, top, started + budget_s)
-            return RefreshSummary(True, count, time.monotonic() - started, complete=done)
-        conn = sqlite3.connect(str(path), isolation_level=None, timeout=db.BUSY_TIMEOUT_MS / 1000)
-        try:
-            _create(conn)
-            state = _state(conn)
-            low = int(state.get("rowid", 0)) if _watermark_valid(source, state) else None
-            if low is not None and low <= top and top - low <= REBUILD_THRESHOLD:
-                count = _incremental(source, conn, low, top)
-                return RefreshSummary(False, count, time.monotonic() - started)
-        finally:
-            conn.close()
-        log.info("trigger index %s: watermark unusable or too far behind (%s of %d); rebuilding", path, low, top)
-        count, done = rebuild(source, path, top, started + budget_s)
-        return RefreshSummary(True, count, time.monotonic() - started, complete=done)
-    finally:
-        source.close()
+
+def publish_stage(config: Config) -> RefreshSummary | None:
+    """publish-db's stage after each swap: index the newly published results; a failure never fails the publish."""
+    return _SIDECAR.publish_stage(config, REBUILD_BUDGET_S)
+
+
+def _unfinished(path: Path) -> Path:
+    return path.with_name(path.name + ".new")
 
 
 def rebuild(source: sqlite3.Connection, path: Path, top: int, deadline: float) -> tuple[int, bool]:
@@ -173,13 +114,13 @@ def rebuild(source: sqlite3.Connection, path: Path, top: int, deadline: float) -
     summaries are built and the file is renamed over ``path``. Returns
     (results read, finished).
     """
-    new_path = path.with_name(path.name + ".new")
+    new_path = _unfinished(path)
     conn = sqlite3.connect(str(new_path), isolation_level=None)
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     for statement in _SCHEMA:
         conn.execute(statement)
-    state = _state(conn)
+    state = sidecar.read_state(conn)
     if int(state.get("building_top", top)) > top:  # the source went backwards: start afresh
         conn.close()
         new_path.unlink()
@@ -258,7 +199,7 @@ def rebuild(source: sqlite3.Connection, path: Path, top: int, deadline: float) -
     conn.execute("BEGIN")
     _summarise(conn, None)
     conn.execute("DELETE FROM state WHERE name IN ('building_top', 'building_test_id')")
-    _store_watermark(conn, source, build_top)
+    sidecar.store_watermark(conn, source, build_top)
     conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.close()
@@ -317,7 +258,7 @@ def _incremental(source: sqlite3.Connection, conn: sqlite3.Connection, low: int,
                 touched.add((trigger, test_id))
         _refresh_tests(source, conn, touched)
         _summarise(conn, {trigger for trigger, _ in touched})
-        _store_watermark(conn, source, top)
+        sidecar.store_watermark(conn, source, top)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -372,24 +313,13 @@ def _summarise(conn: sqlite3.Connection, triggers: set[str] | None) -> None:
         )
 
 
-def publish_stage(config: Config) -> RefreshSummary | None:
-    """publish-db's stage after each swap: index the newly published results.
-
-    A failure is logged and leaves the previous index in place (the next
-    publish retries); it never fails the publish itself.
-    """
-    public = config.need("web", "database_public")
-    path = index_path(public, config.get("web", "trigger_index"))
-    try:
-        done = refresh(public, path)
-    except (sqlite3.Error, db.DatabaseError, OSError) as err:
-        log.error("trigger index %s not updated: %s", path, err)
-        return None
-    log.info(
-        "trigger index %s: %s %d results in %.2f s",
-        path,
-        "rebuilt from" if done.rebuilt else "added",
-        done.indexed,
-        done.seconds,
-    )
-    return done
+_SIDECAR = sidecar.Sidecar(
+    name="trigger index",
+    file_name=FILE_NAME,
+    config_key="trigger_index",
+    schema=(*_SCHEMA, _ORDER_INDEX),
+    incremental=_incremental,
+    rebuild=rebuild,
+    unfinished=_unfinished,
+    rebuild_threshold=REBUILD_THRESHOLD,
+)
