@@ -294,6 +294,33 @@ class ApacheServer:
             self.proc.wait(timeout=10)
 
 
+def give_to_apache_user(paths) -> None:
+    """As root, hand these files and folders to the user Apache and the WSGI daemons run as (www-data)."""
+    if os.geteuid() != 0:
+        return
+    for path in paths:
+        shutil.chown(path, user=APACHE_USER, group=APACHE_GROUP)
+
+
+def tree(*folders: Path) -> list[Path]:
+    """Each folder and everything below it."""
+    return [path for folder in folders for path in (folder, *folder.rglob("*"))]
+
+
+@contextlib.contextmanager
+def serving(base: Path, defines: dict[str, str]):
+    """The shipped site under Apache with this checkout installed, started; stopped on leaving."""
+    with venv_lock() as venv:
+        prepare_locked(venv)
+        code = install_project(venv)
+        server = ApacheServer(base, venv, code, defines)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 def make_shared_tmpdir(prefix: str) -> Path:
     """A temp folder www-data can enter (pytest's own tmp_path is private to root)."""
     base = Path(tempfile.mkdtemp(prefix=prefix))

@@ -184,32 +184,23 @@ def site(swift, launchpad):
         },
         conf,
     )
-    if os.geteuid() == 0:
-        # Apache serves as www-data, and so do the WSGI daemons here (the service user in production).
-        for path in (base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf, base / "api-keys.json"):
-            shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_GROUP)
-    with apache.venv_lock() as venv:
-        apache.prepare_locked(venv)
-        code = apache.install_project(venv)
-        server = apache.ApacheServer(
-            base,
-            venv,
-            code,
-            {
-                "CONF": str(conf),
-                "PUBLIC_DB": str(public_db),
-                "RUNNING_JSON": str(runtime / "running.json"),
-                "SWIFT_STORAGE_URL": swift.storage_url,
-            },
-        )
-        server.start()
-        try:
+    # Apache serves as www-data, and so do the WSGI daemons here (the service user in production).
+    apache.give_to_apache_user(
+        [base, data, state, runtime, *data.iterdir(), *runtime.iterdir(), conf, base / "api-keys.json"]
+    )
+    defines = {
+        "CONF": str(conf),
+        "PUBLIC_DB": str(public_db),
+        "RUNNING_JSON": str(runtime / "running.json"),
+        "SWIFT_STORAGE_URL": swift.storage_url,
+    }
+    try:
+        with apache.serving(base, defines) as server:
             yield Site(server, release, public_db, running)
-        finally:
-            server.stop()
-            queues.cleanup()
-            if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
-                shutil.rmtree(base, ignore_errors=True)
+    finally:
+        queues.cleanup()
+        if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 class Site:

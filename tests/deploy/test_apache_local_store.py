@@ -50,30 +50,17 @@ def local_site():
         },
         conf,
     )
-    if os.geteuid() == 0:
-        for folder in (base, data, state, runtime, store):
-            for path in (folder, *folder.rglob("*")):
-                shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_GROUP)
-        shutil.chown(conf, user=apache.APACHE_USER, group=apache.APACHE_GROUP)
-    with apache.venv_lock() as venv:
-        apache.prepare_locked(venv)
-        code = apache.install_project(venv)
+    apache.give_to_apache_user([*apache.tree(base, data, state, runtime, store), conf])
+    try:
         # No SWIFT_STORAGE_URL: the site's proxy section is left out.
-        server = apache.ApacheServer(
-            base,
-            venv,
-            code,
-            {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")},
-        )
-        server.start()
-        try:
+        defines = {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")}
+        with apache.serving(base, defines) as server:
             site = Site(server, release, public_db, {})
             site.log_gz = log_gz
             yield site
-        finally:
-            server.stop()
-            if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
-                shutil.rmtree(base, ignore_errors=True)
+    finally:
+        if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_results_come_from_the_local_store(local_site):

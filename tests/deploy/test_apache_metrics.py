@@ -51,26 +51,17 @@ def multi_site():
         },
         conf,
     )
-    if os.geteuid() == 0:
-        for folder in (base, data, state, runtime, store):
-            for path in (folder, *folder.rglob("*")):
-                shutil.chown(path, user=apache.APACHE_USER, group=apache.APACHE_GROUP)
-        shutil.chown(conf, user=apache.APACHE_USER, group=apache.APACHE_GROUP)
-    with apache.venv_lock() as venv:
-        apache.prepare_locked(venv)
-        code = apache.install_project(venv)
-        # One thread per process: concurrent requests must spread over the processes.
-        defines = {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")}
-        server = apache.ApacheServer(base, venv, code, {**defines, "PROCESSES": str(PROCESSES), "THREADS": "1"})
-        server.start()
-        try:
+    apache.give_to_apache_user([*apache.tree(base, data, state, runtime, store), conf])
+    # One thread per process: concurrent requests must spread over the processes.
+    defines = {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")}
+    try:
+        with apache.serving(base, {**defines, "PROCESSES": str(PROCESSES), "THREADS": "1"}) as server:
             site = Site(server, release, public_db, {})
             site.runtime = runtime
             yield site
-        finally:
-            server.stop()
-            if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
-                shutil.rmtree(base, ignore_errors=True)
+    finally:
+        if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def scrape(site: Site) -> dict[tuple[str, tuple], float]:
