@@ -360,7 +360,6 @@ from webcontrol.newest import (  # noqa: E402
     recent_page,
     user_page,
     user_result_count,
-    user_results,
 )
 
 __all__ = [
@@ -373,5 +372,4 @@ __all__ = [
     "recent_page",
     "user_page",
     "user_result_count",
-    "user_results",
 ]

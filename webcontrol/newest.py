@@ -244,20 +244,6 @@ def has_requester_run_index(conn: sqlite3.Connection) -> bool:
     return False
 
 
-def user_results(
-    conn: sqlite3.Connection,
-    requester: str,
-    limit: int,
-    offset: int = 0,
-    extra_where: Iterable[str] = (),
-    extra_args: Iterable = (),
-    requester_run_index: bool | None = None,
-    before: str | None = None,
-) -> list[Result]:
-    """A user's results, newest first (see :func:`user_page`)."""
-    return user_page(conn, requester, limit, offset, extra_where, extra_args, requester_run_index, before).rows
-
-
 def user_page(
     conn: sqlite3.Connection,
     requester: str,

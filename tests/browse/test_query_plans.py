@@ -58,8 +58,8 @@ BOUNDED = {
     "result_by_run_id": lambda c: history.result_by_run_id(c, "hello", "noble", "amd64", "20240213_102903_a00f9@"),
     "recent": lambda c: history.recent(c, 100),
     "recent_release": lambda c: history.recent(c, 100, filters=history.RecentFilter(release="noble", arch="amd64")),
-    "user_heavy": lambda c: history.user_results(c, sitemod.HEAVY_USER, 100),
-    "user_light": lambda c: history.user_results(c, "joe", 100),
+    "user_heavy": lambda c: history.user_page(c, sitemod.HEAVY_USER, 100).rows,
+    "user_light": lambda c: history.user_page(c, "joe", 100).rows,
     "release_health": lambda c: history.release_health(c, "noble", ["amd64", "arm64"]),
 }
 
@@ -77,14 +77,14 @@ def test_user_plan_switches_to_run_index_for_heavy_users(conn, monkeypatch):
     monkeypatch.setattr(newest, "_USER_SORT_MAX", 10)
     # 125 of ~270 results: walking the run index beats sorting for a page of 10.
     # A DB without the (requester, run_id) index (before migration 3).
-    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 10, requester_run_index=False))
+    found = plans(conn, lambda c: history.user_page(c, sitemod.HEAVY_USER, 10, requester_run_index=False).rows)
     assert any("result_run_ix" in plan for _sql, plan in found)
-    rows = history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5, requester_run_index=False)
-    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 100, requester_run_index=False))
+    rows = history.user_page(conn, sitemod.HEAVY_USER, 10, offset=5, requester_run_index=False).rows
+    found = plans(conn, lambda c: history.user_page(c, sitemod.HEAVY_USER, 100, requester_run_index=False).rows)
     assert any("result_requester_idx" in plan for _sql, plan in found)  # a page of 100: sorting is cheaper
     monkeypatch.setattr(newest, "_USER_SORT_MAX", 10**9)
-    assert rows == history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5, requester_run_index=False)
-    assert rows == history.user_results(conn, sitemod.HEAVY_USER, 10, offset=5)
+    assert rows == history.user_page(conn, sitemod.HEAVY_USER, 10, offset=5, requester_run_index=False).rows
+    assert rows == history.user_page(conn, sitemod.HEAVY_USER, 10, offset=5).rows
 
 
 def test_release_order_fallback_without_config(conn):
@@ -96,10 +96,10 @@ def test_release_order_fallback_without_config(conn):
 def test_requester_run_index_is_in_the_schema_and_used(site):
     conn = sqlite3.connect(site.public_db)
     assert history.has_requester_run_index(conn)  # migration 3 of webcontrol.db
-    expected = history.user_results(conn, sitemod.HEAVY_USER, 30)
-    found = plans(conn, lambda c: history.user_results(c, sitemod.HEAVY_USER, 30, requester_run_index=True))
+    expected = history.user_page(conn, sitemod.HEAVY_USER, 30).rows
+    found = plans(conn, lambda c: history.user_page(c, sitemod.HEAVY_USER, 30, requester_run_index=True).rows)
     assert all("TEMP B-TREE" not in plan and "result_requester_run_ix" in plan for _sql, plan in found)
-    assert history.user_results(conn, sitemod.HEAVY_USER, 30, requester_run_index=True) == expected
+    assert history.user_page(conn, sitemod.HEAVY_USER, 30, requester_run_index=True).rows == expected
     conn.close()
 
 

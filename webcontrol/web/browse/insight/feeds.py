@@ -68,7 +68,7 @@ def test_changes(conn, test: history.Test, scan: int = SCAN) -> list[Entry]:
 def user_changes(conn, user: str) -> list[Entry]:
     entries = []
     test_ids: dict[tuple[str, str, str], int | None] = {}
-    for row in history.user_results(conn, user, SCAN):
+    for row in history.user_page(conn, user, SCAN).rows:
         current = insight.state(row.exitcode)
         if current is None:
             continue
