@@ -36,6 +36,13 @@ def queued(amqp_uri, release, arch) -> list[TestRequest]:
     return [TestRequest.parse(body) for body in drain(amqp_uri, f"debci-{release}-{arch}")]
 
 
+def retry_as_joe(site, items: list[str], **fields) -> str:
+    """A fresh app (after ``site.set`` changes) where joe posts the /retry form: the result page."""
+    client = create_app(site.config).test_client()
+    login(client, "joe")
+    return client.post("/retry", data={"csrf_token": token_of(client), "item": items, **fields}).get_data(as_text=True)
+
+
 def outcomes(page: str) -> list[tuple[str, str, str]]:
     rows = re.findall(r"<tr class=\"(\w+)\"><td>([^<]*)</td><td>[^<]*</td><td>([^<]*)</td>", page)
     return [(package, arch, outcome) for outcome, package, arch in rows]
@@ -187,32 +194,14 @@ def test_json_limits(site, uploads, amqp_uri):
 
 def test_rate_limit_counts_every_item(site, uploads, amqp_uri):
     site.set("web", "request_rate_limit", 1)
-    client = create_app(site.config).test_client()
-    login(client, "joe")
-    response = client.post(
-        "/retry",
-        data={
-            "csrf_token": token_of(client),
-            "item": [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"],
-        },
-    )
-    page = response.get_data(as_text=True)
+    page = retry_as_joe(site, [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"])
     assert outcomes(page) == [("hello", "amd64", "queued"), ("hello", "arm64", "refused")]
     assert "You, joe, have requested too many tests. Please try again later." in page
 
 
 def test_broker_down_refuses_every_accepted_item(site, uploads):
     site.set("amqp", "uri", "amqp://guest:guest@127.0.0.1:9/")
-    client = create_app(site.config).test_client()
-    login(client, "joe")
-    response = client.post(
-        "/retry",
-        data={
-            "csrf_token": token_of(client),
-            "item": [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"],
-        },
-    )
-    page = response.get_data(as_text=True)
+    page = retry_as_joe(site, [f"{uploads} amd64 hello hello/1.0", f"{uploads} arm64 hello hello/1.0"])
     assert outcomes(page) == [("hello", "amd64", "refused"), ("hello", "arm64", "refused")]
     assert page.count("RabbitMQ is unresponsive, please try again later.") == 2
 
@@ -226,17 +215,8 @@ def test_a_wrong_token_is_refused_not_confirmed(client, uploads, amqp_uri):
 
 def test_each_item_keeps_the_trigger_cap_of_a_single_request(site, uploads, amqp_uri):
     site.set("web", "max_triggers", 2)
-    client = create_app(site.config).test_client()
-    login(client, "joe")
-    response = client.post(
-        "/retry",
-        data={
-            "csrf_token": token_of(client),
-            "trigger": "hello/1.0 hello/1.0",
-            "item": [f"{uploads} amd64 hello glib2.0/2.82.0-1", f"{uploads} arm64 hello glib2.0/2.82.0-1 gzip/1.12-1"],
-        },
-    )
-    page = response.get_data(as_text=True)
+    items = [f"{uploads} amd64 hello glib2.0/2.82.0-1", f"{uploads} arm64 hello glib2.0/2.82.0-1 gzip/1.12-1"]
+    page = retry_as_joe(site, items, trigger="hello/1.0 hello/1.0")
     assert outcomes(page) == [("hello", "amd64", "queued"), ("hello", "arm64", "refused")]
     assert "Too many triggers (at most 2)" in page
     (message,) = queued(amqp_uri, uploads, "amd64")
