@@ -231,3 +231,27 @@ def test_running_page_lags_a_newer_file_by_at_most_refresh_min(site, monkeypatch
     while "(20s)" not in client.get("/running").get_data(as_text=True):
         assert time.monotonic() < deadline, "the newer running.json never reached /running"
         time.sleep(0.05)
+
+
+def test_running_page_reuses_unchanged_blocks_and_shows_changed_ones(site, monkeypatch):
+    """After a rewrite, the page is the one a fresh process renders: changed jobs new, kept jobs as they were."""
+    client, tmp_path = site
+    tree: dict = {}
+    for n, package in enumerate(("aaa", "bbb", "ccc")):
+        params = {"requester": "joe", "triggers": [f"{package}/1"], "uuid": f"{UUID[:-1]}{n}"}
+        tree[package] = {results.run_key(params): {"noble": {"amd64": [params, 100 + n, f"{n}s {package} log"]}}}
+    _write_running(tmp_path, tree)
+    client.get("/running").get_data()
+    # bbb reported meanwhile; ddd started.
+    leaf = next(iter(tree["bbb"].values()))["noble"]
+    leaf["amd64"] = [leaf["amd64"][0], 700, "650s bbb moved <on>"]
+    params = {"requester": "ann", "triggers": ["ddd/2"]}
+    tree["ddd"] = {results.run_key(params): {"noble": {"arm64": [params, 5, "1s ddd log"]}}}
+    time.sleep(0.01)
+    _write_running(tmp_path, tree)
+    body = client.get("/running").get_data(as_text=True)
+    assert "650s bbb moved &lt;on&gt;" in body and "bbb log" not in body
+    assert "0s aaa log" in body and "2s ccc log" in body and "1s ddd log" in body
+    monkeypatch.setattr(live_data, "fragments", live_data.JobFragments())
+    monkeypatch.setattr(live_data, "jobs_html", live_data.Derived(lambda: 0.0))
+    assert client.get("/running").get_data(as_text=True) == body
