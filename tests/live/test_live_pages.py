@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
 import pytest
@@ -255,3 +256,28 @@ def test_running_page_reuses_unchanged_blocks_and_shows_changed_ones(site, monke
     monkeypatch.setattr(live_data, "fragments", live_data.JobFragments())
     monkeypatch.setattr(live_data, "jobs_html", live_data.Derived(lambda: 0.0))
     assert client.get("/running").get_data(as_text=True) == body
+
+
+def test_concurrent_first_requests_build_the_views_once():
+    """Requests arriving on a cold process wait for the one build instead of each parsing the files."""
+    calls = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def compute():
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return ["views"]
+
+    derived = live_data.Derived(lambda: 3.0, background=True)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(derived.get("scope", "v1", compute))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    started.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1
+    assert got == [("v1", ["views"])] * 8

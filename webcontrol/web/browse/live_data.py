@@ -170,14 +170,32 @@ class Derived:
         self._min_interval = min_interval
         self._background = background
         self._refreshing = False
+        #: Held while a request computes the value: the others wait for it rather than each computing a copy.
+        self._building = threading.Lock()
 
     def get(self, scope: object, key: object, compute) -> tuple[object, object]:
         """``(key, value)``: the key is the one the returned value was computed for.
 
         With ``background`` (and a non-zero ``min_interval``), a value of the
         same scope that is out of date is still returned while a thread
-        computes the new one, so no request waits for a rebuild.
+        computes the new one, so no request waits for a rebuild. A value
+        computed in a request is computed once: concurrent requests (32 on
+        a cold process under load) wait for it instead of each parsing the
+        files and holding a copy, whose peak the process keeps.
         """
+        found = self._cached(scope, key, compute)
+        if found is not None:
+            return found
+        with self._building:
+            found = self._cached(scope, key, compute)
+            if found is not None:
+                return found
+            value = compute()
+            with self._lock:
+                self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
+        return key, value
+
+    def _cached(self, scope: object, key: object, compute) -> tuple[object, object] | None:
         with self._lock:
             if self._scope == scope:
                 if self._key == key or time.monotonic() - self._computed < self._min_interval():
@@ -187,10 +205,7 @@ class Derived:
                         self._refreshing = True
                         self._start_refresh(scope, key, compute)
                     return self._key, self._value
-        value = compute()
-        with self._lock:
-            self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
-        return key, value
+        return None
 
     def _start_refresh(self, scope: object, key: object, compute) -> None:
         run = flask.copy_current_request_context(compute) if flask.has_request_context() else compute
