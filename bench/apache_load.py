@@ -7,7 +7,8 @@ Usage: AUTOPKGTEST_WEB_APACHE_VENV=/var/cache/autopkgtest-web/apache-venv-<branc
 
 Apache runs on 127.0.0.1 with the shipped site (deploy/apache2/autopkgtest-web.conf),
 set up by tests/deploy/apache.py, with the deployment's pool (``processes=4
-threads=8`` unless told otherwise), over the DB and live files of ``--queued``
+threads=8`` unless told otherwise) and Apache's environment from the shipped
+systemd drop-in (deploy/apache2/apache2.service.d/), over the DB and live files of ``--queued``
 requests and ``--running`` jobs as bench/browse_latency.py builds them (each
 with the index its writer makes). For each route, ``wrk`` with
 ``--connections`` connections for ``--duration`` seconds; printed per route:

@@ -48,8 +48,10 @@ class FileCache(Generic[T]):
     (least recently used first out). When there is no path or the file
     cannot be stat'ed, ``missing`` is returned (an error other than "no such
     file" is logged); without ``missing`` the loader is called anyway and
-    its answer is not kept, so it reports the failure itself. Two threads
-    may load the same version at once: the last one's value is kept.
+    its answer is not kept, so it reports the failure itself. One thread
+    loads a version while the others asking for it wait: a multi-megabyte
+    file parsed by 8 threads at once would cost a web process 8 times the
+    memory, which it keeps.
     """
 
     def __init__(self, load: Callable[..., T], missing: Any = LOAD, max_entries: int = 64):
@@ -58,6 +60,8 @@ class FileCache(Generic[T]):
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple, tuple[Stamp, T]] = OrderedDict()
+        #: key -> lock held by the thread loading it
+        self._loading: dict[tuple, threading.Lock] = {}
 
     def get(self, path: str | os.PathLike | None, *args: Hashable) -> T:
         return self.get_with_stamp(path, *args)[1]
@@ -76,15 +80,32 @@ class FileCache(Generic[T]):
             return None, self._missing
         version = (stat.st_mtime_ns, stat.st_size)
         key = (os.fspath(path), *args)
+        found = self._cached(key, version)
+        if found is not None:
+            return found
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            found = self._cached(key, version)  # loaded meanwhile by the thread we waited for
+            if found is not None:
+                return found
+            try:
+                value = self._load(path, *args)
+                with self._lock:
+                    self._entries[key] = (version, value)
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self._max_entries:
+                        self._entries.popitem(last=False)
+            finally:
+                with self._lock:
+                    if self._loading.get(key) is loading:
+                        del self._loading[key]
+        return version, value
+
+    def _cached(self, key: tuple, version: Stamp) -> tuple[Stamp, T] | None:
         with self._lock:
             cached = self._entries.get(key)
             if cached is not None and cached[0] == version:
                 self._entries.move_to_end(key)
                 return version, cached[1]
-        value = self._load(path, *args)
-        with self._lock:
-            self._entries[key] = (version, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-        return version, value
+        return None

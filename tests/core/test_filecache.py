@@ -173,3 +173,29 @@ def test_concurrent_readers_see_whole_versions_and_settle_on_the_last(tmp_path):
     calls = load.calls
     assert [cache.get(path)["version"] for _ in range(100)] == [versions] * 100
     assert load.calls == calls
+
+
+def test_concurrent_first_readers_load_a_version_once(tmp_path):
+    """Threads asking for a version being loaded wait for it: one parse, one value, for all of them."""
+    path = tmp_path / "queued.json"
+    write_json_atomic(path, {"queues": {"n": list(range(1000))}})
+    started = threading.Event()
+    release = threading.Event()
+    loader = CountingLoader()
+
+    def slow_load(path, *args):
+        started.set()
+        release.wait(10)
+        return loader(path, *args)
+
+    cache = FileCache(slow_load, missing={})
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(path))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    started.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert loader.calls == 1
+    assert len(got) == 8 and all(value is got[0] for value in got)

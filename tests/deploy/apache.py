@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 PROJECT = Path(__file__).resolve().parents[2]
 SITE_CONFIG = PROJECT / "deploy" / "apache2" / "autopkgtest-web.conf"
+#: The systemd drop-in that sets Apache's environment in production: tests run Apache with it too.
+SERVICE_DROP_IN = PROJECT / "deploy" / "apache2" / "apache2.service.d" / "autopkgtest-web.conf"
 SYSTEM_PYTHON = "/usr/bin/python3"
 VENV_ENV = "AUTOPKGTEST_WEB_APACHE_VENV"
 DEFAULT_VENV = "/var/cache/autopkgtest-web/apache-venv"
@@ -255,7 +257,12 @@ class ApacheServer:
         _run(["apache2", "-f", str(config), "-t"], env=self._env())
 
     def _env(self) -> dict[str, str]:
-        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "APACHE_RUN_DIR": str(self.base / "run")}
+        return {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "APACHE_RUN_DIR": str(self.base / "run"),
+            **service_environment(),
+        }
 
     def start(self) -> None:
         config = self._write_config()
@@ -319,6 +326,17 @@ def serving(base: Path, defines: dict[str, str]):
             yield server
         finally:
             server.stop()
+
+
+def service_environment(path: Path = SERVICE_DROP_IN) -> dict[str, str]:
+    """The ``Environment=`` variables of the shipped systemd drop-in for apache2.service."""
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("Environment="):
+            for pair in line.split("=", 1)[1].split():
+                key, _sep, value = pair.partition("=")
+                env[key] = value
+    return env
 
 
 def make_shared_tmpdir(prefix: str) -> Path:

@@ -250,6 +250,26 @@ def test_home_page(site):
     assert PACKAGE.encode() in body  # the latest results list
 
 
+def test_wsgi_daemons_run_with_the_shipped_environment(site):
+    """The drop-in's MALLOC_ARENA_MAX reaches the mod_wsgi daemons, which inherit Apache's environment."""
+    assert site.get("/")[0] == 200, site.explain()
+    wanted = apache.service_environment()
+    assert wanted.get("MALLOC_ARENA_MAX") == "2"
+    daemons = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except (OSError, IndexError):
+            continue
+        if int(stat[1]) == site.server.proc.pid and name.startswith(b"(wsgi:"):
+            daemons.append(entry)
+    assert daemons
+    for daemon in daemons:
+        env = dict(item.split("=", 1) for item in (daemon / "environ").read_text().split("\0") if "=" in item)
+        assert {key: env.get(key) for key in wanted} == wanted
+
+
 @pytest.mark.parametrize("agent", CLIENT_AGENTS)
 def test_no_user_agent_blocking(site, agent):
     status, _, _ = site.get("/queues.json", **{"User-Agent": agent})

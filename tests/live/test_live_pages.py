@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
 import pytest
@@ -231,3 +232,52 @@ def test_running_page_lags_a_newer_file_by_at_most_refresh_min(site, monkeypatch
     while "(20s)" not in client.get("/running").get_data(as_text=True):
         assert time.monotonic() < deadline, "the newer running.json never reached /running"
         time.sleep(0.05)
+
+
+def test_running_page_reuses_unchanged_blocks_and_shows_changed_ones(site, monkeypatch):
+    """After a rewrite, the page is the one a fresh process renders: changed jobs new, kept jobs as they were."""
+    client, tmp_path = site
+    tree: dict = {}
+    for n, package in enumerate(("aaa", "bbb", "ccc")):
+        params = {"requester": "joe", "triggers": [f"{package}/1"], "uuid": f"{UUID[:-1]}{n}"}
+        tree[package] = {results.run_key(params): {"noble": {"amd64": [params, 100 + n, f"{n}s {package} log"]}}}
+    _write_running(tmp_path, tree)
+    client.get("/running").get_data()
+    # bbb reported meanwhile; ddd started.
+    leaf = next(iter(tree["bbb"].values()))["noble"]
+    leaf["amd64"] = [leaf["amd64"][0], 700, "650s bbb moved <on>"]
+    params = {"requester": "ann", "triggers": ["ddd/2"]}
+    tree["ddd"] = {results.run_key(params): {"noble": {"arm64": [params, 5, "1s ddd log"]}}}
+    time.sleep(0.01)
+    _write_running(tmp_path, tree)
+    body = client.get("/running").get_data(as_text=True)
+    assert "650s bbb moved &lt;on&gt;" in body and "bbb log" not in body
+    assert "0s aaa log" in body and "2s ccc log" in body and "1s ddd log" in body
+    monkeypatch.setattr(live_data, "fragments", live_data.JobFragments())
+    monkeypatch.setattr(live_data, "jobs_html", live_data.Derived(lambda: 0.0))
+    assert client.get("/running").get_data(as_text=True) == body
+
+
+def test_concurrent_first_requests_build_the_views_once():
+    """Requests arriving on a cold process wait for the one build instead of each parsing the files."""
+    calls = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def compute():
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return ["views"]
+
+    derived = live_data.Derived(lambda: 3.0, background=True)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(derived.get("scope", "v1", compute))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    started.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1
+    assert got == [("v1", ["views"])] * 8

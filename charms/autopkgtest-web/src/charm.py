@@ -50,7 +50,7 @@ class AutopkgtestWebCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(packages_for="", deployed="", code_dir="", apache_applied="")
+        self._stored.set_default(packages_for="", deployed="", code_dir="", apache_applied="", apache_env="")
         self.host = self.make_host()
         for event in (
             self.on.install,
@@ -183,6 +183,9 @@ class AutopkgtestWebCharm(ops.CharmBase):
         self.host.copy_file(tree / "systemd" / "autopkgtest-web.sysusers", "/etc/sysusers.d/autopkgtest-web.conf")
         self.host.copy_file(tree / "systemd" / "autopkgtest-web.tmpfiles", "/etc/tmpfiles.d/autopkgtest-web.conf")
         self.host.copy_file(tree / "deploy" / "apache2" / "autopkgtest-web.conf", siteconfig.APACHE_SITE)
+        self.host.copy_file(
+            tree / "deploy" / "apache2" / "apache2.service.d" / "autopkgtest-web.conf", siteconfig.APACHE_DROP_IN
+        )
         self.host.run(["systemd-sysusers", "/etc/sysusers.d/autopkgtest-web.conf"])
         self.host.run(["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/autopkgtest-web.conf"])
         self.host.run(["systemctl", "daemon-reload"])
@@ -261,8 +264,14 @@ class AutopkgtestWebCharm(ops.CharmBase):
         if self.host.path("/etc/apache2/sites-enabled/000-default.conf").exists():
             self.host.run(["a2dissite", "-q", "000-default"])
         self.host.run(["apache2ctl", "configtest"])
-        # Graceful: running requests finish; the WSGI daemons restart and re-read the config.
-        self.host.run(["systemctl", "reload-or-restart", "apache2.service"])
+        env_text = self.host.path(siteconfig.APACHE_DROP_IN).read_text()
+        if env_text != self._stored.apache_env:
+            # Apache's environment (MALLOC_ARENA_MAX) is read at start only: a graceful reload keeps the old one.
+            self.host.run(["systemctl", "restart", "apache2.service"])
+            self._stored.apache_env = env_text
+        else:
+            # Graceful: running requests finish; the WSGI daemons restart and re-read the config.
+            self.host.run(["systemctl", "reload-or-restart", "apache2.service"])
         self._stored.apache_applied = applied
         return config_changed
 

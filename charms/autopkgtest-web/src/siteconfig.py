@@ -27,6 +27,8 @@ ALERT_FILE = f"{STATE_DIR}/alert"
 SERVICE_USER = "autopkgtest-web"
 APACHE_SITE = "/etc/apache2/sites-available/autopkgtest-web.conf"
 APACHE_DEFINES = "/etc/apache2/conf-available/autopkgtest-web-site.conf"
+#: Apache's environment (deploy/apache2/apache2.service.d/): read at start, so a change restarts Apache.
+APACHE_DROP_IN = "/etc/systemd/system/apache2.service.d/autopkgtest-web.conf"
 APACHE_MODULES = ("wsgi", "proxy", "proxy_http", "rewrite", "headers", "deflate", "filter", "alias", "env", "mime")
 
 SWIFT_SECRET_KEYS = {

@@ -170,14 +170,32 @@ class Derived:
         self._min_interval = min_interval
         self._background = background
         self._refreshing = False
+        #: Held while a request computes the value: the others wait for it rather than each computing a copy.
+        self._building = threading.Lock()
 
     def get(self, scope: object, key: object, compute) -> tuple[object, object]:
         """``(key, value)``: the key is the one the returned value was computed for.
 
         With ``background`` (and a non-zero ``min_interval``), a value of the
         same scope that is out of date is still returned while a thread
-        computes the new one, so no request waits for a rebuild.
+        computes the new one, so no request waits for a rebuild. A value
+        computed in a request is computed once: concurrent requests (32 on
+        a cold process under load) wait for it instead of each parsing the
+        files and holding a copy, whose peak the process keeps.
         """
+        found = self._cached(scope, key, compute)
+        if found is not None:
+            return found
+        with self._building:
+            found = self._cached(scope, key, compute)
+            if found is not None:
+                return found
+            value = compute()
+            with self._lock:
+                self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
+        return key, value
+
+    def _cached(self, scope: object, key: object, compute) -> tuple[object, object] | None:
         with self._lock:
             if self._scope == scope:
                 if self._key == key or time.monotonic() - self._computed < self._min_interval():
@@ -187,10 +205,7 @@ class Derived:
                         self._refreshing = True
                         self._start_refresh(scope, key, compute)
                     return self._key, self._value
-        value = compute()
-        with self._lock:
-            self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
-        return key, value
+        return None
 
     def _start_refresh(self, scope: object, key: object, compute) -> None:
         run = flask.copy_current_request_context(compute) if flask.has_request_context() else compute
@@ -216,32 +231,44 @@ class JobFragments:
 
     Between two collector writes only the jobs that reported meanwhile
     change (a tenth of them with 10 s status intervals), so most blocks are
-    reused as they are.
+    reused as they are. Only the joined HTML of the last version is kept,
+    with where each job's block lies in it: with thousands of jobs a second
+    copy of every block would double what each web process holds.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[tuple, Markup]] = {}
+        self._joined = Markup()
+        #: job id -> (signature, start, end) of its block in ``_joined``
+        self._entries: dict[str, tuple[tuple, int, int]] = {}
 
     def render(self, views: list[dict]) -> Markup:
         template = flask.current_app.jinja_env.get_template("partials/running_job.html")
         with self._lock:
-            entries = self._entries
-        fresh: dict[str, tuple[tuple, Markup]] = {}
+            joined, entries = self._joined, self._entries
+        fresh: dict[str, tuple[tuple, int, int]] = {}
         parts = []
+        offset = 0
         previous = None
         for view in views:
             first = view["package"] != previous
             previous = view["package"]
             signature = (first, view["duration"], view["logtail"], tuple(view["hints"]), view["run_url"])
             cached = entries.get(view["id"])
-            html = cached[1] if cached and cached[0] == signature else Markup(template.render(job=view, first=first))
-            fresh[view["id"]] = (signature, html)
+            if cached and cached[0] == signature:
+                html = str.__getitem__(joined, slice(cached[1], cached[2]))
+            else:
+                html = str(template.render(job=view, first=first))
+            fresh[view["id"]] = (signature, offset, offset + len(html))
+            offset += len(html)
             parts.append(html)
+        # The parts are already escaped HTML: join them as plain text and mark the result once
+        # (Markup copies the text: the plain one is dropped at once, and the page holds the copy kept here).
+        result = Markup("".join(parts))
+        del parts
         with self._lock:
-            self._entries = fresh
-        # The parts are already escaped HTML: join them as plain text and mark the result once.
-        return Markup("".join(parts))
+            self._joined, self._entries = result, fresh
+        return result
 
 
 # New versions of the files are turned into views and HTML in the background, the previous

@@ -469,3 +469,16 @@ def test_charmcraft_declares_the_actions_and_relation(harness):
     assert set(meta.actions) == {"set-alert", "clear-alert", "download-all-results"}
     assert meta.requires["amqp"].interface_name == "rabbitmq"
     assert meta.config["swift-credentials"].type == "secret"
+
+
+def test_apache_environment_installed_and_applied_by_a_restart(harness, host):
+    """The drop-in sets MALLOC_ARENA_MAX for Apache; only a restart (not a graceful reload) applies it."""
+    harness.begin_with_initial_hooks()
+    configure(harness, **{"amqp-uri": "amqp://u:p@h"})
+    drop_in = host.path("/etc/systemd/system/apache2.service.d/autopkgtest-web.conf").read_text()
+    assert "Environment=MALLOC_ARENA_MAX=2" in drop_in
+    assert host.ran("systemctl", "restart", "apache2.service")
+    restarts = len(host.ran("systemctl", "restart", "apache2.service"))
+    harness.update_config({"releases": "noble"})
+    assert len(host.ran("systemctl", "restart", "apache2.service")) == restarts
+    assert host.ran("systemctl", "reload-or-restart", "apache2.service")
