@@ -201,3 +201,17 @@ def test_user_page_lists_a_bounded_window_of_a_long_queue_with_its_total(site, i
     bob = client.get("/user/bob/").get_data(as_text=True)
     assert "<h2>Queued (25)</h2>" in bob and "queued-offset" not in bob and "Nothing running." in bob
     assert client.get("/user/alice/?queued-offset=-1").status_code == 400
+    # What a broken link or a prober sends: a clear 400 or an empty window, never a 500.
+    for query, status in (
+        ("queued-offset=abc", 400),
+        ("running-offset=1e3", 400),
+        ("queued-offset=99999999999999999999999", 400),
+        ("queued-offset=9223372036854775807", 400),
+        ("queued-offset=4611686018427387904&running-offset=4611686018427387904", 200),
+    ):
+        response = client.get(f"/api/v1/user/alice/?{query}")
+        assert response.status_code == status, (query, response.get_data(as_text=True))
+    too_big = client.get("/api/v1/user/alice/?queued-offset=9223372036854775807").json["error"]
+    assert "must be 0..4611686018427387904" in too_big
+    edge = client.get("/api/v1/user/alice/?queued-offset=4611686018427387904").json
+    assert edge["queued"] == [] and edge["queued_total"] == 250 and edge["links"]["queued_next"] is None

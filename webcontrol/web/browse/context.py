@@ -155,7 +155,8 @@ def int_param(name: str, default: int, minimum: int = 0, maximum: int | None = N
     if maximum is None:
         maximum = SQL_INT_MAX  # SQLite integers are 64-bit; beyond that a bind would fail
     if value < minimum or value > maximum:
-        upper = f"..{maximum}" if maximum < SQL_INT_MAX else " or more"
+        # Without a stated maximum, only a value past SQLite's range needs the upper bound spelled out.
+        upper = f"..{maximum}" if maximum < SQL_INT_MAX or value > maximum else " or more"
         raise BadRequest(f"{name} must be {minimum}{upper}, not {value}")
     return value
 
