@@ -419,6 +419,13 @@ def result_count(conn: sqlite3.Connection) -> int:
 
 # Public DB extras (docs/formats.rst, Public DB) ----------------------------------------------------
 
+
+def stored_watermark(conn: sqlite3.Connection, table: str, name: str, schema: str = "main") -> int | None:
+    """The integer a derived table's ``(name, value)`` state table holds under ``name``, or None."""
+    row = conn.execute(f"SELECT value FROM {schema}.{table} WHERE name = ?", (name,)).fetchone()
+    return None if not row or row[0] is None else int(row[0])
+
+
 _PUBLIC_TABLES = (
     "CREATE TABLE IF NOT EXISTS current_version (release CHAR[20], pocket CHAR[40], component CHAR[10],"
     " package CHAR[50], version CHAR[120], PRIMARY KEY(release, package))",

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webcontrol import insight
+from webcontrol import db, insight
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,14 @@ def _carry_over(conn: sqlite3.Connection, previous: Path) -> int | None:
         if not set(COLUMNS) <= old_columns:
             log.info("previous %s has other columns; recomputing every test", TABLE)
             return None
-        row = conn.execute(f"SELECT value FROM flakiness_old.{STATE_TABLE} WHERE name = ?", (WATERMARK,)).fetchone()
-        if not row or row[0] is None:
+        watermark = db.stored_watermark(conn, STATE_TABLE, WATERMARK, "flakiness_old")
+        if watermark is None:
             return None
         names = ", ".join(COLUMNS)
         conn.execute("BEGIN")
         conn.execute(f"INSERT INTO {TABLE}({names}) SELECT {names} FROM flakiness_old.{TABLE}")
         conn.execute("COMMIT")
-        return int(row[0])
+        return watermark
     except sqlite3.DatabaseError as err:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -125,11 +125,6 @@ def _recompute(conn: sqlite3.Connection, test_ids: Iterable[int]) -> int:
     return count
 
 
-def _own_watermark(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE name = ?", (WATERMARK,)).fetchone()
-    return None if not row or row[0] is None else int(row[0])
-
-
 def update(conn: sqlite3.Connection, previous: Path | None) -> UpdateSummary:
     """Bring ``test_flakiness`` in ``conn`` (publish-db's working copy, autocommit) up to date.
 
@@ -139,7 +134,9 @@ def update(conn: sqlite3.Connection, previous: Path | None) -> UpdateSummary:
     """
     started = time.monotonic()
     create_tables(conn)
-    watermark = _own_watermark(conn) if previous is None else _carry_over(conn, Path(previous))
+    watermark = (
+        db.stored_watermark(conn, STATE_TABLE, WATERMARK) if previous is None else _carry_over(conn, Path(previous))
+    )
     highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
     full = watermark is None or watermark > highest
     if previous is None and watermark == highest:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
-from webcontrol import archive, atomicfile, results
+from webcontrol import archive, atomicfile, db, results
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +86,17 @@ def _carry_over(conn: sqlite3.Connection, previous: Path) -> int | None:
         tables = {row[0] for row in conn.execute("SELECT name FROM tested_old.sqlite_master WHERE type = 'table'")}
         if TABLE not in tables or STATE_TABLE not in tables:
             return None
-        row = conn.execute(f"SELECT value FROM tested_old.{STATE_TABLE} WHERE name = ?", (WATERMARK,)).fetchone()
-        if not row or row[0] is None:
+        watermark = db.stored_watermark(conn, STATE_TABLE, WATERMARK, "tested_old")
+        if watermark is None:
             return None
         conn.execute(f"INSERT INTO {TABLE}(package, version) SELECT package, version FROM tested_old.{TABLE}")
-        return int(row[0])
+        return watermark
     except sqlite3.DatabaseError as err:
         log.warning("previous public DB %s: tested versions unreadable (%s); reading every result", previous, err)
         conn.execute(f"DELETE FROM {TABLE}")
         return None
     finally:
         conn.execute("DETACH DATABASE tested_old")
-
-
-def _own_watermark(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE name = ?", (WATERMARK,)).fetchone()
-    return None if not row or row[0] is None else int(row[0])
 
 
 def update(conn: sqlite3.Connection, previous: Path | None) -> int:
@@ -115,7 +110,9 @@ def update(conn: sqlite3.Connection, previous: Path | None) -> int:
     started = time.monotonic()
     for statement in _SCHEMA:
         conn.execute(statement)
-    watermark = _own_watermark(conn) if previous is None else _carry_over(conn, Path(previous))
+    watermark = (
+        db.stored_watermark(conn, STATE_TABLE, WATERMARK) if previous is None else _carry_over(conn, Path(previous))
+    )
     conn.execute("BEGIN")
     try:
         highest = conn.execute("SELECT MAX(rowid) FROM result").fetchone()[0] or 0
