@@ -221,9 +221,9 @@ def recent():
 def experimental_recent():
     """The historical JSON list (docs/formats.rst, Routes), kept exactly as it was."""
     conn, rows, _filters, _next = _recent_rows()
-    views = links.page_views(conn, rows)
-    items = (_legacy_item(view) for view in views)
-    if isinstance(views, links.LazyViews):
+    # The list has no classification: views without one (classifying reads each test's history).
+    items = (_legacy_item(links.result_view(row)) for row in rows)
+    if len(rows) > links.STREAM_ROWS:
         return keep_db(stream_json(items))
     return flask.jsonify(list(items))
 
