@@ -60,6 +60,7 @@ with a state.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -325,44 +326,107 @@ def _key(row: Any) -> tuple[str, str, str]:
     return row.package, row.release, row.arch
 
 
-def _stored_newest(conn: sqlite3.Connection, test: int) -> tuple[str, str] | None:
-    """``(last_run_id, classification)`` stored by publish-db, None without the table."""
+def _tests(
+    conn: sqlite3.Connection, keys: list[tuple[str, str, str]]
+) -> dict[tuple, tuple[int, str | None, str | None]]:
+    """``key -> (test id, stored last_run_id, stored classification)`` for the keys that are tests.
+
+    One statement per :data:`_KEYS_PER_STATEMENT` keys (test_package_uix seeks, and
+    test_flakiness's primary key where publish-db made it; without the table the stored
+    fields are None).
+    """
+    found: dict[tuple, tuple[int, str | None, str | None]] = {}
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        chunk = keys[start : start + _KEYS_PER_STATEMENT]
+        args = (json.dumps(chunk),)
+        try:
+            rows = conn.execute(_TESTS_SQL, args).fetchall()
+        except sqlite3.OperationalError:
+            # A public DB published before test_flakiness existed.
+            rows = conn.execute(_TESTS_SQL_PLAIN, args).fetchall()
+        for position, test, last_run_id, classification in rows:
+            found[chunk[position]] = (test, last_run_id, classification)
+    return found
+
+
+_KEYS_PER_STATEMENT = 500
+_TESTS_FROM = (
+    " FROM json_each(?) AS k JOIN test ON test.package = json_extract(k.value, '$[0]')"
+    " AND test.release = json_extract(k.value, '$[1]') AND test.arch = json_extract(k.value, '$[2]')"
+)
+_TESTS_SQL = (
+    f"SELECT k.key, test.id, f.last_run_id, f.classification{_TESTS_FROM}"
+    f" LEFT JOIN {FLAKINESS_TABLE} AS f ON f.test_id = test.id"
+)
+_TESTS_SQL_PLAIN = f"SELECT k.key, test.id, NULL, NULL{_TESTS_FROM}"
+
+
+def _classify_one(conn: sqlite3.Connection, test: int, run: Run) -> str:
+    """:func:`classify` of one result, reading its earlier results only as far as the answer needs.
+
+    A passing result after a pass (most results) is decided by the first decisive earlier
+    result, usually the one just before it; a non-decisive one by itself. The rows are read
+    by one walk of the primary key that stops there.
+    """
+    own = results.verdict(run.exitcode)
+    if own in results.NON_DECISIVE:
+        return own
+    cursor = conn.execute(
+        f"SELECT {_HISTORY_COLUMNS} FROM result WHERE test_id = ? AND run_id < ? ORDER BY run_id DESC LIMIT ?",
+        (test, run.run_id, WINDOW),
+    )
     try:
-        row = conn.execute(
-            f"SELECT last_run_id, classification FROM {FLAKINESS_TABLE} WHERE test_id = ?", (test,)
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return None  # a public DB published before the table existed
-    return (row[0], row[1]) if row and row[1] else None
+        earlier: list[Run] = []
+        if own == "pass":
+            for row in cursor:
+                previous = Run(*row)
+                earlier.append(previous)
+                if not is_decisive(previous):
+                    continue
+                if results.verdict(previous.exitcode) == "pass":
+                    return "pass"
+                if previous.version == run.version and trigger_set(previous.triggers) == trigger_set(run.triggers):
+                    return "flaky"
+                break
+            else:
+                return "pass"  # no decisive result in the window
+        earlier += [Run(*row) for row in cursor]
+        return classify(run, earlier)
+    finally:
+        cursor.close()
 
 
 def classify_rows(conn: sqlite3.Connection, rows: Sequence[Any]) -> list[str | None]:
     """The classification of each row (history.Result objects or result-view dicts), in order.
 
-    Rows are grouped by test. For each test, one query reads the newest
-    row's run_id and the next ``len(group) + WINDOW`` older results; a row
-    whose window is not inside that block (pages with gaps, e.g. /recent
-    filtered by result) gets one more query of WINDOW rows. A page of
-    ``limit`` rows of one history therefore reads at most limit + WINDOW
-    rows. A test with a single row that is its newest result (package
-    matrix, /recent) takes the classification publish-db stored in
-    test_flakiness, one primary-key read. Rows that are not in the DB get None.
+    Rows are grouped by test; the tests are looked up together (:func:`_tests`). A
+    test with a single row (user pages, /recent, package matrices) takes the
+    classification publish-db stored in test_flakiness when the row is the test's newest
+    result, else :func:`_classify_one` reads at most WINDOW earlier rows (usually one or
+    two). For a test with several rows, one query reads the newest row's run_id and the
+    next ``len(group) + WINDOW`` older results; a row whose window is not inside that
+    block (pages with gaps, e.g. /recent filtered by result) gets one more query of
+    WINDOW rows. A page of ``limit`` rows of one history therefore reads at most
+    limit + WINDOW rows. Rows whose test is not in the DB get None.
     """
     out: list[str | None] = [None] * len(rows)
     groups: dict[tuple[str, str, str], list[int]] = {}
     for index, row in enumerate(rows):
         groups.setdefault(_key(row), []).append(index)
+    tests = _tests(conn, list(groups))
     for key, indexes in groups.items():
-        test = test_id(conn, *key)
-        if test is None:
+        if key not in tests:
+            continue
+        test, stored_run_id, stored = tests[key]
+        if len(indexes) == 1:
+            run = as_run(rows[indexes[0]])
+            if stored and stored_run_id == run.run_id:
+                out[indexes[0]] = stored
+            else:
+                out[indexes[0]] = _classify_one(conn, test, run)
             continue
         indexes.sort(key=lambda i: as_run(rows[i]).run_id, reverse=True)
         newest = as_run(rows[indexes[0]]).run_id
-        if len(indexes) == 1:
-            stored = _stored_newest(conn, test)
-            if stored is not None and stored[0] == newest:
-                out[indexes[0]] = stored[1]
-                continue
         want = len(indexes) + WINDOW
         block = runs_before(conn, test, newest, want, inclusive=True)
         position = {run.run_id: pos for pos, run in enumerate(block)}

@@ -308,8 +308,45 @@ def live_uuid(queued_path, running_path, uuid: str) -> str | None | bool:
                 conn.close()
 
 
+def _versions(*paths: str | os.PathLike | None) -> tuple | None:
+    """The versions of files and of their indexes (an index is renamed into place: its inode changes)."""
+    found = []
+    for path in paths:
+        if not path:
+            return None
+        try:
+            data, index = os.stat(path), os.stat(index_path(path))
+        except OSError:
+            return None
+        found.append((data.st_mtime_ns, data.st_size, index.st_ino, index.st_mtime_ns, index.st_size))
+    return tuple(found)
+
+
+#: ``(versions, counts)`` of the last counts() answer: the home page asks on every request,
+#: and the files change about once a minute.
+_last_counts: tuple[tuple, tuple[int, int, dict[str, dict[str, int]]]] | None = None
+
+
 def counts(queued_path, running_path) -> tuple[int, int, dict[str, dict[str, int]]] | None:
-    """``(running, queued, per arch {"running", "queued"})``; None when either index is missing."""
+    """``(running, queued, per arch {"running", "queued"})``; None when either index is missing.
+
+    Counted once per version of the two files (the answer is a fresh copy each time).
+    """
+    global _last_counts
+    versions = _versions(queued_path, running_path)
+    last = _last_counts
+    if versions is None or last is None or last[0] != versions:
+        found = _count(queued_path, running_path)
+        if found is None:
+            return None
+        last = (versions, found)
+        if versions is not None:
+            _last_counts = last
+    total_running, total_queued, per_arch = last[1]
+    return total_running, total_queued, {arch: dict(each) for arch, each in per_arch.items()}
+
+
+def _count(queued_path, running_path) -> tuple[int, int, dict[str, dict[str, int]]] | None:
     running = _open(running_path)
     queued = _open(queued_path)
     try:

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from webcontrol import db, insight
+from webcontrol import db, flakiness, insight
 from webcontrol.db import ResultRecord
 from webcontrol.history import Result
 from webcontrol.insight import Run
@@ -199,6 +199,34 @@ def test_classify_rows_matches_the_full_history(conn):
     }
     unknown = dict(as_dict, package="nope")
     assert insight.classify_rows(conn, [as_dict, unknown]) == [expected[5], None]
+
+
+def test_rows_of_many_tests_one_each_are_classified_as_their_histories(conn, tmp_path):
+    """User pages and /recent show one row per test: each is classified from its own earlier results."""
+    everything = rows_of(conn, "amd64")
+    expected = insight.classify_history(everything, complete=True)
+    arm = rows_of(conn, "arm64")
+    for index, row in enumerate(everything):
+        assert insight.classify_rows(conn, [row, arm[1]]) == [expected[index], "always_failed"], index
+    # With the classifications publish-db stores, the newest result of a test takes the stored one.
+    path = tmp_path / "public.db"
+    writer = sqlite3.connect(path)
+    flakiness.create_tables(writer)
+    writer.execute(
+        f"INSERT INTO {flakiness.TABLE}(test_id, last_run_id, classification) VALUES (?, ?, 'neutral'), (?, ?, NULL)",
+        (
+            insight.test_id(conn, "hello", "noble", "amd64"),
+            everything[0].run_id,
+            insight.test_id(conn, "hello", "noble", "arm64"),
+            arm[0].run_id,
+        ),
+    )
+    writer.commit()
+    writer.close()
+    published = db.connect_ro(path)  # a new publish: web requests open the DB anew
+    assert insight.classify_rows(published, [everything[0], arm[0]]) == ["neutral", "flaky"]
+    assert insight.classify_rows(published, [everything[9]]) == [expected[9]]
+    published.close()
 
 
 def test_classification_for_and_last_pass(conn):

@@ -111,6 +111,29 @@ def test_an_index_of_another_version_is_ignored(site):
     assert client.get("/api/v1/").json["live"]["running"] == 0
 
 
+def test_home_counts_follow_each_version_of_the_files(site):
+    """The home page's counts are kept per version of the two files, never past a rewrite."""
+    client, tmp_path = site
+    queued, running = live_documents()
+    write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+    write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+
+    def counts() -> dict:
+        live = client.get("/api/v1/").json["live"]
+        live.pop("age_seconds")
+        return live
+
+    before = counts()
+    assert before["running"] > 1 and counts() == before
+    one = {"hello": running["hello"]}
+    write_with_index(tmp_path / "running.json", one, liveindex.write_running_index)
+    after = counts()
+    assert after["running"] == 1 and after["queued"] == before["queued"]
+    assert after["per_arch"]["amd64"]["running"] == 1
+    write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+    assert counts() == before
+
+
 def test_a_failing_index_never_stops_the_file(tmp_path, caplog):
     queued, _running = live_documents()
     os.mkdir(tmp_path / "queued.json.index")  # cannot be replaced by a file

@@ -87,13 +87,15 @@ def user_url(user: str) -> str:
     return f"{_site()}/user/{_q(user)}/"
 
 
-def retry_url(release: str, arch: str, package: str, triggers: Iterable[str], all_proposed: bool = False) -> str:
-    """The request.cgi link britney also builds (docs/formats.rst, Pages and API)."""
+def retry_url(
+    release: str, arch: str, package: str, triggers: Iterable[str], all_proposed: bool = False, site: str | None = None
+) -> str:
+    """The request.cgi link britney also builds (docs/formats.rst, Pages and API); ``site``: :func:`site`, if known."""
     query = f"release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}"
     query += "".join(f"&trigger={_qv(trigger)}" for trigger in triggers)
     if all_proposed:
         query += "&all-proposed=1"
-    return f"{_site()}/request.cgi?{query}"
+    return f"{site or _site()}/request.cgi?{query}"
 
 
 # Characters urlencode() leaves as they are in a query value.

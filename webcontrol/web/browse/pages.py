@@ -221,9 +221,9 @@ def recent():
 def experimental_recent():
     """The historical JSON list (docs/formats.rst, Routes), kept exactly as it was."""
     conn, rows, _filters, _next = _recent_rows()
-    views = links.page_views(conn, rows)
-    items = (_legacy_item(view) for view in views)
-    if isinstance(views, links.LazyViews):
+    # The list has no classification: views without one (classifying reads each test's history).
+    items = (_legacy_item(links.result_view(row)) for row in rows)
+    if len(rows) > links.STREAM_ROWS:
         return keep_db(stream_json(items))
     return flask.jsonify(list(items))
 
@@ -383,16 +383,20 @@ def release_health(release: str, arch: str | None = None):
     conn = context.get_db()
     rows = []
     entries = _health_cache.get(context.public_db_path(), release, tuple(arches), after, limit)
+    # One result_views call for the page's results: their tests are looked up together.
+    found = [entry.results[each] for entry in entries for each in arches if each in entry.results]
+    views = iter(links.result_views(conn, found))
+    site = links.site()
     for entry in entries:
         cells = []
         for each in arches:
-            found = entry.results.get(each)
-            view = links.result_views(conn, [found])[0] if found else None
             cells.append(
                 {
                     "arch": each,
-                    "result": view,
-                    "retry_url": links.retry_url(release, each, entry.package, [results.MIGRATION_REFERENCE]),
+                    "result": next(views) if each in entry.results else None,
+                    "retry_url": links.retry_url(
+                        release, each, entry.package, [results.MIGRATION_REFERENCE], site=site
+                    ),
                 }
             )
         rows.append({"package": entry.package, "version": entry.version, "cells": cells})
