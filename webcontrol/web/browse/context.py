@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import flask
 
-from webcontrol import db, history, livestate, newest, results
+from webcontrol import classindex, db, history, livestate, newest, results
 from webcontrol.config import Config, ConfigError
 from webcontrol.filecache import FileCache
 from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
@@ -63,6 +63,31 @@ def close_db(_exc: BaseException | None = None) -> None:
     conn = flask.g.pop("browse_db", None)
     if conn is not None:
         conn.close()
+
+
+#: The schema name the classification index is attached under on the request's connection.
+CLASSINDEX_SCHEMA = "classidx"
+
+
+def classification_index() -> classindex.Freshness | None:
+    """The classification index, attached to the request's connection, when it describes the published DB.
+
+    None (logged) when it is missing, unreadable or does not match the
+    DB closely enough (see :func:`webcontrol.classindex.freshness`);
+    pages then classify their rows live. Looked at once per request.
+    """
+    if "browse_classindex" not in flask.g:
+        conn = get_db()
+        path = classindex.index_path(public_db_path(), config().get("web", "classification_index"))
+        fresh = None
+        if not classindex.attach(conn, path, CLASSINDEX_SCHEMA):
+            log.warning("classification index %s is missing or unreadable; classifying results live", path)
+        else:
+            fresh = classindex.freshness(conn, CLASSINDEX_SCHEMA)
+            if fresh is None:
+                log.warning("classification index %s does not match the published DB; classifying results live", path)
+        flask.g.browse_classindex = fresh
+    return flask.g.browse_classindex
 
 
 # Release and arch catalogue ------------------------------------------------------------
