@@ -15,12 +15,13 @@ to the row markup is made in both places.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, islice
 
 import flask
 from markupsafe import Markup
 
+from webcontrol.web.browse import links
 from webcontrol.web.browse import triggers as trigger_links
 
 #: Rows joined into one piece of the page (as the template's ``batch(250)``).
@@ -75,7 +76,7 @@ _SEPARATOR = "\x00"
 
 
 def _fields(r: dict, icons: dict[str, str]) -> tuple[str, ...]:
-    """The text fields of a row that the macro escapes, in :func:`_row` order."""
+    """The text fields of a row that the macro escapes, in :func:`_row` order (the retry link apart)."""
     return (
         r["history_url"],
         r["package"],
@@ -91,23 +92,24 @@ def _fields(r: dict, icons: dict[str, str]) -> tuple[str, ...]:
         icons.get(r["result"], ""),
         r["uuid"] or "",
         r["classification"] or "",
-        r["retry_url"] or "",
         r["log_viewer_url"],
         r["log_url"],
         r["artifacts_url"],
     )
 
 
-_FIELDS = 18
+_FIELDS = 17
 
 
-def _row(r: dict, e: list[str], show_package: bool, show_where: bool, cells: _Cells) -> str:
+def _row(r: dict, e: Sequence[str], show_package: bool, show_where: bool, cells: _Cells) -> str:
     """One row from its view ``r`` and its escaped fields ``e``, as the ``rows_html`` macro writes it."""
     package = f'<td><a href="{e[0]}">{e[1]}</a></td>' if show_package else ""
     where = f"<td>{e[2]}</td><td>{e[3]}</td>" if show_where else ""
     title = f' title="exit code {e[10]}"' if r["result"] == "otherfail" else ""
     uuid = f'<a href="{e[6]}">{e[12]}</a>' if r["uuid"] else ""
-    retry = f' <a class="retry" href="{e[14]}" title="retry this test">♻</a>' if r["show_retry"] else ""
+    retry = (
+        f' <a class="retry" href="{_escape(r["retry_url"])}" title="retry this test">♻</a>' if r["show_retry"] else ""
+    )
     return (
         f"\n<tr>\n{package}\n{where}\n"
         f"<td>{e[4]}</td>\n"
@@ -119,18 +121,21 @@ def _row(r: dict, e: list[str], show_package: bool, show_where: bool, cells: _Ce
         f'<td class="{e[9]}"{title}>{e[11]} {e[9]}</td>\n'
         f'<td class="uuid">{uuid}</td>\n'
         f'<td class="classification {e[13]}">{e[13].replace("_", " ")}</td>\n'
-        f'<td class="links nowrap"><a href="{e[15]}" title="view the log">log</a>'
-        f' <a href="{e[16]}" title="raw log.gz">⬇</a>'
-        f' <a href="{e[17]}" title="artifacts">artifacts</a>{retry}</td>\n</tr>\n'
+        f'<td class="links nowrap"><a href="{e[14]}" title="view the log">log</a>'
+        f' <a href="{e[15]}" title="raw log.gz">⬇</a>'
+        f' <a href="{e[16]}" title="artifacts">artifacts</a>{retry}</td>\n</tr>\n'
     )
 
 
-def _escaped_fields(block: list[dict], icons: dict[str, str]) -> list[list[str]]:
-    """Each row's escaped fields: the whole block's escaped at once, one string, unless a field holds the separator."""
+def _escaped_fields(block: list[dict], icons: dict[str, str]) -> list[Sequence[str]]:
+    """Each row's escaped fields: a block's are looked at (and escaped, if needed) as one string."""
     fields = [_fields(r, icons) for r in block]
-    joined = _SEPARATOR.join(field for row in fields for field in row)
+    joined = _SEPARATOR.join(chain.from_iterable(fields))
+    escaped = _escape(joined)
+    if escaped is joined:  # nothing to escape (str.replace returns the string itself when it finds nothing)
+        return fields
     if joined.count(_SEPARATOR) == len(block) * _FIELDS - 1:
-        flat = _escape(joined).split(_SEPARATOR)
+        flat = escaped.split(_SEPARATOR)
         return [flat[start : start + _FIELDS] for start in range(0, len(flat), _FIELDS)]
     return [[_escape(field) for field in row] for row in fields]
 
@@ -145,7 +150,8 @@ def rows_html(block: list[dict], show_package: bool, show_where: bool, icons: di
 def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[Markup]:
     """The rows of a results table, PIECE_ROWS rows per piece (a template global)."""
     icons = _icons()
-    cells = _Cells(trigger_links.trigger_url)
+    site = links.site()
+    cells = _Cells(lambda trigger: trigger_links.trigger_url(trigger, site))
     pending = iter(views)
     while block := list(islice(pending, PIECE_ROWS)):
         yield Markup(rows_html(block, show_package, show_where, icons, cells))
