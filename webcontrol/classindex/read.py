@@ -248,22 +248,22 @@ def classifications(
             args += sorted(values)
     cap = RANGE_FACTOR * len(rows) + LIVE_MAX
     found = conn.execute(
-        f"SELECT class, run_id, rid, release, arch FROM {schema}.run_class{hint} WHERE {' AND '.join(where)} LIMIT ?",
+        f"SELECT run_id, release, arch, class, rid FROM {schema}.run_class{hint} WHERE {' AND '.join(where)} LIMIT ?",
         [*args, cap + 1],
     ).fetchall()
     if len(found) > cap:
         return [None] * len(rows)
-    replaced = {entry[2] for entry in fresh.pending}
-    by_key: dict[tuple, tuple[int, int] | None] = {}
-    for code, run_id, rid, release, arch in (
-        *(row for row in found if row[2] not in replaced),
-        *((e[0], e[1], e[2], e[3], e[4]) for e in fresh.pending),
-    ):
-        key = (run_id, release, arch)
-        known = by_key.get(key, ())
-        by_key[key] = (code, rid) if known == () or known == (code, rid) else None
-    out: list[str | None] = []
-    for row in rows:
-        entry = by_key.get((row.run_id, row.release, row.arch))
-        out.append(_NAMES[entry[0]] if entry else None)
-    return out
+    if fresh.pending:
+        replaced = {entry[2] for entry in fresh.pending}
+        found = [entry for entry in found if entry[4] not in replaced]
+        found += [(run_id, release, arch, code, rid) for code, run_id, rid, release, arch, *_rest in fresh.pending]
+    codes: dict[tuple, int | None] = {(run_id, release, arch): code for run_id, release, arch, code, _rid in found}
+    if len(codes) < len(found):  # a key of two results (one run id, two packages): neither can be told
+        seen: set[tuple] = set()
+        for run_id, release, arch, _code, _rid in found:
+            key = (run_id, release, arch)
+            if key in seen:
+                codes[key] = None
+            seen.add(key)
+    keys = ((row.run_id, row.release, row.arch) for row in rows)
+    return [None if code is None else _NAMES[code] for code in map(codes.get, keys)]
