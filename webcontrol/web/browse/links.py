@@ -238,9 +238,13 @@ def _views(
     seen: set[tuple],
     index: Freshness | None = None,
     classification: str | None = None,
+    classes: list[str | None] | None = None,
+    maker: _ViewMaker | None = None,
 ):
-    maker = _ViewMaker()
-    classes = [classification] * len(rows) if classification else _classify(conn, rows, index)
+    """Views of ``rows``; ``classes``: their classifications when already known."""
+    maker = maker or _ViewMaker()
+    if classes is None:
+        classes = [classification] * len(rows) if classification else _classify(conn, rows, index)
     for row, row_class in zip(rows, classes, strict=True):
         retry = True
         if newest_retry_only:
@@ -290,12 +294,24 @@ class LazyViews(StreamedList):
         index: Freshness | None = None,
         classification: str | None = None,
     ) -> None:
+        # The rows' classifications, in order, as far as computed: a history page reads its views twice
+        # (the chart, then the table), and classifying one test's rows is most of their cost.
+        known: list[str | None] = []
+
         # ``rows`` may itself be read while the page is sent (webcontrol.newest.LazyRows): iterate, never slice.
         def produce():
             seen: set[tuple] = set()
+            maker = _ViewMaker()
             pending = iter(rows)
+            done = 0
             while block := list(itertools.islice(pending, chunk)):
-                yield from _views(conn, block, newest_retry_only, seen, index, classification)
+                classes = known[done : done + len(block)]
+                if len(classes) < len(block):
+                    classes = [classification] * len(block) if classification else _classify(conn, block, index)
+                    if len(known) == done:
+                        known.extend(classes)
+                yield from _views(conn, block, newest_retry_only, seen, classes=classes, maker=maker)
+                done += len(block)
 
         super().__init__(produce, len(rows))
 
