@@ -191,7 +191,7 @@ class _ViewMaker:
         all_proposed = bool(env) and "all-proposed" in env and result.all_proposed
         retry_link = None
         if show_retry:
-            retry_link = retry_base + "".join(f"&trigger={_qv(trigger)}" for trigger in triggers)
+            retry_link = f"{retry_base}&trigger={'&trigger='.join(map(_qv, triggers))}"  # show_retry: triggers
             if all_proposed:
                 retry_link += "&all-proposed=1"
         return {
