@@ -5,8 +5,8 @@
 macro. A big page has 10,000 rows of about twenty fields: through Jinja
 that is a macro frame per batch, an ``escape()`` and a ``Markup`` object
 per field, and most of the page's CPU time. :func:`table_rows` makes the
-same bytes with one string format per row and one plain-string escape
-per field, for the tables whose rows are streamed (``links.LazyViews``);
+same bytes with one string format per row, the fields of a block of rows
+escaped as one string, for the tables whose rows are streamed (``links.LazyViews``);
 small tables keep the macro. The two must stay byte-identical
 (tests/browse/test_rows.py renders both for every kind of field): a change
 to the row markup is made in both places.
