@@ -81,13 +81,22 @@ def classification_index() -> classindex.Freshness | None:
         path = classindex.index_path(public_db_path(), config().get("web", "classification_index"))
         fresh = None
         if not classindex.attach(conn, path, CLASSINDEX_SCHEMA):
-            log.warning("classification index %s is missing or unreadable; classifying results live", path)
+            _warn_once(f"classification index {path} is missing or unreadable; classifying results live")
         else:
             fresh = classindex.freshness(conn, CLASSINDEX_SCHEMA)
             if fresh is None:
-                log.warning("classification index %s does not match the published DB; classifying results live", path)
+                _warn_once(f"classification index {path} does not match the published DB; classifying results live")
         flask.g.browse_classindex = fresh
     return flask.g.browse_classindex
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning the first time in this process, then at debug level: most pages ask, every request."""
+    log.log(logging.DEBUG if message in _warned else logging.WARNING, "%s", message)
+    _warned.add(message)
 
 
 # Release and arch catalogue ------------------------------------------------------------
