@@ -18,6 +18,7 @@ import pytest
 from webcontrol import classindex, config, db, insight, newest, results
 from webcontrol.services import publish_db
 from webcontrol.web.browse import create_app
+from webcontrol.web.browse import links as browse_links
 from webcontrol.web.browse import pages as browse_pages
 
 RELEASES = ["jammy", "noble"]
@@ -329,3 +330,97 @@ def make_config(tmp_path):
     from tests.ingest.conftest import make_config as factory
 
     return factory.__wrapped__(tmp_path) if hasattr(factory, "__wrapped__") else None
+
+
+# Big pages -------------------------------------------------------------------------------------------
+
+
+def truth_by_run(public) -> dict[tuple, str]:
+    """(package, release, arch, run_id) -> insight's classification, for every result."""
+    truth = computed(public)
+    conn = sqlite3.connect(public)
+    try:
+        rows = conn.execute(
+            "SELECT result.rowid, test.package, test.release, test.arch, result.run_id"
+            " FROM result JOIN test ON test.id = result.test_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {tuple(row[1:]): truth[row[0]] for row in rows}
+
+
+def classified(client, url: str) -> list[tuple]:
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    data = response.get_json()
+    rows = data["results"] if isinstance(data, dict) else data
+    return [((r["package"], r["release"], r["arch"], r["run_id"]), r["classification"]) for r in rows]
+
+
+BIG_PAGES = [
+    "/api/v1/recent?limit=400",
+    "/api/v1/recent?limit=300&before=" + _run_id(2000),
+    "/api/v1/user/alice/?limit=400&only-results=1",
+    "/api/v1/recent?limit=300&release=noble",
+    "/api/v1/recent?limit=300&classification=regression",
+]
+
+
+def test_big_pages_take_their_classifications_from_the_index(tmp_path, monkeypatch):
+    public, index = tmp_path / "public.db", tmp_path / "classification-index.db"
+    build_public(public)
+    classindex.refresh(public, index)
+    monkeypatch.setattr(browse_links, "STREAM_ROWS", 50)  # pages of more than 50 rows are big (streamed)
+    statements: list[str] = []
+    original = db.connect_ro
+
+    def traced(path, timeout_ms=None):
+        conn = original(path, timeout_ms=timeout_ms)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(db, "connect_ro", traced)
+    client = make_app(public)
+    truth = truth_by_run(public)
+    for url in BIG_PAGES:
+        statements.clear()
+        rows = classified(client, url)
+        assert len(rows) > 50, url
+        assert [cls for _key, cls in rows] == [truth[key] for key, _cls in rows], url
+        # Looked up in the index a block at a time (known from the filter on a page filtered by it), not
+        # classified test by test from their histories.
+        looked_up = any("run_class" in sql and "BETWEEN" in sql for sql in statements)
+        assert looked_up == ("classification=" not in url), url
+        assert not [sql for sql in statements if "FROM result WHERE test_id" in sql], url
+    # A history (one test) is classified from one read of it per block, and the same.
+    rows = classified(client, "/api/v1/packages/pkg0/noble/amd64?limit=200")
+    assert len(rows) > 50 and [cls for _key, cls in rows] == [truth[key] for key, _cls in rows]
+
+
+def test_big_pages_classify_live_what_the_index_has_not_seen_or_cannot_tell_apart(tmp_path, monkeypatch):
+    public, index = tmp_path / "public.db", tmp_path / "classification-index.db"
+    build_public(public)
+    classindex.refresh(public, index)
+    monkeypatch.setattr(browse_links, "STREAM_ROWS", 50)
+    # Published after the index's refresh: late results, which reclassify later ones, and new ones.
+    back_fill(public, every=100)
+    add_rows(public, range(3000, 3040), seed=5)
+    # A run id of pkg0's shared by pkg1's run on the same release and arch: indexed as two entries.
+    conn = sqlite3.connect(public, isolation_level=None)
+    shared = conn.execute(
+        "SELECT run_id FROM result WHERE test_id = 1 ORDER BY run_id DESC LIMIT 1 OFFSET 5"
+    ).fetchone()
+    conn.execute("INSERT INTO result VALUES (7, ?, '1.0-1', 'pkg/1.0-1', 60, 4, 'bob', '', NULL)", shared)
+    conn.close()
+    classindex.refresh(public, index)
+    add_rows(public, range(3040, 3050), seed=6)
+    truth = truth_by_run(public)
+    client = make_app(public)
+    for url in BIG_PAGES:
+        rows = classified(client, url)
+        assert [cls for _key, cls in rows] == [truth[key] for key, _cls in rows], url
+    rows = classified(client, "/api/v1/recent?limit=400")
+    assert ("pkg1", "jammy", "amd64", shared[0]) in dict(rows) and ("pkg0", "jammy", "amd64", shared[0]) in dict(rows)
+    # Without the index: the same classifications, computed.
+    rows = classified(make_app(public, classification_index=tmp_path / "none.db"), "/api/v1/recent?limit=400")
+    assert [cls for _key, cls in rows] == [truth[key] for key, _cls in rows]

@@ -13,7 +13,16 @@ from webcontrol.classindex.build import (
     rebuild,
     refresh,
 )
-from webcontrol.classindex.read import LIVE_MAX, RECLASSIFY_MAX, Freshness, Query, attach, freshness, recent_page
+from webcontrol.classindex.read import (
+    LIVE_MAX,
+    RECLASSIFY_MAX,
+    Freshness,
+    Query,
+    attach,
+    classifications,
+    freshness,
+    recent_page,
+)
 
 __all__ = [
     "ANY",
@@ -27,6 +36,7 @@ __all__ = [
     "Query",
     "RefreshSummary",
     "attach",
+    "classifications",
     "freshness",
     "index_path",
     "publish_stage",

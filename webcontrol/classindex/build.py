@@ -61,6 +61,8 @@ REBUILD_THRESHOLD = 200_000
 REBUILD_BUDGET_S = 60.0
 #: Classification name -> the integer stored in ``run_class.class``.
 CODES = {name: code for code, name in enumerate(insight.CLASSIFICATIONS)}
+#: ``run_class.class`` -> classification name.
+NAMES = dict(enumerate(insight.CLASSIFICATIONS))
 #: ``run_class.class`` of the copy of every result that serves /recent pages filtered without a classification.
 ANY = len(CODES)
 _BATCH = 50_000

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Read side of the classification index: a filtered ``/recent`` page in one index walk.
+"""Read side of the classification index: a filtered ``/recent`` page in one index walk, big pages' classifications.
 
 The index is attached read-only to the request's public-DB connection
 under ``schema``. It is refreshed right after each publish, so for a moment
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from webcontrol import newest, results
 from webcontrol.classindex.build import ANY, CODES, affected_runs, entries
+from webcontrol.classindex.build import NAMES as _NAMES
 from webcontrol.history import _RESULT_COLUMNS, Result, _result
 from webcontrol.sidecar import valid_watermark
 
@@ -201,3 +203,69 @@ def _results(conn: sqlite3.Connection, chosen: list[tuple[str, int]]) -> list[Re
             return None
         out.append(result)
     return out
+
+
+#: A range walk for a block of rows reads at most this many index entries per row before giving up (the rows
+#: are too sparse among all results, e.g. one test's history: classifying them live is cheaper).
+RANGE_FACTOR = 4
+
+
+def classifications(
+    conn: sqlite3.Connection, schema: str, fresh: Freshness, rows: Sequence[Result]
+) -> list[str | None]:
+    """The stored classification of each row, in order; None for a row the index cannot tell apart.
+
+    One walk of the index over the rows' run id range, in each class's
+    run_id order (with rows of a single requester, in the covering user
+    index), keeping the entries whose release, arch and exit code some row
+    has: a block of a newest-first page (/recent, filtered or not, a user's
+    results) reads about as many entries as it has rows. Entries are
+    matched on (run_id, release, arch); a row matching none (not indexed)
+    or several (two packages' runs with one run id) gets None, as do all
+    rows when the walk finds more than :data:`RANGE_FACTOR` entries per row
+    (rows too sparse among all results). The entries of results classified
+    live (``fresh.pending``) replace the index's. Raises sqlite3.Error.
+    """
+    if not rows:
+        return []
+    where = [f"class IN ({', '.join(str(code) for code in CODES.values())})"]
+    args: list = []
+    hint = ""
+    requesters = {row.requester or None for row in rows}
+    if len(requesters) == 1 and None not in requesters:
+        where.append("requester = ?")
+        args += requesters
+        hint = " INDEXED BY run_class_user_ix"
+    where.append("run_id BETWEEN ? AND ?")
+    args += [min(row.run_id for row in rows), max(row.run_id for row in rows)]
+    for column, values in (
+        ("release", {row.release for row in rows}),
+        ("arch", {row.arch for row in rows}),
+        ("exitcode", {row.exitcode for row in rows}),
+    ):
+        if None not in values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            args += sorted(values)
+    cap = RANGE_FACTOR * len(rows) + LIVE_MAX
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: a page reads 10,000 of them
+    found = cursor.execute(
+        f"SELECT run_id, release, arch, class, rid FROM {schema}.run_class{hint} WHERE {' AND '.join(where)} LIMIT ?",
+        [*args, cap + 1],
+    ).fetchall()
+    if len(found) > cap:
+        return [None] * len(rows)
+    if fresh.pending:
+        replaced = {entry[2] for entry in fresh.pending}
+        found = [entry for entry in found if entry[4] not in replaced]
+        found += [(run_id, release, arch, code, rid) for code, run_id, rid, release, arch, *_rest in fresh.pending]
+    codes: dict[tuple, int | None] = {(run_id, release, arch): code for run_id, release, arch, code, _rid in found}
+    if len(codes) < len(found):  # a key of two results (one run id, two packages): neither can be told
+        seen: set[tuple] = set()
+        for run_id, release, arch, _code, _rid in found:
+            key = (run_id, release, arch)
+            if key in seen:
+                codes[key] = None
+            seen.add(key)
+    keys = ((row.run_id, row.release, row.arch) for row in rows)
+    return [None if code is None else _NAMES[code] for code in map(codes.get, keys)]

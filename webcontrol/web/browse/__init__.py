@@ -56,6 +56,7 @@ def create_app(config: Config) -> flask.Flask:
         pages,
         request_pages,
         results_proxy,
+        rows,
         search,
         triggers,
         users,
@@ -68,8 +69,12 @@ def create_app(config: Config) -> flask.Flask:
     app.jinja_env.bytecode_cache = jinja2.FileSystemBytecodeCache()
     app.teardown_appcontext(context.close_db)
     app.jinja_env.globals.update(
-        page_alert=context.alert, trigger_url=triggers.trigger_url, retry_token=triggers.retry_token
+        page_alert=context.alert,
+        trigger_url=triggers.trigger_url,
+        retry_token=triggers.retry_token,
+        table_rows=rows.table_rows,
     )
+    app.jinja_env.tests["streamed"] = lambda value: isinstance(value, api.StreamedList)
     app.url_map.strict_slashes = True
     blueprints = (
         files.bp,

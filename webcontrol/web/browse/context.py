@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import flask
 
-from webcontrol import db, history, livestate, newest, results
+from webcontrol import classindex, db, history, livestate, newest, results
 from webcontrol.config import Config, ConfigError
 from webcontrol.filecache import FileCache
 from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
@@ -101,6 +101,40 @@ def close_db(_exc: BaseException | None = None) -> None:
             log.warning("dropping the public DB connection: %s", err)
         _kept.db = None
     conn.close()
+
+
+#: The schema name the classification index is attached under on the request's connection.
+CLASSINDEX_SCHEMA = "classidx"
+
+
+def classification_index() -> classindex.Freshness | None:
+    """The classification index, attached to the request's connection, when it describes the published DB.
+
+    None (logged) when it is missing, unreadable or does not match the
+    DB closely enough (see :func:`webcontrol.classindex.freshness`);
+    pages then classify their rows live. Looked at once per request.
+    """
+    if "browse_classindex" not in flask.g:
+        conn = get_db()
+        path = classindex.index_path(public_db_path(), config().get("web", "classification_index"))
+        fresh = None
+        if not classindex.attach(conn, path, CLASSINDEX_SCHEMA):
+            _warn_once(f"classification index {path} is missing or unreadable; classifying results live")
+        else:
+            fresh = classindex.freshness(conn, CLASSINDEX_SCHEMA)
+            if fresh is None:
+                _warn_once(f"classification index {path} does not match the published DB; classifying results live")
+        flask.g.browse_classindex = fresh
+    return flask.g.browse_classindex
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning the first time in this process, then at debug level: most pages ask, every request."""
+    log.log(logging.DEBUG if message in _warned else logging.WARNING, "%s", message)
+    _warned.add(message)
 
 
 # Release and arch catalogue ------------------------------------------------------------

@@ -17,9 +17,11 @@ from collections.abc import Iterable, Sequence
 
 import flask
 
-from webcontrol import results
+from webcontrol import classindex, results
+from webcontrol.classindex import Freshness
 from webcontrol.history import Result, classify_results
 from webcontrol.web.appbase import app_config, site_url
+from webcontrol.web.browse import context
 from webcontrol.web.browse.api import StreamedList
 
 LAUNCHPAD = "https://launchpad.net"
@@ -34,6 +36,10 @@ def _q(segment: str) -> str:
     if _URL_SAFE.match(segment):
         return segment
     return urllib.parse.quote(segment, safe="@+:~")
+
+
+#: _q of names that repeat across the rows of a page (packages, releases, arches).
+_qn = functools.lru_cache(maxsize=16384)(_q)
 
 
 def _site() -> str:
@@ -102,10 +108,18 @@ def retry_url(
 _QUERY_SAFE = re.compile(r"^[A-Za-z0-9_.~-]*\Z")
 
 
+# ... and those that, besides, only quote_plus() "+", "/" and ":" (triggers: source/version).
+_QUERY_TRIGGER = re.compile(r"^[A-Za-z0-9_.~+/:-]*\Z")
+
+
 @functools.lru_cache(maxsize=4096)
 def _qv(value: str) -> str:
     """A query value as ``urllib.parse.urlencode`` writes it (a release page builds ~1,200 retry links)."""
-    return value if _QUERY_SAFE.match(value) else urllib.parse.quote_plus(value)
+    if _QUERY_SAFE.match(value):
+        return value
+    if _QUERY_TRIGGER.match(value):  # the same as quote_plus, without its per-byte loop (a page has 10,000)
+        return value.replace("+", "%2B").replace("/", "%2F").replace(":", "%3A")
+    return urllib.parse.quote_plus(value)
 
 
 def launchpad_source_url(package: str, release: str | None = None) -> str:
@@ -135,42 +149,79 @@ def _date(run_id: str) -> str:
 
 def result_view(result: Result, classification: str | None = None, retry: bool = True) -> dict:
     """A result as pages and JSON twins show it (one shape for every page)."""
-    name = result.result_name
-    triggers = result.trigger_list
-    show_retry = retry and results.show_retry(result.exitcode) and bool(triggers)
-    history = history_url(result.package, result.release, result.arch)
-    run_page = f"{history}/{_q(result.run_id)}"
-    objects = f"{results_base()}/{_q(results.distro_container(result.release))}/" + "/".join(
-        _q(part) for part in results.run_dir(result.release, result.arch, result.package, result.run_id).split("/")
-    )
-    return {
-        "package": result.package,
-        "release": result.release,
-        "arch": result.arch,
-        "run_id": result.run_id,
-        "version": result.version,
-        "triggers": result.triggers or "",
-        "trigger_list": triggers,
-        "env": result.env or "",
-        "all_proposed": result.all_proposed,
-        "date": _date(result.run_id),
-        "duration": result.duration,
-        "human_duration": results.human_duration(result.duration),
-        "requester": result.requester or "",
-        "exitcode": result.exitcode,
-        "result": name,
-        "classification": classification,
-        "uuid": result.uuid,
-        "run_url": uuid_url(result.uuid) if result.uuid else run_page,
-        "history_url": history,
-        "log_url": f"{objects}/log.gz",
-        "log_viewer_url": f"{run_page}/log",
-        "artifacts_url": f"{objects}/artifacts.tar.gz",
-        "show_retry": show_retry,
-        "retry_url": retry_url(result.release, result.arch, result.package, triggers, result.all_proposed)
-        if show_retry
-        else None,
-    }
+    return _ViewMaker().view(result, classification, retry)
+
+
+class _ViewMaker:
+    """Makes result views; what repeats across the rows of a page (each test's links) is made once."""
+
+    def __init__(self) -> None:
+        self._site = _site()
+        self._results = results_base()
+        self._tests: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+
+    def _test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
+        """(history page, run objects' folder without the run id, retry link without triggers) of a test."""
+        key = (package, release, arch)
+        found = self._tests.get(key)
+        if found is None:
+            prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
+            if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
+                folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
+            else:
+                folder = f"{rel}/{where}/{prefix}/{name}"
+            found = (
+                # history_url(), without its look-ups of the site in the request context
+                f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
+                f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
+                f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
+            )
+            self._tests[key] = found
+        return found
+
+    def view(self, result: Result, classification: str | None, retry: bool) -> dict:
+        run_id = result.run_id
+        exitcode = result.exitcode
+        name = results.result_name(exitcode)
+        triggers = results.split_triggers(result.triggers)
+        show_retry = retry and name not in results.NO_RETRY_RESULTS and bool(triggers)
+        history, folder, retry_base = self._test_links(result.package, result.release, result.arch)
+        quoted = _q(run_id)
+        run_page = f"{history}/{quoted}"
+        objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
+        env = result.env
+        all_proposed = bool(env) and "all-proposed" in env and result.all_proposed
+        retry_link = None
+        if show_retry:
+            retry_link = f"{retry_base}&trigger={'&trigger='.join(map(_qv, triggers))}"  # show_retry: triggers
+            if all_proposed:
+                retry_link += "&all-proposed=1"
+        return {
+            "package": result.package,
+            "release": result.release,
+            "arch": result.arch,
+            "run_id": run_id,
+            "version": result.version,
+            "triggers": result.triggers or "",
+            "trigger_list": triggers,
+            "env": env or "",
+            "all_proposed": all_proposed,
+            "date": _date(run_id),
+            "duration": result.duration,
+            "human_duration": results.human_duration(result.duration),
+            "requester": result.requester or "",
+            "exitcode": exitcode,
+            "result": name,
+            "classification": classification,
+            "uuid": result.uuid,
+            "run_url": f"{self._site}/run/{_q(result.uuid)}" if result.uuid else run_page,
+            "history_url": history,
+            "log_url": f"{objects}/log.gz",
+            "log_viewer_url": f"{run_page}/log",
+            "artifacts_url": f"{objects}/artifacts.tar.gz",
+            "show_retry": show_retry,
+            "retry_url": retry_link,
+        }
 
 
 def result_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict]:
@@ -182,14 +233,44 @@ def result_views(conn, rows: list[Result], newest_retry_only: bool = False) -> l
     return list(_views(conn, rows, newest_retry_only, set()))
 
 
-def _views(conn, rows: list[Result], newest_retry_only: bool, seen: set[tuple]):
-    for row, classification in zip(rows, classify_results(conn, rows), strict=True):
+def _views(
+    conn,
+    rows: list[Result],
+    newest_retry_only: bool,
+    seen: set[tuple],
+    index: Freshness | None = None,
+    classification: str | None = None,
+    classes: list[str | None] | None = None,
+    maker: _ViewMaker | None = None,
+):
+    """Views of ``rows``; ``classes``: their classifications when already known."""
+    maker = maker or _ViewMaker()
+    if classes is None:
+        classes = [classification] * len(rows) if classification else _classify(conn, rows, index)
+    for row, row_class in zip(rows, classes, strict=True):
         retry = True
         if newest_retry_only:
             key = (row.version, row.triggers)
             retry = key not in seen
             seen.add(key)
-        yield result_view(row, classification, retry)
+        yield maker.view(row, row_class, retry)
+
+
+def _classify(conn, rows: list[Result], index: Freshness | None) -> list[str | None]:
+    """The rows' classifications: stored in the classification index when given, else computed.
+
+    Rows of one test (a history page) are classified from one read of
+    their history, cheaper than finding them among all results in the
+    index; rows the index cannot tell are computed too.
+    """
+    if index is None or len({(row.package, row.release, row.arch) for row in rows}) < 2:
+        return classify_results(conn, rows)
+    found = classindex.classifications(conn, context.CLASSINDEX_SCHEMA, index, rows)
+    missing = [number for number, value in enumerate(found) if value is None]
+    if missing:
+        for number, value in zip(missing, classify_results(conn, [rows[n] for n in missing]), strict=True):
+            found[number] = value
+    return found
 
 
 #: Pages with more rows than this are sent while they are rendered (see LazyViews).
@@ -200,22 +281,56 @@ class LazyViews(StreamedList):
     """The views of a big page, made a chunk of rows at a time while the response is sent.
 
     A page of 10,000 rows would otherwise hold every view and the whole
-    rendered page in memory before the first byte leaves.
+    rendered page in memory before the first byte leaves. Classifications
+    come from the classification index when ``index`` (its state, see
+    context.classification_index) is given; with ``classification``, every
+    row has that one (a page filtered by it).
     """
 
-    def __init__(self, conn, rows: Sequence[Result], newest_retry_only: bool = False, chunk: int = STREAM_ROWS) -> None:
+    def __init__(
+        self,
+        conn,
+        rows: Sequence[Result],
+        newest_retry_only: bool = False,
+        chunk: int = STREAM_ROWS,
+        index: Freshness | None = None,
+        classification: str | None = None,
+    ) -> None:
+        # The rows' classifications, in order, as far as computed: a history page reads its views twice
+        # (the chart, then the table), and classifying one test's rows is most of their cost.
+        known: list[str | None] = []
+
         # ``rows`` may itself be read while the page is sent (webcontrol.newest.LazyRows): iterate, never slice.
         def produce():
             seen: set[tuple] = set()
+            maker = _ViewMaker()
             pending = iter(rows)
+            done = 0
             while block := list(itertools.islice(pending, chunk)):
-                yield from _views(conn, block, newest_retry_only, seen)
+                classes = known[done : done + len(block)]
+                if len(classes) < len(block):
+                    classes = [classification] * len(block) if classification else _classify(conn, block, index)
+                    if len(known) == done:
+                        known.extend(classes)
+                yield from _views(conn, block, newest_retry_only, seen, classes=classes, maker=maker)
+                done += len(block)
 
         super().__init__(produce, len(rows))
 
 
-def page_views(conn, rows: Sequence[Result], newest_retry_only: bool = False) -> list[dict] | LazyViews:
-    """:func:`result_views` for a small page; a :class:`LazyViews` (streamed) for a big one."""
+def page_views(
+    conn, rows: Sequence[Result], newest_retry_only: bool = False, classification: str | None = None
+) -> list[dict] | LazyViews:
+    """:func:`result_views` for a small page; a :class:`LazyViews` (streamed) for a big one.
+
+    Classifications come from the classification index when it is usable
+    (see :func:`_classify`). ``classification``: the one every row has (a
+    page filtered by it), not looked up again.
+    """
     if len(rows) > STREAM_ROWS:
-        return LazyViews(conn, rows, newest_retry_only)
-    return result_views(conn, rows, newest_retry_only)
+        index = None if classification else context.classification_index()
+        return LazyViews(conn, rows, newest_retry_only, index=index, classification=classification)
+    rows = list(rows)
+    several = len({(row.package, row.release, row.arch) for row in rows}) > 1
+    index = context.classification_index() if several and not classification else None
+    return list(_views(conn, rows, newest_retry_only, set(), index, classification))

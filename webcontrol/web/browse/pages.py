@@ -143,22 +143,17 @@ def _recent_rows():
 
 #: Without a usable classification index, /recent?classification= classifies at most this many newest results.
 FALLBACK_SCAN = 2_000
-_CLASSINDEX_SCHEMA = "classidx"
 
 
 def _indexed_page(conn, classification: str | None, filters: history.RecentFilter, limit: int, offset: int, before):
     """The page from the classification index, or None when it is missing or does not describe the published DB."""
-    path = classindex.index_path(context.public_db_path(), context.config().get("web", "classification_index"))
-    if not classindex.attach(conn, path, _CLASSINDEX_SCHEMA):
-        log.warning("classification index %s is missing or unreadable; reading /recent without it", path)
-        return None
-    fresh = classindex.freshness(conn, _CLASSINDEX_SCHEMA)
+    fresh = context.classification_index()
     if fresh is not None:
         query = classindex.Query(classification, filters, before)
-        found = classindex.recent_page(conn, _CLASSINDEX_SCHEMA, fresh, query, limit, offset)
+        found = classindex.recent_page(conn, context.CLASSINDEX_SCHEMA, fresh, query, limit, offset)
         if found is not None:
             return found
-    log.warning("classification index %s does not match the published DB; reading /recent without it", path)
+        log.warning("classification index entries do not match the published DB; reading /recent without it")
     return None
 
 
@@ -208,7 +203,7 @@ def recent():
         "filters": filters,
         "notice": notice,
         "older_url": older,
-        "results": links.page_views(conn, rows),
+        "results": links.page_views(conn, rows, classification=filters["classification"]),
         "limits": list(RECENT_LIMITS),
         "releases": catalogue.releases,
         "arches": catalogue.all_arches(),

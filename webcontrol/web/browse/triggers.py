@@ -111,12 +111,16 @@ describe(
 )
 
 
-def trigger_url(trigger: str) -> str | None:
-    """``<site>/trigger/<source>/<version>``; None for a trigger that is not ``source/version``."""
+def trigger_url(trigger: str, site: str | None = None) -> str | None:
+    """``<site>/trigger/<source>/<version>``; None for a trigger that is not ``source/version``.
+
+    ``site``: links.site(), when the caller (a table of thousands of rows) has it already.
+    """
     source, _, version = trigger.partition("/")
     if not results.PACKAGE_RE.fullmatch(source) or not results.VERSION_RE.fullmatch(version):
         return None
-    return f"{links.site()}/trigger/{source}/{urllib.parse.quote(version, safe='+:~')}"
+    # VERSION_RE allows only characters that quote(version, safe="+:~") keeps: the version is its own quoting.
+    return f"{site or links.site()}/trigger/{source}/{version}"
 
 
 def retry_token() -> str | None:

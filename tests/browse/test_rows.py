@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Streamed results tables (rows.py) are byte for byte what the template's rows_html macro writes."""
+
+from __future__ import annotations
+
+import flask
+import pytest
+
+from webcontrol.history import Result
+from webcontrol.web.browse import links, rows
+from webcontrol.web.browse.api import StreamedList
+
+SPECIAL = "<b>&amp;\"'</b>"
+
+
+def _result(**fields) -> Result:
+    values = {
+        "package": "hello",
+        "release": "noble",
+        "arch": "amd64",
+        "run_id": "20240201_100000_abcde@",
+        "version": "2.10-3",
+        "triggers": "hello/2.10-3",
+        "duration": 125,
+        "exitcode": 0,
+        "requester": "bryce",
+        "env": "",
+        "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
+    }
+    values.update(fields)
+    return Result(**values)
+
+
+def _views() -> list[dict]:
+    """Result views with every kind of field the table shows."""
+    cases = [
+        (_result(), "pass", True),
+        # A failure with a retry link, several triggers (one with an epoch, tilde and plus), all-proposed.
+        (
+            _result(exitcode=4, triggers="glib2.0/2.80-1 hello/1:2.10~rc1+dfsg-1", env="all-proposed=1", requester=""),
+            "always_failed",
+            True,
+        ),
+        # The same, its ♻ link dropped (an older row of a history page).
+        (_result(exitcode=4), "regression", False),
+        # Missing values: exit code (otherfail, "exit code None"), version, duration, uuid, requester, triggers.
+        (
+            _result(exitcode=None, version=None, duration=None, uuid=None, requester=None, triggers=None, env=None),
+            None,
+            True,
+        ),
+        (_result(exitcode=12, requester="o'hara+co"), "flaky", True),
+        (_result(exitcode=8), "neutral", True),
+        (_result(exitcode=16), "tmpfail", True),
+        (_result(exitcode=20), "regression", True),
+        (_result(exitcode=99), "denylisted", True),
+        (_result(exitcode=2, duration=0), "fixed", True),
+        (_result(env="testname=a\x00b"), "pass", True),  # the character rows.py joins a block's fields with
+        # A PPA run (private or not: the table shows the same fields), triggers that are not source/version.
+        (
+            _result(
+                package="libfoo",
+                triggers="ppa:user/ppa hello/1.0~ppa1 migration-reference/0",
+                env="ppas=user/ppa:0123ABCD,private=1",
+                requester="user",
+                exitcode=4,
+            ),
+            "regression",
+            True,
+        ),
+        # HTML special characters in every text field (none of these come from validated names).
+        (
+            _result(
+                package=f"pkg{SPECIAL}",
+                release=f"rel{SPECIAL}",
+                arch=f"arch{SPECIAL}",
+                run_id=f"20240201_100000_{SPECIAL}@",
+                version=f"1.0{SPECIAL}",
+                triggers=f"src{SPECIAL}/1.0 hello/1.0&x",
+                env=f"testname={SPECIAL}",
+                requester=f"nick{SPECIAL}",
+                uuid=f"uuid{SPECIAL}",
+                exitcode=4,
+            ),
+            "always_failed",
+            True,
+        ),
+    ]
+    return [links.result_view(result, classification, retry) for result, classification, retry in cases]
+
+
+@pytest.mark.parametrize("show_package,show_where", [(True, True), (False, False), (True, False), (False, True)])
+def test_streamed_rows_are_the_macros_bytes(app, monkeypatch, show_package, show_where):
+    made: list[str] = []
+    original = rows.table_rows
+
+    def recorded(*args):
+        for piece in original(*args):
+            made.append(piece)
+            yield piece
+
+    monkeypatch.setitem(app.jinja_env.globals, "table_rows", recorded)
+    with app.test_request_context("/"):
+        views = _views()
+        context = {"show_package": show_package, "show_where": show_where, "running": [], "queued": []}
+        by_macro = flask.render_template("partials/results_table.html", rows=views, **context)
+        streamed = StreamedList(lambda: iter(views), len(views))
+        by_rows = flask.render_template("partials/results_table.html", rows=streamed, **context)
+    assert made, "the streamed table is made by rows.table_rows"
+    assert by_rows == by_macro
+    assert by_macro.count("<tr>") == len(views) + 1  # the header row
+    assert SPECIAL not in by_macro and "&lt;b&gt;&amp;amp;&#34;&#39;&lt;/b&gt;" in by_macro
+    assert 'title="exit code None"' in by_macro and "♻" in by_macro
+
+
+def test_rows_of_several_pieces_are_the_macros_bytes(app, monkeypatch):
+    monkeypatch.setattr(rows, "PIECE_ROWS", 5)
+    with app.test_request_context("/"):
+        views = _views() * 3
+        context = {"show_package": True, "show_where": True, "running": [], "queued": []}
+        by_macro = flask.render_template("partials/results_table.html", rows=views, **context)
+        streamed = StreamedList(lambda: iter(views), len(views))
+        assert flask.render_template("partials/results_table.html", rows=streamed, **context) == by_macro
