@@ -74,7 +74,6 @@ def create_app(config: Config) -> flask.Flask:
         retry_token=triggers.retry_token,
         table_rows=rows.table_rows,
     )
-    app.jinja_env.tests["streamed"] = lambda value: isinstance(value, api.StreamedList)
     app.url_map.strict_slashes = True
     blueprints = (
         files.bp,
