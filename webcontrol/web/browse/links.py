@@ -13,7 +13,7 @@ import functools
 import itertools
 import re
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import flask
 
@@ -150,6 +150,14 @@ def _date(run_id: str) -> str:
 def result_view(result: Result, classification: str | None = None, retry: bool = True) -> dict:
     """A result as pages and JSON twins show it (one shape for every page)."""
     return _ViewMaker().view(result, classification, retry)
+
+
+def views_of(rows: Iterable[Result], classifications: Iterable[str | None] | None = None) -> Iterator[dict]:
+    """:func:`result_view` of each row (with its classification, if given); each test's links are made once."""
+    maker = _ViewMaker()
+    if classifications is None:
+        return (maker.view(row, None, True) for row in rows)
+    return (maker.view(row, cls, True) for row, cls in zip(rows, classifications, strict=True))
 
 
 class _ViewMaker:

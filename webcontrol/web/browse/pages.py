@@ -217,7 +217,7 @@ def experimental_recent():
     """The historical JSON list (docs/formats.rst, Routes), kept exactly as it was."""
     conn, rows, _filters, _next = _recent_rows()
     # The list has no classification: views without one (classifying reads each test's history).
-    items = (_legacy_item(links.result_view(row)) for row in rows)
+    items = map(_legacy_item, links.views_of(rows))
     if len(rows) > links.STREAM_ROWS:
         return keep_db(stream_json(items))
     return flask.jsonify(list(items))

@@ -95,7 +95,7 @@ def _points(package: str, release: str, arch: str, prefix: str | None) -> tuple[
     test = history.find_test(conn, package, release, arch)
     rows = history.history(conn, test, limit) if test else []
     classes = insight.classify_rows(conn, rows)
-    return [links.result_view(row, cls) for row, cls in zip(rows, classes, strict=True)], limit
+    return list(links.views_of(rows, classes)), limit
 
 
 @bp.route("/packages/<package>/<release>/<arch>/history.svg")
