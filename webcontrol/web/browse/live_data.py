@@ -16,11 +16,11 @@ import threading
 import time
 
 import flask
-from markupsafe import Markup
 
-from webcontrol import filecache, livestate, results
+from webcontrol import filecache, liveindex, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, site_url
 from webcontrol.web.browse import context
+from webcontrol.web.browse.api import Fragment
 
 log = logging.getLogger(__name__)
 
@@ -231,18 +231,19 @@ class JobFragments:
 
     Between two collector writes only the jobs that reported meanwhile
     change (a tenth of them with 10 s status intervals), so most blocks are
-    reused as they are. Only the joined HTML of the last version is kept,
-    with where each job's block lies in it: with thousands of jobs a second
-    copy of every block would double what each web process holds.
+    reused as they are. Only the joined HTML of the last version is kept (as
+    UTF-8 bytes, see api.Fragment), with where each job's block lies in it:
+    with thousands of jobs a second copy of every block would double what
+    each web process holds.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._joined = Markup()
+        self._joined = b""
         #: job id -> (signature, start, end) of its block in ``_joined``
         self._entries: dict[str, tuple[tuple, int, int]] = {}
 
-    def render(self, views: list[dict]) -> Markup:
+    def render(self, views: list[dict]) -> Fragment:
         template = flask.current_app.jinja_env.get_template("partials/running_job.html")
         with self._lock:
             joined, entries = self._joined, self._entries
@@ -256,19 +257,17 @@ class JobFragments:
             signature = (first, view["duration"], view["logtail"], tuple(view["hints"]), view["run_url"])
             cached = entries.get(view["id"])
             if cached and cached[0] == signature:
-                html = str.__getitem__(joined, slice(cached[1], cached[2]))
+                html = joined[cached[1] : cached[2]]
             else:
-                html = str(template.render(job=view, first=first))
+                html = template.render(job=view, first=first).encode("utf-8")
             fresh[view["id"]] = (signature, offset, offset + len(html))
             offset += len(html)
             parts.append(html)
-        # The parts are already escaped HTML: join them as plain text and mark the result once
-        # (Markup copies the text: the plain one is dropped at once, and the page holds the copy kept here).
-        result = Markup("".join(parts))
+        result = b"".join(parts)
         del parts
         with self._lock:
             self._joined, self._entries = result, fresh
-        return result
+        return Fragment(result)
 
 
 # New versions of the files are turned into views and HTML in the background, the previous
@@ -277,6 +276,14 @@ views_cache = Derived(lambda: REFRESH_MIN_S, background=True)
 jobs_html = Derived(lambda: REFRESH_MIN_S, background=True)
 queue_data = Derived(lambda: REFRESH_MIN_S, background=True)
 queue_html = Derived(lambda: REFRESH_MIN_S, background=True)
+queue_summaries = Derived(lambda: REFRESH_MIN_S, background=True)
+#: What each live route sends of a version, encoded or rendered once: a request adds only the files' ages.
+running_json_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
+running_json_queues = Derived(lambda: REFRESH_MIN_S, background=True)
+status_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
+status_queues = Derived(lambda: REFRESH_MIN_S, background=True)
+admin_html = Derived(lambda: REFRESH_MIN_S, background=True)
+admin_json = Derived(lambda: REFRESH_MIN_S, background=True)
 fragments = JobFragments()
 #: Job views of the previous running.json version, reused for leaves that did not change.
 _view_cache: dict[tuple, tuple[tuple, dict]] = {}
@@ -313,10 +320,46 @@ def running_views() -> tuple[object, list[dict]]:
     return views_cache.get((path, base), key, compute)
 
 
-def size_tables(queued: dict) -> list[dict]:
+class ParsedQueues:
+    """queued.json parsed, read like a :class:`webcontrol.liveindex.QueuedIndex` (the file has no current index)."""
+
+    def __init__(self, raw: dict) -> None:
+        self._raw = raw
+
+    def entries(self) -> list[tuple[str, str, str, int]]:
+        return list(livestate.queue_entries(self._raw))
+
+    def requests(self, ctx: str, release: str, arch: str, offset: int = 0, limit: int | None = None) -> list:
+        return livestate.queue_items(self._raw, ctx, release, arch, offset, limit)
+
+
+def read_queued(read):
+    """``read(queues)`` with queued.json's index, or with the parsed file when the index cannot answer.
+
+    ``read`` returns None when a read of the index did; a web process parses
+    queued.json (and keeps it) only then: with a current index from
+    cache-amqp it never does.
+    """
+    path = context.config().get("web", "amqp_queue_cache")
+    with liveindex.open_queued(path) as index:
+        found = read(index) if index is not None else None
+    if found is not None:
+        return found
+    return read(ParsedQueues(livestate.queued_cache.get(path)))
+
+
+def queue_sizes(entries: list[tuple[str, str, str, int]]) -> dict[str, dict[str, dict[str, int]]]:
+    """``{ctx: {rel: {arch: N}}}`` in file order (livestate.queue_sizes)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for ctx, release, arch, size in entries:
+        out.setdefault(ctx, {}).setdefault(release, {})[arch] = size
+    return out
+
+
+def size_tables(entries: list[tuple[str, str, str, int]]) -> list[dict]:
     """Per context: releases × arches table of queue sizes with anchors to the listings."""
     tables: dict[str, dict] = {}
-    for ctx, release, arch, size in livestate.queue_entries(queued):
+    for ctx, release, arch, size in entries:
         table = tables.setdefault(ctx, {"context": ctx, "releases": [], "arches": [], "sizes": {}})
         if release not in table["releases"]:
             table["releases"].append(release)
@@ -336,16 +379,20 @@ def anchor(ctx: str, release: str, arch: str) -> str:
 def queues(queue_limit: int) -> tuple[object, dict]:
     """``(key, data)``: size tables, counts and the head of every non-empty queue."""
     path = context.config().get("web", "amqp_queue_cache")
-    stamp, queued = livestate.queued_cache.get_with_stamp(path)
     base = site_url()
-    key = (path, stamp, queue_limit, base)
+    key = (path, filecache.stamp(path), queue_limit, base)
 
-    def compute() -> dict:
+    def heads(source) -> dict | None:
+        entries = source.entries()
+        if entries is None:
+            return None
         queues = []
-        for ctx, release, arch, size in livestate.queue_entries(queued):
+        for ctx, release, arch, size in entries:
             if not size:
                 continue
-            items = livestate.queue_items(queued, ctx, release, arch, 0, queue_limit)
+            items = source.requests(ctx, release, arch, 0, queue_limit)
+            if items is None:
+                return None
             queues.append(
                 {
                     "context": ctx,
@@ -358,9 +405,23 @@ def queues(queue_limit: int) -> tuple[object, dict]:
                 }
             )
         return {
-            "queued_count": livestate.queued_count(queued),
-            "size_tables": size_tables(queued),
+            "queued_count": sum(entry[3] for entry in entries),
+            "size_tables": size_tables(entries),
             "queues": queues,
         }
 
-    return queue_data.get((path, queue_limit, base), key, compute)
+    return queue_data.get((path, queue_limit, base), key, lambda: read_queued(heads))
+
+
+def queue_summary() -> tuple[object, dict]:
+    """``(key, {"queued_count", "queue_sizes"})`` of the current queued.json, for the status endpoint."""
+    path = context.config().get("web", "amqp_queue_cache")
+    key = (path, filecache.stamp(path))
+
+    def summary(source) -> dict | None:
+        entries = source.entries()
+        if entries is None:
+            return None
+        return {"queued_count": sum(entry[3] for entry in entries), "queue_sizes": queue_sizes(entries)}
+
+    return queue_summaries.get(path, key, lambda: read_queued(summary))
