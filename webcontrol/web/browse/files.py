@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 bp = flask.Blueprint("files", __name__)
 
 STATIC_MAX_AGE = 60
+FILE_PIECE = 64 * 1024
 #: Freshness targets of docs/formats.rst, /health (seconds).
 FRESHNESS = {"public_db": 180, "running": 90, "queued": 120, "stats": 7200}
 _PACKAGES_SLASH = re.compile(r"^(/api/v1)?/packages/.+/\Z")
@@ -84,7 +85,9 @@ def _file_response(path: str | None, mimetype: str, missing: bytes | None = None
 
 def _handle_response(handle, mimetype: str) -> flask.Response:
     stat = os.fstat(handle.fileno())
-    body = wrap_file(flask.request.environ, handle)
+    # Pieces of 64 kB, not werkzeug's 8 kB: a 10 MB file in 160 steps of Python, not 1,300 (mod_wsgi's
+    # own file wrapper, where it applies, ignores the size and sends the file from the descriptor).
+    body = wrap_file(flask.request.environ, handle, buffer_size=FILE_PIECE)
     response = flask.Response(body, mimetype=mimetype, direct_passthrough=True)
     response.headers["Content-Length"] = str(stat.st_size)
     response.headers["Last-Modified"] = http_date(stat.st_mtime)
