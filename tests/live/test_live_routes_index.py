@@ -141,6 +141,18 @@ def test_encoded_routes_follow_a_rewrite(site):
     write_queued(tmp_path / "queued.json", queued)
     write_running(tmp_path / "running.json", running)
     before = {url: client.get(url).json for url in ("/api/v1/running", "/api/v1/admin", "/api/v1/running/status")}
+    # One job reports: its text is encoded anew, the others' kept.
+    leaf = running["hello"][next(iter(running["hello"]))]["noble"]["amd64"]
+    leaf[1], leaf[2] = 4321, "4000s moved on\n"
+    write_running(tmp_path / "running.json", running)
+    moved = client.get("/api/v1/running").json
+    changed = [job for job in moved["jobs"] if job not in before["/api/v1/running"]["jobs"]]
+    assert [(job["package"], job["duration"], job["logtail"]) for job in changed] == [
+        ("hello", 4321, "4000s moved on\n")
+    ]
+    status = client.get("/api/v1/running/status").json["jobs"]
+    assert status[changed[0]["id"]]["duration"] == 4321
+    assert client.get(f"/api/v1/running/job/{changed[0]['id']}").json == changed[0]
     write_running(tmp_path / "running.json", {})
     queued["queues"]["ubuntu"]["noble"]["amd64"] = {"size": 0, "requests": []}
     write_queued(tmp_path / "queued.json", queued)

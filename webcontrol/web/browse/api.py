@@ -245,34 +245,54 @@ def encode_members(values: dict) -> dict[str, bytes]:
     }
 
 
-def members_response(*encoded: dict[str, bytes], **values) -> flask.Response:
+def encoded_member(key: str, items: list[bytes], object_items: bool = False) -> list[bytes]:
+    """A member whose value is a JSON array (or object) of items encoded beforehand, kept as its pieces.
+
+    ``items`` are encoded values (or ``"key":value`` pairs, for an object);
+    the pieces are sent as they are, so items encoded once can appear in
+    several members and several versions without a joined copy of each.
+    """
+    opening, closing = (b"{", b"}") if object_items else (b"[", b"]")
+    pieces = [flask.current_app.json.dumps(key).encode("utf-8") + b":" + opening]
+    for number, item in enumerate(items):
+        if number:
+            pieces.append(b",")
+        pieces.append(item)
+    pieces.append(closing)
+    return pieces
+
+
+def members_response(*encoded: dict[str, bytes | list[bytes]], **values) -> flask.Response:
     """The JSON object of the encoded members and ``values``: the text ``flask.jsonify`` makes of them.
 
     Keys sorted, compact, one newline at the end. A member megabytes long
     goes out in slices of STREAM_PIECE as it is sent, never copied whole.
     """
-    members = {key: piece for part in encoded for key, piece in part.items()}
+    members: dict[str, bytes | list[bytes]] = {key: piece for part in encoded for key, piece in part.items()}
     members.update(encode_members(values))
-    parts = [members[key] for key in sorted(members)]
+    chunks: list[bytes] = []
+    for number, key in enumerate(sorted(members)):
+        if number:
+            chunks.append(b",")
+        member = members[key]
+        chunks.extend(member if isinstance(member, list) else (member,))
 
     def body() -> Iterator[bytes]:
         pending = [b"{"]
         size = 1
-        for number, member in enumerate(parts):
-            if number:
-                pending.append(b",")
-            for start in range(0, len(member), STREAM_PIECE):
-                piece = member[start : start + STREAM_PIECE] if len(member) > STREAM_PIECE else member
+        for chunk in chunks:
+            for start in range(0, len(chunk), STREAM_PIECE):
+                piece = chunk[start : start + STREAM_PIECE] if len(chunk) > STREAM_PIECE else chunk
                 pending.append(piece)
                 size += len(piece)
-                if size >= STREAM_PIECE:  # small members go out together, not one write each
+                if size >= STREAM_PIECE:  # small pieces go out together, not one write each
                     yield b"".join(pending)
                     pending, size = [], 0
         pending.append(b"}\n")
         yield b"".join(pending)
 
     response = flask.Response(body(), mimetype="application/json")
-    response.headers["Content-Length"] = str(3 + max(0, len(parts) - 1) + sum(len(member) for member in parts))
+    response.headers["Content-Length"] = str(3 + sum(len(chunk) for chunk in chunks))
     return response
 
 

@@ -31,12 +31,13 @@ from webcontrol.web.browse.api import (
     Fragment,
     describe,
     encode_members,
+    encoded_member,
     members_response,
     page,
     query_param,
     stream_page,
 )
-from webcontrol.web.browse.live_data import ages, average_durations, job_id, job_view, queued_view, running_views
+from webcontrol.web.browse.live_data import ages, queued_view, running_views
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,15 @@ def running():
 def running_json():
     scope, views_key, views = _running_views()
     queue_limit, queues_scope, queues_key, queues = _queues()
-    _key, jobs = live_data.running_json_jobs.get(
-        scope,
-        views_key,
-        lambda: encode_members(
-            {"jobs": views, "packages": sorted({v["package"] for v in views}), "running_count": len(views)}
-        ),
-    )
+
+    def encode_jobs() -> dict:
+        texts = live_data.view_texts.encode(views)
+        return {
+            "jobs": encoded_member("jobs", [texts[v["id"]] for v in views]),
+            **encode_members({"packages": sorted({v["package"] for v in views}), "running_count": len(views)}),
+        }
+
+    _key, jobs = live_data.running_json_jobs.get(scope, views_key, encode_jobs)
     _key, queued = live_data.running_json_queues.get(
         queues_scope,
         queues_key,
@@ -157,9 +160,15 @@ def admin():
 @bp.route(API_PREFIX + "/admin")
 def admin_json():
     scope, views_key, views = _running_views()
-    _key, flagged = live_data.admin_json.get(
-        scope, views_key, lambda: encode_members({**_flagged(views), "running_count": len(views)})
-    )
+
+    def encode_flagged() -> dict:
+        texts = live_data.view_texts.encode(views)
+        return {
+            **{key: encoded_member(key, [texts[v["id"]] for v in jobs]) for key, jobs in _flagged(views).items()},
+            **encode_members({"running_count": len(views)}),
+        }
+
+    _key, flagged = live_data.admin_json.get(scope, views_key, encode_flagged)
     return members_response(flagged, page="admin", thresholds=THRESHOLDS, updated=ages())
 
 
@@ -216,21 +225,11 @@ def queue_listing(context_name: str, release: str, arch: str):
 
 
 def _status_summary(views: list[dict]) -> dict:
-    return {
-        "running_count": len(views),
-        "jobs": {
-            v["id"]: {
-                "package": v["package"],
-                "release": v["release"],
-                "arch": v["arch"],
-                "duration": v["duration"],
-                "human_duration": v["human_duration"],
-                "tail": v["tail_id"],
-                "hints": v["hints"],
-            }
-            for v in views
-        },
-    }
+    """Per job its duration and hints (keyed and sorted by job id, as jsonify sorts them), and the count."""
+    texts = live_data.status_texts.encode(views)
+    dumps = flask.current_app.json.dumps
+    pairs = [dumps(job).encode("utf-8") + b":" + texts[job] for job in sorted(texts)]
+    return {"jobs": encoded_member("jobs", pairs, object_items=True), **encode_members({"running_count": len(views)})}
 
 
 @bp.route(API_PREFIX + "/running/status")
@@ -244,7 +243,7 @@ def running_status():
         response = flask.Response(status=304)
         response.set_etag(etag)
         return response
-    _key, jobs = live_data.status_jobs.get(scope, views_key, lambda: encode_members(_status_summary(views)))
+    _key, jobs = live_data.status_jobs.get(scope, views_key, lambda: _status_summary(views))
     _key, queued = live_data.status_queues.get(queued_key[0], queued_key, lambda: encode_members(summary))
     response = members_response(jobs, queued, updated=ages())
     response.set_etag(etag)
@@ -254,11 +253,10 @@ def running_status():
 
 @bp.route(API_PREFIX + "/running/job/<job>")
 def running_job(job: str):
-    """One running job with its log tail (following a log live)."""
-    for candidate in livestate.running_jobs(context.running_raw()):
-        if job_id(candidate) == job:
-            average = average_durations([candidate]).get((candidate.package, candidate.release, candidate.arch))
-            response = flask.jsonify(job_view(candidate, average))
+    """One running job with its log tail (following a log live), from the views /running and the status show."""
+    for view in running_views()[1]:
+        if view["id"] == job:
+            response = flask.jsonify(view)
             response.headers["Cache-Control"] = "no-cache"
             return response
     raise NotFound(f"job {job} is not running")

@@ -270,6 +270,39 @@ class JobFragments:
         return Fragment(result)
 
 
+class EncodedViews:
+    """The JSON text of each job view (or of a part of it), re-encoded only for views that changed.
+
+    running_views() keeps a job's view object while the job does not change,
+    so between two versions of running.json most views are the same objects
+    and their text is reused: a new version costs the jobs that reported,
+    not all of them.
+    """
+
+    def __init__(self, shape=None) -> None:
+        self._shape = shape
+        self._lock = threading.Lock()
+        #: job id -> (view, its text) of the last version
+        self._previous: dict[str, tuple[dict, bytes]] = {}
+
+    def encode(self, views: list[dict]) -> dict[str, bytes]:
+        """Job id -> its view's text, for every view."""
+        dumps = flask.current_app.json.dumps
+        with self._lock:
+            previous = self._previous
+        fresh: dict[str, tuple[dict, bytes]] = {}
+        for view in views:
+            cached = previous.get(view["id"])
+            if cached is not None and cached[0] is view:
+                fresh[view["id"]] = cached
+            else:
+                value = self._shape(view) if self._shape else view
+                fresh[view["id"]] = (view, dumps(value, separators=(",", ":")).encode("utf-8"))
+        with self._lock:
+            self._previous = fresh
+        return {job: text for job, (_view, text) in fresh.items()}
+
+
 # New versions of the files are turned into views and HTML in the background, the previous
 # version being served meanwhile (the page shows the files' age and updates itself).
 views_cache = Derived(lambda: REFRESH_MIN_S, background=True)
@@ -284,6 +317,19 @@ status_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
 status_queues = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_html = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_json = Derived(lambda: REFRESH_MIN_S, background=True)
+#: Shared by /api/v1/running and /api/v1/admin (the same view text in both).
+view_texts = EncodedViews()
+status_texts = EncodedViews(
+    lambda v: {
+        "package": v["package"],
+        "release": v["release"],
+        "arch": v["arch"],
+        "duration": v["duration"],
+        "human_duration": v["human_duration"],
+        "tail": v["tail_id"],
+        "hints": v["hints"],
+    }
+)
 fragments = JobFragments()
 #: Job views of the previous running.json version, reused for leaves that did not change.
 _view_cache: dict[tuple, tuple[tuple, dict]] = {}
@@ -296,13 +342,15 @@ def ages() -> dict:
 def running_views() -> tuple[object, list[dict]]:
     """``(key, views)`` of the current running.json, sorted by package, release, arch."""
     path = context.config().get("web", "running_cache")
-    stamp, raw = livestate.running_cache.get_with_stamp(path)
     base = site_url()
-    key = (path, base, stamp, filecache.stamp(context.public_db_path()))
+    key = (path, base, filecache.stamp(path), filecache.stamp(context.public_db_path()))
 
     def compute() -> list[dict]:
         global _view_cache
-        jobs = livestate.running_jobs(raw)
+        # Parsed here, in the build (a background one once the process has a version), not in
+        # the request that found the new version: megabytes of JSON, and the garbage collections
+        # that many new objects set off.
+        jobs = livestate.running_jobs(livestate.running_cache.get(path))
         averages = average_durations(jobs)
         previous, fresh, views = _view_cache, {}, []
         for job in jobs:
