@@ -23,7 +23,7 @@ import logging
 import flask
 from markupsafe import Markup
 
-from webcontrol import livestate
+from webcontrol import filecache, livestate
 from webcontrol.web.appbase import NotFound, site_url
 from webcontrol.web.browse import context, live_data
 from webcontrol.web.browse.api import (
@@ -33,7 +33,6 @@ from webcontrol.web.browse.api import (
     encode_members,
     encoded_member,
     members_response,
-    page,
     query_param,
     stream_page,
 )
@@ -178,19 +177,18 @@ describe(bp, API_PREFIX + "/admin", "Running jobs that are abnormally long or li
 # One queue -----------------------------------------------------------------------------------------------
 
 
-@page(
-    bp,
-    "/running/queue/<context_name>/<release>/<arch>",
-    "live/queue.html",
-    "One queue's requests in order, a page at a time",
-    parameters=[
-        query_param("offset", "skip this many requests", "integer"),
-        query_param("limit", "requests per page, 1..10000 (default 1000)", "integer", 1, QUEUE_PAGE_MAX),
-    ],
-)
-def queue_listing(context_name: str, release: str, arch: str):
+QUEUE_RULE = "/running/queue/<context_name>/<release>/<arch>"
+
+
+def _queue_page(context_name: str, release: str, arch: str, cache: live_data.RecentValues, render):
+    """``(data, rendered items)`` of one queue page; the items are read and rendered once per file version.
+
+    Raises NotFound.
+    """
     offset = context.int_param("offset", 0, 0)
     limit = context.int_param("limit", QUEUE_PAGE_DEFAULT, 1, QUEUE_PAGE_MAX)
+    path = context.config().get("web", "amqp_queue_cache")
+    base = f"{site_url()}/running/queue/{context_name}/{release}/{arch}"
 
     def listing(source) -> tuple[int | None, list] | None:
         entries = source.entries()
@@ -202,11 +200,15 @@ def queue_listing(context_name: str, release: str, arch: str):
         items = source.requests(context_name, release, arch, offset, limit)
         return None if items is None else (size, items)
 
-    size, items = live_data.read_queued(listing)
-    if size is None:
+    def compute() -> tuple[int, object] | None:
+        size, items = live_data.read_queued(listing)
+        return None if size is None else (size, render([queued_view(item) for item in items]))
+
+    found = cache.get((path, filecache.stamp(path), base, context_name, release, arch, offset, limit), compute)
+    if found is None:
         raise NotFound(f"no queue {context_name} {release} {arch}")
-    base = f"{site_url()}/running/queue/{context_name}/{release}/{arch}"
-    return {
+    size, rendered = found
+    data = {
         "page": "queue",
         "updated": ages(),
         "context": context_name,
@@ -215,10 +217,42 @@ def queue_listing(context_name: str, release: str, arch: str):
         "size": size,
         "offset": offset,
         "limit": limit,
-        "requests": [queued_view(item) for item in items],
         "previous_url": f"{base}?offset={max(0, offset - limit)}&limit={limit}" if offset else None,
         "next_url": f"{base}?offset={offset + limit}&limit={limit}" if offset + limit < size else None,
     }
+    return data, rendered
+
+
+@bp.route(QUEUE_RULE)
+def queue_listing(context_name: str, release: str, arch: str):
+    """One queue's requests in order, a page at a time."""
+    data, items_html = _queue_page(
+        context_name,
+        release,
+        arch,
+        live_data.queue_pages_html,
+        lambda views: _render("live/_queue_items.html", requests=views),
+    )
+    return flask.render_template("live/queue.html", items_html=items_html, **data)
+
+
+@bp.route(API_PREFIX + QUEUE_RULE)
+def queue_listing_json(context_name: str, release: str, arch: str):
+    data, requests = _queue_page(
+        context_name, release, arch, live_data.queue_pages_json, lambda views: encode_members({"requests": views})
+    )
+    return members_response(requests, **data)
+
+
+describe(
+    bp,
+    API_PREFIX + QUEUE_RULE,
+    "One queue's requests in order, a page at a time",
+    parameters=[
+        query_param("offset", "skip this many requests", "integer"),
+        query_param("limit", "requests per page, 1..10000 (default 1000)", "integer", 1, QUEUE_PAGE_MAX),
+    ],
+)
 
 
 # Live updates ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 
 import flask
 
@@ -303,6 +304,31 @@ class EncodedViews:
         return {job: text for job, (_view, text) in fresh.items()}
 
 
+class RecentValues:
+    """The last few values of one kind, each keyed by the versions of the files it was made from.
+
+    For pages with many possible keys (a queue page per queue, offset and
+    limit): the values of keys not asked for lately go first.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._values: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, key: tuple, compute):
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = compute()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+        return value
+
+
 # New versions of the files are turned into views and HTML in the background, the previous
 # version being served meanwhile (the page shows the files' age and updates itself).
 views_cache = Derived(lambda: REFRESH_MIN_S, background=True)
@@ -317,6 +343,9 @@ status_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
 status_queues = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_html = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_json = Derived(lambda: REFRESH_MIN_S, background=True)
+#: One queue's page (its rendered items, or their JSON text) per queue, offset, limit and file version.
+queue_pages_html = RecentValues()
+queue_pages_json = RecentValues()
 #: Shared by /api/v1/running and /api/v1/admin (the same view text in both).
 view_texts = EncodedViews()
 status_texts = EncodedViews(
