@@ -150,11 +150,7 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
         for name, doc in (("queued.json", queued_doc), ("running.json", running_doc)):
             (cache / name).write_text(json.dumps(doc))
             if not no_index:
-                # As cache-amqp and the collector write them: each with its lookup index.
-                from webcontrol import liveindex
-
-                writer = liveindex.write_queued_index if name == "queued.json" else liveindex.write_running_index
-                writer(cache / name, cache / name, doc)
+                write_derived(cache / name, doc)
     else:
         shutil.copyfile(DATA / "ubuntu-dev-tools" / "test_running_autopkgtests.RUN_DATA.json", cache / "running.json")
         queues = json.loads((DATA / "ppa-dev-tools" / "queues-20220822.json").read_text())
@@ -198,6 +194,20 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
     path = folder / "autopkgtest-cloud.conf"
     configmod.write(values, path)
     return path
+
+
+def write_derived(path: Path, doc: dict, tmp: Path | None = None) -> None:
+    """What cache-amqp and the collector write next to their files: the lookup index (and, from
+    cache-amqp, queues.json and queue_size.json). ``tmp``: the new file, not yet renamed to ``path``."""
+    from webcontrol import liveindex
+
+    if path.name == "running.json":
+        liveindex.write_running_index(tmp or path, path, doc)
+    elif hasattr(liveindex, "write_queue_listings"):
+        listings = liveindex.write_queue_listings(path, doc)
+        liveindex.write_queued_index(tmp or path, path, doc, listings)
+    else:  # an older tree (the "before" of a comparison): index only
+        liveindex.write_queued_index(tmp or path, path, doc)
 
 
 def indexed_packages(db_path: str) -> Path:
@@ -265,6 +275,8 @@ def pages(db_path: str) -> dict[str, list[str]]:
         "running json": ["/api/v1/running"],
         "running status": ["/api/v1/running/status"],
         "admin": ["/admin"],
+        "admin json": ["/api/v1/admin"],
+        "queue page": [f"/running/queue/ubuntu/{release}/{arch}"],
         "queues.json": ["/queues.json"],
         "queue_size.json": ["/queue_size.json"],
     }
@@ -322,6 +334,14 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def reset_peak_rss(pid: int | str = "self") -> None:
     """Start a new VmHWM window for a process (Linux clear_refs 5)."""
     try:
@@ -333,19 +353,16 @@ def reset_peak_rss(pid: int | str = "self") -> None:
 
 def rewrite_live_files(cache: Path) -> None:
     """Rewrite queued.json and running.json (same content) as cache-amqp and the collector do."""
-    from webcontrol import atomicfile, liveindex
+    from webcontrol import atomicfile
 
-    for name, writer in (
-        ("queued.json", liveindex.write_queued_index),
-        ("running.json", liveindex.write_running_index),
-    ):
+    for name in ("queued.json", "running.json"):
         target = cache / name
         if not (cache / (name + ".index")).exists():
             os.utime(target, ns=(time.time_ns(), time.time_ns()))  # an old writer: no index
             continue
         doc = json.loads(target.read_text())
         atomicfile.write_atomic(
-            target, json.dumps(doc), before_replace=lambda tmp, t=target, d=doc, w=writer: w(tmp, t, d)
+            target, json.dumps(doc), before_replace=lambda tmp, t=target, d=doc: write_derived(t, d, Path(tmp))
         )
 
 
@@ -481,7 +498,8 @@ def main() -> None:
                 f" {samples_bytes.get(paths[0], 0):>11,}"
             )
         print(
-            f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB; "
+            f"worst client p95: {worst:.1f} ms; server peak RSS: {peak_rss_mb(server.pid):.0f} MB "
+            f"(since the last page's start), RSS now: {rss_mb(server.pid):.0f} MB; "
             f"load average after: {os.getloadavg()[0]:.1f}"
         )
     finally:

@@ -15,6 +15,12 @@ just before the file itself (:func:`webcontrol.atomicfile.write_atomic`'s
 ``before_replace``), so a reader sees the two out of step only for the
 instant between the two renames. Readers that find no index, or one for
 another version (an older writer), get None and fall back to parsing.
+
+cache-amqp also writes the two JSON files browse.cgi serves from queued.json,
+``queues.json`` and ``queue_size.json``, next to it (:func:`write_queue_listings`),
+and the queued index names their versions too, so a web process serves them
+as files and never parses queued.json for them; queue pages read each
+queue's items (private and malformed ones included) from the index.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from webcontrol import livestate
+from webcontrol import atomicfile, livestate
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,25 @@ SUFFIX = ".index"
 
 def index_path(path: str | os.PathLike) -> str:
     return os.fspath(path) + SUFFIX
+
+
+#: The files browse.cgi serves as /queues.json and /queue_size.json, written next to queued.json.
+QUEUES_JSON = "queues.json"
+QUEUE_SIZE_JSON = "queue_size.json"
+LISTINGS = (QUEUES_JSON, QUEUE_SIZE_JSON)
+
+
+def listing_path(queued_path: str | os.PathLike, name: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(queued_path)), name)
+
+
+def listing_text(document: Mapping, name: str) -> str:
+    """The text of /queues.json or /queue_size.json for a queued.json document (docs/formats.rst).
+
+    Not sorted, not ASCII-escaped: the order of queued.json, as clients expect it.
+    """
+    value = livestate.queues_json(document) if name == QUEUES_JSON else livestate.queue_sizes(document)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _stamp(path: str | os.PathLike) -> tuple[int, int]:
@@ -53,6 +79,12 @@ _QUEUED_SCHEMA = (
     "CREATE TABLE queue (context TEXT, release TEXT, arch TEXT, size INTEGER)",
     "CREATE TABLE item (context TEXT, release TEXT, arch TEXT, position INTEGER, package TEXT,"
     " requester TEXT, uuid TEXT, text TEXT)",
+)
+#: Every item of every queue, private and malformed ones too (queue pages number and show them).
+#: A table added within format 1: readers of format 1 without it fall back to parsing.
+_QUEUED_REQUESTS = (
+    "CREATE TABLE request (context TEXT, release TEXT, arch TEXT, position INTEGER, text TEXT,"
+    " PRIMARY KEY (context, release, arch, position)) WITHOUT ROWID"
 )
 _QUEUED_INDEXES = (
     "CREATE INDEX item_package ON item(package)",
@@ -83,7 +115,7 @@ def _write(target: str, source: str | os.PathLike, schema, indexes, fill) -> Non
     """
     try:
         _build(target, _stamp(source), schema, indexes, fill)
-    except (OSError, sqlite3.Error) as err:
+    except (OSError, sqlite3.Error, UnicodeEncodeError) as err:  # a lone surrogate SQLite cannot store
         log.error("cannot write %s (pages will parse the file instead): %s", target, err)
         try:
             os.unlink(target)  # a stale index is ignored anyway; do not leave it looking current
@@ -121,15 +153,57 @@ def _build(target: str, source_stamp: tuple[int, int], schema, indexes, fill) ->
         raise
 
 
-def write_queued_index(source_tmp: str | os.PathLike, target: str | os.PathLike, document: Mapping) -> None:
+def write_queue_listings(target: str | os.PathLike, document: Mapping) -> dict[str, tuple[int, int]]:
+    """Write queues.json and queue_size.json for the queued.json document about to replace ``target``.
+
+    Returns the version (mtime, size) of each file written, for the index to
+    name; a file that cannot be written is logged and left out (browse.cgi
+    then derives it from queued.json, as it does when it is missing).
+    """
+    written = {}
+    for name in LISTINGS:
+        path = listing_path(target, name)
+        if os.path.abspath(path) == os.path.abspath(target):
+            log.error("not writing %s: it is the queue file itself", path)
+            continue
+        try:
+            atomicfile.write_atomic(path, listing_text(document, name))
+            written[name] = _stamp(path)
+        except (OSError, UnicodeEncodeError) as err:
+            log.error("cannot write %s (browse.cgi will derive it from queued.json): %s", path, err)
+    return written
+
+
+def write_queued_index(
+    source_tmp: str | os.PathLike,
+    target: str | os.PathLike,
+    document: Mapping,
+    listings: Mapping[str, tuple[int, int]] | None = None,
+) -> None:
     """Index of a queued.json document, for the file ``source_tmp`` about to be renamed to ``target``.
 
-    Only requests a page may show are indexed: private and malformed items are left out.
+    The ``item`` table holds only requests a page may show (private and
+    malformed items left out), ``request`` every item of every queue.
+    ``listings`` are the versions of the files :func:`write_queue_listings`
+    wrote for the same document.
     """
 
     def fill(conn: sqlite3.Connection) -> None:
+        conn.execute(_QUEUED_REQUESTS)
+        conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?)",
+            [(f"listing:{name}", f"{mtime_ns}:{size}") for name, (mtime_ns, size) in (listings or {}).items()],
+        )
         conn.executemany(
             "INSERT INTO queue(context, release, arch, size) VALUES (?, ?, ?, ?)", livestate.queue_entries(document)
+        )
+        conn.executemany(
+            "INSERT INTO request(context, release, arch, position, text) VALUES (?, ?, ?, ?, ?)",
+            (
+                (ctx, release, arch, position, text if isinstance(text, str) else livestate.MALFORMED_REQUEST)
+                for ctx, release, arch, entry in livestate.queue_requests(document)
+                for position, text in enumerate(entry, 1)
+            ),
         )
         rows = []
         for item in livestate.queued_requests(document):
@@ -181,8 +255,8 @@ def write_running_index(source_tmp: str | os.PathLike, target: str | os.PathLike
 # Reading ------------------------------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike | None) -> sqlite3.Connection | None:
-    """The index of ``path`` when it describes the file as it is now, else None."""
+def _open_with_meta(path: str | os.PathLike | None) -> tuple[sqlite3.Connection, dict] | None:
+    """The index of ``path`` and its meta table when it describes the file as it is now, else None."""
     if not path:
         return None
     try:
@@ -198,7 +272,83 @@ def _open(path: str | os.PathLike | None) -> sqlite3.Connection | None:
     if (meta.get("format"), meta.get("mtime_ns"), meta.get("size")) != (FORMAT, *stamp):
         conn.close()
         return None
-    return conn
+    return conn, meta
+
+
+def _open(path: str | os.PathLike | None) -> sqlite3.Connection | None:
+    opened = _open_with_meta(path)
+    return opened[0] if opened else None
+
+
+class QueuedIndex:
+    """What queue pages and the queue JSON files read from a current queued.json index.
+
+    Each read returns None when this index cannot answer it (written by an
+    older cache-amqp, or unreadable): the caller then parses queued.json.
+    """
+
+    def __init__(self, path: str | os.PathLike, conn: sqlite3.Connection, meta: Mapping) -> None:
+        self.path = os.fspath(path)
+        self._conn = conn
+        self._meta = meta
+
+    def entries(self) -> list[tuple[str, str, str, int]] | None:
+        """``(context, release, arch, size)`` of every queue in file order (livestate.queue_entries)."""
+        try:
+            return [
+                tuple(row)
+                for row in self._conn.execute("SELECT context, release, arch, size FROM queue ORDER BY rowid")
+            ]
+        except sqlite3.Error as err:
+            log.warning("queued index of %s unreadable: %s", self.path, err)
+            return None
+
+    def requests(
+        self, context: str, release: str, arch: str, offset: int = 0, limit: int | None = None
+    ) -> list[livestate.QueuedRequest] | None:
+        """One page of one queue, private and malformed items included (livestate.queue_items)."""
+        window, window_args = _window(offset, limit)
+        try:
+            if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'request'").fetchone():
+                return None  # written before the table was added
+            rows = self._conn.execute(
+                "SELECT position, text FROM request WHERE context = ? AND release = ? AND arch = ?"
+                f" ORDER BY position{window}",
+                (context, release, arch, *window_args),
+            ).fetchall()
+        except sqlite3.Error as err:
+            log.warning("queued index of %s unreadable: %s", self.path, err)
+            return None
+        return [livestate.queued_item(context, release, arch, position, text) for position, text in rows]
+
+    def listing(self, name: str) -> BinaryIO | None:
+        """queues.json or queue_size.json opened, when it is the one written with this version of queued.json."""
+        recorded = self._meta.get(f"listing:{name}")
+        if not isinstance(recorded, str):
+            return None
+        try:
+            handle = open(listing_path(self.path, name), "rb")
+        except OSError:
+            return None
+        stat = os.fstat(handle.fileno())
+        if recorded != f"{stat.st_mtime_ns}:{stat.st_size}":
+            handle.close()  # written for another version of queued.json
+            return None
+        return handle
+
+
+@contextmanager
+def open_queued(path: str | os.PathLike | None) -> Iterator[QueuedIndex | None]:
+    """The current index of queued.json at ``path``, or None (no index, or one of another version)."""
+    opened = _open_with_meta(path)
+    if opened is None:
+        yield None
+        return
+    conn, meta = opened
+    try:
+        yield QueuedIndex(path, conn, meta)
+    finally:
+        conn.close()
 
 
 def _where(filters: Iterable[tuple[str, Any]]) -> tuple[str, list]:

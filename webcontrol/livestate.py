@@ -224,6 +224,12 @@ def queued_item(context: str, release: str, arch: str, position: int, text: Any)
     return QueuedRequest(context, release, arch, position, package, {} if private else params, private, text)
 
 
+def queue_requests(raw: Mapping) -> Iterator[tuple[str, str, str, list]]:
+    """``(context, release, arch, items)`` of every queue in file order, the items as written."""
+    for context, release, arch, entry in _queues(raw):
+        yield context, release, arch, _requests(entry)
+
+
 def queues_json(raw: Mapping) -> dict[str, dict[str, dict[str, list[str]]]]:
     """``/queues.json``: ``{ctx: {rel: {arch: [request strings]}}}`` (docs/formats.rst, /queues.json and /queue_size.json)."""
     out: dict[str, dict[str, dict[str, list[str]]]] = {}

@@ -123,6 +123,28 @@ def test_recorded_queues_round_trip(queues, tmp_path, sample, method):
                     ]
 
 
+@pytest.mark.parametrize("sample", [QUEUES_2022, QUEUED_2024], ids=["2022", "2024"])
+def test_queue_json_files_are_written_beside_queued_json(queues, tmp_path, sample):
+    """/queues.json and /queue_size.json come from files cache-amqp writes: the bytes browse.cgi derived."""
+    recorded = json.loads(sample.read_text())
+    releases, arches = _recorded_layout(recorded)
+    for context, by_release in recorded.items():
+        for release, by_arch in by_release.items():
+            for arch, items in by_arch.items():
+                if items:
+                    queues.publish(queues.name(context, release, arch), [item.encode() for item in items])
+    queues.cache(tmp_path, releases, arches).run_once()
+    raw = livestate.load_queued(tmp_path / "queued.json")
+    make_public_db(tmp_path / "public.db", arches)
+    client = browse_client(tmp_path, " ".join(releases))
+    for name, derive in (("queues.json", livestate.queues_json), ("queue_size.json", livestate.queue_sizes)):
+        derived = json.dumps(derive(raw), ensure_ascii=False).encode()  # how browse.cgi made them
+        assert (tmp_path / name).read_bytes() == derived, name
+        response = client.get("/" + name)
+        assert response.get_data() == derived and response.mimetype == "application/json", name
+        assert response.headers["Content-Length"] == str(len(derived))
+
+
 def test_hiding_rules_and_sizes(queues, tmp_path):
     queue = queues.name("ppa", "noble", "amd64")
     bodies = [

@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """cache-amqp: write queued.json, a snapshot of every ``debci-*`` test queue.
 
+Next to it go what browse.cgi serves from it, ``queues.json`` and
+``queue_size.json``, and its lookup index ``queued.json.index``
+(:mod:`webcontrol.liveindex`), so that no web process parses queued.json.
+
 For every context × supported release × arch with results in the public DB
 it peeks the queue without consuming it (docs/formats.rst, Peeking queues and queued.json): a fresh
 channel, every message taken without ack, then the channel is closed, which
@@ -311,11 +315,14 @@ class QueueCache:
             except db.DatabaseError as err:
                 log.error("cannot read releases and arches, using the previous ones: %s", err)
         document = self.snapshot()
-        # The lookup index for pages goes into place just before the file it describes.
+        text = json.dumps(document, ensure_ascii=False)
+        # What browse.cgi serves as /queues.json and /queue_size.json, then the lookup index for pages
+        # (naming the versions of all three) go into place just before the file they are derived from.
+        listings = liveindex.write_queue_listings(self.path, document)
         write_atomic(
             self.path,
-            json.dumps(document, ensure_ascii=False),
-            before_replace=lambda tmp: liveindex.write_queued_index(tmp, self.path, document),
+            text,
+            before_replace=lambda tmp: liveindex.write_queued_index(tmp, self.path, document, listings),
         )
         self._previous = document
         return document

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -134,9 +135,48 @@ def _pieces(parts: Iterable[str]) -> Iterator[str]:
         yield "".join(buffer)
 
 
+class Fragment:
+    """HTML rendered once and kept as its UTF-8 bytes, for pages that send it many times (see stream_page).
+
+    Held as bytes, a fragment of megabytes costs a request neither a copy
+    into the page's text nor an encoding, and the process one byte per
+    ASCII character whatever other characters the HTML holds (a str with
+    one "⚠" takes two or four bytes for every character).
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        #: What the template outputs in its place; unguessable, so no text on the page can stand for it.
+        self.token = f"<!--fragment {uuid.uuid4().hex}-->"
+
+    def __html__(self) -> str:
+        return self.token
+
+
+def _with_fragments(parts: Iterable[str], fragments: list[Fragment]) -> Iterator[str | bytes]:
+    """The page's pieces with each fragment's token replaced by the fragment's bytes, in slices."""
+    for part in parts:
+        found = [fragment for fragment in fragments if fragment.token in part]
+        if not found:
+            yield part
+            continue
+        pending = part
+        for fragment in found:
+            before, _token, pending = pending.partition(fragment.token)
+            if before:
+                yield before
+            data = fragment.data
+            for start in range(0, len(data), STREAM_PIECE):
+                yield data[start : start + STREAM_PIECE]
+        if pending:
+            yield pending
+
+
 def stream_page(template: str, **context) -> flask.Response:
-    """An HTML page sent while it is rendered, in pieces (see _pieces)."""
-    return flask.Response(_pieces(flask.stream_template(template, **context)), mimetype="text/html")
+    """An HTML page sent while it is rendered, in pieces (see _pieces); Fragment values go out as they are."""
+    fragments = [value for value in context.values() if isinstance(value, Fragment)]
+    parts = _pieces(flask.stream_template(template, **context))
+    return flask.Response(_with_fragments(parts, fragments) if fragments else parts, mimetype="text/html")
 
 
 def _streamed(data: dict) -> bool:
@@ -189,6 +229,71 @@ def stream_json(data: dict | Iterable) -> flask.Response:
         yield "}\n"
 
     return flask.Response(flask.stream_with_context(_pieces(body())), mimetype="application/json")
+
+
+def encode_members(values: dict) -> dict[str, bytes]:
+    """Members of a JSON object encoded once, to be sent by :func:`members_response` many times.
+
+    Live pages answer thousands of requests from one version of their files:
+    what does not change between those requests is encoded when the version
+    is read, not in every request.
+    """
+    json_provider = flask.current_app.json
+    return {
+        key: (json_provider.dumps(key) + ":" + json_provider.dumps(value, separators=(",", ":"))).encode("utf-8")
+        for key, value in values.items()
+    }
+
+
+def encoded_member(key: str, items: list[bytes], object_items: bool = False) -> list[bytes]:
+    """A member whose value is a JSON array (or object) of items encoded beforehand, kept as its pieces.
+
+    ``items`` are encoded values (or ``"key":value`` pairs, for an object);
+    the pieces are sent as they are, so items encoded once can appear in
+    several members and several versions without a joined copy of each.
+    """
+    opening, closing = (b"{", b"}") if object_items else (b"[", b"]")
+    pieces = [flask.current_app.json.dumps(key).encode("utf-8") + b":" + opening]
+    for number, item in enumerate(items):
+        if number:
+            pieces.append(b",")
+        pieces.append(item)
+    pieces.append(closing)
+    return pieces
+
+
+def members_response(*encoded: dict[str, bytes | list[bytes]], **values) -> flask.Response:
+    """The JSON object of the encoded members and ``values``: the text ``flask.jsonify`` makes of them.
+
+    Keys sorted, compact, one newline at the end. A member megabytes long
+    goes out in slices of STREAM_PIECE as it is sent, never copied whole.
+    """
+    members: dict[str, bytes | list[bytes]] = {key: piece for part in encoded for key, piece in part.items()}
+    members.update(encode_members(values))
+    chunks: list[bytes] = []
+    for number, key in enumerate(sorted(members)):
+        if number:
+            chunks.append(b",")
+        member = members[key]
+        chunks.extend(member if isinstance(member, list) else (member,))
+
+    def body() -> Iterator[bytes]:
+        pending = [b"{"]
+        size = 1
+        for chunk in chunks:
+            for start in range(0, len(chunk), STREAM_PIECE):
+                piece = chunk[start : start + STREAM_PIECE] if len(chunk) > STREAM_PIECE else chunk
+                pending.append(piece)
+                size += len(piece)
+                if size >= STREAM_PIECE:  # small pieces go out together, not one write each
+                    yield b"".join(pending)
+                    pending, size = [], 0
+        pending.append(b"}\n")
+        yield b"".join(pending)
+
+    response = flask.Response(body(), mimetype="application/json")
+    response.headers["Content-Length"] = str(3 + sum(len(chunk) for chunk in chunks))
+    return response
 
 
 def page(

@@ -4,7 +4,8 @@
 running.json is rewritten up to twice a second and holds thousands of jobs,
 queued.json tens of thousands of requests, so what the pages show is
 derived once per version of those files (and of the public DB, for the
-average durations), not once per request; see :class:`Derived`.
+average durations), not once per request; see
+:mod:`~webcontrol.web.browse.live_cache`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import sqlite3
 import threading
 import time
 
-import flask
-from markupsafe import Markup
-
-from webcontrol import filecache, livestate, results
+from webcontrol import filecache, liveindex, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, site_url
 from webcontrol.web.browse import context
+from webcontrol.web.browse.live_cache import Derived, EncodedViews, JobFragments, RecentValues
 
 log = logging.getLogger(__name__)
 
@@ -145,131 +144,7 @@ def _query_averages(tests: list[tuple[str, str, str, str]]) -> dict | None:
     return found
 
 
-# Derived values, cached per version of the files ---------------------------------------------------
-
-
-class Derived:
-    """One value derived from specific versions of the live files, recomputed when they change.
-
-    The collector rewrites running.json up to twice a second and pages are
-    requested more often than that, so each version is turned into views
-    and HTML once, not once per request. With ``min_interval`` (seconds, a
-    callable so tests can change it), a value derived from an older version
-    of the same files is served for that long before it is recomputed: the
-    page shows its age, updates itself in the browser, and the files'
-    own freshness target is 30 s, so a few seconds buy a page that never
-    renders 2,000 jobs on most requests.
-    """
-
-    def __init__(self, min_interval=lambda: 0.0, background: bool = False) -> None:
-        self._lock = threading.Lock()
-        self._scope: object = object()
-        self._key: object = object()
-        self._value: object = None
-        self._computed = float("-inf")
-        self._min_interval = min_interval
-        self._background = background
-        self._refreshing = False
-        #: Held while a request computes the value: the others wait for it rather than each computing a copy.
-        self._building = threading.Lock()
-
-    def get(self, scope: object, key: object, compute) -> tuple[object, object]:
-        """``(key, value)``: the key is the one the returned value was computed for.
-
-        With ``background`` (and a non-zero ``min_interval``), a value of the
-        same scope that is out of date is still returned while a thread
-        computes the new one, so no request waits for a rebuild. A value
-        computed in a request is computed once: concurrent requests (32 on
-        a cold process under load) wait for it instead of each parsing the
-        files and holding a copy, whose peak the process keeps.
-        """
-        found = self._cached(scope, key, compute)
-        if found is not None:
-            return found
-        with self._building:
-            found = self._cached(scope, key, compute)
-            if found is not None:
-                return found
-            value = compute()
-            with self._lock:
-                self._scope, self._key, self._value, self._computed = scope, key, value, time.monotonic()
-        return key, value
-
-    def _cached(self, scope: object, key: object, compute) -> tuple[object, object] | None:
-        with self._lock:
-            if self._scope == scope:
-                if self._key == key or time.monotonic() - self._computed < self._min_interval():
-                    return self._key, self._value
-                if self._background and self._min_interval() > 0:
-                    if not self._refreshing:
-                        self._refreshing = True
-                        self._start_refresh(scope, key, compute)
-                    return self._key, self._value
-        return None
-
-    def _start_refresh(self, scope: object, key: object, compute) -> None:
-        run = flask.copy_current_request_context(compute) if flask.has_request_context() else compute
-
-        def refresh() -> None:
-            try:
-                value = run()
-            except Exception:  # the request that started it has gone: log, keep the old value
-                log.exception("background refresh of a live page failed; the previous version stays")
-                with self._lock:
-                    self._refreshing = False
-                return
-            with self._lock:
-                if self._scope == scope:  # not replaced meanwhile by a value of another scope
-                    self._key, self._value, self._computed = key, value, time.monotonic()
-                self._refreshing = False
-
-        threading.Thread(target=refresh, name="live-refresh", daemon=True).start()
-
-
-class JobFragments:
-    """Rendered job blocks, re-rendered only for jobs whose duration, log or hints changed.
-
-    Between two collector writes only the jobs that reported meanwhile
-    change (a tenth of them with 10 s status intervals), so most blocks are
-    reused as they are. Only the joined HTML of the last version is kept,
-    with where each job's block lies in it: with thousands of jobs a second
-    copy of every block would double what each web process holds.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._joined = Markup()
-        #: job id -> (signature, start, end) of its block in ``_joined``
-        self._entries: dict[str, tuple[tuple, int, int]] = {}
-
-    def render(self, views: list[dict]) -> Markup:
-        template = flask.current_app.jinja_env.get_template("partials/running_job.html")
-        with self._lock:
-            joined, entries = self._joined, self._entries
-        fresh: dict[str, tuple[tuple, int, int]] = {}
-        parts = []
-        offset = 0
-        previous = None
-        for view in views:
-            first = view["package"] != previous
-            previous = view["package"]
-            signature = (first, view["duration"], view["logtail"], tuple(view["hints"]), view["run_url"])
-            cached = entries.get(view["id"])
-            if cached and cached[0] == signature:
-                html = str.__getitem__(joined, slice(cached[1], cached[2]))
-            else:
-                html = str(template.render(job=view, first=first))
-            fresh[view["id"]] = (signature, offset, offset + len(html))
-            offset += len(html)
-            parts.append(html)
-        # The parts are already escaped HTML: join them as plain text and mark the result once
-        # (Markup copies the text: the plain one is dropped at once, and the page holds the copy kept here).
-        result = Markup("".join(parts))
-        del parts
-        with self._lock:
-            self._joined, self._entries = result, fresh
-        return result
-
+# Caches of what the live routes derive, per version of the files --------------------------------
 
 # New versions of the files are turned into views and HTML in the background, the previous
 # version being served meanwhile (the page shows the files' age and updates itself).
@@ -277,6 +152,30 @@ views_cache = Derived(lambda: REFRESH_MIN_S, background=True)
 jobs_html = Derived(lambda: REFRESH_MIN_S, background=True)
 queue_data = Derived(lambda: REFRESH_MIN_S, background=True)
 queue_html = Derived(lambda: REFRESH_MIN_S, background=True)
+queue_summaries = Derived(lambda: REFRESH_MIN_S, background=True)
+#: What each live route sends of a version, encoded or rendered once: a request adds only the files' ages.
+running_json_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
+running_json_queues = Derived(lambda: REFRESH_MIN_S, background=True)
+status_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
+status_queues = Derived(lambda: REFRESH_MIN_S, background=True)
+admin_html = Derived(lambda: REFRESH_MIN_S, background=True)
+admin_json = Derived(lambda: REFRESH_MIN_S, background=True)
+#: One queue's page (its rendered items, or their JSON text) per queue, offset, limit and file version.
+queue_pages_html = RecentValues()
+queue_pages_json = RecentValues()
+#: Shared by /api/v1/running and /api/v1/admin (the same view text in both).
+view_texts = EncodedViews()
+status_texts = EncodedViews(
+    lambda v: {
+        "package": v["package"],
+        "release": v["release"],
+        "arch": v["arch"],
+        "duration": v["duration"],
+        "human_duration": v["human_duration"],
+        "tail": v["tail_id"],
+        "hints": v["hints"],
+    }
+)
 fragments = JobFragments()
 #: Job views of the previous running.json version, reused for leaves that did not change.
 _view_cache: dict[tuple, tuple[tuple, dict]] = {}
@@ -289,13 +188,15 @@ def ages() -> dict:
 def running_views() -> tuple[object, list[dict]]:
     """``(key, views)`` of the current running.json, sorted by package, release, arch."""
     path = context.config().get("web", "running_cache")
-    stamp, raw = livestate.running_cache.get_with_stamp(path)
     base = site_url()
-    key = (path, base, stamp, filecache.stamp(context.public_db_path()))
+    key = (path, base, filecache.stamp(path), filecache.stamp(context.public_db_path()))
 
     def compute() -> list[dict]:
         global _view_cache
-        jobs = livestate.running_jobs(raw)
+        # Parsed here, in the build (a background one once the process has a version), not in
+        # the request that found the new version: megabytes of JSON, and the garbage collections
+        # that many new objects set off.
+        jobs = livestate.running_jobs(livestate.running_cache.get(path))
         averages = average_durations(jobs)
         previous, fresh, views = _view_cache, {}, []
         for job in jobs:
@@ -313,10 +214,46 @@ def running_views() -> tuple[object, list[dict]]:
     return views_cache.get((path, base), key, compute)
 
 
-def size_tables(queued: dict) -> list[dict]:
+class ParsedQueues:
+    """queued.json parsed, read like a :class:`webcontrol.liveindex.QueuedIndex` (the file has no current index)."""
+
+    def __init__(self, raw: dict) -> None:
+        self._raw = raw
+
+    def entries(self) -> list[tuple[str, str, str, int]]:
+        return list(livestate.queue_entries(self._raw))
+
+    def requests(self, ctx: str, release: str, arch: str, offset: int = 0, limit: int | None = None) -> list:
+        return livestate.queue_items(self._raw, ctx, release, arch, offset, limit)
+
+
+def read_queued(read):
+    """``read(queues)`` with queued.json's index, or with the parsed file when the index cannot answer.
+
+    ``read`` returns None when a read of the index did; a web process parses
+    queued.json (and keeps it) only then: with a current index from
+    cache-amqp it never does.
+    """
+    path = context.config().get("web", "amqp_queue_cache")
+    with liveindex.open_queued(path) as index:
+        found = read(index) if index is not None else None
+    if found is not None:
+        return found
+    return read(ParsedQueues(livestate.queued_cache.get(path)))
+
+
+def queue_sizes(entries: list[tuple[str, str, str, int]]) -> dict[str, dict[str, dict[str, int]]]:
+    """``{ctx: {rel: {arch: N}}}`` in file order (livestate.queue_sizes)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for ctx, release, arch, size in entries:
+        out.setdefault(ctx, {}).setdefault(release, {})[arch] = size
+    return out
+
+
+def size_tables(entries: list[tuple[str, str, str, int]]) -> list[dict]:
     """Per context: releases × arches table of queue sizes with anchors to the listings."""
     tables: dict[str, dict] = {}
-    for ctx, release, arch, size in livestate.queue_entries(queued):
+    for ctx, release, arch, size in entries:
         table = tables.setdefault(ctx, {"context": ctx, "releases": [], "arches": [], "sizes": {}})
         if release not in table["releases"]:
             table["releases"].append(release)
@@ -336,16 +273,20 @@ def anchor(ctx: str, release: str, arch: str) -> str:
 def queues(queue_limit: int) -> tuple[object, dict]:
     """``(key, data)``: size tables, counts and the head of every non-empty queue."""
     path = context.config().get("web", "amqp_queue_cache")
-    stamp, queued = livestate.queued_cache.get_with_stamp(path)
     base = site_url()
-    key = (path, stamp, queue_limit, base)
+    key = (path, filecache.stamp(path), queue_limit, base)
 
-    def compute() -> dict:
+    def heads(source) -> dict | None:
+        entries = source.entries()
+        if entries is None:
+            return None
         queues = []
-        for ctx, release, arch, size in livestate.queue_entries(queued):
+        for ctx, release, arch, size in entries:
             if not size:
                 continue
-            items = livestate.queue_items(queued, ctx, release, arch, 0, queue_limit)
+            items = source.requests(ctx, release, arch, 0, queue_limit)
+            if items is None:
+                return None
             queues.append(
                 {
                     "context": ctx,
@@ -358,9 +299,23 @@ def queues(queue_limit: int) -> tuple[object, dict]:
                 }
             )
         return {
-            "queued_count": livestate.queued_count(queued),
-            "size_tables": size_tables(queued),
+            "queued_count": sum(entry[3] for entry in entries),
+            "size_tables": size_tables(entries),
             "queues": queues,
         }
 
-    return queue_data.get((path, queue_limit, base), key, compute)
+    return queue_data.get((path, queue_limit, base), key, lambda: read_queued(heads))
+
+
+def queue_summary() -> tuple[object, dict]:
+    """``(key, {"queued_count", "queue_sizes"})`` of the current queued.json, for the status endpoint."""
+    path = context.config().get("web", "amqp_queue_cache")
+    key = (path, filecache.stamp(path))
+
+    def summary(source) -> dict | None:
+        entries = source.entries()
+        if entries is None:
+            return None
+        return {"queued_count": sum(entry[3] for entry in entries), "queue_sizes": queue_sizes(entries)}
+
+    return queue_summaries.get(path, key, lambda: read_queued(summary))

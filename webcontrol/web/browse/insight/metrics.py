@@ -40,7 +40,7 @@ from webcontrol import db, flakiness, insight, livestate, results
 from webcontrol.filecache import FileCache
 from webcontrol.web import promstats
 from webcontrol.web.appbase import ServiceUnavailable, app_config
-from webcontrol.web.browse import context
+from webcontrol.web.browse import context, live_data
 from webcontrol.web.browse.insight import bp
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ def _db_families() -> list[Metric]:
 
 
 def _live_families() -> list[Metric]:
-    sizes = livestate.queue_sizes(context.queued_raw())
+    # From queued.json's index when cache-amqp wrote one: a scrape never makes the process parse the file.
+    sizes = live_data.queue_summary()[1]["queue_sizes"]
     queue = _gauge(
         "autopkgtest_queue_size", "Requests waiting per queue (queued.json).", ["context", "release", "arch"]
     )
