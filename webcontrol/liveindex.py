@@ -86,6 +86,9 @@ _QUEUED_REQUESTS = (
     "CREATE TABLE request (context TEXT, release TEXT, arch TEXT, position INTEGER, text TEXT,"
     " PRIMARY KEY (context, release, arch, position)) WITHOUT ROWID"
 )
+#: The triggers of each shown item and running job (trigger pages), tables added within format 1 too.
+_QUEUED_TRIGGERS = "CREATE TABLE item_trigger (trigger TEXT, item INTEGER, PRIMARY KEY (trigger, item)) WITHOUT ROWID"
+_RUNNING_TRIGGERS = "CREATE TABLE job_trigger (trigger TEXT, job INTEGER, PRIMARY KEY (trigger, job)) WITHOUT ROWID"
 _QUEUED_INDEXES = (
     "CREATE INDEX item_package ON item(package)",
     "CREATE INDEX item_requester ON item(requester)",
@@ -105,6 +108,12 @@ _RUNNING_INDEXES = (
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _triggers(params: Mapping) -> set[str]:
+    """The triggers a request or job names (its ``triggers`` list; anything else names none)."""
+    value = params.get("triggers")
+    return {t for t in value if isinstance(t, str)} if isinstance(value, list) else set()
 
 
 def _write(target: str, source: str | os.PathLike, schema, indexes, fill) -> None:
@@ -205,13 +214,17 @@ def write_queued_index(
                 for position, text in enumerate(entry, 1)
             ),
         )
-        rows = []
+        conn.execute(_QUEUED_TRIGGERS)
+        rows, triggers = [], []
         for item in livestate.queued_requests(document):
             if item.private or item.malformed:
                 continue
             params = item.params
+            rowid = len(rows) + 1
+            triggers.extend((trigger, rowid) for trigger in _triggers(params))
             rows.append(
                 (
+                    rowid,
                     item.context,
                     item.release,
                     item.arch,
@@ -222,7 +235,12 @@ def write_queued_index(
                     item.text,
                 )
             )
-        conn.executemany("INSERT INTO item VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO item(rowid, context, release, arch, position, package, requester, uuid, text)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany("INSERT INTO item_trigger(trigger, item) VALUES (?, ?)", triggers)
 
     _write(index_path(target), source_tmp, _QUEUED_SCHEMA, _QUEUED_INDEXES, fill)
 
@@ -231,10 +249,15 @@ def write_running_index(source_tmp: str | os.PathLike, target: str | os.PathLike
     """Index of a running.json tree, for the file ``source_tmp`` about to be renamed to ``target``."""
 
     def fill(conn: sqlite3.Connection) -> None:
-        rows = []
+        conn.execute(_RUNNING_TRIGGERS)
+        rows, triggers = [], []
         for job in livestate.running_jobs(tree):
+            rowid = len(rows) + 1
+            if not job.private:
+                triggers.extend((trigger, rowid) for trigger in _triggers(job.params))
             rows.append(
                 (
+                    rowid,
                     job.package,
                     job.run_key,
                     job.release,
@@ -247,7 +270,12 @@ def write_running_index(source_tmp: str | os.PathLike, target: str | os.PathLike
                     job.logtail,
                 )
             )
-        conn.executemany("INSERT INTO job VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO job(rowid, package, run_key, release, arch, requester, uuid, private, params, duration, logtail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany("INSERT INTO job_trigger(trigger, job) VALUES (?, ?)", triggers)
 
     _write(index_path(target), source_tmp, _RUNNING_SCHEMA, _RUNNING_INDEXES, fill)
 
@@ -420,8 +448,7 @@ def running_window(
         where, args = _where((("package", package), ("release", release), ("arch", arch), ("requester", requester)))
         window, window_args = _window(offset, limit)
         rows = conn.execute(
-            "SELECT package, run_key, release, arch, params, duration, logtail, uuid, private"
-            f" FROM job{where} ORDER BY rowid{window}",
+            f"SELECT {_JOB_COLUMNS} FROM job{where} ORDER BY rowid{window}",
             [*args, *window_args],
         ).fetchall()
         total = conn.execute(f"SELECT COUNT(*) FROM job{where}", args).fetchone()[0] if limit is not None else None
@@ -430,11 +457,56 @@ def running_window(
         return None
     finally:
         conn.close()
-    jobs = [
-        livestate.RunningJob(package, key, rel, arch_, json.loads(params), duration, logtail, uuid, bool(private))
-        for package, key, rel, arch_, params, duration, logtail, uuid, private in rows
-    ]
+    jobs = [_job(row) for row in rows]
     return jobs, total if total is not None else offset + len(jobs)
+
+
+#: The job columns :func:`_job` takes, in its order.
+_JOB_COLUMNS = "package, run_key, release, arch, params, duration, logtail, uuid, private"
+
+
+def _job(row: tuple) -> livestate.RunningJob:
+    package, key, release, arch, params, duration, logtail, uuid, private = row
+    return livestate.RunningJob(package, key, release, arch, json.loads(params), duration, logtail, uuid, bool(private))
+
+
+def with_trigger(
+    queued_path, running_path, trigger: str
+) -> tuple[list[livestate.RunningJob], list[livestate.QueuedRequest]] | None:
+    """Running jobs (public ones) and shown queued requests whose triggers include ``trigger``, in file order.
+
+    None when either index is missing, of another version, or older than its
+    trigger table: the caller then reads the files.
+    """
+    running = _open(running_path)
+    queued = _open(queued_path)
+    try:
+        if running is None or queued is None:
+            return None
+        if not _has_table(running, "job_trigger") or not _has_table(queued, "item_trigger"):
+            return None
+        jobs = running.execute(
+            f"SELECT {_JOB_COLUMNS} FROM job WHERE rowid IN (SELECT job FROM job_trigger WHERE trigger = ?)"
+            " ORDER BY rowid",
+            (trigger,),
+        ).fetchall()
+        items = queued.execute(
+            "SELECT context, release, arch, position, text FROM item"
+            " WHERE rowid IN (SELECT item FROM item_trigger WHERE trigger = ?) ORDER BY rowid",
+            (trigger,),
+        ).fetchall()
+    except sqlite3.Error as err:
+        log.warning("live indexes of %s and %s unreadable: %s", running_path, queued_path, err)
+        return None
+    finally:
+        for conn in (running, queued):
+            if conn is not None:
+                conn.close()
+    return [_job(row) for row in jobs], [livestate.queued_item(*row) for row in items]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def live_uuid(queued_path, running_path, uuid: str) -> str | None | bool:

@@ -20,7 +20,7 @@ import pytest
 from tests.live.helpers import QUEUES_2022, browse_client
 from tests.live.test_cache_amqp import make_public_db
 from tests.live.test_live_pages import queued_document
-from tests.live.test_liveindex import live_documents
+from tests.live.test_liveindex import QUEUED_UUID, RUNNING_UUID, live_documents
 from webcontrol import liveindex, livestate
 from webcontrol.atomicfile import write_atomic, write_json_atomic
 from webcontrol.web.browse import live_data
@@ -39,6 +39,11 @@ URLS = (
     "/api/v1/running/queue/ubuntu/nope/amd64",
     "/queues.json",
     "/queue_size.json",
+    # Trigger pages list the live jobs and requests of a trigger (a private job's never).
+    "/trigger/glib2.0/2.73.3-1",
+    "/api/v1/trigger/glib2.0/2.73.3-1",
+    "/api/v1/trigger/hello/1.0",
+    "/api/v1/trigger/secret/1",
 )
 
 
@@ -75,6 +80,11 @@ def test_live_routes_answer_the_same_from_the_indexes_and_from_the_files(site):
     assert os.path.exists(tmp_path / "queues.json") and os.path.exists(tmp_path / "queue_size.json")
     indexed = bodies(client)
     assert indexed["/running"][0] == 200 and indexed["/api/v1/running/queue/ubuntu/nope/amd64"][0] == 404
+    hello = json.loads(indexed["/api/v1/trigger/hello/1.0"][1])
+    assert [job["uuid"] for job in hello["running"]] == [RUNNING_UUID]
+    assert [item["uuid"] for item in hello["queued"]] == [QUEUED_UUID]
+    assert json.loads(indexed["/api/v1/trigger/secret/1"][1])["running"] == []
+    assert len(json.loads(indexed["/api/v1/trigger/glib2.0/2.73.3-1"][1])["queued"]) == 125
     # The JSON routes send what flask.jsonify makes of the same data (keys sorted, compact, a newline).
     json_provider = client.application.json
     for url, (_status, body) in indexed.items():
@@ -92,6 +102,7 @@ def test_live_routes_answer_the_same_from_the_indexes_and_from_the_files(site):
     write_queued(tmp_path / "queued.json", queued, listings=False)
     conn = sqlite3.connect(tmp_path / "queued.json.index")
     conn.execute("DROP TABLE request")
+    conn.execute("DROP TABLE item_trigger")
     conn.commit()
     conn.close()
     assert bodies(client) == indexed

@@ -44,7 +44,8 @@ def queued_view(item: livestate.QueuedRequest) -> dict:
     }
 
 
-def _paths() -> tuple[str | None, str | None]:
+def live_paths() -> tuple[str | None, str | None]:
+    """The paths of queued.json and running.json."""
     cfg = context.config()
     return cfg.get("web", "amqp_queue_cache"), cfg.get("web", "running_cache")
 
@@ -88,7 +89,7 @@ def running_window(
     package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
     """``(views, total)``: running jobs of a package or requester from ``offset`` (``limit`` of them at most)."""
-    _queued_path, path = _paths()
+    _queued_path, path = live_paths()
     found = liveindex.running_window(path, package, release, arch, requester, offset, limit)
     if found is None:
         groups = _running_groups.get(path)
@@ -109,7 +110,7 @@ def queued_window(
     package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
     """``(views, total)``: shown queued requests of a package or requester from ``offset`` (``limit`` at most)."""
-    path, _running_path = _paths()
+    path, _running_path = live_paths()
     found = liveindex.queued_window(path, package, release, arch, requester, offset, limit)
     if found is None:
         groups = _queued_groups.get(path)
@@ -127,7 +128,7 @@ def _slice(entries: list, offset: int, limit: int | None) -> list:
 
 def find_live_uuid(uuid: str) -> str | None:
     """ "Queued" or "In progress" when a uuid is still in the live state, else None."""
-    queued_path, running_path = _paths()
+    queued_path, running_path = live_paths()
     found = liveindex.live_uuid(queued_path, running_path, uuid)
     if found is not False:
         return found
@@ -141,7 +142,7 @@ def find_live_uuid(uuid: str) -> str | None:
 
 
 def counts() -> dict:
-    queued_path, running_path = _paths()
+    queued_path, running_path = live_paths()
     indexed = liveindex.counts(queued_path, running_path)
     if indexed is not None:
         running_count, queued_count, per_arch = indexed

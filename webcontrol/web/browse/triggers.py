@@ -17,7 +17,7 @@ import urllib.parse
 
 import flask
 
-from webcontrol import history, livestate, results, triggerindex
+from webcontrol import history, liveindex, livestate, results, triggerindex
 from webcontrol.web.appbase import BadRequest, NotFound, form_token, session_token_subject, site_url
 from webcontrol.web.browse import context, links, live_views
 from webcontrol.web.browse.api import RESULT_SCHEMA, describe, object_schema, page, query_param
@@ -161,7 +161,15 @@ def _has_trigger(params: dict, trigger: str) -> bool:
 
 
 def live_for(trigger: str) -> tuple[list[dict], list[dict]]:
-    """Running jobs and queued requests whose triggers include ``trigger``."""
+    """Running jobs and queued requests whose triggers include ``trigger``.
+
+    From the live files' indexes when they are current (indexed reads, and no
+    web process holds a parsed queued.json for this page), else from the files.
+    """
+    indexed = liveindex.with_trigger(*live_views.live_paths(), trigger)
+    if indexed is not None:
+        jobs, items = indexed
+        return [live_views.job_view(job) for job in jobs], [live_views.queued_view(item) for item in items]
     running = [
         live_views.job_view(job)
         for job in livestate.running_jobs(context.running_raw())
