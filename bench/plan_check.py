@@ -49,8 +49,9 @@ def names_of(db_path: str) -> Names:
         " WHERE test.package = ? AND test.release = ? AND test.arch = ? ORDER BY result.run_id DESC LIMIT 1 OFFSET 4899",
         (package, release, arch),
     ).fetchone()[0]
+    trigger = conn.execute("SELECT triggers FROM result ORDER BY rowid DESC LIMIT 1").fetchone()[0].split()[0]
     conn.close()
-    return Names(package, release, arch, info["heavy_user"], "user7", deep, info["uuids"][0])
+    return Names(package, release, arch, info["heavy_user"], "user7", deep, info["uuids"][0], trigger)
 
 
 def main() -> None:

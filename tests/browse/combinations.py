@@ -25,6 +25,7 @@ class Names:
     light_user: str
     deep_before: str  # a run id deep in the package's history and in /recent
     uuid: str
+    trigger: str  # source/version of a trigger some results have
 
 
 def _query(**params) -> str:
@@ -102,5 +103,30 @@ def site_urls(names: Names) -> list[str]:
     ]
 
 
+def page_urls(names: Names) -> list[str]:
+    """One run's pages, a test's and a package's badges, feeds and chart, a trigger, a user's PPAs and feed."""
+    test = f"/packages/{results.srchash(names.package)}/{names.package}/{names.release}/{names.arch}"
+    source, version = names.trigger.split("/", 1)
+    return [
+        f"{test}/{names.deep_before}",
+        f"/api/v1{test}/{names.deep_before}",
+        f"{test}/{names.deep_before}/changes",
+        f"{test}/badge.svg",
+        f"{test}/feed.atom",
+        f"{test}/history.svg",
+        f"/packages/{names.package}/badge.svg",
+        f"/packages/{names.package}/feed.atom",
+        f"/trigger/{source}/{version}",
+        f"/api/v1/trigger/{source}/{version}",
+        f"/user/{names.heavy_user}/feed.atom",
+        f"/user/{names.heavy_user}/ppa",
+        "/packages",
+        "/api/v1/admin",
+        "/api/v1/running/status",
+        f"/running/queue/ubuntu/{names.release}/{names.arch}",
+        "/metrics",
+    ]
+
+
 def all_urls(names: Names) -> list[str]:
-    return site_urls(names) + package_urls(names) + recent_urls(names) + user_urls(names)
+    return site_urls(names) + package_urls(names) + recent_urls(names) + user_urls(names) + page_urls(names)

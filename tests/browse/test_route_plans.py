@@ -54,7 +54,9 @@ def build_db(path) -> Names:
     conn.execute("COMMIT")
     deep = conn.execute("SELECT run_id FROM result ORDER BY run_id DESC LIMIT 1 OFFSET 20000").fetchone()[0]
     conn.close()
-    return Names("hello", "noble", "amd64", "heavy", "light", deep, "00000000-0000-4000-8000-000000000005")
+    return Names(
+        "hello", "noble", "amd64", "heavy", "light", deep, "00000000-0000-4000-8000-000000000005", "hello/1.0-1"
+    )
 
 
 @pytest.fixture(scope="module")
