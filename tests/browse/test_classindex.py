@@ -27,6 +27,20 @@ USERS = ["alice", "bob"]
 CODES = (0, 0, 0, 0, 2, 4, 4, 4, 8, 12, 16, 20, 99)
 
 
+def trace_statements(monkeypatch) -> list[str]:
+    """The SQL of every read-only connection opened from now on, as it runs."""
+    statements: list[str] = []
+    original = db.connect_ro
+
+    def traced(path, timeout_ms=None):
+        conn = original(path, timeout_ms=timeout_ms)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(db, "connect_ro", traced)
+    return statements
+
+
 def _run_id(n: int) -> str:
     day, second = divmod(n, 2000)
     return f"2025{1 + day // 28:02d}{1 + day % 28:02d}_{second // 3600:02d}{(second // 60) % 60:02d}{second % 60:02d}_{n:05x}@"
@@ -252,15 +266,7 @@ def test_filtered_recent_pages_read_the_index_and_equal_the_pages_read_without_i
             got, data = shown(with_index, query)
             want, old = shown(without, query)
             assert (got, data["older_url"]) == (want, old["older_url"]), query
-    statements: list[str] = []
-    original = db.connect_ro
-
-    def traced(path, timeout_ms=None):
-        conn = original(path, timeout_ms=timeout_ms)
-        conn.set_trace_callback(statements.append)
-        return conn
-
-    monkeypatch.setattr(db, "connect_ro", traced)
+    statements = trace_statements(monkeypatch)
     os.utime(public)  # as if published again: the next request opens the DB anew (web threads keep theirs)
     shown(with_index, "release=noble&result=fail")
     assert any("run_class" in sql for sql in statements)
@@ -371,15 +377,7 @@ def test_big_pages_take_their_classifications_from_the_index(tmp_path, monkeypat
     build_public(public)
     classindex.refresh(public, index)
     monkeypatch.setattr(browse_links, "STREAM_ROWS", 50)  # pages of more than 50 rows are big (streamed)
-    statements: list[str] = []
-    original = db.connect_ro
-
-    def traced(path, timeout_ms=None):
-        conn = original(path, timeout_ms=timeout_ms)
-        conn.set_trace_callback(statements.append)
-        return conn
-
-    monkeypatch.setattr(db, "connect_ro", traced)
+    statements = trace_statements(monkeypatch)
     client = make_app(public)
     truth = truth_by_run(public)
     for url in BIG_PAGES:

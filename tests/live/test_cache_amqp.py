@@ -80,16 +80,21 @@ def _recorded_layout(recorded: dict) -> tuple[list[str], dict[str, list[str]]]:
     return releases, {release: sorted(names) for release, names in arches.items()}
 
 
-@pytest.mark.parametrize("method", cache_amqp.PEEK_METHODS)
-@pytest.mark.parametrize("sample", [QUEUES_2022, QUEUED_2024], ids=["2022", "2024"])
-def test_recorded_queues_round_trip(queues, tmp_path, sample, method):
-    recorded = json.loads(sample.read_text())
-    releases, arches = _recorded_layout(recorded)
+def _publish_recorded(queues, recorded: dict) -> None:
+    """Every request of a recorded queued.json into its queue on the broker, in order."""
     for context, by_release in recorded.items():
         for release, by_arch in by_release.items():
             for arch, items in by_arch.items():
                 if items:
                     queues.publish(queues.name(context, release, arch), [item.encode() for item in items])
+
+
+@pytest.mark.parametrize("method", cache_amqp.PEEK_METHODS)
+@pytest.mark.parametrize("sample", [QUEUES_2022, QUEUED_2024], ids=["2022", "2024"])
+def test_recorded_queues_round_trip(queues, tmp_path, sample, method):
+    recorded = json.loads(sample.read_text())
+    releases, arches = _recorded_layout(recorded)
+    _publish_recorded(queues, recorded)
     cache = queues.cache(tmp_path, releases, arches, peek_method=method)
     document = cache.run_once()
     raw = livestate.load_queued(tmp_path / "queued.json")
@@ -128,11 +133,7 @@ def test_queue_json_files_are_written_beside_queued_json(queues, tmp_path, sampl
     """/queues.json and /queue_size.json come from files cache-amqp writes: the bytes browse.cgi derived."""
     recorded = json.loads(sample.read_text())
     releases, arches = _recorded_layout(recorded)
-    for context, by_release in recorded.items():
-        for release, by_arch in by_release.items():
-            for arch, items in by_arch.items():
-                if items:
-                    queues.publish(queues.name(context, release, arch), [item.encode() for item in items])
+    _publish_recorded(queues, recorded)
     queues.cache(tmp_path, releases, arches).run_once()
     raw = livestate.load_queued(tmp_path / "queued.json")
     make_public_db(tmp_path / "public.db", arches)
