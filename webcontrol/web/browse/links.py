@@ -160,6 +160,11 @@ def views_of(rows: Iterable[Result], classifications: Iterable[str | None] | Non
     return (maker.view(row, cls, True) for row, cls in zip(rows, classifications, strict=True))
 
 
+_RESULT_NAMES = results.RESULT_NAMES
+_NO_RETRY = results.NO_RETRY_RESULTS
+_RUN_ID_RE = results.RUN_ID_RE
+
+
 class _ViewMaker:
     """Makes result views; what repeats across the rows of a page (each test's links) is made once."""
 
@@ -167,6 +172,7 @@ class _ViewMaker:
         self._site = _site()
         self._results = results_base()
         self._tests: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        self._durations: dict[int | None, str] = {}
 
     def _test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
         """(history page, run objects' folder without the run id, retry link without triggers) of a test."""
@@ -188,41 +194,51 @@ class _ViewMaker:
         return found
 
     def view(self, result: Result, classification: str | None, retry: bool) -> dict:
-        run_id = result.run_id
-        exitcode = result.exitcode
-        name = results.result_name(exitcode)
-        triggers = results.split_triggers(result.triggers)
-        show_retry = retry and name not in results.NO_RETRY_RESULTS and bool(triggers)
-        history, folder, retry_base = self._test_links(result.package, result.release, result.arch)
-        quoted = _q(run_id)
-        run_page = f"{history}/{quoted}"
-        objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
-        env = result.env
+        # A page makes 10,000 of these: one regex match on the run id gives its quoting, its objects'
+        # folder and its date (a run id's characters need no quoting), and durations repeat.
+        package, release, arch, run_id = result.package, result.release, result.arch, result.run_id
+        exitcode, duration, env, uuid = result.exitcode, result.duration, result.env, result.uuid
+        name = _RESULT_NAMES.get(exitcode, "otherfail")
+        triggers = result.triggers.split() if result.triggers else []
+        show_retry = retry and name not in _NO_RETRY and bool(triggers)
+        history, folder, retry_base = self._test_links(package, release, arch)
+        if _RUN_ID_RE.match(run_id):
+            run_page = f"{history}/{run_id}"
+            objects = f"{folder}/{run_id}"
+            date = f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC"
+        else:
+            quoted = _q(run_id)
+            run_page = f"{history}/{quoted}"
+            objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
+            date = results.human_date(run_id)
         all_proposed = bool(env) and "all-proposed" in env and result.all_proposed
         retry_link = None
         if show_retry:
             retry_link = f"{retry_base}&trigger={'&trigger='.join(map(_qv, triggers))}"  # show_retry: triggers
             if all_proposed:
                 retry_link += "&all-proposed=1"
+        human_duration = self._durations.get(duration)
+        if human_duration is None:
+            human_duration = self._durations[duration] = results.human_duration(duration)
         return {
-            "package": result.package,
-            "release": result.release,
-            "arch": result.arch,
+            "package": package,
+            "release": release,
+            "arch": arch,
             "run_id": run_id,
             "version": result.version,
             "triggers": result.triggers or "",
             "trigger_list": triggers,
             "env": env or "",
             "all_proposed": all_proposed,
-            "date": _date(run_id),
-            "duration": result.duration,
-            "human_duration": results.human_duration(result.duration),
+            "date": date,
+            "duration": duration,
+            "human_duration": human_duration,
             "requester": result.requester or "",
             "exitcode": exitcode,
             "result": name,
             "classification": classification,
-            "uuid": result.uuid,
-            "run_url": f"{self._site}/run/{_q(result.uuid)}" if result.uuid else run_page,
+            "uuid": uuid,
+            "run_url": f"{self._site}/run/{_q(uuid)}" if uuid else run_page,
             "history_url": history,
             "log_url": f"{objects}/log.gz",
             "log_viewer_url": f"{run_page}/log",
