@@ -173,24 +173,48 @@ class _ViewMaker:
         self._results = results_base()
         self._tests: dict[tuple[str, str, str], tuple[str, str, str]] = {}
         self._durations: dict[int | None, str] = {}
+        self._packages: dict[str, tuple[str, str]] = {}
+        self._places: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def _test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
         """(history page, run objects' folder without the run id, retry link without triggers) of a test."""
         key = (package, release, arch)
         found = self._tests.get(key)
         if found is None:
-            prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
             if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
+                prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
                 folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
+                found = (
+                    f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
+                    f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
+                    f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
+                )
             else:
-                folder = f"{rel}/{where}/{prefix}/{name}"
-            found = (
-                # history_url(), without its look-ups of the site in the request context
-                f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
-                f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
-                f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
-            )
+                # A page of one requester's results has thousands of tests of a few releases and arches:
+                # the parts of a package and of a release/arch pair are made once each.
+                path, quoted = self._packages.get(package) or self._package_parts(package)
+                where, container, query = self._places.get((release, arch)) or self._place_parts(release, arch)
+                found = (
+                    # history_url(), without its look-ups of the site in the request context
+                    f"{self._site}/packages/{path}/{where}",
+                    f"{container}/{where}/{path}",
+                    f"{query}&package={quoted}",
+                )
             self._tests[key] = found
+        return found
+
+    def _package_parts(self, package: str) -> tuple[str, str]:
+        """(``<prefix>/<package>`` quoted as a path, the package quoted as a query value)."""
+        found = self._packages[package] = (f"{_qn(results.srchash(package))}/{_qn(package)}", _qv(package))
+        return found
+
+    def _place_parts(self, release: str, arch: str) -> tuple[str, str, str]:
+        """(``<release>/<arch>`` quoted, the results container's URL, the retry link up to its package)."""
+        found = self._places[(release, arch)] = (
+            f"{_qn(release)}/{_qn(arch)}",
+            f"{self._results}/{_qn(results.distro_container(release))}",
+            f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}",
+        )
         return found
 
     def view(self, result: Result, classification: str | None, retry: bool) -> dict:
