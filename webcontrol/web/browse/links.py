@@ -364,6 +364,16 @@ class LazyViews(StreamedList):
                 done += len(block)
 
         super().__init__(produce, len(rows))
+        self._kept: list[dict] | None = None
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self._kept) if self._kept is not None else super().__iter__()
+
+    def __reversed__(self) -> Iterator[dict]:
+        # A history's chart reads every view (oldest first) before its table reads them again: the list
+        # the chart needs anyway is kept for the table, not made a second time.
+        self._kept = list(self)
+        return reversed(self._kept)
 
 
 def page_views(
