@@ -52,7 +52,12 @@ def test_big_pages_stream_the_same_content(client, monkeypatch, url):
 
 
 @pytest.mark.parametrize(
-    "url", ["/packages/hello/noble/amd64?limit=200", "/api/v1/packages/hello/noble/amd64?limit=200"]
+    "url",
+    [
+        "/packages/hello/noble/amd64?limit=200",
+        "/api/v1/packages/hello/noble/amd64?limit=200",
+        "/packages/hello/noble/amd64?limit=20&before=20240212_000000@",
+    ],
 )
 def test_long_history_sends_its_head_before_reading_its_rows(client, monkeypatch, url):
     """The first bytes of a long history leave before its rows are read; the rest are read a chunk at a time."""
@@ -79,3 +84,4 @@ def test_long_history_sends_its_head_before_reading_its_rows(client, monkeypatch
     rest = b"".join(piece if isinstance(piece, bytes) else piece.encode() for piece in pieces)
     response.close()
     assert (first if isinstance(first, bytes) else first.encode()) + rest == whole
+    assert whole.count(b"log.gz") > 7  # more rows than a chunk or a streamed piece of views
