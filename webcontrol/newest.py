@@ -77,12 +77,24 @@ class LazyRows:
     from an index-only walk; each chunk is then its own short statement (the
     browse statement time limit applies to each, however slowly the client
     reads) continuing below the previous chunk's oldest run id. Iterating
-    reads the rows again; indexing reads them all once and keeps them.
+    reads the rows again, unless ``keep`` (a page that reads them twice, as a
+    history's chart and table do): then the first whole reading is kept, as
+    indexing keeps them.
     """
 
-    def __init__(self, conn: sqlite3.Connection, sql: str, args: list, floor: str, before: str | None, length: int):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        sql: str,
+        args: list,
+        floor: str,
+        before: str | None,
+        length: int,
+        keep: bool = False,
+    ):
         self._conn, self._sql, self._args = conn, sql, args
         self._floor, self._before, self._length = floor, before, length
+        self._keep = keep
         self._kept: list[Result] | None = None
 
     def __len__(self) -> int:
@@ -95,6 +107,24 @@ class LazyRows:
         if self._kept is not None:
             yield from self._kept
             return
+        if not self._keep:
+            yield from self._read()
+            return
+        kept = []
+        for row in self._read():
+            kept.append(row)
+            yield row
+        self._kept = kept
+
+    def first(self) -> Result | None:
+        """The newest row, read alone (the rest of the page stays unread)."""
+        if self._kept is not None:
+            return self._kept[0] if self._kept else None
+        bound, bound_args = (" AND result.run_id < ?", [self._before]) if self._before else ("", [])
+        row = self._conn.execute(self._sql.format(bound=bound), [*self._args, self._floor, *bound_args, 1]).fetchone()
+        return _result(row) if row else None
+
+    def _read(self) -> Iterator[Result]:
         # Run ids may repeat across tests: a chunk starts at (<=) the previous chunk's last run id and
         # skips the rows of that run id already sent (the index walk gives ties the same order each time).
         upper, inclusive, skip, left = self._before, False, 0, self._length
@@ -122,22 +152,43 @@ class LazyRows:
 
 
 def _lazy_page(
-    conn: sqlite3.Connection, index: str, where: str, args: list, before: str | None, limit: int, rows_sql: str
+    conn: sqlite3.Connection,
+    index: str | None,
+    where: str,
+    args: list,
+    before: str | None,
+    limit: int,
+    rows_sql: str,
+    keep: bool = False,
 ) -> Page:
     """A page of ``limit`` rows (LazyRows) of an index walk newest first, its bounds found index-only.
 
     ``where`` filters the index (``requester = ?`` or empty); ``rows_sql`` reads the rows with
-    ``run_id >= floor``, ``{bound}`` for the upper bound and a LIMIT, from ``args``.
+    ``run_id >= floor``, ``{bound}`` for the upper bound and a LIMIT, from ``args``. ``index``:
+    the one to walk (None: the planner's choice, the primary key for one test's rows).
     """
     clauses = [c for c in (where, "run_id < ?" if before else "") if c]
     sql = (
-        f"SELECT COUNT(*), MIN(run_id) FROM (SELECT run_id FROM result INDEXED BY {index}"
+        f"SELECT COUNT(*), MIN(run_id) FROM (SELECT run_id FROM result{f' INDEXED BY {index}' if index else ''}"
         f"{' WHERE ' + ' AND '.join(clauses) if clauses else ''} ORDER BY run_id DESC LIMIT ?)"
     )
     count, floor = conn.execute(sql, [*args, *([before] if before else []), limit]).fetchone()
     if not count:
         return Page([], None)
-    return Page(LazyRows(conn, rows_sql, args, floor, before, count), floor if count == limit else None)
+    return Page(LazyRows(conn, rows_sql, args, floor, before, count, keep), floor if count == limit else None)
+
+
+def history_page(conn: sqlite3.Connection, test_id: int, limit: int, before: str | None = None) -> Page:
+    """The newest ``limit`` results of one test (before ``before``) as LazyRows, kept once read.
+
+    The same rows as ``history()``; a history page sends its head before
+    they are read, and reads them once for its chart and its table.
+    """
+    rows_sql = (
+        f"SELECT {_RESULT_COLUMNS} FROM result JOIN test ON test.id = result.test_id"
+        " WHERE result.test_id = ? AND result.run_id >= ?{bound} ORDER BY result.run_id DESC LIMIT ?"
+    )
+    return _lazy_page(conn, None, "test_id = ?", [test_id], before, limit, rows_sql, keep=True)
 
 
 def recent(

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.insight import site as sitemod
 from webcontrol import db, history, insight
+from webcontrol.web.browse.insight import charts
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -202,6 +203,26 @@ def test_partials_render_from_page_variables(insight_app, insight_site):
         passing = next(v for v in views if v["result"] == "pass")
         assert flask.render_template_string('{% include "partials/package_diff.html" %}', run=passing).strip() == ""
         assert flask.render_template_string('{% include "partials/history_chart.html" %}', results=[]).strip() == ""
+
+
+#: The loop of partials/history_chart.html that insight_chart_bars replaced.
+BARS_LOOP = """{%- for bar in chart.bars %}
+<a href="{{ bar["url"] }}"><rect class="ic-bar ic-{{ bar["result"] }}" x="{{ bar["x"] }}" y="{{ bar["y"] }}" \
+width="{{ bar["width"] }}" height="{{ bar["height"] }}"><title>{{ bar["title"] }}</title></rect></a>
+{%- endfor %}"""
+
+
+def test_chart_bars_are_the_template_loop_they_replaced(insight_app):
+    views = [
+        {"duration": 5, "result": "pass", "date": "2024-01-01", "run_url": "https://x/run/a?b=1&c=<2>"},
+        {"duration": None, "result": "fail", "classification": "regression", "version": "1.0'\"&", "run_url": None},
+        {"duration": 7000, "result": "otherfail", "human_duration": "1h <56m>", "date": "\u2603"},
+    ]
+    with insight_app.test_request_context("/"):
+        chart = charts.chart_geometry(views)
+        loop = flask.render_template_string(BARS_LOOP, chart=chart)
+        assert "&amp;" in loop and "None" in loop
+        assert str(charts.insight_chart_bars(chart["bars"])) == loop
 
 
 # /flaky ------------------------------------------------------------------------------------------------------------

@@ -160,6 +160,11 @@ def views_of(rows: Iterable[Result], classifications: Iterable[str | None] | Non
     return (maker.view(row, cls, True) for row, cls in zip(rows, classifications, strict=True))
 
 
+_RESULT_NAMES = results.RESULT_NAMES
+_NO_RETRY = results.NO_RETRY_RESULTS
+_RUN_ID_RE = results.RUN_ID_RE
+
+
 class _ViewMaker:
     """Makes result views; what repeats across the rows of a page (each test's links) is made once."""
 
@@ -167,62 +172,97 @@ class _ViewMaker:
         self._site = _site()
         self._results = results_base()
         self._tests: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        self._durations: dict[int | None, str] = {}
+        self._packages: dict[str, tuple[str, str]] = {}
+        self._places: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def _test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
         """(history page, run objects' folder without the run id, retry link without triggers) of a test."""
         key = (package, release, arch)
         found = self._tests.get(key)
         if found is None:
-            prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
             if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
+                prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
                 folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
+                found = (
+                    f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
+                    f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
+                    f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
+                )
             else:
-                folder = f"{rel}/{where}/{prefix}/{name}"
-            found = (
-                # history_url(), without its look-ups of the site in the request context
-                f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
-                f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
-                f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
-            )
+                # A page of one requester's results has thousands of tests of a few releases and arches:
+                # the parts of a package and of a release/arch pair are made once each.
+                path, quoted = self._packages.get(package) or self._package_parts(package)
+                where, container, query = self._places.get((release, arch)) or self._place_parts(release, arch)
+                found = (
+                    # history_url(), without its look-ups of the site in the request context
+                    f"{self._site}/packages/{path}/{where}",
+                    f"{container}/{where}/{path}",
+                    f"{query}&package={quoted}",
+                )
             self._tests[key] = found
         return found
 
+    def _package_parts(self, package: str) -> tuple[str, str]:
+        """(``<prefix>/<package>`` quoted as a path, the package quoted as a query value)."""
+        found = self._packages[package] = (f"{_qn(results.srchash(package))}/{_qn(package)}", _qv(package))
+        return found
+
+    def _place_parts(self, release: str, arch: str) -> tuple[str, str, str]:
+        """(``<release>/<arch>`` quoted, the results container's URL, the retry link up to its package)."""
+        found = self._places[(release, arch)] = (
+            f"{_qn(release)}/{_qn(arch)}",
+            f"{self._results}/{_qn(results.distro_container(release))}",
+            f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}",
+        )
+        return found
+
     def view(self, result: Result, classification: str | None, retry: bool) -> dict:
-        run_id = result.run_id
-        exitcode = result.exitcode
-        name = results.result_name(exitcode)
-        triggers = results.split_triggers(result.triggers)
-        show_retry = retry and name not in results.NO_RETRY_RESULTS and bool(triggers)
-        history, folder, retry_base = self._test_links(result.package, result.release, result.arch)
-        quoted = _q(run_id)
-        run_page = f"{history}/{quoted}"
-        objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
-        env = result.env
+        # A page makes 10,000 of these: one regex match on the run id gives its quoting, its objects'
+        # folder and its date (a run id's characters need no quoting), and durations repeat.
+        package, release, arch, run_id = result.package, result.release, result.arch, result.run_id
+        exitcode, duration, env, uuid = result.exitcode, result.duration, result.env, result.uuid
+        name = _RESULT_NAMES.get(exitcode, "otherfail")
+        triggers = result.triggers.split() if result.triggers else []
+        show_retry = retry and name not in _NO_RETRY and bool(triggers)
+        history, folder, retry_base = self._test_links(package, release, arch)
+        if _RUN_ID_RE.match(run_id):
+            run_page = f"{history}/{run_id}"
+            objects = f"{folder}/{run_id}"
+            date = f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC"
+        else:
+            quoted = _q(run_id)
+            run_page = f"{history}/{quoted}"
+            objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
+            date = results.human_date(run_id)
         all_proposed = bool(env) and "all-proposed" in env and result.all_proposed
         retry_link = None
         if show_retry:
             retry_link = f"{retry_base}&trigger={'&trigger='.join(map(_qv, triggers))}"  # show_retry: triggers
             if all_proposed:
                 retry_link += "&all-proposed=1"
+        human_duration = self._durations.get(duration)
+        if human_duration is None:
+            human_duration = self._durations[duration] = results.human_duration(duration)
         return {
-            "package": result.package,
-            "release": result.release,
-            "arch": result.arch,
+            "package": package,
+            "release": release,
+            "arch": arch,
             "run_id": run_id,
             "version": result.version,
             "triggers": result.triggers or "",
             "trigger_list": triggers,
             "env": env or "",
             "all_proposed": all_proposed,
-            "date": _date(run_id),
-            "duration": result.duration,
-            "human_duration": results.human_duration(result.duration),
+            "date": date,
+            "duration": duration,
+            "human_duration": human_duration,
             "requester": result.requester or "",
             "exitcode": exitcode,
             "result": name,
             "classification": classification,
-            "uuid": result.uuid,
-            "run_url": f"{self._site}/run/{_q(result.uuid)}" if result.uuid else run_page,
+            "uuid": uuid,
+            "run_url": f"{self._site}/run/{_q(uuid)}" if uuid else run_page,
             "history_url": history,
             "log_url": f"{objects}/log.gz",
             "log_viewer_url": f"{run_page}/log",
@@ -324,6 +364,16 @@ class LazyViews(StreamedList):
                 done += len(block)
 
         super().__init__(produce, len(rows))
+        self._kept: list[dict] | None = None
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self._kept) if self._kept is not None else super().__iter__()
+
+    def __reversed__(self) -> Iterator[dict]:
+        # A history's chart reads every view (oldest first) before its table reads them again: the list
+        # the chart needs anyway is kept for the table, not made a second time.
+        self._kept = list(self)
+        return reversed(self._kept)
 
 
 def page_views(

@@ -13,7 +13,7 @@ import logging
 
 import flask
 
-from webcontrol import history, logviewer, results
+from webcontrol import history, logviewer, newest, results
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
 from webcontrol.web.appbase import BadRequest, NotFound, ServiceUnavailable
 from webcontrol.web.browse import context, links, live_views
@@ -194,13 +194,24 @@ def history_data(package: str, release: str, arch: str) -> dict:
     before = context.before_param()
     conn = context.get_db()
     test = history.find_test(conn, package, release, arch)
-    rows = history.history(conn, test, limit, before, offset) if test else []
     first_page = before is None and offset == 0
     older = None
-    if len(rows) == limit:
-        older = f"{links.history_url(package, release, arch)}?before={rows[-1].run_id}&limit={limit}"
+    if test and limit > newest.LAZY_ROWS and not offset:
+        # A long history is read while it is sent: its head leaves first (the chart needs every row).
+        found = newest.history_page(conn, test.id, limit, before)
+        rows, oldest = found.rows, found.next_before
+    else:
+        rows = history.history(conn, test, limit, before, offset) if test else []
+        oldest = rows[-1].run_id if len(rows) == limit else None
+    if oldest:
+        older = f"{links.history_url(package, release, arch)}?before={oldest}&limit={limit}"
     views = links.page_views(conn, rows, newest_retry_only=True)
-    newest = (views[0] if isinstance(views, list) else links.result_views(conn, rows[:1], True)[0]) if rows else None
+    newest_view = None
+    if isinstance(views, list):
+        newest_view = views[0] if views else None
+    elif rows:
+        first = rows.first() if isinstance(rows, newest.LazyRows) else rows[0]
+        newest_view = links.result_views(conn, [first], True)[0] if first else None
     return {
         "page": "history",
         "package": package,
@@ -211,7 +222,7 @@ def history_data(package: str, release: str, arch: str) -> dict:
         "offset": offset,
         "results": views,
         # The page's retry form offers the newest run (a streamed page cannot be indexed).
-        "retry_newest": [newest] if newest and newest["show_retry"] else [],
+        "retry_newest": [newest_view] if newest_view and newest_view["show_retry"] else [],
         "running": live_views.running_for(package, release, arch) if first_page else [],
         "queued": live_views.queued_for(package, release, arch) if first_page else [],
         "older_url": older,

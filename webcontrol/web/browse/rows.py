@@ -15,7 +15,7 @@ against the macro it replaced, for every kind of field.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 
 import flask
@@ -43,20 +43,19 @@ def _icons() -> dict[str, str]:
 class _Cells:
     """Cells that repeat across rows (triggers, requesters), made once per table."""
 
-    def __init__(self, trigger_url: Callable[[str], str | None]) -> None:
-        self._trigger_url = trigger_url
+    def __init__(self, site: str) -> None:
+        self._site = _escape(site)
         self._triggers: dict[str, str] = {}
         self._requesters: dict[str, str] = {}
 
     def trigger(self, trigger: str) -> str:
         cell = self._triggers.get(trigger)
         if cell is None:
-            url = self._trigger_url(trigger)
-            text = _escape(trigger)
-            if url:
-                cell = f'<a class="trigger" href="{_escape(url)}">{text}</a> '
+            path = trigger_links.trigger_path(trigger)
+            if path:  # the trigger and its path need no escaping (most triggers of a page are seen once)
+                cell = f'<a class="trigger" href="{self._site}{path}">{trigger}</a> '
             else:
-                cell = f'<span class="trigger">{text}</span> '
+                cell = f'<span class="trigger">{_escape(trigger)}</span> '
             self._triggers[trigger] = cell
         return cell
 
@@ -150,8 +149,7 @@ def rows_html(block: list[dict], show_package: bool, show_where: bool, icons: di
 def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[Markup]:
     """The rows of a results table, PIECE_ROWS rows per piece (a template global)."""
     icons = _icons()
-    site = links.site()
-    cells = _Cells(lambda trigger: trigger_links.trigger_url(trigger, site))
+    cells = _Cells(links.site())
     pending = iter(views)
     while block := list(islice(pending, PIECE_ROWS)):
         yield Markup(rows_html(block, show_package, show_where, icons, cells))

@@ -116,11 +116,20 @@ def trigger_url(trigger: str, site: str | None = None) -> str | None:
 
     ``site``: links.site(), when the caller (a table of thousands of rows) has it already.
     """
+    path = trigger_path(trigger)
+    return f"{site or links.site()}{path}" if path else None
+
+
+def trigger_path(trigger: str) -> str | None:
+    """``/trigger/<source>/<version>`` of :func:`trigger_url`; None for a trigger that is not ``source/version``.
+
+    Neither the path nor the trigger holds a character that URL quoting or HTML escaping changes.
+    """
     source, _, version = trigger.partition("/")
     if not results.PACKAGE_RE.fullmatch(source) or not results.VERSION_RE.fullmatch(version):
         return None
     # VERSION_RE allows only characters that quote(version, safe="+:~") keeps: the version is its own quoting.
-    return f"{site or links.site()}/trigger/{source}/{version}"
+    return f"/trigger/{trigger}"
 
 
 def retry_token() -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flask
+from markupsafe import Markup, escape
 
 from webcontrol import history, insight, results
 from webcontrol.web.browse import context, links
@@ -84,6 +85,19 @@ def _short(seconds: int) -> str:
 @bp.app_template_global("insight_history_chart")
 def insight_history_chart(views: Sequence[dict]) -> dict:
     return chart_geometry(views)
+
+
+@bp.app_template_global("insight_chart_bars")
+def insight_chart_bars(bars: Sequence[dict]) -> Markup:
+    """The bars of ``chart_geometry`` as the SVG ``partials/history_chart.html`` shows, escaped as there."""
+    return Markup(
+        "".join(
+            f'\n<a href="{escape(bar["url"])}"><rect class="ic-bar ic-{escape(bar["result"])}" x="{escape(bar["x"])}"'
+            f' y="{escape(bar["y"])}" width="{escape(bar["width"])}" height="{escape(bar["height"])}">'
+            f"<title>{escape(bar['title'])}</title></rect></a>"
+            for bar in bars
+        )
+    )
 
 
 def _points(package: str, release: str, arch: str, prefix: str | None) -> tuple[list[dict], int]:
