@@ -46,11 +46,19 @@ class Collector:
 
     def start(self) -> None:
         args = ["--config", str(self.conf), "--exchange", self.exchange, "--queue", self.queue]
+        # The log is appended to across restarts: wait for this start's own "consuming" line.
+        started = self._consuming_lines()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "webcontrol.services.amqp_status_collector", *args], stderr=log
             )
-        wait_for(lambda: "consuming" in self.log.read_text(), timeout=20, what="collector consuming")
+        wait_for(lambda: self._consuming_lines() > started, timeout=20, what="collector consuming")
+
+    def _consuming_lines(self) -> int:
+        try:
+            return self.log.read_text().count("consuming")
+        except FileNotFoundError:
+            return 0
 
     def stop(self) -> int:
         return stop_process(self.process)
