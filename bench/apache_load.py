@@ -95,6 +95,18 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def anon_mb(pid: int) -> float:
+    """The process's anonymous (heap) memory: RSS less the mapped files shared with the other daemons."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def fetch(port: int, path: str, timeout: float = 120) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -271,6 +283,10 @@ def measure(server: apache.ApacheServer, every: dict, names: list[str], args, ba
     print(
         f"WSGI daemons {end_pids}: {start_rss:.0f} MB at start, {rss_mb(end_pids):.0f} MB at the end;"
         f" median req/s over routes {statistics.median(rates.values()):.1f}"
+    )
+    print(
+        "per daemon at the end, MB RSS (anonymous):",
+        ", ".join(f"{pid} {rss_mb([pid]):.0f} ({anon_mb(pid):.0f})" for pid in end_pids),
     )
     print(f'error log lines "{DROPPED_HINTS}": {dropped_hint_lines(base / "logs")}')
     print(f"load average after: {os.getloadavg()[0]:.1f}")

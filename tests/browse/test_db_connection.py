@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from tests.browse.test_classindex import build_public, check_pages, make_app
 from webcontrol import classindex
+from webcontrol.web.browse import pages
 
 
 def test_pages_read_each_published_db_and_index_as_soon_as_it_is_in_place(tmp_path):
@@ -22,3 +24,25 @@ def test_pages_read_each_published_db_and_index_as_soon_as_it_is_in_place(tmp_pa
     os.unlink(index)
     classindex.refresh(public, index)
     check_pages(client, public)
+
+
+def newest_runs(public, count: int) -> list[str]:
+    conn = sqlite3.connect(public)
+    try:
+        return [row[0] for row in conn.execute("SELECT run_id FROM result ORDER BY run_id DESC LIMIT ?", (count,))]
+    finally:
+        conn.close()
+
+
+def test_home_shows_the_latest_results_of_each_published_db(tmp_path):
+    public, staged = tmp_path / "public.db", tmp_path / "staged.db"
+    build_public(public, seed=3, count=900)
+    client = make_app(public)
+    for seed in (None, 11, 5):
+        if seed is not None:
+            build_public(staged, seed=seed, count=600 + seed * 50)
+            os.replace(staged, public)
+        want = newest_runs(public, pages.HOME_RESULTS)
+        assert [r["run_id"] for r in client.get("/api/v1/").get_json()["latest"]] == want
+        # The same page as a process that never saw an earlier DB.
+        assert client.get("/").get_data() == make_app(public).get("/").get_data()

@@ -44,6 +44,17 @@ def public_db_path() -> str:
     return config().need("web", "database_public")
 
 
+def public_db_identity() -> tuple[str, int, int, int]:
+    """The published file: path, inode, mtime and size (publish-db renames a new file over it). Raises ServiceUnavailable."""
+    path = public_db_path()
+    try:
+        stat = os.stat(path)
+    except OSError:
+        log.error("public DB %s does not exist (has publish-db run?)", path)
+        raise ServiceUnavailable("The results database is not available yet; please try again later.") from None
+    return path, stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 #: This thread's connection to the public DB between requests: ``(file identity, connection)``.
 _kept = threading.local()
 
@@ -51,13 +62,8 @@ _kept = threading.local()
 def get_db() -> sqlite3.Connection:
     """The request's read-only connection to the public DB. Raises ServiceUnavailable."""
     if "browse_db" not in flask.g:
-        path = public_db_path()
-        try:
-            stat = os.stat(path)
-        except OSError:
-            log.error("public DB %s does not exist (has publish-db run?)", path)
-            raise ServiceUnavailable("The results database is not available yet; please try again later.") from None
-        identity = (path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        identity = public_db_identity()
+        path = identity[0]
         kept = getattr(_kept, "db", None)
         if kept is not None and kept[0] == identity:
             conn = kept[1]

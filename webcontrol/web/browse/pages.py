@@ -41,12 +41,10 @@ INDEX_LETTERS = list(string.ascii_lowercase) + [f"lib{c}" for c in string.ascii_
 
 @page(bp, "/", "home.html", "Home: latest results, live counts, data links", schema=object_schema(latest=RESULTS_LIST))
 def home():
-    conn = context.get_db()
-    latest = history.recent(conn, HOME_RESULTS)
     base = site_url()
     return {
         "version": webcontrol.__version__,
-        "latest": links.result_views(conn, latest),
+        "latest": _latest_views(base),
         "alert": context.alert(),
         "live": live_views.counts(),
         "index": [{"prefix": p, "url": f"{base}/testlist#index-{p}"} for p in INDEX_LETTERS],
@@ -57,6 +55,22 @@ def home():
             "queues": f"{base}/queues.json",
         },
     }
+
+
+def _latest_views(base: str) -> list[dict]:
+    """The home page's newest results, read and classified once per published DB file and site URL.
+
+    They change only when publish-db replaces the file (every minute), and
+    reading and classifying them was a third of the home page's time.
+    """
+    key = (context.public_db_identity(), base)
+    cached = flask.current_app.extensions.get("browse_home_latest")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    conn = context.get_db()
+    views = links.result_views(conn, history.recent(conn, HOME_RESULTS))
+    flask.current_app.extensions["browse_home_latest"] = (key, views)
+    return views
 
 
 @page(
