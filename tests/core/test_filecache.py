@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from tests.threads import call_together
 from webcontrol import livestate
 from webcontrol.atomicfile import write_json_atomic
 from webcontrol.filecache import FileCache, stamp
@@ -189,13 +190,6 @@ def test_concurrent_first_readers_load_a_version_once(tmp_path):
         return loader(path, *args)
 
     cache = FileCache(slow_load, missing={})
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(cache.get(path))) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    started.wait(10)
-    release.set()
-    for thread in threads:
-        thread.join(10)
+    got = call_together(lambda: cache.get(path), started, release)
     assert loader.calls == 1
     assert len(got) == 8 and all(value is got[0] for value in got)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.live.helpers import QUEUES_2022, RUN_2022, RUN_2024
+from tests.threads import call_together
 from webcontrol import livestate, results
 from webcontrol.atomicfile import write_json_atomic
 from webcontrol.web.browse import live_data
@@ -271,13 +272,6 @@ def test_concurrent_first_requests_build_the_views_once():
         return ["views"]
 
     derived = live_data.Derived(lambda: 3.0, background=True)
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(derived.get("scope", "v1", compute))) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    started.wait(10)
-    release.set()
-    for thread in threads:
-        thread.join(10)
+    got = call_together(lambda: derived.get("scope", "v1", compute), started, release)
     assert len(calls) == 1
     assert got == [("v1", ["views"])] * 8
