@@ -457,17 +457,29 @@ def running_window(
         return None
     finally:
         conn.close()
-    jobs = [_job(row) for row in rows]
+    jobs = _jobs(rows, path)
+    if jobs is None:
+        return None
     return jobs, total if total is not None else offset + len(jobs)
 
 
-#: The job columns :func:`_job` takes, in its order.
+#: The job columns :func:`_jobs` takes, in its order.
 _JOB_COLUMNS = "package, run_key, release, arch, params, duration, logtail, uuid, private"
 
 
-def _job(row: tuple) -> livestate.RunningJob:
-    package, key, release, arch, params, duration, logtail, uuid, private = row
-    return livestate.RunningJob(package, key, release, arch, json.loads(params), duration, logtail, uuid, bool(private))
+def _jobs(rows: list[tuple], path) -> list[livestate.RunningJob] | None:
+    """Running jobs from index rows; None (read the file instead) when a row's params are not a JSON object."""
+    jobs = []
+    for package, key, release, arch, params, duration, logtail, uuid, private in rows:
+        try:
+            parsed = json.loads(params)
+        except (TypeError, ValueError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            log.warning("running index of %s has a job whose params are not a JSON object", path)
+            return None
+        jobs.append(livestate.RunningJob(package, key, release, arch, parsed, duration, logtail, uuid, bool(private)))
+    return jobs
 
 
 def with_trigger(
@@ -502,7 +514,10 @@ def with_trigger(
         for conn in (running, queued):
             if conn is not None:
                 conn.close()
-    return [_job(row) for row in jobs], [livestate.queued_item(*row) for row in items]
+    running_jobs = _jobs(jobs, running_path)
+    if running_jobs is None:
+        return None
+    return running_jobs, [livestate.queued_item(*row) for row in items]
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

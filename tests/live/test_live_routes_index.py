@@ -173,3 +173,21 @@ def test_encoded_routes_follow_a_rewrite(site):
     assert after["/api/v1/running"]["queued_count"] == before["/api/v1/running"]["queued_count"] - 7
     assert after["/api/v1/running/status"]["queue_sizes"]["ubuntu"]["noble"]["amd64"] == 0
     assert after["/api/v1/admin"]["running_count"] == 0
+
+
+@pytest.mark.parametrize("params", ["{", "[1, 2]", "null"])
+def test_an_index_with_broken_job_params_is_not_trusted(site, params):
+    """A running index whose params are not a JSON object (edited by hand, or a broken writer): pages read the file."""
+    client, tmp_path = site
+    queued, running = live_documents()
+    write_queued(tmp_path / "queued.json", queued)
+    write_running(tmp_path / "running.json", running)
+    expected = bodies(client)
+    write_running(tmp_path / "running.json", running)  # a new version, so nothing cached answers for it
+    conn = sqlite3.connect(tmp_path / "running.json.index")
+    conn.execute("UPDATE job SET params = ?", (params,))
+    conn.commit()
+    conn.close()
+    got = bodies(client)
+    assert all(status < 500 for status, _body in got.values())
+    assert got == expected
