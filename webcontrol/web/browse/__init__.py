@@ -52,6 +52,8 @@ def create_app(config: Config) -> flask.Flask:
         files,
         insight,
         live,
+        live_data,
+        live_views,
         packages,
         pages,
         request_pages,
@@ -73,6 +75,8 @@ def create_app(config: Config) -> flask.Flask:
         trigger_url=triggers.trigger_url,
         retry_token=triggers.retry_token,
         table_rows=rows.table_rows,
+        running_job_block=live_data.running_job_block,
+        queued_list_html=live_views.queued_list_html,
     )
     app.url_map.strict_slashes = True
     blueprints = (
