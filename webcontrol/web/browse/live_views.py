@@ -15,6 +15,7 @@ from markupsafe import Markup
 from webcontrol import liveindex, livestate
 from webcontrol.filecache import FileCache
 from webcontrol.web.browse import context, live_data
+from webcontrol.web.browse.markup import escape as _escape
 
 
 def job_view(job: livestate.RunningJob) -> dict:
@@ -170,14 +171,6 @@ def counts() -> dict:
         "per_arch": {arch: per_arch[arch] for arch in sorted(per_arch)},
         "age_seconds": context.file_ages(),
     }
-
-
-def _escape(value) -> str:
-    """``markupsafe.escape`` of a value, as a str (the same five replacements, no Markup object)."""
-    text = str(value)
-    return (
-        text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;").replace("'", "&#39;").replace('"', "&#34;")
-    )
 
 
 def queued_list_html(items: list[dict]) -> Markup:

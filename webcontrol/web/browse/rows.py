@@ -26,16 +26,10 @@ from webcontrol import results
 from webcontrol.history import Result
 from webcontrol.web.browse import links
 from webcontrol.web.browse import triggers as trigger_links
+from webcontrol.web.browse.markup import escape as _escape
 
 #: Rows joined into one piece of the page: 10,000 rows go out in 40 pieces.
 PIECE_ROWS = 250
-
-
-def _escape(text: str) -> str:
-    """``markupsafe.escape`` of a str, as a str (the same five replacements, no Markup object)."""
-    return (
-        text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;").replace("'", "&#39;").replace('"', "&#34;")
-    )
 
 
 def _icons() -> dict[str, str]:
