@@ -102,16 +102,63 @@ def home_results_html(latest: list[dict], index: list[dict], data_links: dict, v
     return html
 
 
-@page(
-    bp, "/run/<uuid>", "run.html", "One run, found by the uuid of its request", schema=object_schema(run=RESULT_SCHEMA)
-)
-def run_by_uuid(uuid: str):
+#: /run/<uuid> pages kept per process (a few kB each): clients poll the uuids they wait for.
+RUN_PAGES = 256
+
+
+class _RunPage:
+    """The data of a /run/<uuid> page on one published DB file and site URL, and once rendered, its table."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.html: Markup | None = None
+
+
+def _load_run_page(_path: str, _file: tuple, _site: str, uuid: str) -> _RunPage:
+    """Raises NotFound (with the live state of the uuid, never kept), ServiceUnavailable."""
     found = history.result_by_uuid(context.get_db(), uuid) if results.UUID_RE.match(uuid) else None
     if found is None:
         state = live_views.find_live_uuid(uuid) if results.UUID_RE.match(uuid) else None
         message = f"uuid {uuid} not found"
         raise NotFound(f"{message}\n{state}" if state else message)
-    return run_view_data(found)
+    return _RunPage(run_view_data(found))
+
+
+def _run_pages() -> FileCache[_RunPage]:
+    """Per app (a page's links follow its config). A stored result never changes, but a new DB file may
+    classify it anew (a backfilled history): kept per DB file, told apart by inode too (publish-db renames
+    a new file into place), as the kept connections are."""
+    extensions = flask.current_app.extensions
+    return extensions.get("browse_run_pages") or extensions.setdefault(
+        "browse_run_pages", FileCache(_load_run_page, max_entries=RUN_PAGES)
+    )
+
+
+@page(
+    bp, "/run/<uuid>", "run.html", "One run, found by the uuid of its request", schema=object_schema(run=RESULT_SCHEMA)
+)
+def run_by_uuid(uuid: str):
+    path, *file = context.public_db_identity()
+    found = _run_pages().get(path, tuple(file), links.site(), uuid)
+    flask.g.browse_run_page = found
+    return found.data
+
+
+@bp.app_template_global("run_table_html")
+def run_table_html(run: dict, package_url: str) -> Markup:
+    """A run page's table (``_run_table.html``), rendered once per kept /run/<uuid> page.
+
+    Made from the run's view only, which is kept per DB file and site URL;
+    the "changes since the last pass" below it are not kept (they read the
+    result store, whose answers may change).
+    """
+    kept = flask.g.get("browse_run_page")
+    if kept is not None and kept.data["run"] is run and kept.html is not None:
+        return kept.html
+    html = Markup(flask.render_template("_run_table.html", run=run, package_url=package_url))
+    if kept is not None and kept.data["run"] is run:
+        kept.html = html
+    return html
 
 
 # Recent -------------------------------------------------------------------------------------------
