@@ -144,6 +144,20 @@ class SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: flask.Flask) -> bool:
         return flask.request.scheme == "https" if flask.has_request_context() else True
 
+    def open_session(self, app: flask.Flask, request: flask.Request):
+        # Most requests carry no session cookie: they need no signing serializer (built anew per call).
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: flask.Flask, session, response: flask.Response) -> None:
+        if not session and not session.modified:
+            # No cookie to set or delete (most requests): only say when the answer depended on it.
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
 
 def current_nick() -> str | None:
     """The logged-in Launchpad nickname, if any: a session whose id was logged out is anonymous."""
