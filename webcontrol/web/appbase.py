@@ -242,10 +242,14 @@ def create_flask_app(name: str, config: configmod.Config, template_folder: str |
 
 
 def _security_headers(response: flask.Response) -> flask.Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
+    """Each header unless the view set it; one pass over the headers, not one lookup per header (every request)."""
+    present = {key.lower() for key, _value in response.headers.items()}
+    headers = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
     if response.mimetype == "text/html":
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.append(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+    for key, value in headers:
+        if key.lower() not in present:
+            response.headers.add(key, value)
     return response
 
 
