@@ -10,9 +10,16 @@ requester. Either way the typed views become JSON-ready dicts here.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import flask
+
 from webcontrol import liveindex, livestate
 from webcontrol.filecache import FileCache
-from webcontrol.web.browse import context, live_data
+from webcontrol.web.browse import context, links, live_data
 
 
 def job_view(job: livestate.RunningJob) -> dict:
@@ -85,11 +92,48 @@ def running_for(package: str | None = None, release=None, arch=None, requester=N
     return running_window(package, release, arch, requester)[0]
 
 
+#: Live lists kept per app: package and history pages ask for the same few while a file version lasts.
+LIVE_LISTS = 256
+_KEPT = "browse_live_lists"
+_kept_lock = threading.Lock()
+
+
+def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]], *key) -> tuple[list[dict], int]:
+    """``compute()``, kept while the live file and its index are the versions it was made from.
+
+    Views are a function of the file (through its index, or parsed when the
+    index is stale) and of the site URL of their links; each caller gets its
+    own list (the views in it are shared: callers must not change them). A
+    request then reads no index and parses no request of the package again.
+    """
+    versions = liveindex.file_versions(path)
+    if versions is None:
+        return compute()
+    key = (versions, links.site(), *key)
+    kept: OrderedDict = flask.current_app.extensions.setdefault(_KEPT, OrderedDict())
+    with _kept_lock:
+        found = kept.get(key)
+        if found is not None:
+            kept.move_to_end(key)
+    if found is None:
+        found = compute()
+        with _kept_lock:
+            kept[key] = found
+            while len(kept) > LIVE_LISTS:
+                kept.popitem(last=False)
+    return list(found[0]), found[1]
+
+
 def running_window(
     package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
     """``(views, total)``: running jobs of a package or requester from ``offset`` (``limit`` of them at most)."""
-    _queued_path, path = live_paths()
+    path = live_paths()[1]
+    args = (package, release, arch, requester, offset, limit)
+    return _kept_window(path, functools.partial(_running_window, path, *args), "running", *args)
+
+
+def _running_window(path, package, release, arch, requester, offset: int, limit: int | None) -> tuple[list[dict], int]:
     found = liveindex.running_window(path, package, release, arch, requester, offset, limit)
     if found is None:
         groups = _running_groups.get(path)
@@ -110,7 +154,12 @@ def queued_window(
     package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
     """``(views, total)``: shown queued requests of a package or requester from ``offset`` (``limit`` at most)."""
-    path, _running_path = live_paths()
+    path = live_paths()[0]
+    args = (package, release, arch, requester, offset, limit)
+    return _kept_window(path, functools.partial(_queued_window, path, *args), "queued", *args)
+
+
+def _queued_window(path, package, release, arch, requester, offset: int, limit: int | None) -> tuple[list[dict], int]:
     found = liveindex.queued_window(path, package, release, arch, requester, offset, limit)
     if found is None:
         groups = _queued_groups.get(path)
