@@ -52,6 +52,7 @@ def create_app(config: Config) -> flask.Flask:
         files,
         insight,
         live,
+        live_views,
         packages,
         pages,
         request_pages,
@@ -73,6 +74,7 @@ def create_app(config: Config) -> flask.Flask:
         trigger_url=triggers.trigger_url,
         retry_token=triggers.retry_token,
         table_rows=rows.table_rows,
+        kept_html=live_views.kept_html,
     )
     app.url_map.strict_slashes = True
     blueprints = (

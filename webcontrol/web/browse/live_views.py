@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import flask
+from markupsafe import Markup
 
 from webcontrol import liveindex, livestate
 from webcontrol.filecache import FileCache
@@ -98,13 +99,37 @@ _KEPT = "browse_live_lists"
 _kept_lock = threading.Lock()
 
 
+class KeptViews(list):
+    """Views kept for a version of a live file: shared by the requests that get them, which must not change
+    them; with the HTML of each macro that rendered them (:func:`kept_html`)."""
+
+    def __init__(self, views) -> None:
+        super().__init__(views)
+        self.html: dict[str, Markup] = {}
+
+
+def kept_html(views: list, macro) -> Markup:
+    """``macro(views)``, rendered once per kept list of views (a list made per request is rendered each time).
+
+    The macros that list live entries (``queued_list``, ``running_blocks``)
+    read nothing but the views and the site URL, which the list is kept by:
+    rendering a busy package's queued requests was two fifths of its page.
+    """
+    if not isinstance(views, KeptViews):
+        return macro(views)
+    html = views.html.get(macro.name)
+    if html is None:
+        html = views.html[macro.name] = Markup(macro(views))
+    return html
+
+
 def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]], *key) -> tuple[list[dict], int]:
     """``compute()``, kept while the live file and its index are the versions it was made from.
 
     Views are a function of the file (through its index, or parsed when the
-    index is stale) and of the site URL of their links; each caller gets its
-    own list (the views in it are shared: callers must not change them). A
-    request then reads no index and parses no request of the package again.
+    index is stale) and of the site URL of their links; the list is shared
+    by the requests that get it (callers must not change it). A request then
+    reads no index and parses no request of the package again.
     """
     versions = liveindex.file_versions(path)
     if versions is None:
@@ -116,12 +141,13 @@ def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]]
         if found is not None:
             kept.move_to_end(key)
     if found is None:
-        found = compute()
+        views, total = compute()
+        found = (KeptViews(views), total)
         with _kept_lock:
             kept[key] = found
             while len(kept) > LIVE_LISTS:
                 kept.popitem(last=False)
-    return list(found[0]), found[1]
+    return found
 
 
 def running_window(
