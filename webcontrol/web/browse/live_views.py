@@ -144,6 +144,9 @@ def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]]
         views, total = compute()
         found = (KeptViews(views), total)
         with _kept_lock:
+            # Lists of an earlier version of this file are never asked for again: free them now.
+            for old in [old for old in kept if old[2] == key[2] and old[0] != versions]:
+                del kept[old]
             kept[key] = found
             while len(kept) > LIVE_LISTS:
                 kept.popitem(last=False)
