@@ -13,7 +13,9 @@ requests and ``--running`` jobs as bench/browse_latency.py builds them (each
 with the index its writer makes). For each route, ``wrk`` with
 ``--connections`` connections for ``--duration`` seconds; printed per route:
 requests per second, wrk's latency median and p99, non-2xx answers and socket
-errors, and the WSGI daemons' total RSS after the route.
+errors, the WSGI daemons' total RSS after the route and their CPU time per
+request (user + system, over the wrk run; it includes the /running samples
+below, about one a second).
 
 Features must not be dropped under load: while each route is loaded, a
 separate client fetches ``/running`` once a second and counts the stuck-job
@@ -82,6 +84,38 @@ def daemon_pids(parent: int) -> list[int]:
     return sorted(found)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (from /proc/<pid>/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def apache_pids(parent: int) -> list[int]:
+    """Apache itself: the parent and its worker children (not the WSGI daemons)."""
+    found = [parent]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                name = handle.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if int(fields[1]) == parent and not name.startswith(b"(wsgi:"):
+            found.append(int(entry))
+    return sorted(found)
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -139,11 +173,13 @@ def run_wrk(port: int, paths: list[str], connections: int, duration: int, folder
     done = subprocess.run([*argv, f"http://127.0.0.1:{port}{paths[0]}"], capture_output=True, text=True)
     out = done.stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
     latency = {p: float(v) * _UNITS[u] for p, v, u in _LATENCY.findall(out)}
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rate": float(rate.group(1)) if rate else float("nan"),
+        "requests": int(count.group(1)) if count else 0,
         "p50": latency.get("50", float("nan")),
         "p99": latency.get("99", float("nan")),
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
@@ -256,7 +292,7 @@ def measure(server: apache.ApacheServer, every: dict, names: list[str], args, ba
     print(f"WSGI daemons {pids}: {start_rss:.0f} MB RSS after start-up; /running idle shows {idle_hints} hints")
     print(
         f"{'route':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}"
-        f" {'RSS MB':>7} {'/running hints under load (min..max, n)':>40}"
+        f" {'RSS MB':>7} {'CPU ms/req':>10} {'/running hints under load (min..max, n)':>40}"
     )
     rates = {}
     for name in names:
@@ -264,10 +300,14 @@ def measure(server: apache.ApacheServer, every: dict, names: list[str], args, ba
         for path in paths[:3]:
             fetch(port, path)  # warm: per-process caches, as in production
         sampler = HintSampler(port)
+        serving = daemon_pids(server.proc.pid)
+        cpu_before = cpu_seconds(serving)
         sampler.start()
         found = run_wrk(port, paths, args.connections, args.duration, base)
         sampler.stop.set()
         sampler.join(150)
+        # The WSGI daemons' CPU per request: unlike req/s, hardly moved by what else loads the machine.
+        cpu_ms = (cpu_seconds(serving) - cpu_before) * 1000 / max(1, found["requests"])
         counts = sampler.counts
         hints = f"{min(counts)}..{max(counts)}, n={len(counts)}" if counts else "none answered"
         if sampler.failures:
@@ -275,7 +315,7 @@ def measure(server: apache.ApacheServer, every: dict, names: list[str], args, ba
         rates[name] = found["rate"]
         print(
             f"{name:<20} {found['rate']:>8.1f} {found['p50']:>8.1f} {found['p99']:>8.1f} {found['non_2xx']:>8}"
-            f" {found['errors']:>7} {rss_mb(daemon_pids(server.proc.pid)):>7.0f} {hints:>40}"
+            f" {found['errors']:>7} {rss_mb(daemon_pids(server.proc.pid)):>7.0f} {cpu_ms:>10.2f} {hints:>40}"
         )
         if found["raw"]:
             print(found["raw"])

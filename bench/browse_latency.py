@@ -145,6 +145,9 @@ def make_site(db_path: str, folder: Path, queued: int = 0, running: int = 0, no_
 
     cache = folder / "cache"
     cache.mkdir(parents=True)
+    # An empty local result store: pages that read it find nothing, as for a run whose files are gone
+    # (without the folder, each such read is a store failure logged on every request).
+    (folder / "results").mkdir()
     if queued or running:
         queued_doc, running_doc = live_files(db_path, queued, running)
         for name, doc in (("queued.json", queued_doc), ("running.json", running_doc)):

@@ -545,6 +545,11 @@ def live_uuid(queued_path, running_path, uuid: str) -> str | None | bool:
                 conn.close()
 
 
+def file_versions(path: str | os.PathLike | None) -> tuple | None:
+    """The version of a live file and of its index (what answers made from them are kept by); None if either is missing."""
+    return _versions(path)
+
+
 def _versions(*paths: str | os.PathLike | None) -> tuple | None:
     """The versions of files and of their indexes (an index is renamed into place: its inode changes)."""
     found = []

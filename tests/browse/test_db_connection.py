@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 
 from tests.browse.test_classindex import build_public, check_pages, make_app
@@ -46,3 +47,44 @@ def test_home_shows_the_latest_results_of_each_published_db(tmp_path):
         assert [r["run_id"] for r in client.get("/api/v1/").get_json()["latest"]] == want
         # The same page as a process that never saw an earlier DB.
         assert client.get("/").get_data() == make_app(public).get("/").get_data()
+
+
+RUN_UUID = "0b6a4f0e-3c1d-4e2f-9a8b-7c6d5e4f3a21"
+
+
+def publish_with(public, staged, change: str, *values, same_stamp: bool = False) -> None:
+    """publish-db's way: a changed copy of the published file renamed over it.
+
+    ``same_stamp``: with the old file's mtime (made within one clock tick, of the same size).
+    """
+    shutil.copyfile(public, staged)
+    conn = sqlite3.connect(staged, isolation_level=None)
+    try:
+        conn.execute(change, values)
+    finally:
+        conn.close()
+    if same_stamp:
+        old = os.stat(public)
+        os.utime(staged, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(staged, public)
+
+
+def test_run_page_shows_each_published_db(tmp_path):
+    public, staged = tmp_path / "public.db", tmp_path / "staged.db"
+    build_public(public, seed=3, count=900)
+    client = make_app(public)
+    page = f"/run/{RUN_UUID}"
+    assert client.get(page).status_code == 404
+    # Published a minute later: found at once (a uuid that was not found is never kept).
+    run_id = newest_runs(public, 40)[-1]
+    publish_with(public, staged, "UPDATE result SET uuid = ?, version = '7.7-7' WHERE run_id = ?", RUN_UUID, run_id)
+    first = client.get(page)
+    assert first.status_code == 200 and b"7.7-7" in first.get_data()
+    assert client.get(page).get_data() == first.get_data()
+    assert client.get(f"/api/v1{page}").get_json()["run"]["version"] == "7.7-7"
+    # The next DB file says otherwise (the same size, the same second): its answer, at once, HTML and JSON.
+    publish_with(public, staged, "UPDATE result SET version = '9.9-9' WHERE uuid = ?", RUN_UUID, same_stamp=True)
+    again = client.get(page)
+    assert b"9.9-9" in again.get_data() and b"7.7-7" not in again.get_data()
+    assert again.get_data() == make_app(public).get(page).get_data()
+    assert client.get(f"/api/v1{page}").get_json()["run"]["version"] == "9.9-9"

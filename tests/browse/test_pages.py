@@ -455,3 +455,16 @@ def test_private_running_jobs_show_nothing_of_their_params(client):
         assert client.get(path).status_code == 200, path
         for secret in ("secret-team", "sneaky", "9.9-secret", "SECRET LOG"):
             assert secret not in body, (path, secret)
+
+
+def test_pages_set_no_cookie_for_anonymous_visitors_and_vary_on_it(client):
+    """What a cache between us and the browser needs: no cookie set, and the answer varies with the cookie."""
+    for cookie in (None, "not-a-signed-session"):
+        if cookie:
+            client.set_cookie("session", cookie)
+        page = client.get("/")
+        assert page.status_code == 200 and "Set-Cookie" not in page.headers
+        assert "Cookie" in page.headers["Vary"]
+        assert "Login</button>" in page.get_data(as_text=True)  # anonymous
+    # A page that never looks at the session does not vary with it.
+    assert "Vary" not in client.get("/api/v1/openapi.json").headers

@@ -186,6 +186,25 @@ def test_run_page_diff_reads_the_store_once_per_run(insight_site):
             tar.with_suffix(".moved").rename(tar)
 
 
+def test_run_page_diff_shows_a_result_tar_as_soon_as_it_is_in_the_store(insight_site):
+    """A page made while a result.tar was missing is not kept: the next view finds it."""
+    from webcontrol.web.browse import create_app
+
+    client = create_app(insight_site.config).test_client()
+    hello = insight_site.hello
+    page = f"{HELLO_URL}/{hello[2].run_id}"
+    tar = insight_site.root / "results" / "autopkgtest-noble" / f"noble/amd64/h/hello/{hello[1].run_id}/result.tar"
+    tar.rename(tar.with_suffix(".moved"))
+    try:
+        missing = client.get(page).data.decode()
+        assert f"Not available: result.tar of run {hello[1].run_id} is not in the result store." in missing
+        assert "<td>added</td><td>libfoo1</td>" not in missing
+    finally:
+        tar.with_suffix(".moved").rename(tar)
+    for _view in range(2):
+        assert "<td>added</td><td>libfoo1</td>" in client.get(page).data.decode()
+
+
 def test_partials_render_from_page_variables(insight_app, insight_site):
     """What the browse history and run pages get when they include the partials."""
     with insight_app.test_request_context("/"):

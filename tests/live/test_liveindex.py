@@ -14,6 +14,7 @@ from tests.live.test_live_pages import queued_document
 from webcontrol import liveindex, results
 from webcontrol.atomicfile import write_atomic, write_json_atomic
 from webcontrol.services import amqp_status_collector
+from webcontrol.web.browse import create_app
 
 QUEUED_UUID = "0e5b7b8a-1111-4222-8333-444455556666"
 RUNNING_UUID = "0e5b7b8a-aaaa-4bbb-8ccc-ddddeeeeffff"
@@ -132,6 +133,36 @@ def test_home_counts_follow_each_version_of_the_files(site):
     assert after["per_arch"]["amd64"]["running"] == 1
     write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
     assert counts() == before
+
+
+def test_package_and_history_pages_follow_each_version_of_the_files(site):
+    """Their running and queued lists are kept per version of the files, never past a rewrite."""
+    client, tmp_path = site
+    queued, running = live_documents()
+    write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+    write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+    pages = ["/packages/hello", "/packages/hello/noble/amd64", "/user/alice/"]
+
+    def answers() -> dict:
+        found = {page: client.get(page).get_data() for page in pages}
+        found.update({page + " json": client.get("/api/v1" + page).get_data() for page in pages})
+        return found
+
+    before = answers()
+    assert b"hello/1.1" in before["/packages/hello"] and answers() == before
+    hello = queued["queues"]["ubuntu"]["noble"]["amd64"]
+    hello["requests"] = [r for r in hello["requests"] if "hello/1.1" not in r]
+    hello["size"] = len(hello["requests"])
+    write_with_index(tmp_path / "queued.json", queued, liveindex.write_queued_index)
+    del running["hello"]
+    write_with_index(tmp_path / "running.json", running, liveindex.write_running_index)
+    after = answers()
+    assert b"hello/1.1" not in after["/packages/hello"] and b"hello/1.1" not in after["/packages/hello json"]
+    assert RUNNING_UUID.encode() not in after["/packages/hello/noble/amd64 json"]
+    assert RUNNING_UUID.encode() not in after["/user/alice/"]
+    # What a process that never saw the earlier versions answers.
+    fresh = create_app(client.application.config["AUTOPKGTEST"]).test_client()
+    assert {page: fresh.get(page).get_data() for page in pages} == {page: after[page] for page in pages}
 
 
 def test_a_failing_index_never_stops_the_file(tmp_path, caplog):

@@ -144,6 +144,20 @@ class SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: flask.Flask) -> bool:
         return flask.request.scheme == "https" if flask.has_request_context() else True
 
+    def open_session(self, app: flask.Flask, request: flask.Request):
+        # Most requests carry no session cookie: they need no signing serializer (built anew per call).
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: flask.Flask, session, response: flask.Response) -> None:
+        if not session and not session.modified:
+            # No cookie to set or delete (most requests): only say when the answer depended on it.
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
 
 def current_nick() -> str | None:
     """The logged-in Launchpad nickname, if any: a session whose id was logged out is anonymous."""
@@ -228,10 +242,14 @@ def create_flask_app(name: str, config: configmod.Config, template_folder: str |
 
 
 def _security_headers(response: flask.Response) -> flask.Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
+    """Each header unless the view set it; one pass over the headers, not one lookup per header (every request)."""
+    present = {key.lower() for key, _value in response.headers.items()}
+    headers = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
     if response.mimetype == "text/html":
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.append(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+    for key, value in headers:
+        if key.lower() not in present:
+            response.headers.add(key, value)
     return response
 
 

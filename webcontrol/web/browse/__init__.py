@@ -78,6 +78,7 @@ def create_app(config: Config) -> flask.Flask:
         live_rows=rows.live_rows,
         running_job_block=live_data.running_job_block,
         queued_list_html=live_views.queued_list_html,
+        kept_html=live_views.kept_html,
     )
     app.url_map.strict_slashes = True
     blueprints = (

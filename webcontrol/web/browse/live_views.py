@@ -10,11 +10,17 @@ requester. Either way the typed views become JSON-ready dicts here.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import flask
 from markupsafe import Markup
 
 from webcontrol import liveindex, livestate
 from webcontrol.filecache import FileCache
-from webcontrol.web.browse import context, live_data
+from webcontrol.web.browse import context, links, live_data
 from webcontrol.web.browse.markup import escape as _escape
 
 
@@ -88,11 +94,76 @@ def running_for(package: str | None = None, release=None, arch=None, requester=N
     return running_window(package, release, arch, requester)[0]
 
 
+#: Live lists kept per app: package and history pages ask for the same few while a file version lasts.
+LIVE_LISTS = 256
+_KEPT = "browse_live_lists"
+_kept_lock = threading.Lock()
+
+
+class KeptViews(list):
+    """Views kept for a version of a live file: shared by the requests that get them, which must not change
+    them; with the HTML of each macro that rendered them (:func:`kept_html`)."""
+
+    def __init__(self, views) -> None:
+        super().__init__(views)
+        self.html: dict[str, Markup] = {}
+
+
+def kept_html(views: list, macro) -> Markup:
+    """``macro(views)``, rendered once per kept list of views (a list made per request is rendered each time).
+
+    The macros that list live entries (``queued_list``, ``running_blocks``)
+    read nothing but the views and the site URL, which the list is kept by:
+    rendering a busy package's queued requests was two fifths of its page.
+    """
+    if not isinstance(views, KeptViews):
+        return macro(views)
+    html = views.html.get(macro.name)
+    if html is None:
+        html = views.html[macro.name] = Markup(macro(views))
+    return html
+
+
+def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]], *key) -> tuple[list[dict], int]:
+    """``compute()``, kept while the live file and its index are the versions it was made from.
+
+    Views are a function of the file (through its index, or parsed when the
+    index is stale) and of the site URL of their links; the list is shared
+    by the requests that get it (callers must not change it). A request then
+    reads no index and parses no request of the package again.
+    """
+    versions = liveindex.file_versions(path)
+    if versions is None:
+        return compute()
+    key = (versions, links.site(), *key)
+    kept: OrderedDict = flask.current_app.extensions.setdefault(_KEPT, OrderedDict())
+    with _kept_lock:
+        found = kept.get(key)
+        if found is not None:
+            kept.move_to_end(key)
+    if found is None:
+        views, total = compute()
+        found = (KeptViews(views), total)
+        with _kept_lock:
+            # Lists of an earlier version of this file are never asked for again: free them now.
+            for old in [old for old in kept if old[2] == key[2] and old[0] != versions]:
+                del kept[old]
+            kept[key] = found
+            while len(kept) > LIVE_LISTS:
+                kept.popitem(last=False)
+    return found
+
+
 def running_window(
     package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
     """``(views, total)``: running jobs of a package or requester from ``offset`` (``limit`` of them at most)."""
-    _queued_path, path = live_paths()
+    path = live_paths()[1]
+    args = (package, release, arch, requester, offset, limit)
+    return _kept_window(path, functools.partial(_running_window, path, *args), "running", *args)
+
+
+def _running_window(path, package, release, arch, requester, offset: int, limit: int | None) -> tuple[list[dict], int]:
     found = liveindex.running_window(path, package, release, arch, requester, offset, limit)
     if found is None:
         groups = _running_groups.get(path)
@@ -113,7 +184,12 @@ def queued_window(
     package: str | None = None, release=None, arch=None, requester=None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict], int]:
     """``(views, total)``: shown queued requests of a package or requester from ``offset`` (``limit`` at most)."""
-    path, _running_path = live_paths()
+    path = live_paths()[0]
+    args = (package, release, arch, requester, offset, limit)
+    return _kept_window(path, functools.partial(_queued_window, path, *args), "queued", *args)
+
+
+def _queued_window(path, package, release, arch, requester, offset: int, limit: int | None) -> tuple[list[dict], int]:
     found = liveindex.queued_window(path, package, release, arch, requester, offset, limit)
     if found is None:
         groups = _queued_groups.get(path)

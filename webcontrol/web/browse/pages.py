@@ -44,7 +44,7 @@ def home():
     base = site_url()
     return {
         "version": webcontrol.__version__,
-        "latest": _latest_views(base),
+        "latest": _latest(base).views,
         "alert": context.alert(),
         "live": live_views.counts(),
         "index": [{"prefix": p, "url": f"{base}/testlist#index-{p}"} for p in INDEX_LETTERS],
@@ -57,7 +57,16 @@ def home():
     }
 
 
-def _latest_views(base: str) -> list[dict]:
+class _Latest:
+    """The home page's newest results on one published DB file and site URL, and once rendered, their HTML."""
+
+    def __init__(self, key: tuple, views: list[dict]) -> None:
+        self.key = key
+        self.views = views
+        self.html: Markup | None = None
+
+
+def _latest(base: str) -> _Latest:
     """The home page's newest results, read and classified once per published DB file and site URL.
 
     They change only when publish-db replaces the file (every minute), and
@@ -65,24 +74,91 @@ def _latest_views(base: str) -> list[dict]:
     """
     key = (context.public_db_identity(), base)
     cached = flask.current_app.extensions.get("browse_home_latest")
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    if cached is not None and cached.key == key:
+        return cached
     conn = context.get_db()
-    views = links.result_views(conn, history.recent(conn, HOME_RESULTS))
-    flask.current_app.extensions["browse_home_latest"] = (key, views)
-    return views
+    latest = _Latest(key, links.result_views(conn, history.recent(conn, HOME_RESULTS)))
+    flask.current_app.extensions["browse_home_latest"] = latest
+    return latest
+
+
+@bp.app_template_global("home_results_html")
+def home_results_html(latest: list[dict], index: list[dict], data_links: dict, version: str) -> Markup:
+    """The home page below its live counts (``_home_results.html``), rendered once per published DB and site URL.
+
+    Rendering its fifteen results with their trigger links was two thirds
+    of the home page's time. Everything in it comes from ``latest`` (kept
+    per DB file and site URL) and the site URL: the HTML is kept with the
+    ``latest`` it was made from, and made anew whenever that is replaced.
+    """
+    cached = flask.current_app.extensions.get("browse_home_latest")
+    if cached is not None and cached.views is latest and cached.html is not None:
+        return cached.html
+    html = Markup(
+        flask.render_template("_home_results.html", latest=latest, index=index, data_links=data_links, version=version)
+    )
+    if cached is not None and cached.views is latest:
+        cached.html = html
+    return html
+
+
+#: /run/<uuid> pages kept per process (a few kB each): clients poll the uuids they wait for.
+RUN_PAGES = 256
+
+
+class _RunPage:
+    """The data of a /run/<uuid> page on one published DB file and site URL, and once rendered, its table."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.html: Markup | None = None
+
+
+def _load_run_page(_path: str, _file: tuple, _site: str, uuid: str) -> _RunPage:
+    """Raises NotFound (with the live state of the uuid, never kept), ServiceUnavailable."""
+    found = history.result_by_uuid(context.get_db(), uuid) if results.UUID_RE.match(uuid) else None
+    if found is None:
+        state = live_views.find_live_uuid(uuid) if results.UUID_RE.match(uuid) else None
+        message = f"uuid {uuid} not found"
+        raise NotFound(f"{message}\n{state}" if state else message)
+    return _RunPage(run_view_data(found))
+
+
+def _run_pages() -> FileCache[_RunPage]:
+    """Per app (a page's links follow its config). A stored result never changes, but a new DB file may
+    classify it anew (a backfilled history): kept per DB file, told apart by inode too (publish-db renames
+    a new file into place), as the kept connections are."""
+    extensions = flask.current_app.extensions
+    return extensions.get("browse_run_pages") or extensions.setdefault(
+        "browse_run_pages", FileCache(_load_run_page, max_entries=RUN_PAGES)
+    )
 
 
 @page(
     bp, "/run/<uuid>", "run.html", "One run, found by the uuid of its request", schema=object_schema(run=RESULT_SCHEMA)
 )
 def run_by_uuid(uuid: str):
-    found = history.result_by_uuid(context.get_db(), uuid) if results.UUID_RE.match(uuid) else None
-    if found is None:
-        state = live_views.find_live_uuid(uuid) if results.UUID_RE.match(uuid) else None
-        message = f"uuid {uuid} not found"
-        raise NotFound(f"{message}\n{state}" if state else message)
-    return run_view_data(found)
+    path, *file = context.public_db_identity()
+    found = _run_pages().get(path, tuple(file), links.site(), uuid)
+    flask.g.browse_run_page = found
+    return found.data
+
+
+@bp.app_template_global("run_table_html")
+def run_table_html(run: dict, package_url: str) -> Markup:
+    """A run page's table (``_run_table.html``), rendered once per kept /run/<uuid> page.
+
+    Made from the run's view only, which is kept per DB file and site URL;
+    the "changes since the last pass" below it are not kept (they read the
+    result store, whose answers may change).
+    """
+    kept = flask.g.get("browse_run_page")
+    if kept is not None and kept.data["run"] is run and kept.html is not None:
+        return kept.html
+    html = Markup(flask.render_template("_run_table.html", run=run, package_url=package_url))
+    if kept is not None and kept.data["run"] is run:
+        kept.html = html
+    return html
 
 
 # Recent -------------------------------------------------------------------------------------------

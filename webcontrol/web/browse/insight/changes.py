@@ -108,11 +108,38 @@ def run_changes(conn, found: history.Result) -> dict:
     return data
 
 
+#: Run pages' changes kept per app, with the DB file and site URL they were made on.
+_KEPT = "insight_run_changes"
+
+
 @bp.app_template_global("insight_run_changes")
 def insight_run_changes(run: dict) -> dict | None:
-    """For partials/package_diff.html: the changes of a run view dict (None if the run is unknown)."""
+    """For partials/package_diff.html: the changes of a run view dict (None if the run is unknown).
+
+    Kept per published DB file (the last passing run is found in it) and
+    site URL (links) when they are final: the run did not fail, no run
+    passed before it, or both runs' testbed packages were read (a stored
+    result.tar never changes). An answer that depends on the result store
+    being reachable, or a result.tar that may appear later, is made anew
+    on the next request. A failing run's page polled by its requester would
+    otherwise read the DB and diff both package lists on every request.
+    """
+    key = (context.public_db_identity(), links.site(), run["package"], run["release"], run["arch"], run["run_id"])
+    kept: OrderedDict = flask.current_app.extensions.setdefault(_KEPT, OrderedDict())
+    with _cache_lock:
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
     found = history.result_by_run_id(context.get_db(), run["package"], run["release"], run["arch"], run["run_id"])
-    return run_changes(context.get_db(), found) if found else None
+    if found is None:
+        return None
+    data = run_changes(context.get_db(), found)
+    if data["applicable"] or data["base"] is None:
+        with _cache_lock:
+            kept[key] = data
+            while len(kept) > CACHE_RUNS:
+                kept.popitem(last=False)
+    return data
 
 
 @page(
