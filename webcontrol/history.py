@@ -16,6 +16,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from webcontrol import db, results
 
@@ -27,9 +28,13 @@ _RESULT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Result:
-    """One stored run of a (package, release, arch) test."""
+class Result(NamedTuple):
+    """One stored run of a (package, release, arch) test.
+
+    A named tuple rather than a frozen dataclass: a big page reads 10,000
+    rows, and a frozen dataclass's constructor sets each field through
+    ``object.__setattr__`` (a sixth of reading a row).
+    """
 
     package: str
     release: str
@@ -57,7 +62,10 @@ class Result:
 
 
 def _result(row: sqlite3.Row | tuple) -> Result:
-    return Result(*tuple(row))
+    return _make_result(row)
+
+
+_make_result = Result._make
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import flask
@@ -33,9 +35,9 @@ def _result(**fields) -> Result:
     return Result(**values)
 
 
-def _views() -> list[dict]:
-    """Result views with every kind of field the table shows."""
-    cases = [
+def _cases() -> list[tuple[Result, str | None, bool]]:
+    """(result, classification, keeps its ♻ link) with every kind of field the table shows."""
+    return [
         (_result(), "pass", True),
         # A failure with a retry link, several triggers (one with an epoch, tilde and plus), all-proposed.
         (
@@ -87,8 +89,14 @@ def _views() -> list[dict]:
             "always_failed",
             True,
         ),
+        # A run id that is not one (no date to slice from it), with characters a path must quote.
+        (_result(run_id="not a run id/x"), "pass", True),
     ]
-    return [links.result_view(result, classification, retry) for result, classification, retry in cases]
+
+
+def _views() -> list[dict]:
+    """Result views with every kind of field the table shows."""
+    return [links.result_view(result, classification, retry) for result, classification, retry in _cases()]
 
 
 ORACLE = (Path(__file__).parent / "rows_macro.html").read_text()
@@ -129,3 +137,68 @@ def test_rows_of_several_pieces_are_the_macros_bytes(app, monkeypatch):
         pieces = list(rows.table_rows(views, True, True))
     assert len(pieces) == -(-len(views) // 5)
     assert "".join(pieces) == by_macro
+
+
+class _Blocks(links.LazyViews):
+    """A big page's rows in blocks, with the classifications and ♻ links of _cases() (no DB to read)."""
+
+    def __init__(self, cases, chunk: int) -> None:
+        super().__init__(None, [case[0] for case in cases], chunk=chunk, classification="unused")
+        self._cases, self._chunk_size = cases, chunk
+
+    def blocks(self):
+        for start in range(0, len(self._cases), self._chunk_size):
+            block = self._cases[start : start + self._chunk_size]
+            yield [c[0] for c in block], [c[1] for c in block], [c[2] for c in block]
+
+
+@pytest.mark.parametrize("show_package,show_where", [(True, True), (False, False), (True, False), (False, True)])
+def test_big_pages_rows_made_without_views_are_the_same_bytes(app, monkeypatch, show_package, show_where):
+    """A big page's table is made from its results directly: the bytes of the rows of its views.
+
+    Blocks of plain rows take the direct path; a block with something to escape in a row's own fields,
+    and a row whose run id is not one, go through the views: all of them are checked here.
+    """
+    monkeypatch.setattr(rows, "PIECE_ROWS", 3)
+    plain = [case for case in _cases() if SPECIAL not in repr(case[0])]
+    cases = plain * 3 + _cases()
+    with app.test_request_context("/"):
+        views = [links.result_view(*case) for case in cases]
+        expected = "".join(rows.table_rows(views, show_package, show_where))
+        through_views = []
+        by_views = rows.rows_html
+        monkeypatch.setattr(
+            rows, "rows_html", lambda block, *rest: through_views.extend(block) or by_views(block, *rest)
+        )
+        direct = list(rows.table_rows(_Blocks(cases, 6), show_package, show_where))
+    assert "".join(direct) == expected
+    assert len(direct) == -(-len(cases) // 3)
+    assert expected.count("<tr>") == len(cases) and "♻" in expected and 'title="exit code None"' in expected
+    assert 0 < len(through_views) < len(cases) // 2  # most rows were made directly
+
+
+def test_rows_of_a_big_page_keep_the_newest_retry_link_of_each_version_and_triggers(app):
+    """A big history page: only the newest row of each (version, triggers) keeps its ♻ link, whichever path."""
+    failed = [_result(exitcode=4, run_id=f"20240201_1000{n:02d}_abcde@") for n in range(12)]
+    failed[5] = _result(exitcode=4, run_id="20240201_100005_abcde@", version="2.10-4")
+    page = links.LazyViews(None, failed, newest_retry_only=True, chunk=5, classification="regression")
+    with app.test_request_context("/"):
+        direct = "".join(rows.table_rows(page, False, False))
+        through_views = "".join(rows.table_rows(list(page), False, False))
+    assert direct == through_views
+    assert direct.count("♻") == 2
+
+
+def test_a_big_page_is_freed_when_it_is_sent(app):
+    """A history's kept views (10,000 of them, tens of MB) go with the page, without waiting for a cycle collection."""
+    page = links.LazyViews(None, [_result()] * 20, chunk=5, classification="pass")
+    with app.test_request_context("/"):
+        list(reversed(page))  # the chart's reading, which keeps the views
+        "".join(rows.table_rows(page, True, True))
+    gone = weakref.ref(page)
+    gc.disable()
+    try:
+        del page
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -275,3 +275,92 @@ def test_concurrent_first_requests_build_the_views_once():
     got = call_together(lambda: derived.get("scope", "v1", compute), started, release)
     assert len(calls) == 1
     assert got == [("v1", ["views"])] * 8
+
+
+#: The running_blocks macro as it was, including the job template per job: the oracle of the cached blocks.
+_INCLUDED_BLOCKS = """{% macro running_blocks(jobs) -%}
+{% for job in jobs %}
+<div class="running-job">
+{% include "partials/running_job.html" %}
+</div>
+{% endfor %}
+{%- endmacro %}{{ running_blocks(jobs) }}"""
+
+
+def test_package_and_user_pages_show_each_jobs_current_block(site):
+    """Running-job blocks are rendered once per job state: a job that reported shows its new tail at once,
+    and the blocks are the bytes of the job template included per job."""
+    client, tmp_path = site
+    tree: dict = {}
+    for n, arch in enumerate(("amd64", "arm64", "i386")):
+        params = {"requester": "joe", "triggers": [f"hello/1.{n}"], "uuid": f"{UUID[:-1]}{n}"}
+        tree.setdefault("hello", {})[results.run_key(params)] = {"noble": {arch: [params, 100 + n, f"{n}s {arch} log"]}}
+    _write_running(tmp_path, tree)
+    first = {path: client.get(path).get_data(as_text=True) for path in ("/packages/hello", "/user/joe/")}
+    assert all("0s amd64 log" in body and "2s i386 log" in body for body in first.values())
+    leaf = next(iter(tree["hello"].values()))["noble"]
+    leaf["amd64"] = [leaf["amd64"][0], 700, "650s amd64 moved <on>"]
+    time.sleep(0.01)
+    _write_running(tmp_path, tree)
+    for path in ("/packages/hello", "/user/joe/"):
+        body = client.get(path).get_data(as_text=True)
+        assert "650s amd64 moved &lt;on&gt;" in body and "0s amd64 log" not in body
+        assert "1s arm64 log" in body and "2s i386 log" in body
+        client.application.extensions.pop("browse_job_blocks")  # as a fresh process renders them
+        assert client.get(path).get_data(as_text=True) == body
+    app = client.application
+    with app.test_request_context("/user/joe/"):
+        from webcontrol.web.browse import live_views
+
+        jobs = live_views.running_for(requester="joe")
+        assert len(jobs) == 3
+        macros = app.jinja_env.get_template("_macros.html").module
+        assert str(macros.running_blocks(jobs)) == app.jinja_env.from_string(_INCLUDED_BLOCKS).render(jobs=jobs)
+
+
+#: The queued_list macro as it was: the oracle of live_views.queued_list_html.
+_QUEUED_MACRO = """{% macro queued_list(items) -%}
+{% set ns = namespace(queue=None) %}
+{% for q in items %}
+{% set key = q["context"] ~ " " ~ q["release"] ~ " " ~ q["arch"] %}
+{% if key != ns.queue %}{% if ns.queue %}</ol>{% endif %}<h4>Queued tests for {{ key }}</h4><ol class="queued">\
+{% set ns.queue = key %}{% endif %}
+<li value="{{ q["position"] }}">{{ q["package"] }} {% for t in q["triggers"] %}{% if not loop.first %} {% endif %}\
+<span class="trigger">{{ t }}</span>{% endfor %}{% if q["requester"] %} — {{ q["requester"] }}{% endif %}\
+{% if q["submit_time"] %} ({{ q["submit_time"] }}){% endif %}</li>
+{% endfor %}
+{% if ns.queue %}</ol>{% endif %}
+{%- endmacro %}{{ queued_list(items) }}"""
+
+
+def test_queued_lists_are_the_macros_bytes(site):
+    """Queued requests under a heading per queue, every field escaped, as the template macro wrote them."""
+    client, _ = site
+    special = "<b>&amp;\"'</b>"
+
+    def item(context, arch, position, package, triggers=(), requester="", submitted=""):
+        return {
+            "context": context,
+            "release": "noble",
+            "arch": arch,
+            "position": position,
+            "package": package,
+            "triggers": list(triggers),
+            "requester": requester,
+            "submit_time": submitted,
+        }
+
+    items = [
+        item("ubuntu", "amd64", 1, "hello", ["hello/1.0", "glib2.0/2.80-1"], "joe", "2024-02-21 11:00:51+0000"),
+        item("ubuntu", "amd64", 2, "bare"),
+        item(f"ppa{special}", "arm64", 7, f"pkg{special}", [f"t{special}/1"], f"nick{special}", f"when{special}"),
+        item("ubuntu", "amd64", 9, "back-to-the-first-queue", requester="ann"),
+    ]
+    app = client.application
+    with app.test_request_context("/"):
+        macros = app.jinja_env.get_template("_macros.html").module
+        made = {len(shown): str(macros.queued_list(shown)) for shown in (items, items[:1], [])}
+        for shown in (items, items[:1], []):
+            assert made[len(shown)] == app.jinja_env.from_string(_QUEUED_MACRO).render(items=shown)
+    assert special not in made[len(items)] and "&lt;b&gt;&amp;amp;&#34;&#39;&lt;/b&gt;" in made[len(items)]
+    assert made[len(items)].count('<ol class="queued">') == 3

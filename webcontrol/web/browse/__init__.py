@@ -53,6 +53,8 @@ def create_app(config: Config) -> flask.Flask:
         insight,
         live,
         live_cache,
+        live_data,
+        live_views,
         packages,
         pages,
         request_pages,
@@ -74,6 +76,8 @@ def create_app(config: Config) -> flask.Flask:
         trigger_url=triggers.trigger_url,
         retry_token=triggers.retry_token,
         table_rows=rows.table_rows,
+        running_job_block=live_data.running_job_block,
+        queued_list_html=live_views.queued_list_html,
     )
     app.url_map.strict_slashes = True
     blueprints = (

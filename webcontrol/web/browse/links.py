@@ -122,6 +122,12 @@ def _qv(value: str) -> str:
     return urllib.parse.quote_plus(value)
 
 
+#: The quoting of a path segment and of a query value in the links here, for rows.py (which makes the
+#: same links as :class:`ViewMaker` without views).
+path_segment = _q
+query_value = _qv
+
+
 def launchpad_source_url(package: str, release: str | None = None) -> str:
     middle = f"{_q(release)}/" if release else ""
     return f"{LAUNCHPAD}/ubuntu/{middle}+source/{_q(package)}"
@@ -149,12 +155,12 @@ def _date(run_id: str) -> str:
 
 def result_view(result: Result, classification: str | None = None, retry: bool = True) -> dict:
     """A result as pages and JSON twins show it (one shape for every page)."""
-    return _ViewMaker().view(result, classification, retry)
+    return ViewMaker().view(result, classification, retry)
 
 
 def views_of(rows: Iterable[Result], classifications: Iterable[str | None] | None = None) -> Iterator[dict]:
     """:func:`result_view` of each row (with its classification, if given); each test's links are made once."""
-    maker = _ViewMaker()
+    maker = ViewMaker()
     if classifications is None:
         return (maker.view(row, None, True) for row in rows)
     return (maker.view(row, cls, True) for row, cls in zip(rows, classifications, strict=True))
@@ -165,7 +171,7 @@ _NO_RETRY = results.NO_RETRY_RESULTS
 _RUN_ID_RE = results.RUN_ID_RE
 
 
-class _ViewMaker:
+class ViewMaker:
     """Makes result views; what repeats across the rows of a page (each test's links) is made once."""
 
     def __init__(self) -> None:
@@ -176,7 +182,7 @@ class _ViewMaker:
         self._packages: dict[str, tuple[str, str]] = {}
         self._places: dict[tuple[str, str], tuple[str, str, str]] = {}
 
-    def _test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
+    def test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
         """(history page, run objects' folder without the run id, retry link without triggers) of a test."""
         key = (package, release, arch)
         found = self._tests.get(key)
@@ -217,7 +223,7 @@ class _ViewMaker:
         )
         return found
 
-    def view(self, result: Result, classification: str | None, retry: bool) -> dict:
+    def view(self, result: Result, classification: str | None, retry: bool = True) -> dict:
         # A page makes 10,000 of these: one regex match on the run id gives its quoting, its objects'
         # folder and its date (a run id's characters need no quoting), and durations repeat.
         package, release, arch, run_id = result.package, result.release, result.arch, result.run_id
@@ -225,7 +231,7 @@ class _ViewMaker:
         name = _RESULT_NAMES.get(exitcode, "otherfail")
         triggers = result.triggers.split() if result.triggers else []
         show_retry = retry and name not in _NO_RETRY and bool(triggers)
-        history, folder, retry_base = self._test_links(package, release, arch)
+        history, folder, retry_base = self.test_links(package, release, arch)
         if _RUN_ID_RE.match(run_id):
             run_page = f"{history}/{run_id}"
             objects = f"{folder}/{run_id}"
@@ -289,10 +295,10 @@ def _views(
     index: Freshness | None = None,
     classification: str | None = None,
     classes: list[str | None] | None = None,
-    maker: _ViewMaker | None = None,
+    maker: ViewMaker | None = None,
 ):
     """Views of ``rows``; ``classes``: their classifications when already known."""
-    maker = maker or _ViewMaker()
+    maker = maker or ViewMaker()
     if classes is None:
         classes = [classification] * len(rows) if classification else _classify(conn, rows, index)
     for row, row_class in zip(rows, classes, strict=True):
@@ -325,6 +331,40 @@ def _classify(conn, rows: list[Result], index: Freshness | None) -> list[str | N
 STREAM_ROWS = 500
 
 
+class _RowBlocks:
+    """The rows of a big page a chunk at a time, with each row's classification and whether it keeps its ♻ link."""
+
+    def __init__(self, conn, rows, newest_retry_only: bool, chunk: int, index, classification) -> None:
+        self._conn, self._rows, self._newest_retry_only = conn, rows, newest_retry_only
+        self._chunk, self._index, self._classification = chunk, index, classification
+        # The rows' classifications, in order, as far as computed: a history page reads its views twice
+        # (the chart, then the table), and classifying one test's rows is most of their cost.
+        self._known: list[str | None] = []
+
+    def __iter__(self) -> Iterator[tuple[list[Result], list[str | None], list[bool]]]:
+        seen: set[tuple] = set()
+        # ``rows`` may itself be read while the page is sent (webcontrol.newest.LazyRows): iterate, never slice.
+        pending = iter(self._rows)
+        done = 0
+        while block := list(itertools.islice(pending, self._chunk)):
+            classes = self._known[done : done + len(block)]
+            if len(classes) < len(block):
+                if self._classification:
+                    classes = [self._classification] * len(block)
+                else:
+                    classes = _classify(self._conn, block, self._index)
+                if len(self._known) == done:
+                    self._known.extend(classes)
+            retries = [True] * len(block)
+            if self._newest_retry_only:
+                for number, row in enumerate(block):
+                    key = (row.version, row.triggers)
+                    retries[number] = key not in seen
+                    seen.add(key)
+            yield block, classes, retries
+            done += len(block)
+
+
 class LazyViews(StreamedList):
     """The views of a big page, made a chunk of rows at a time while the response is sent.
 
@@ -332,7 +372,8 @@ class LazyViews(StreamedList):
     rendered page in memory before the first byte leaves. Classifications
     come from the classification index when ``index`` (its state, see
     context.classification_index) is given; with ``classification``, every
-    row has that one (a page filtered by it).
+    row has that one (a page filtered by it). An HTML table needs no views:
+    it reads :meth:`blocks` (see rows.table_rows).
     """
 
     def __init__(
@@ -344,27 +385,26 @@ class LazyViews(StreamedList):
         index: Freshness | None = None,
         classification: str | None = None,
     ) -> None:
-        # The rows' classifications, in order, as far as computed: a history page reads its views twice
-        # (the chart, then the table), and classifying one test's rows is most of their cost.
-        known: list[str | None] = []
+        blocks = _RowBlocks(conn, rows, newest_retry_only, chunk, index, classification)
 
-        # ``rows`` may itself be read while the page is sent (webcontrol.newest.LazyRows): iterate, never slice.
+        # Not a method: the views kept for a history's table are freed with the page, not by a cycle collection.
         def produce():
-            seen: set[tuple] = set()
-            maker = _ViewMaker()
-            pending = iter(rows)
-            done = 0
-            while block := list(itertools.islice(pending, chunk)):
-                classes = known[done : done + len(block)]
-                if len(classes) < len(block):
-                    classes = [classification] * len(block) if classification else _classify(conn, block, index)
-                    if len(known) == done:
-                        known.extend(classes)
-                yield from _views(conn, block, newest_retry_only, seen, classes=classes, maker=maker)
-                done += len(block)
+            maker = ViewMaker()
+            for block, classes, retries in blocks:
+                yield from map(maker.view, block, classes, retries)
 
         super().__init__(produce, len(rows))
+        self._blocks = blocks
         self._kept: list[dict] | None = None
+
+    def blocks(self) -> Iterator[tuple[list[Result], list[str | None], list[bool]]]:
+        """The rows a chunk at a time, with each row's classification and whether it keeps its ♻ link."""
+        return iter(self._blocks)
+
+    @property
+    def views_kept(self) -> bool:
+        """True once the views are held (a history's chart read them): a table then reads those."""
+        return self._kept is not None
 
     def __iter__(self) -> Iterator[dict]:
         return iter(self._kept) if self._kept is not None else super().__iter__()

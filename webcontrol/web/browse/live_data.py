@@ -21,7 +21,15 @@ import flask
 from webcontrol import filecache, liveindex, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, site_url
 from webcontrol.web.browse import context
-from webcontrol.web.browse.live_cache import Derived, EncodedViews, JobFragments, RecentValues, ViewTexts, give_way
+from webcontrol.web.browse.live_cache import (
+    Derived,
+    EncodedViews,
+    JobBlocks,
+    JobFragments,
+    RecentValues,
+    ViewTexts,
+    give_way,
+)
 
 log = logging.getLogger(__name__)
 
@@ -370,3 +378,11 @@ def queue_summary() -> tuple[object, dict]:
         return {"queued_count": sum(entry[3] for entry in entries), "queue_sizes": queue_sizes(entries)}
 
     return queue_summaries.get(path, key, lambda: read_queued(summary))
+
+
+def running_job_block(job: dict):
+    """A running job's block on a package or user page (a template global), rendered once per state of the job."""
+    blocks = flask.current_app.extensions.get("browse_job_blocks")
+    if blocks is None:
+        blocks = flask.current_app.extensions.setdefault("browse_job_blocks", JobBlocks())
+    return blocks.render(job)

@@ -10,9 +10,12 @@ requester. Either way the typed views become JSON-ready dicts here.
 
 from __future__ import annotations
 
+from markupsafe import Markup
+
 from webcontrol import liveindex, livestate
 from webcontrol.filecache import FileCache
 from webcontrol.web.browse import context, live_data
+from webcontrol.web.browse.markup import escape as _escape
 
 
 def job_view(job: livestate.RunningJob) -> dict:
@@ -168,3 +171,29 @@ def counts() -> dict:
         "per_arch": {arch: per_arch[arch] for arch in sorted(per_arch)},
         "age_seconds": context.file_ages(),
     }
+
+
+def queued_list_html(items: list[dict]) -> Markup:
+    """A list of queued requests (views of :func:`queued_view`) under a heading per queue (a template global).
+
+    One string format per item rather than a template call and an escape per
+    field: package and user pages list up to 100 of them. The markup is the
+    one the ``queued_list`` macro of ``_macros.html`` had; tests check it.
+    """
+    parts = ["\n"]
+    current = None
+    for item in items:
+        key = f"{item['context']} {item['release']} {item['arch']}"
+        heading = ""
+        if key != current:
+            heading = f'{"</ol>" if current else ""}<h4>Queued tests for {_escape(key)}</h4><ol class="queued">'
+            current = key
+        triggers = " ".join(f'<span class="trigger">{_escape(t)}</span>' for t in item["triggers"])
+        requester = f" — {_escape(item['requester'])}" if item["requester"] else ""
+        submitted = f" ({_escape(item['submit_time'])})" if item["submit_time"] else ""
+        parts.append(
+            f'\n\n{heading}\n<li value="{_escape(item["position"])}">{_escape(item["package"])} {triggers}'
+            f"{requester}{submitted}</li>\n"
+        )
+    parts.append("\n</ol>" if current else "\n")
+    return Markup("".join(parts))

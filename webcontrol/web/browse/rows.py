@@ -14,6 +14,7 @@ against the macro it replaced, for every kind of field.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
@@ -21,18 +22,14 @@ from itertools import chain, islice
 import flask
 from markupsafe import Markup
 
+from webcontrol import results
+from webcontrol.history import Result
 from webcontrol.web.browse import links
 from webcontrol.web.browse import triggers as trigger_links
+from webcontrol.web.browse.markup import escape as _escape
 
 #: Rows joined into one piece of the page: 10,000 rows go out in 40 pieces.
 PIECE_ROWS = 250
-
-
-def _escape(text: str) -> str:
-    """``markupsafe.escape`` of a str, as a str (the same five replacements, no Markup object)."""
-    return (
-        text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;").replace("'", "&#39;").replace('"', "&#34;")
-    )
 
 
 def _icons() -> dict[str, str]:
@@ -146,10 +143,122 @@ def rows_html(block: list[dict], show_package: bool, show_where: bool, icons: di
     )
 
 
+class _DirectRows:
+    """Rows made straight from results and their classifications, without a view per row.
+
+    For big pages (links.LazyViews), whose views no one else reads: the same
+    bytes as :func:`rows_html` of their views. HTML escaping replaces single
+    characters, so the escape of a joined string is the join of the escapes:
+    the parts that repeat (a test's links and cells, a trigger's part of the
+    ♻ link, result, classification and duration cells) are escaped once, and
+    a block whose per-row fields (version, env, run id, uuid) have nothing to
+    escape joins them as they are. A block that has something to escape, and
+    a row whose run id is not a valid one, go through the views.
+    """
+
+    def __init__(self, show_package: bool, show_where: bool, icons: dict[str, str], cells: _Cells) -> None:
+        self._show_package, self._show_where, self._icons, self._cells = show_package, show_where, icons, cells
+        self._maker = links.ViewMaker()
+        self._site = _escape(links.site())
+        self._tests: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
+        self._durations: dict[int | None, str] = {}
+        self._results: dict[int | None, str] = {}
+        self._classes: dict[str | None, str] = {}
+        self._retry_triggers: dict[str, str] = {}
+
+    def _test(self, package: str, release: str, arch: str) -> tuple[str, str, str, str]:
+        """(the leading cells, history link, run objects' folder, retry link up to its triggers), escaped."""
+        history, folder, retry_base = self._maker.test_links(package, release, arch)
+        parts = (history, folder, package, release, arch)
+        if _NEEDS_ESCAPE.search("".join(parts)):  # a page of one requester has thousands of tests: mostly not
+            history, folder, package, release, arch = map(_escape, parts)
+        retry_base = _escape(retry_base)  # a query: its "&"s are escaped
+        lead = f'<td><a href="{history}">{package}</a></td>' if self._show_package else ""
+        where = f"<td>{release}</td><td>{arch}</td>" if self._show_where else ""
+        found = self._tests[(package, release, arch)] = (f"\n<tr>\n{lead}\n{where}\n", history, folder, retry_base)
+        return found
+
+    def _duration(self, duration: int | None) -> str:
+        found = self._durations[duration] = f'<td class="nowrap">{_escape(results.human_duration(duration))}</td>'
+        return found
+
+    def _result(self, exitcode: int | None) -> str:
+        name = _RESULT_NAMES.get(exitcode, "otherfail")
+        title = f' title="exit code {_escape(str(exitcode))}"' if name == "otherfail" else ""
+        found = self._results[exitcode] = f'<td class="{name}"{title}>{_escape(self._icons.get(name, ""))} {name}</td>'
+        return found
+
+    def _class(self, classification: str | None) -> str:
+        text = _escape(classification or "")
+        found = self._classes[classification] = f'<td class="classification {text}">{text.replace("_", " ")}</td>'
+        return found
+
+    def _retry_trigger(self, trigger: str) -> str:
+        found = self._retry_triggers[trigger] = f"&amp;trigger={_escape(links.query_value(trigger))}"
+        return found
+
+    def html(self, block: Sequence[Result], classes: Sequence[str | None], retries: Sequence[bool]) -> str:
+        if _NEEDS_ESCAPE.search("".join([f"{r.version}{r.env}{r.run_id}{r.uuid}" for r in block])):
+            views = list(map(self._maker.view, block, classes, retries))
+            return rows_html(views, self._show_package, self._show_where, self._icons, self._cells)
+        return "".join(map(self._row, block, classes, retries))
+
+    def _row(self, result: Result, classification: str | None, retry: bool) -> str:
+        package, release, arch, run_id, version, triggers, duration, exitcode, requester, env, uuid = result
+        if not _RUN_ID_RE.match(run_id):
+            view = self._maker.view(result, classification, retry)
+            return rows_html([view], self._show_package, self._show_where, self._icons, self._cells)
+        lead, history, folder, retry_base = self._tests.get((package, release, arch)) or self._test(
+            package, release, arch
+        )
+        trigger_list = triggers.split() if triggers else []
+        run_page = f"{history}/{run_id}"
+        objects = f"{folder}/{run_id}"
+        date = f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC"
+        run_url = f"{self._site}/run/{links.path_segment(uuid)}" if uuid else run_page
+        retry_link = ""
+        if retry and trigger_list and _RESULT_NAMES.get(exitcode, "otherfail") not in _NO_RETRY:
+            retry_triggers = self._retry_triggers
+            parts = [retry_triggers.get(t) or self._retry_trigger(t) for t in trigger_list]
+            if env and "all-proposed" in env and results.parse_env_string(env).get("all-proposed") == "1":
+                parts.append("&amp;all-proposed=1")
+            retry_link = f' <a class="retry" href="{retry_base}{"".join(parts)}" title="retry this test">♻</a>'
+        uuid_link = f'<a href="{run_url}">{uuid}</a>' if uuid else ""
+        cells = self._cells
+        return (
+            f"{lead}<td>{version or ''}</td>\n"
+            f"<td>{''.join(map(cells.trigger, trigger_list))}</td>\n"
+            f"<td>{env or ''}</td>\n"
+            f'<td class="nowrap"><a href="{run_url}">{date}</a></td>\n'
+            f"{self._durations.get(duration) or self._duration(duration)}\n"
+            f"<td>{cells.requester(requester or '')}</td>\n"
+            f"{self._results.get(exitcode) or self._result(exitcode)}\n"
+            f'<td class="uuid">{uuid_link}</td>\n'
+            f"{self._classes.get(classification) or self._class(classification)}\n"
+            f'<td class="links nowrap"><a href="{run_page}/log" title="view the log">log</a>'
+            f' <a href="{objects}/log.gz" title="raw log.gz">⬇</a>'
+            f' <a href="{objects}/artifacts.tar.gz" title="artifacts">artifacts</a>{retry_link}</td>\n</tr>\n'
+        )
+
+
+#: Characters HTML escaping replaces.
+_NEEDS_ESCAPE = re.compile("[&<>\"']")
+_RESULT_NAMES = results.RESULT_NAMES
+_NO_RETRY = results.NO_RETRY_RESULTS
+_RUN_ID_RE = results.RUN_ID_RE
+
+
 def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[Markup]:
     """The rows of a results table, PIECE_ROWS rows per piece (a template global)."""
     icons = _icons()
     cells = _Cells(links.site())
+    if isinstance(views, links.LazyViews) and not views.views_kept:
+        direct = _DirectRows(show_package, show_where, icons, cells)
+        for block, classes, retries in views.blocks():
+            for start in range(0, len(block), PIECE_ROWS):
+                end = start + PIECE_ROWS
+                yield Markup(direct.html(block[start:end], classes[start:end], retries[start:end]))
+        return
     pending = iter(views)
     while block := list(islice(pending, PIECE_ROWS)):
         yield Markup(rows_html(block, show_package, show_where, icons, cells))
