@@ -202,3 +202,89 @@ def test_a_big_page_is_freed_when_it_is_sent(app):
         assert gone() is None
     finally:
         gc.enable()
+
+
+#: The running and queued rows of partials/results_table.html as the template wrote them: the oracle of live_rows.
+LIVE_ORACLE = """{% from "_macros.html" import ICONS -%}
+{% for job in running %}
+<tr class="live">
+{% if show_package %}<td>{{ job["package"] }}</td>{% endif %}{% if show_where %}<td>{{ job["release"] }}</td><td>{{ job["arch"] }}</td>{% endif %}
+<td>N/A</td><td>{% for t in job["triggers"] %}{% if not loop.first %} {% endif %}<span class="trigger">{{ t }}</span>{% endfor %}</td><td>N/A</td><td>N/A</td><td>{{ job["human_duration"] }}</td><td>{% if job["requester"] %}<a href="https://launchpad.net/~{{ job["requester"]|urlencode }}">{{ job["requester"] }}</a>{% endif %}</td>
+<td class="running">{{ ICONS["running"] }} running</td><td>{% if job["uuid"] %}{{ job["uuid"] }}{% endif %}</td><td></td><td></td>
+</tr>
+{% endfor %}
+{% for q in queued %}
+<tr class="live">
+{% if show_package %}<td>{{ q["package"] }}</td>{% endif %}{% if show_where %}<td>{{ q["release"] }}</td><td>{{ q["arch"] }}</td>{% endif %}
+<td>N/A</td><td>{% for t in q["triggers"] %}{% if not loop.first %} {% endif %}<span class="trigger">{{ t }}</span>{% endfor %}</td><td>N/A</td><td>{{ q["submit_time"] or "N/A" }}</td><td>N/A</td><td>{% if q["requester"] %}<a href="https://launchpad.net/~{{ q["requester"]|urlencode }}">{{ q["requester"] }}</a>{% endif %}</td>
+<td class="queued">{{ ICONS["queued"] }} queued</td><td>{% if q["uuid"] %}{{ q["uuid"] }}{% endif %}</td><td></td><td></td>
+</tr>
+{% endfor %}"""
+
+
+def _live_views() -> tuple[list[dict], list[dict]]:
+    """Running and queued views as live_views makes them, with every kind of field the rows show."""
+    running = [
+        {
+            "package": "hello",
+            "release": "noble",
+            "arch": "amd64",
+            "triggers": ["hello/1.0", "glib2.0/2.80-1"],
+            "human_duration": "0h 2m 5s",
+            "requester": "joe",
+            "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
+        },
+        {
+            "package": f"p{SPECIAL}",
+            "release": f"r{SPECIAL}",
+            "arch": f"a{SPECIAL}",
+            "triggers": [f"t{SPECIAL}", 7],
+            "human_duration": "0h 0m 1s",
+            "requester": f"o'hara+co{SPECIAL}",
+            "uuid": None,
+        },
+    ]
+    queued = [
+        {
+            "package": "hello",
+            "release": "noble",
+            "arch": "amd64",
+            "triggers": ["hello/1.0"],
+            "submit_time": "2024-02-21 11:00:51+0000",
+            "requester": "ann",
+            "uuid": "u-1",
+        },
+        {
+            "package": "bare",
+            "release": "noble",
+            "arch": "amd64",
+            "triggers": [],
+            "submit_time": "",
+            "requester": "",
+            "uuid": None,
+        },
+        {
+            "package": f"q{SPECIAL}",
+            "release": "noble",
+            "arch": "amd64",
+            "triggers": [f"x{SPECIAL}"],
+            "submit_time": f"when{SPECIAL}",
+            "requester": "nick",
+            "uuid": f"u{SPECIAL}",
+        },
+    ]
+    return running, queued
+
+
+@pytest.mark.parametrize("show_package,show_where", [(True, True), (False, False), (True, False), (False, True)])
+def test_live_rows_are_the_templates_bytes(app, show_package, show_where):
+    running, queued = _live_views()
+    with app.test_request_context("/"):
+        oracle = app.jinja_env.from_string(LIVE_ORACLE)
+        for jobs, items in ((running, queued), ([], queued), (running, []), ([], [])):
+            context = {"running": jobs, "queued": items, "show_package": show_package, "show_where": show_where}
+            made = str(rows.live_rows(jobs, items, show_package, show_where))
+            assert made == oracle.render(**context)
+        assert made == "\n"
+        made = str(rows.live_rows(running, queued, show_package, show_where))
+    assert made.count('<tr class="live">') == 5 and SPECIAL not in made

@@ -76,6 +76,7 @@ def create_app(config: Config) -> flask.Flask:
         trigger_url=triggers.trigger_url,
         retry_token=triggers.retry_token,
         table_rows=rows.table_rows,
+        live_rows=rows.live_rows,
         running_job_block=live_data.running_job_block,
         queued_list_html=live_views.queued_list_html,
     )

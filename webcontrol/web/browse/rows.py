@@ -262,3 +262,39 @@ def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> I
     pending = iter(views)
     while block := list(islice(pending, PIECE_ROWS)):
         yield Markup(rows_html(block, show_package, show_where, icons, cells))
+
+
+def live_rows(running: Sequence[dict], queued: Sequence[dict], show_package: bool, show_where: bool) -> Markup:
+    """A history's running jobs and queued requests, as the rows above its results (a template global).
+
+    Views of live_views (job_view, queued_view); a test can have a hundred
+    requests queued, each row a dozen fields.
+    """
+    icons = _icons()
+    cells = _Cells(links.site())
+
+    def lead(view: dict) -> str:
+        package = f"<td>{_escape(view['package'])}</td>" if show_package else ""
+        where = f"<td>{_escape(view['release'])}</td><td>{_escape(view['arch'])}</td>" if show_where else ""
+        return f'\n<tr class="live">\n{package}{where}\n<td>N/A</td><td>'
+
+    def triggers(view: dict) -> str:
+        return " ".join(f'<span class="trigger">{_escape(trigger)}</span>' for trigger in view["triggers"])
+
+    running_icon, queued_icon = _escape(icons["running"]), _escape(icons["queued"])
+    parts = [
+        f"{lead(job)}{triggers(job)}</td><td>N/A</td><td>N/A</td><td>{_escape(job['human_duration'])}</td>"
+        f"<td>{cells.requester(job['requester'])}</td>\n"
+        f'<td class="running">{running_icon} running</td><td>{_escape(job["uuid"]) if job["uuid"] else ""}</td>'
+        "<td></td><td></td>\n</tr>\n"
+        for job in running
+    ]
+    parts.append("\n")
+    parts.extend(
+        f"{lead(item)}{triggers(item)}</td><td>N/A</td><td>{_escape(item['submit_time'] or 'N/A')}</td><td>N/A</td>"
+        f"<td>{cells.requester(item['requester'])}</td>\n"
+        f'<td class="queued">{queued_icon} queued</td><td>{_escape(item["uuid"]) if item["uuid"] else ""}</td>'
+        "<td></td><td></td>\n</tr>\n"
+        for item in queued
+    )
+    return Markup("".join(parts))
