@@ -3,14 +3,17 @@
 """Latency of live and cheap pages while the collector rewrites running.json, under a real threaded server.
 
 Usage: python bench/live_rewrites.py --db /var/tmp/bench-dbs/big10m-pub.db [--seconds 30]
+       python bench/live_rewrites.py --db ... --tree /tmp/old --tree .   (both at once, same load)
        python bench/live_rewrites.py --db ... --profile   (where a new version's rebuild spends its CPU)
 
 The browse app runs in a child process under werkzeug's threaded server
 (one thread per connection, one GIL, as in one mod_wsgi daemon process).
 Several clients ask for ``/running`` (``--clients``), one for ``/`` and one
 for ``/api/v1/running``, each pausing ``--think`` seconds between requests.
-The same load runs twice: with the live files left alone, then while a
-writer process rewrites running.json every ``--interval`` seconds as
+With ``--tree`` given more than once, each tree serves its own copy of
+the site at the same time, with the same clients and writers: on a
+shared, loaded machine both see the same load. The same load runs three times: with the live files left alone, then while a writer rewrites a copy no server reads (control: the
+writer's own CPU), then while a writer process rewrites running.json every ``--interval`` seconds as
 amqp-status-collector does (file and index, renamed into place), with a
 tenth of the jobs (``--churn``) reporting a new duration and log line per
 write. A request that waits for the GIL while the process rebuilds a new
@@ -214,55 +217,94 @@ def fetch_timings(port: int) -> list[tuple[str, float, float]]:
     return samples
 
 
-def phase(label: str, port: int, pid: int, routes: list[tuple[str, int]], seconds: float, think: float) -> None:
-    fetch_timings(port)  # drop what came before
+class Site:
+    """One tree's server (and its collector) over its own copy of the site."""
+
+    def __init__(self, tree: Path, folder: Path, config_path: Path, db: str) -> None:
+        self.tree, self.folder, self.db = tree, folder, db
+        self.script = str(tree / "bench" / "live_rewrites.py")
+        self.port = free_port()
+        self.server = subprocess.Popen(
+            [sys.executable, self.script, "--db", db, "--serve", str(config_path), str(self.port)]
+        )
+        self.writer: subprocess.Popen | None = None
+
+    def collect(self, target: Path, interval: float, churn: int) -> None:
+        """Start this tree's writer on ``target`` (with that tree's index writer, as its collector would)."""
+        self.writer = subprocess.Popen(
+            [sys.executable, self.script, "--db", self.db, "--collect", str(target)]
+            + ["--interval", str(interval), "--churn", str(churn)]
+        )
+
+    def stop_collecting(self) -> None:
+        if self.writer is not None:
+            self.writer.terminate()
+            self.writer.wait(10)
+            self.writer = None
+
+    def stop(self) -> None:
+        self.stop_collecting()
+        self.server.terminate()
+        self.server.wait(10)
+
+
+def phase(label: str, sites: list[Site], routes: list[tuple[str, int]], seconds: float, think: float) -> None:
+    """The same clients on every site at once, so each sees the same load from the rest of the machine."""
     stop = threading.Event()
-    walls: dict[str, list[float]] = {path: [] for path, _n in routes}
-    threads = [
-        threading.Thread(target=client, args=(port, path, think, stop, n * 100 + k, walls[path]))
-        for n, (path, count) in enumerate(routes)
-        for k in range(count)
-    ]
-    cpu_before, load_before = process_cpu_s(pid), os.getloadavg()[0]
+    walls: dict[tuple[int, str], list[float]] = {}
+    threads = []
+    for site in sites:
+        fetch_timings(site.port)  # drop what came before
+        for n, (path, count) in enumerate(routes):
+            walls[(site.port, path)] = []
+            for k in range(count):
+                seed = n * 100 + k
+                args = (site.port, path, think, stop, seed, walls[(site.port, path)])
+                threads.append(threading.Thread(target=client, args=args))
+    cpu_before = [process_cpu_s(site.server.pid) for site in sites]
+    load_before = os.getloadavg()[0]
     for thread in threads:
         thread.start()
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
-    cpu = process_cpu_s(pid) - cpu_before
-    samples = fetch_timings(port)
     print(
         f"{label}: {seconds:.0f} s; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(
-        f"  {'route':<18} {'n':>5} {'wall p50':>9} {'p95':>7} {'p99':>7} {'max':>7} {'CPU p50':>8} {'p95':>6}"
-        f" {'client p95':>10}  (ms)"
-    )
-    for path, _n in routes:
-        wall = sorted(w for p, w, _c in samples if p == path)
-        cpu_ms = sorted(c for p, _w, c in samples if p == path)
-        if not wall:
-            continue
+    for site, before in zip(sites, cpu_before, strict=True):
+        cpu = process_cpu_s(site.server.pid) - before
+        samples = fetch_timings(site.port)
+        print(f" tree {site.tree}:")
         print(
-            f"  {path:<18} {len(wall):>5} {statistics.median(wall):>9.1f} {percentile(wall, 0.95):>7.1f}"
-            f" {percentile(wall, 0.99):>7.1f} {wall[-1]:>7.1f} {statistics.median(cpu_ms):>8.1f}"
-            f" {percentile(cpu_ms, 0.95):>6.1f} {percentile(sorted(walls[path]), 0.95):>10.1f}"
+            f"  {'route':<18} {'n':>5} {'wall p50':>9} {'p95':>7} {'p99':>7} {'max':>7} {'CPU p50':>8} {'p95':>6}"
+            f" {'client p95':>10}  (ms)"
         )
-    rebuilds = sorted({p for p, _w, _c in samples if p.startswith("rebuild")})
-    for kind in (*rebuilds, "gc0", "gc1", "gc2"):
-        took = sorted(w for p, w, _c in samples if p == kind)
-        if took:
-            cpu_total = sum(c for p, _w, c in samples if p == kind)
+        for path, _n in routes:
+            wall = sorted(w for p, w, _c in samples if p == path)
+            cpu_ms = sorted(c for p, _w, c in samples if p == path)
+            if not wall:
+                continue
             print(
-                f"  {kind:<40} n={len(took):<4} wall total {sum(took):7.1f} ms, median {statistics.median(took):6.1f}"
-                f" max {took[-1]:6.1f}" + (f"; CPU total {cpu_total:7.1f} ms" if kind.startswith("rebuild") else "")
+                f"  {path:<18} {len(wall):>5} {statistics.median(wall):>9.1f} {percentile(wall, 0.95):>7.1f}"
+                f" {percentile(wall, 0.99):>7.1f} {wall[-1]:>7.1f} {statistics.median(cpu_ms):>8.1f}"
+                f" {percentile(cpu_ms, 0.95):>6.1f} {percentile(sorted(walls[(site.port, path)]), 0.95):>10.1f}"
             )
-    in_requests = sum(c for p, _w, c in samples if p.startswith("/")) / 1000
-    print(
-        f"  server process CPU: {cpu:.1f} s over {seconds:.0f} s ({cpu / seconds:.0%} of one core),"
-        f" {in_requests:.1f} s of it in request threads, {cpu - in_requests:.1f} s elsewhere (rebuilds, server)"
-    )
+        rebuilds = sorted({p for p, _w, _c in samples if p.startswith("rebuild")})
+        for kind in (*rebuilds, "gc0", "gc1", "gc2"):
+            took = sorted(w for p, w, _c in samples if p == kind)
+            if took:
+                cpu_total = sum(c for p, _w, c in samples if p == kind)
+                print(
+                    f"  {kind:<40} n={len(took):<4} wall total {sum(took):7.1f} ms,"
+                    f" median {statistics.median(took):6.1f} max {took[-1]:6.1f}"
+                    + (f"; CPU total {cpu_total:7.1f} ms" if kind.startswith("rebuild") else "")
+                )
+        in_requests = sum(c for p, _w, c in samples if p.startswith("/")) / 1000
+        print(
+            f"  server process CPU: {cpu:.1f} s over {seconds:.0f} s ({cpu / seconds:.0%} of one core),"
+            f" {in_requests:.1f} s of it in request threads, {cpu - in_requests:.1f} s elsewhere (rebuilds, server)"
+        )
 
 
 # Where a rebuild's time goes ------------------------------------------------------------------------
@@ -332,6 +374,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between two rewrites of running.json")
     parser.add_argument("--churn", type=int, default=10, help="1/N of the jobs change per rewrite (default 10)")
     parser.add_argument("--profile", action="store_true", help="profile rebuilds in this process instead")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        help="serve this source tree (with this script copied into its bench/); repeat to compare trees side by side",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--collect", metavar="RUNNING_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -341,51 +389,49 @@ def main() -> None:
     if args.collect:
         collector(args.collect, args.interval, args.churn)
         return
-    folder = Path(tempfile.mkdtemp(prefix="live-rewrites-"))
+    trees = [Path(tree).resolve() for tree in args.tree] or [Path(__file__).resolve().parents[1]]
+    folders = [Path(tempfile.mkdtemp(prefix="live-rewrites-")) for _tree in trees]
+    sites: list[Site] = []
     try:
-        config_path = make_site(args.db, folder, args.queued, args.running)
+        configs = [make_site(args.db, folder, args.queued, args.running) for folder in folders]
         print(f"DB {args.db}; {args.queued:,} queued, {args.running:,} running")
         if args.profile:
-            profile(config_path, 10)
+            profile(configs[0], 10)
             return
-        port = free_port()
-        server = subprocess.Popen([sys.executable, __file__, "--db", args.db, "--serve", str(config_path), str(port)])
-        try:
-            wait_for_port(port)
-            routes = [("/running", args.clients), ("/api/v1/running", 1), ("/", 1)]
-            print(
-                f"server: werkzeug threaded, pid {server.pid}; clients: {args.clients} on /running, 1 on"
-                f" /api/v1/running, 1 on /; think {args.think} s"
-            )
-            phase("warm-up", port, server.pid, routes, 5, args.think)
-            phase("quiet (no rewrites)", port, server.pid, routes, args.seconds, args.think)
-            # The same writer on a copy the server does not read: what the writer's own CPU costs the
-            # machine, without a rebuild in the server.
-            elsewhere = folder / "elsewhere"
+        for tree, folder, config_path in zip(trees, folders, configs, strict=True):
+            sites.append(Site(tree, folder, config_path, args.db))
+        for site in sites:
+            wait_for_port(site.port)
+        routes = [("/running", args.clients), ("/api/v1/running", 1), ("/", 1)]
+        print(
+            f"{len(sites)} server(s), werkzeug threaded; clients per server: {args.clients} on /running, 1 on"
+            f" /api/v1/running, 1 on /; think {args.think} s"
+        )
+        phase("warm-up", sites, routes, 5, args.think)
+        phase("quiet (no rewrites)", sites, routes, args.seconds, args.think)
+        # The same writers on copies the servers do not read: what the writers' own CPU costs the
+        # machine, without a rebuild in the servers.
+        for site in sites:
+            elsewhere = site.folder / "elsewhere"
             elsewhere.mkdir()
-            shutil.copyfile(folder / "cache" / "running.json", elsewhere / "running.json")
-            for label, target in (
-                ("control (the same rewrites of a file the server does not read)", elsewhere / "running.json"),
-                (
-                    f"rewrites (running.json every {args.interval} s, 1/{args.churn} of jobs changed)",
-                    folder / "cache" / "running.json",
-                ),
-            ):
-                writer = subprocess.Popen(
-                    [sys.executable, __file__, "--db", args.db, "--collect", str(target)]
-                    + ["--interval", str(args.interval), "--churn", str(args.churn)]
-                )
-                try:
-                    time.sleep(1)
-                    phase(label, port, server.pid, routes, args.seconds, args.think)
-                finally:
-                    writer.terminate()
-                    writer.wait(10)
-        finally:
-            server.terminate()
-            server.wait(10)
+            shutil.copyfile(site.folder / "cache" / "running.json", elsewhere / "running.json")
+        for label, name in (
+            ("control (the same rewrites of a file the server does not read)", "elsewhere"),
+            (f"rewrites (running.json every {args.interval} s, 1/{args.churn} of jobs changed)", "cache"),
+        ):
+            try:
+                for site in sites:
+                    site.collect(site.folder / name / "running.json", args.interval, args.churn)
+                time.sleep(1)
+                phase(label, sites, routes, args.seconds, args.think)
+            finally:
+                for site in sites:
+                    site.stop_collecting()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        for site in sites:
+            site.stop()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
