@@ -90,3 +90,38 @@ def test_a_file_sent_by_the_servers_file_wrapper_does_not_hold_rebuilds(site, pa
     time.sleep(0.2)
     wait_for(client, 20, seconds=5.0)
     held.close()
+
+
+def test_job_blocks_are_the_templates_whatever_their_text(site, monkeypatch):
+    """Blocks filled into skeletons are what the template renders, for text to escape and for markers in params."""
+    monkeypatch.setattr(live_data, "REFRESH_MIN_S", 0.0)
+    client, tmp_path = site
+    running = tree(10, jobs=4)
+    odd = {
+        "requester": "joe",
+        "triggers": ["a/1", "\x00slot2\x00", "\x00slot0\x00"],  # the markers skeletons are made with
+        "env": ["X=<b>&'\""],
+    }
+    running["pkg0"] = {results.run_key(odd): {"noble": {"amd64": [odd, 5, "1s <script>&'\"\n"]}}}
+    stuck = {"requester": "ann", "triggers": ["b/1"], "uuid": "00000000-0000-4000-8000-00000000000f"}
+    running["pkg1"] = {results.run_key(stuck): {"noble": {"arm64": [stuck, 4000, "  12s last line\n"]}}}
+    running["private-test"] = {"some-uuid": {"noble": {"amd64": [{}, 7, "Running private test"]}}}
+    for turn in range(3):  # a first version, then the same jobs reporting (a new duration and log line)
+        for keys in running.values():
+            for releases in keys.values():
+                for arches in releases.values():
+                    for leaf in arches.values():
+                        leaf[1] += 10
+                        leaf[2] += f"more output <&> at {leaf[1]}\n"
+        write_running(tmp_path / "running.json", running)
+        body = client.get("/running").get_data(as_text=True)
+        with client.application.test_request_context("/running"):
+            template = client.application.jinja_env.get_template("partials/running_job.html")
+            views = live_data.running_views()[1]
+            packages = [view["package"] for view in views]
+            expected = "".join(
+                template.render(job=view, first=n == 0 or packages[n - 1] != view["package"])
+                for n, view in enumerate(views)
+            )
+        assert expected in body, turn
+        assert "likely stuck" in expected and "&lt;script&gt;" in expected and "\x00slot2\x00" in expected
