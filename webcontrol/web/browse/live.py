@@ -69,6 +69,12 @@ def _queues() -> tuple[int, tuple, tuple, dict]:
     return queue_limit, (queues_key[0], *queues_key[2:]), queues_key, queues
 
 
+def _packages_html(views: list[dict]) -> Markup:
+    """The package index of /running: rendered again only when the set of packages changes, not on every report."""
+    packages = tuple(sorted({v["package"] for v in views}))
+    return live_data.packages_html.get(packages, lambda: _render("live/_packages.html", packages=packages))
+
+
 @bp.route("/running")
 def running():
     """Running jobs, queue sizes and the head of every non-empty queue (docs/formats.rst, Routes)."""
@@ -77,10 +83,7 @@ def running():
     _key, (packages_html, jobs_html) = live_data.jobs_html.get(
         scope,
         views_key,
-        lambda: (
-            _render("live/_packages.html", packages=sorted({v["package"] for v in views})),
-            live_data.fragments.render(views),
-        ),
+        lambda: (_packages_html(views), live_data.fragments.render(views)),
     )
     _key, (sizes_html, queues_html) = live_data.queue_html.get(
         queues_scope,

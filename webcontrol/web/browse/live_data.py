@@ -170,6 +170,8 @@ status_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
 status_queues = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_html = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_json = Derived(lambda: REFRESH_MIN_S, background=True)
+#: The package index of /running, per set of running packages.
+packages_html = RecentValues(size=2)
 #: One queue's page (its rendered items, or their JSON text) per queue, offset, limit and file version.
 queue_pages_html = RecentValues()
 queue_pages_json = RecentValues()
