@@ -103,6 +103,9 @@ _RUNNING_INDEXES = (
     "CREATE INDEX job_package ON job(package)",
     "CREATE INDEX job_requester ON job(requester)",
     "CREATE INDEX job_uuid ON job(uuid)",
+    # The home page counts jobs per arch after every write (twice a second): from this index alone,
+    # not from a scan of every job's log tail.
+    "CREATE INDEX job_arch ON job(arch)",
 )
 
 
@@ -461,6 +464,33 @@ def running_window(
     if jobs is None:
         return None
     return jobs, total if total is not None else offset + len(jobs)
+
+
+def running_rows(path) -> list[tuple] | None:
+    """Every job of a current running index as its columns (:data:`_JOB_COLUMNS`), in file order.
+
+    None without a current index. The params stay JSON text (:func:`job_from_row`
+    parses them): a web process re-reads every job when the collector writes
+    (twice a second) but derives again only those that reported meanwhile, so
+    it parses the params of those alone, and never the whole file in one call
+    that holds the interpreter (see :func:`webcontrol.web.browse.live_data.running_views`).
+    """
+    conn = _open(path)
+    if conn is None:
+        return None
+    try:
+        return conn.execute(f"SELECT {_JOB_COLUMNS} FROM job ORDER BY rowid").fetchall()
+    except sqlite3.Error as err:
+        log.warning("running index of %s unreadable: %s", path, err)
+        return None
+    finally:
+        conn.close()
+
+
+def job_from_row(row: tuple, path) -> livestate.RunningJob | None:
+    """The job of a :func:`running_rows` row; None (read the file instead) when its params are not a JSON object."""
+    found = _jobs([row], path)
+    return found[0] if found else None
 
 
 #: The job columns :func:`_jobs` takes, in its order.

@@ -52,6 +52,7 @@ def create_app(config: Config) -> flask.Flask:
         files,
         insight,
         live,
+        live_cache,
         live_data,
         live_views,
         packages,
@@ -96,4 +97,6 @@ def create_app(config: Config) -> flask.Flask:
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    # Live pages rebuild new versions of the live files in background threads that give way to these.
+    app.wsgi_app = live_cache.RequestsInFlight(app.wsgi_app)
     return app

@@ -69,6 +69,12 @@ def _queues() -> tuple[int, tuple, tuple, dict]:
     return queue_limit, (queues_key[0], *queues_key[2:]), queues_key, queues
 
 
+def _packages_html(views: list[dict]) -> Markup:
+    """The package index of /running: rendered again only when the set of packages changes, not on every report."""
+    packages = tuple(sorted({v["package"] for v in views}))
+    return live_data.packages_html.get(packages, lambda: _render("live/_packages.html", packages=packages))
+
+
 @bp.route("/running")
 def running():
     """Running jobs, queue sizes and the head of every non-empty queue (docs/formats.rst, Routes)."""
@@ -77,10 +83,7 @@ def running():
     _key, (packages_html, jobs_html) = live_data.jobs_html.get(
         scope,
         views_key,
-        lambda: (
-            _render("live/_packages.html", packages=sorted({v["package"] for v in views})),
-            live_data.fragments.render(views),
-        ),
+        lambda: (_packages_html(views), live_data.fragments.render(views)),
     )
     _key, (sizes_html, queues_html) = live_data.queue_html.get(
         queues_scope,
@@ -148,9 +151,20 @@ def _flagged(views: list[dict]) -> dict:
 def admin():
     """Running jobs that are abnormally long or likely stuck; the tables are rendered once per version."""
     scope, views_key, views = _running_views()
-    _key, tables_html = live_data.admin_html.get(
-        scope, views_key, lambda: _render("live/_admin_tables.html", thresholds=THRESHOLDS, **_flagged(views))
-    )
+
+    def tables() -> Markup:
+        flagged = _flagged(views)
+        long_rows = live_data.admin_long_rows.encode(flagged["abnormally_long"])
+        stuck_rows = live_data.admin_stuck_rows.encode(flagged["likely_stuck"])
+        return _render(
+            "live/_admin_tables.html",
+            thresholds=THRESHOLDS,
+            long_rows=Markup("".join(long_rows[v["id"]] for v in flagged["abnormally_long"])),
+            stuck_rows=Markup("".join(stuck_rows[v["id"]] for v in flagged["likely_stuck"])),
+            **flagged,
+        )
+
+    _key, tables_html = live_data.admin_html.get(scope, views_key, tables)
     return flask.render_template(
         "live/admin.html", page="admin", updated=ages(), running_count=len(views), tables_html=tables_html
     )
@@ -260,9 +274,8 @@ describe(
 
 def _status_summary(views: list[dict]) -> dict:
     """Per job its duration and hints (keyed and sorted by job id, as jsonify sorts them), and the count."""
-    texts = live_data.status_texts.encode(views)
-    dumps = flask.current_app.json.dumps
-    pairs = [dumps(job).encode("utf-8") + b":" + texts[job] for job in sorted(texts)]
+    texts = live_data.status_pairs.encode(views)
+    pairs = [texts[job] for job in sorted(texts)]
     return {"jobs": encoded_member("jobs", pairs, object_items=True), **encode_members({"running_count": len(views)})}
 
 

@@ -21,7 +21,15 @@ import flask
 from webcontrol import filecache, liveindex, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, site_url
 from webcontrol.web.browse import context
-from webcontrol.web.browse.live_cache import Derived, EncodedViews, JobBlocks, JobFragments, RecentValues
+from webcontrol.web.browse.live_cache import (
+    Derived,
+    EncodedViews,
+    JobBlocks,
+    JobFragments,
+    RecentValues,
+    ViewTexts,
+    give_way,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +105,15 @@ _averages_lock = threading.Lock()
 _averages: dict[tuple[str, str, str, str], tuple[float, float | None]] = {}
 
 
-def average_durations(jobs: list[livestate.RunningJob]) -> dict[tuple[str, str, str], float | None]:
-    """Average duration of the newest AVERAGE_RUNS runs of each job's test.
+def average_durations(tests: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], float | None]:
+    """Average duration of the newest AVERAGE_RUNS runs of each ``(package, release, arch)``.
 
     The cost follows the number of running tests, not the length of their
     histories; values are cached per process for AVERAGE_MAX_AGE_S, so a
     republished DB does not recompute them all.
     """
     where = context.public_db_path()
-    wanted = {(where, j.package, j.release, j.arch) for j in jobs if not j.private}
+    wanted = {(where, *test) for test in tests}
     now = time.monotonic()
     with _averages_lock:
         known = {
@@ -162,25 +170,48 @@ status_jobs = Derived(lambda: REFRESH_MIN_S, background=True)
 status_queues = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_html = Derived(lambda: REFRESH_MIN_S, background=True)
 admin_json = Derived(lambda: REFRESH_MIN_S, background=True)
+#: The package index of /running, per set of running packages.
+packages_html = RecentValues(size=2)
 #: One queue's page (its rendered items, or their JSON text) per queue, offset, limit and file version.
 queue_pages_html = RecentValues()
 queue_pages_json = RecentValues()
 #: Shared by /api/v1/running and /api/v1/admin (the same view text in both).
 view_texts = EncodedViews()
-status_texts = EncodedViews(
-    lambda v: {
-        "package": v["package"],
-        "release": v["release"],
-        "arch": v["arch"],
-        "duration": v["duration"],
-        "human_duration": v["human_duration"],
-        "tail": v["tail_id"],
-        "hints": v["hints"],
+
+
+def _status_shape(view: dict) -> dict:
+    return {
+        "package": view["package"],
+        "release": view["release"],
+        "arch": view["arch"],
+        "duration": view["duration"],
+        "human_duration": view["human_duration"],
+        "tail": view["tail_id"],
+        "hints": view["hints"],
     }
-)
+
+
+def _status_pair(view: dict) -> bytes:
+    dumps = flask.current_app.json.dumps
+    return (dumps(view["id"]) + ":" + dumps(_status_shape(view), separators=(",", ":"))).encode("utf-8")
+
+
+#: A job's ``"id":{summary}`` member of the status endpoint's ``jobs`` object.
+status_pairs = ViewTexts(_status_pair)
+
+
+def _row(template: str):
+    return lambda view: flask.current_app.jinja_env.get_template(template).render(job=view)
+
+
+#: Rows of the two tables of /admin, rendered once per version of their job.
+admin_long_rows = ViewTexts(_row("live/_admin_long_row.html"))
+admin_stuck_rows = ViewTexts(_row("live/_admin_stuck_row.html"))
 fragments = JobFragments()
-#: Job views of the previous running.json version, reused for leaves that did not change.
-_view_cache: dict[tuple, tuple[tuple, dict]] = {}
+#: Job views of the previous running.json version, reused for leaves that did not change, and
+#: what each was made of (two dicts: see ViewTexts).
+_view_cache: dict[tuple, dict] = {}
+_view_signatures: dict[tuple, tuple] = {}
 
 
 def ages() -> dict:
@@ -194,26 +225,54 @@ def running_views() -> tuple[object, list[dict]]:
     key = (path, base, filecache.stamp(path), filecache.stamp(context.public_db_path()))
 
     def compute() -> list[dict]:
-        global _view_cache
-        # Parsed here, in the build (a background one once the process has a version), not in
-        # the request that found the new version: megabytes of JSON, and the garbage collections
-        # that many new objects set off.
-        jobs = livestate.running_jobs(livestate.running_cache.get(path))
-        averages = average_durations(jobs)
-        previous, fresh, views = _view_cache, {}, []
-        for job in jobs:
-            average = averages.get((job.package, job.release, job.arch))
-            leaf = (job.package, job.run_key, job.release, job.arch)
-            signature = (job.duration, job.logtail, average, base)
-            cached = previous.get(leaf)
-            view = cached[1] if cached and cached[0] == signature else job_view(job, average)
-            fresh[leaf] = (signature, view)
-            views.append(view)
-        _view_cache = fresh
+        # Built in the background once the process has a version (see Derived), from the
+        # collector's index: its rows are read one SQLite step at a time, letting request
+        # threads run in between, where one parse of the multi-megabyte file holds the
+        # interpreter for tens of milliseconds. Only the jobs that reported meanwhile are
+        # derived again.
+        rows = liveindex.running_rows(path)
+        views = None if rows is None else _views(rows, lambda row: liveindex.job_from_row(row, path), base)
+        if views is None:  # no current index (an older collector), or one with broken params
+            jobs = livestate.running_jobs(livestate.running_cache.get(path))
+            rows = [
+                (j.package, j.run_key, j.release, j.arch, j, j.duration, j.logtail, j.uuid, j.private) for j in jobs
+            ]
+            views = _views(rows, lambda row: row[4], base)
         views.sort(key=lambda v: (v["package"], v["release"], v["arch"], -v["duration"]))
         return views
 
     return views_cache.get((path, base), key, compute)
+
+
+def _views(rows: list[tuple], make_job, base: str) -> list[dict] | None:
+    """The job views of ``rows`` in their order, reusing the previous version's for unchanged jobs.
+
+    ``rows`` are in the order of :func:`webcontrol.liveindex.running_rows`;
+    ``make_job(row)`` makes the RunningJob of a job that changed, or None,
+    and then this returns None (the previous views are kept).
+    """
+    global _view_signatures, _view_cache
+    averages = average_durations({(row[0], row[2], row[3]) for row in rows if not row[8]})
+    signatures, known = _view_signatures, _view_cache
+    fresh_signatures, fresh, views = {}, {}, []
+    for number, row in enumerate(rows):
+        if number % 16 == 0:
+            give_way()
+        leaf = row[:4]
+        average = averages.get((row[0], row[2], row[3]))
+        signature = (row[5], row[6], average, base)  # duration, log tail
+        if signatures.get(leaf) == signature:
+            view = known[leaf]
+        else:
+            job = make_job(row)
+            if job is None:
+                return None
+            view = job_view(job, average)
+        fresh_signatures[leaf] = signature
+        fresh[leaf] = view
+        views.append(view)
+    _view_signatures, _view_cache = fresh_signatures, fresh
+    return views
 
 
 class ParsedQueues:
