@@ -30,7 +30,12 @@ def tree(duration: int, jobs: int = 40) -> dict:
 
 @pytest.fixture
 def patient_rebuilds(monkeypatch):
-    """A rebuild gives way at every chance, for as long as requests are in flight (30 s at most)."""
+    """A rebuild gives way at every chance, for as long as requests are in flight (30 s at most).
+
+    The count of requests in flight is the process's: it starts from zero here, whatever responses
+    tests run before left unclosed.
+    """
+    monkeypatch.setattr(live_cache, "_in_flight", 0)
     monkeypatch.setattr(live_data, "REFRESH_MIN_S", 0.1)
     monkeypatch.setattr(live_cache, "GIVE_WAY_EVERY_S", 0.0)
     monkeypatch.setattr(live_cache, "GIVE_WAY_MAX_S", 30.0)
@@ -86,10 +91,12 @@ def test_a_file_sent_by_the_servers_file_wrapper_does_not_hold_rebuilds(site, pa
     write_running(tmp_path / "running.json", tree(10))
     assert shows(client, 10)
     held = client.get("/static/running.json", buffered=False, environ_overrides={"wsgi.file_wrapper": FileWrapper})
-    write_running(tmp_path / "running.json", tree(20))
-    time.sleep(0.2)
-    wait_for(client, 20, seconds=5.0)
-    held.close()
+    try:
+        write_running(tmp_path / "running.json", tree(20))
+        time.sleep(0.2)
+        wait_for(client, 20, seconds=5.0)
+    finally:
+        held.close()
 
 
 def test_job_blocks_are_the_templates_whatever_their_text(site, monkeypatch):
