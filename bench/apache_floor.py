@@ -92,12 +92,7 @@ def floor_code(base: Path, source: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json), for 'ours'")
-    parser.add_argument("--duration", type=int, default=15, help="seconds of wrk per URL (default 15)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    parser.add_argument("--processes", type=int, default=4, help="WSGI daemon processes (default 4)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per daemon process (default 8)")
-    parser.add_argument("--queued", type=int, default=50_000, help="(ours) queued requests (default 50,000)")
-    parser.add_argument("--running", type=int, default=2_000, help="(ours) running jobs (default 2,000)")
+    apache_load.add_load_options(parser, duration=15)  # --queued and --running: for "ours"
     parser.add_argument("--apps", default=",".join(APPS), help=f"comma-separated, of {', '.join(APPS)}")
     args = parser.parse_args()
     reason = apache.apache_available()

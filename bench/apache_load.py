@@ -66,8 +66,8 @@ HINT = 'class="hint"'
 DROPPED_HINTS = "no average durations for the stuck-job hints"
 
 
-def daemon_pids(parent: int) -> list[int]:
-    """The mod_wsgi daemon processes of the Apache started as ``parent`` (named ``(wsgi:<group>)``)."""
+def _children(parent: int) -> list[tuple[int, bool]]:
+    """``(pid, is a mod_wsgi daemon)`` of the processes whose parent is ``parent``."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -79,9 +79,14 @@ def daemon_pids(parent: int) -> list[int]:
                 name = handle.read().split(b"\0")[0]
         except OSError:
             continue
-        if int(fields[1]) == parent and name.startswith(b"(wsgi:"):
-            found.append(int(entry))
+        if int(fields[1]) == parent:
+            found.append((int(entry), name.startswith(b"(wsgi:")))
     return sorted(found)
+
+
+def daemon_pids(parent: int) -> list[int]:
+    """The mod_wsgi daemon processes of the Apache started as ``parent`` (named ``(wsgi:<group>)``)."""
+    return [pid for pid, daemon in _children(parent) if daemon]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -100,20 +105,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def apache_pids(parent: int) -> list[int]:
     """Apache itself: the parent and its worker children (not the WSGI daemons)."""
-    found = [parent]
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                name = handle.read().split(b"\0")[0]
-        except OSError:
-            continue
-        if int(fields[1]) == parent and not name.startswith(b"(wsgi:"):
-            found.append(int(entry))
-    return sorted(found)
+    return [parent] + [pid for pid, daemon in _children(parent) if not daemon]
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -218,15 +210,20 @@ def dropped_hint_lines(logs: Path) -> int:
     return count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json)")
-    parser.add_argument("--duration", type=int, default=20, help="seconds of wrk per route (default 20)")
+def add_load_options(parser: argparse.ArgumentParser, duration: int) -> None:
+    """The options of the load and of the pool, shared with bench/apache_floor.py."""
+    parser.add_argument("--duration", type=int, default=duration, help=f"seconds of wrk per URL (default {duration})")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--processes", type=int, default=4, help="WSGI daemon processes (default 4)")
     parser.add_argument("--threads", type=int, default=8, help="threads per daemon process (default 8)")
     parser.add_argument("--queued", type=int, default=50_000, help="queued requests in queued.json (default 50,000)")
     parser.add_argument("--running", type=int, default=2_000, help="running jobs in running.json (default 2,000)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json)")
+    add_load_options(parser, duration=20)
     parser.add_argument("--only", help=f"comma-separated route names (default: {', '.join(DEFAULT_ROUTES)})")
     parser.add_argument("--keep", action="store_true", help="keep the site folder and Apache's logs")
     args = parser.parse_args()
