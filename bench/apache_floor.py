@@ -95,11 +95,7 @@ def main() -> None:
     apache_load.add_load_options(parser, duration=15)  # --queued and --running: for "ours"
     parser.add_argument("--apps", default=",".join(APPS), help=f"comma-separated, of {', '.join(APPS)}")
     args = parser.parse_args()
-    reason = apache.apache_available()
-    if reason:
-        raise SystemExit(f"cannot run: {reason}")
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed")
+    apache_load.check_tools()
     apps = args.apps.split(",")
     unknown = [app for app in apps if app not in APPS]
     if unknown:

@@ -210,6 +210,15 @@ def dropped_hint_lines(logs: Path) -> int:
     return count
 
 
+def check_tools() -> None:
+    """Exit with the reason when Apache with mod_wsgi or wrk is missing."""
+    reason = apache.apache_available()
+    if reason:
+        raise SystemExit(f"cannot run: {reason}")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed")
+
+
 def add_load_options(parser: argparse.ArgumentParser, duration: int) -> None:
     """The options of the load and of the pool, shared with bench/apache_floor.py."""
     parser.add_argument("--duration", type=int, default=duration, help=f"seconds of wrk per URL (default {duration})")
@@ -227,11 +236,7 @@ def main() -> None:
     parser.add_argument("--only", help=f"comma-separated route names (default: {', '.join(DEFAULT_ROUTES)})")
     parser.add_argument("--keep", action="store_true", help="keep the site folder and Apache's logs")
     args = parser.parse_args()
-    reason = apache.apache_available()
-    if reason:
-        raise SystemExit(f"cannot run: {reason}")
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed")
+    check_tools()
     every = browse_latency.pages(args.db)
     names = args.only.split(",") if args.only else list(DEFAULT_ROUTES)
     unknown = [name for name in names if name not in every]
