@@ -88,3 +88,33 @@ def test_run_page_shows_each_published_db(tmp_path):
     assert b"9.9-9" in again.get_data() and b"7.7-7" not in again.get_data()
     assert again.get_data() == make_app(public).get(page).get_data()
     assert client.get(f"/api/v1{page}").get_json()["run"]["version"] == "9.9-9"
+
+
+def test_package_page_shows_each_published_db(tmp_path):
+    """A package's matrix is kept per published file: the next one (even of the same size and second) shows at once."""
+    public, staged = tmp_path / "public.db", tmp_path / "staged.db"
+    build_public(public, seed=3, count=900)
+    conn = sqlite3.connect(public)
+    try:
+        package, run_id = conn.execute(
+            "SELECT test.package, result.run_id FROM result JOIN test ON test.id = result.test_id"
+            " ORDER BY result.run_id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    client = make_app(public)
+    page = f"/packages/{package}"
+
+    def versions() -> set:
+        cells = [cell["result"] for row in client.get(f"/api/v1{page}").get_json()["matrix"] for cell in row["cells"]]
+        return {cell["version"] for cell in cells if cell}
+
+    publish_with(public, staged, "UPDATE result SET version = '7.7-7', exitcode = 0 WHERE run_id = ?", run_id)
+    first = client.get(page).get_data()
+    assert "7.7-7" in versions()
+    assert client.get(page).get_data() == first
+    change = "UPDATE result SET version = '9.9-9', exitcode = 4 WHERE run_id = ?"
+    publish_with(public, staged, change, run_id, same_stamp=True)
+    assert versions() >= {"9.9-9"} and "7.7-7" not in versions()
+    again = client.get(page).get_data()
+    assert again != first and again == make_app(public).get(page).get_data()  # as a process that never saw the first

@@ -26,6 +26,7 @@ from webcontrol.web.browse.api import (
     page,
     query_param,
 )
+from webcontrol.web.browse.live_cache import RecentValues
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,31 @@ def package_search():
 # Package page ------------------------------------------------------------------------------
 
 
+#: Package matrices kept per web process, the least recently asked for dropped first.
+PACKAGE_MATRICES = 64
+
+
+def _matrix_views(conn, package: str) -> tuple[dict, dict]:
+    """``(matrix, views)``: a package's newest result per (release, arch) and their views.
+
+    Kept per published DB file (inode, mtime, size) and site URL, of which
+    they are a function: a package page reads and classifies them once per
+    publish. Views are shared by the requests that get them, which must not
+    change them.
+    """
+    kept = flask.current_app.extensions.get("browse_package_matrices")
+    if kept is None:
+        kept = flask.current_app.extensions.setdefault("browse_package_matrices", RecentValues(PACKAGE_MATRICES))
+
+    def compute() -> tuple[dict, dict]:
+        matrix = history.package_matrix(conn, package)
+        rows = list(matrix.values())
+        views = dict(zip([(r.release, r.arch) for r in rows], links.result_views(conn, rows), strict=True))
+        return matrix, views
+
+    return kept.get((context.public_db_identity(), links.site(), package), compute)
+
+
 def package_data(package: str, release: str | None = None) -> dict:
     _check_package(package)
     conn = context.get_db()
@@ -157,9 +183,7 @@ def package_data(package: str, release: str | None = None) -> dict:
         releases = [release]
     else:
         releases = list(catalogue.releases)
-    matrix = history.package_matrix(conn, package)
-    rows = list(matrix.values())
-    views = dict(zip([(r.release, r.arch) for r in rows], links.result_views(conn, rows), strict=True))
+    matrix, views = _matrix_views(conn, package)
     arches = sorted({arch for (rel, arch) in matrix if rel in releases})
     table = [
         {"arch": arch, "cells": [{"release": rel, "result": views.get((rel, arch))} for rel in releases]}
