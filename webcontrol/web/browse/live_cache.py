@@ -18,7 +18,6 @@ from collections import OrderedDict
 from itertools import chain, zip_longest
 
 import flask
-from markupsafe import Markup
 from werkzeug.wsgi import ClosingIterator
 
 from webcontrol.web.browse.api import Fragment
@@ -336,34 +335,3 @@ class RecentValues:
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
         return value
-
-
-class JobBlocks:
-    """Running-job blocks of package and user pages, each rendered once per state of its job.
-
-    A page lists up to 50 running jobs with kilobytes of log tail each; the
-    same jobs appear on every request of the page (and on several pages)
-    until the job reports again, so a block is rendered when what it shows
-    changes: its id (package, release, arch and parameters), duration, log
-    tail, hints and run link. The least recently shown blocks go first.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._blocks: OrderedDict[tuple, Markup] = OrderedDict()
-
-    def render(self, job: dict) -> Markup:
-        key = (job["id"], job["duration"], job["logtail"], tuple(job["hints"]), job["run_url"])
-        with self._lock:
-            block = self._blocks.get(key)
-            if block is not None:
-                self._blocks.move_to_end(key)
-                return block
-        template = flask.current_app.jinja_env.get_template("partials/running_job.html")
-        block = Markup(template.render(job=job))
-        with self._lock:
-            self._blocks[key] = block
-            while len(self._blocks) > self._size:
-                self._blocks.popitem(last=False)
-        return block

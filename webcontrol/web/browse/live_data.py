@@ -17,6 +17,7 @@ import threading
 import time
 
 import flask
+from markupsafe import Markup
 
 from webcontrol import filecache, liveindex, livestate, results
 from webcontrol.web.appbase import ServiceUnavailable, site_url
@@ -24,7 +25,6 @@ from webcontrol.web.browse import context
 from webcontrol.web.browse.live_cache import (
     Derived,
     EncodedViews,
-    JobBlocks,
     JobFragments,
     RecentValues,
     ViewTexts,
@@ -382,9 +382,22 @@ def queue_summary() -> tuple[object, dict]:
     return queue_summaries.get(path, key, lambda: read_queued(summary))
 
 
-def running_job_block(job: dict):
-    """A running job's block on a package or user page (a template global), rendered once per state of the job."""
+#: Running-job blocks kept per web process, the least recently shown dropped first.
+JOB_BLOCKS = 4096
+
+
+def running_job_block(job: dict) -> Markup:
+    """A running job's block on a package or user page (a template global), rendered once per state of the job.
+
+    A page lists up to 50 running jobs with kilobytes of log tail each, and
+    the same jobs appear on every request of the page (and on several pages)
+    until the job reports again: a block is rendered when what it shows
+    changes, its id (package, release, arch and parameters), duration, log
+    tail, hints or run link.
+    """
     blocks = flask.current_app.extensions.get("browse_job_blocks")
     if blocks is None:
-        blocks = flask.current_app.extensions.setdefault("browse_job_blocks", JobBlocks())
-    return blocks.render(job)
+        blocks = flask.current_app.extensions.setdefault("browse_job_blocks", RecentValues(JOB_BLOCKS))
+    key = (job["id"], job["duration"], job["logtail"], tuple(job["hints"]), job["run_url"])
+    template = "partials/running_job.html"
+    return blocks.get(key, lambda: Markup(flask.current_app.jinja_env.get_template(template).render(job=job)))
