@@ -575,13 +575,11 @@ def live_uuid(queued_path, running_path, uuid: str) -> str | None | bool:
                 conn.close()
 
 
-def file_versions(path: str | os.PathLike | None) -> tuple | None:
-    """The version of a live file and of its index (what answers made from them are kept by); None if either is missing."""
-    return _versions(path)
+def file_versions(*paths: str | os.PathLike | None) -> tuple | None:
+    """The versions of live files and of their indexes, what answers made from them are kept by; None if one is missing.
 
-
-def _versions(*paths: str | os.PathLike | None) -> tuple | None:
-    """The versions of files and of their indexes (an index is renamed into place: its inode changes)."""
+    An index is renamed into place: its inode changes with each version.
+    """
     found = []
     for path in paths:
         if not path:
@@ -605,7 +603,7 @@ def counts(queued_path, running_path) -> tuple[int, int, dict[str, dict[str, int
     Counted once per version of the two files (the answer is a fresh copy each time).
     """
     global _last_counts
-    versions = _versions(queued_path, running_path)
+    versions = file_versions(queued_path, running_path)
     last = _last_counts
     if versions is None or last is None or last[0] != versions:
         found = _count(queued_path, running_path)

@@ -324,14 +324,32 @@ class RecentValues:
         self._lock = threading.Lock()
         self._values: OrderedDict[tuple, object] = OrderedDict()
 
-    def get(self, key: tuple, compute):
+    def get(self, key: tuple, compute, *, keep=None, supersedes=None):
+        """The value kept for ``key``, else ``compute()``'s (an exception is raised and nothing kept).
+
+        A computed value is kept unless ``keep(value)`` is false (an answer
+        that may change, asked again next time). Keeping it first drops the
+        values whose key ``supersedes(old_key)`` is true for: values made
+        from an earlier version of the same file are never asked for again.
+        """
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
                 return self._values[key]
         value = compute()
+        if keep is not None and not keep(value):
+            return value
         with self._lock:
+            if supersedes is not None:
+                for old in [old for old in self._values if supersedes(old)]:
+                    del self._values[old]
             self._values[key] = value
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
         return value
+
+
+def app_values(name: str, size: int) -> RecentValues:
+    """The app's own :class:`RecentValues` called ``name``, made on first use (values follow the app's config)."""
+    extensions = flask.current_app.extensions
+    return extensions.get(name) or extensions.setdefault(name, RecentValues(size))

@@ -28,6 +28,7 @@ from webcontrol.web.browse.live_cache import (
     JobFragments,
     RecentValues,
     ViewTexts,
+    app_values,
     give_way,
 )
 
@@ -395,9 +396,7 @@ def running_job_block(job: dict) -> Markup:
     changes, its id (package, release, arch and parameters), duration, log
     tail, hints or run link.
     """
-    blocks = flask.current_app.extensions.get("browse_job_blocks")
-    if blocks is None:
-        blocks = flask.current_app.extensions.setdefault("browse_job_blocks", RecentValues(JOB_BLOCKS))
+    blocks = app_values("browse_job_blocks", JOB_BLOCKS)
     key = (job["id"], job["duration"], job["logtail"], tuple(job["hints"]), job["run_url"])
     template = "partials/running_job.html"
     return blocks.get(key, lambda: Markup(flask.current_app.jinja_env.get_template(template).render(job=job)))

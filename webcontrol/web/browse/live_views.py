@@ -11,16 +11,14 @@ requester. Either way the typed views become JSON-ready dicts here.
 from __future__ import annotations
 
 import functools
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
-import flask
 from markupsafe import Markup
 
 from webcontrol import liveindex, livestate
 from webcontrol.filecache import FileCache
 from webcontrol.web.browse import context, links, live_data
+from webcontrol.web.browse.live_cache import app_values
 from webcontrol.web.browse.markup import escape as _escape
 
 
@@ -97,7 +95,6 @@ def running_for(package: str | None = None, release=None, arch=None, requester=N
 #: Live lists kept per app: package and history pages ask for the same few while a file version lasts.
 LIVE_LISTS = 256
 _KEPT = "browse_live_lists"
-_kept_lock = threading.Lock()
 
 
 class KeptViews(list):
@@ -124,7 +121,7 @@ def kept_html(views: list, macro) -> Markup:
     return html
 
 
-def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]], *key) -> tuple[list[dict], int]:
+def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]], kind: str, *args):
     """``compute()``, kept while the live file and its index are the versions it was made from.
 
     Views are a function of the file (through its index, or parsed when the
@@ -135,23 +132,17 @@ def _kept_window(path: str | None, compute: Callable[[], tuple[list[dict], int]]
     versions = liveindex.file_versions(path)
     if versions is None:
         return compute()
-    key = (versions, links.site(), *key)
-    kept: OrderedDict = flask.current_app.extensions.setdefault(_KEPT, OrderedDict())
-    with _kept_lock:
-        found = kept.get(key)
-        if found is not None:
-            kept.move_to_end(key)
-    if found is None:
+    kept = app_values(_KEPT, LIVE_LISTS)
+
+    def kept_views() -> tuple[KeptViews, int]:
         views, total = compute()
-        found = (KeptViews(views), total)
-        with _kept_lock:
-            # Lists of an earlier version of this file are never asked for again: free them now.
-            for old in [old for old in kept if old[2] == key[2] and old[0] != versions]:
-                del kept[old]
-            kept[key] = found
-            while len(kept) > LIVE_LISTS:
-                kept.popitem(last=False)
-    return found
+        return KeptViews(views), total
+
+    return kept.get(
+        (versions, links.site(), kind, *args),
+        kept_views,
+        supersedes=lambda old: old[2] == kind and old[0] != versions,
+    )
 
 
 def running_window(

@@ -26,7 +26,7 @@ from webcontrol.web.browse.api import (
     page,
     query_param,
 )
-from webcontrol.web.browse.live_cache import RecentValues
+from webcontrol.web.browse.live_cache import app_values
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ def _matrix_views(conn, package: str) -> tuple[dict, dict]:
     publish. Views are shared by the requests that get them, which must not
     change them.
     """
-    kept = flask.current_app.extensions.get("browse_package_matrices")
-    if kept is None:
-        kept = flask.current_app.extensions.setdefault("browse_package_matrices", RecentValues(PACKAGE_MATRICES))
+    kept = app_values("browse_package_matrices", PACKAGE_MATRICES)
 
     def compute() -> tuple[dict, dict]:
         matrix = history.package_matrix(conn, package)

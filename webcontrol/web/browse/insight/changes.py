@@ -15,10 +15,6 @@ before the failing one (a bounded primary-key walk).
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
-
-import flask
 
 from webcontrol import history, insight, results, resulttar
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
@@ -27,6 +23,7 @@ from webcontrol.web.browse import context, links
 from webcontrol.web.browse.api import page
 from webcontrol.web.browse.insight import bp
 from webcontrol.web.browse.insight.common import check_package, check_prefix, check_release_arch, check_run_id
+from webcontrol.web.browse.live_cache import app_values
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +31,6 @@ PASS_SCAN = 500
 #: Parsed testbed-package lists kept per app (only successes: a missing result may appear later).
 CACHE_RUNS = 512
 _CACHE = "insight_testbed_packages"
-_cache_lock = threading.Lock()
 
 
 class Unavailable(Exception):
@@ -46,18 +42,9 @@ def _testbed_packages(release: str, arch: str, package: str, run_id: str) -> dic
 
     Without the cache every view of a failing run's page costs two store GETs.
     """
-    cache: OrderedDict = flask.current_app.extensions.setdefault(_CACHE, OrderedDict())
-    key = (release, arch, package, run_id)
-    with _cache_lock:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-    packages = _read_testbed_packages(release, arch, package, run_id)
-    with _cache_lock:
-        cache[key] = packages
-        while len(cache) > CACHE_RUNS:
-            cache.popitem(last=False)
-    return packages
+    return app_values(_CACHE, CACHE_RUNS).get(
+        (release, arch, package, run_id), lambda: _read_testbed_packages(release, arch, package, run_id)
+    )
 
 
 def _read_testbed_packages(release: str, arch: str, package: str, run_id: str) -> dict[str, str]:
@@ -125,21 +112,15 @@ def insight_run_changes(run: dict) -> dict | None:
     otherwise read the DB and diff both package lists on every request.
     """
     key = (context.public_db_identity(), links.site(), run["package"], run["release"], run["arch"], run["run_id"])
-    kept: OrderedDict = flask.current_app.extensions.setdefault(_KEPT, OrderedDict())
-    with _cache_lock:
-        if key in kept:
-            kept.move_to_end(key)
-            return kept[key]
-    found = history.result_by_run_id(context.get_db(), run["package"], run["release"], run["arch"], run["run_id"])
-    if found is None:
-        return None
-    data = run_changes(context.get_db(), found)
-    if data["applicable"] or data["base"] is None:
-        with _cache_lock:
-            kept[key] = data
-            while len(kept) > CACHE_RUNS:
-                kept.popitem(last=False)
-    return data
+    kept = app_values(_KEPT, CACHE_RUNS)
+
+    def changes_of_run() -> dict | None:
+        found = history.result_by_run_id(context.get_db(), run["package"], run["release"], run["arch"], run["run_id"])
+        return None if found is None else run_changes(context.get_db(), found)
+
+    return kept.get(
+        key, changes_of_run, keep=lambda data: data is not None and (data["applicable"] or data["base"] is None)
+    )
 
 
 @page(
