@@ -19,6 +19,27 @@ import werkzeug.routing
 from webcontrol.config import Config
 from webcontrol.web.appbase import create_flask_app
 
+# The page modules are imported with the package, not by create_app(): the shipped Apache site loads
+# browse.cgi when a daemon starts, so their imports are done before the daemon's first request.
+from webcontrol.web.browse import (
+    api,
+    context,
+    files,
+    insight,
+    live,
+    live_cache,
+    live_data,
+    live_views,
+    packages,
+    pages,
+    request_pages,
+    results_proxy,
+    rows,
+    search,
+    triggers,
+    users,
+)
+
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,25 +67,6 @@ class _LazyBuilderRule(werkzeug.routing.Rule):
 
 def create_app(config: Config) -> flask.Flask:
     """The browse.cgi WSGI app. Raises ConfigError, OSError (secret key)."""
-    from webcontrol.web.browse import (
-        api,
-        context,
-        files,
-        insight,
-        live,
-        live_cache,
-        live_data,
-        live_views,
-        packages,
-        pages,
-        request_pages,
-        results_proxy,
-        rows,
-        search,
-        triggers,
-        users,
-    )
-
     app = create_flask_app("webcontrol.web.browse", config, template_folder=TEMPLATES)
     app.url_rule_class = _LazyBuilderRule
     # Apache recycles daemon processes: compiling the templates again in each one costs

@@ -15,8 +15,15 @@ import flask
 import markupsafe
 
 from webcontrol import config as configmod
+from webcontrol import launchpad_limits
 from webcontrol.web import login, promstats
 from webcontrol.web.appbase import FullPath, WebError, create_flask_app
+
+# Imported with the package, not by create_app(): the shipped Apache site loads request.cgi when a
+# daemon starts, so these imports are done before the daemon's first request.
+from webcontrol.web.request import retry
+from webcontrol.web.request.services import RequestServices
+from webcontrol.web.request.views import bp, refuse_other_methods
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -47,11 +54,6 @@ def create_app(config: configmod.Config, warm_launchpad: bool = True) -> flask.F
     ``warm_launchpad`` builds the Launchpad client in the background now
     (the demo, which answers for Launchpad itself, does not).
     """
-    from webcontrol import launchpad_limits
-    from webcontrol.web.request import retry
-    from webcontrol.web.request.services import RequestServices
-    from webcontrol.web.request.views import bp, refuse_other_methods
-
     # Fail at start (plain 500 + log line from LazyApplication), not on every request.
     config.need("web", "database_public")
     app = create_flask_app("webcontrol.web.request", config, template_folder=TEMPLATES)
