@@ -8,6 +8,7 @@ proxied to the test Swift, and request.cgi's [amqp] uri is the real broker.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -88,6 +89,51 @@ def build_public_db(path: Path, release: str) -> None:
         conn.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     Path(f"{path}.sha256").write_text(digest)
+
+
+@contextlib.contextmanager
+def local_store_site(prefix: str, files: dict[str, bytes] | None = None, **defines: str):
+    """The shipped site under Apache with the local result store (no Swift) and one result in its DB.
+
+    ``files`` are written into the store first (paths below the store folder); ``defines`` are more
+    ``AUTOPKGTEST_WEB_*`` variables (``PROCESSES="4"``). The Site knows its ``runtime`` folder.
+    """
+    release = random_release()
+    base = apache.make_shared_tmpdir(prefix)
+    data, state, runtime, store = (base / name for name in ("data", "state", "runtime", "store"))
+    for folder in (data, state, runtime, store):
+        folder.mkdir()
+    public_db = data / "autopkgtest.db"
+    build_public_db(public_db, release)
+    for name, body in (files or {}).items():
+        path = store / name.format(release=release)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    (runtime / "running.json").write_text("{}")
+    conf = base / "autopkgtest-cloud.conf"
+    configmod.write(
+        {
+            "web": {
+                **web_paths(data, public_db, runtime, state, release),
+                "results_store": "local",
+                "results_dir": str(store),
+                "openid_provider": "http://127.0.0.1:9/",
+                "launchpad_api": "http://127.0.0.1:9/",
+            },
+        },
+        conf,
+    )
+    apache.give_to_apache_user([*apache.tree(base, data, state, runtime, store), conf])
+    try:
+        # No SWIFT_STORAGE_URL: the site's proxy section is left out.
+        site_defines = {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")}
+        with apache.serving(base, {**site_defines, **defines}) as server:
+            site = Site(server, release, public_db, {})
+            site.runtime = runtime
+            yield site
+    finally:
+        if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

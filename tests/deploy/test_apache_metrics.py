@@ -8,8 +8,6 @@ the totals of all of them, so successive scrapes never jump back and forth
 
 from __future__ import annotations
 
-import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,8 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy import apache
-from tests.deploy.test_apache import Site, build_public_db, random_release, web_paths
-from webcontrol import config as configmod
+from tests.deploy.test_apache import Site, local_store_site
 
 pytestmark = pytest.mark.skipif(apache.apache_available() is not None, reason=str(apache.apache_available()))
 
@@ -30,38 +27,9 @@ METRICS_ENDPOINT = "insight.metrics"
 
 @pytest.fixture(scope="module")
 def multi_site():
-    release = random_release()
-    base = apache.make_shared_tmpdir("autopkgtest-web-apache-metrics-")
-    data, state, runtime, store = (base / name for name in ("data", "state", "runtime", "store"))
-    for folder in (data, state, runtime, store):
-        folder.mkdir()
-    public_db = data / "autopkgtest.db"
-    build_public_db(public_db, release)
-    (runtime / "running.json").write_text("{}")
-    conf = base / "autopkgtest-cloud.conf"
-    configmod.write(
-        {
-            "web": {
-                **web_paths(data, public_db, runtime, state, release),
-                "results_store": "local",
-                "results_dir": str(store),
-                "openid_provider": "http://127.0.0.1:9/",
-                "launchpad_api": "http://127.0.0.1:9/",
-            },
-        },
-        conf,
-    )
-    apache.give_to_apache_user([*apache.tree(base, data, state, runtime, store), conf])
     # One thread per process: concurrent requests must spread over the processes.
-    defines = {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")}
-    try:
-        with apache.serving(base, {**defines, "PROCESSES": str(PROCESSES), "THREADS": "1"}) as server:
-            site = Site(server, release, public_db, {})
-            site.runtime = runtime
-            yield site
-    finally:
-        if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
-            shutil.rmtree(base, ignore_errors=True)
+    with local_store_site("autopkgtest-web-apache-metrics-", PROCESSES=str(PROCESSES), THREADS="1") as site:
+        yield site
 
 
 def scrape(site: Site) -> dict[tuple[str, tuple], float]:

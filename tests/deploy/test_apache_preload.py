@@ -11,17 +11,14 @@ time a daemon loads a script file.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.deploy import apache
-from tests.deploy.test_apache import Site, build_public_db, random_release, web_paths
-from webcontrol import config as configmod
+from tests.deploy.test_apache import Site, local_store_site
 
 pytestmark = pytest.mark.skipif(apache.apache_available() is not None, reason=str(apache.apache_available()))
 
@@ -32,35 +29,8 @@ LOADED = re.compile(r"mod_wsgi \(pid=(\d+), process='autopkgtest-web'.*\): Loadi
 
 @pytest.fixture(scope="module")
 def fresh_site():
-    release = random_release()
-    base = apache.make_shared_tmpdir("autopkgtest-web-apache-preload-")
-    data, state, runtime, store = (base / name for name in ("data", "state", "runtime", "store"))
-    for folder in (data, state, runtime, store):
-        folder.mkdir()
-    public_db = data / "autopkgtest.db"
-    build_public_db(public_db, release)
-    (runtime / "running.json").write_text("{}")
-    conf = base / "autopkgtest-cloud.conf"
-    configmod.write(
-        {
-            "web": {
-                **web_paths(data, public_db, runtime, state, release),
-                "results_store": "local",
-                "results_dir": str(store),
-                "openid_provider": "http://127.0.0.1:9/",
-                "launchpad_api": "http://127.0.0.1:9/",
-            },
-        },
-        conf,
-    )
-    apache.give_to_apache_user([*apache.tree(base, data, state, runtime, store), conf])
-    defines = {"CONF": str(conf), "PUBLIC_DB": str(public_db), "RUNNING_JSON": str(runtime / "running.json")}
-    try:
-        with apache.serving(base, {**defines, "PROCESSES": str(PROCESSES), "THREADS": "2"}) as server:
-            yield Site(server, release, public_db, {})
-    finally:
-        if os.environ.get("AUTOPKGTEST_WEB_KEEP_APACHE_LOGS") is None:
-            shutil.rmtree(base, ignore_errors=True)
+    with local_store_site("autopkgtest-web-apache-preload-", PROCESSES=str(PROCESSES), THREADS="2") as site:
+        yield site
 
 
 def script_loads(site: Site) -> list[tuple[str, str]]:
