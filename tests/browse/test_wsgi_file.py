@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from werkzeug.test import Client
-
-import webcontrol.web.browse as browse
-from webcontrol.web.browse import create_app
 
 CGI = Path(__file__).resolve().parents[2] / "webcontrol" / "browse.cgi"
 
@@ -36,9 +33,13 @@ def test_browse_cgi_with_broken_config_is_a_plain_500(tmp_path):
     assert response.status_code == 500 and b"Traceback" not in response.data
 
 
-def test_a_blueprint_that_cannot_be_imported_stops_the_app(site, monkeypatch):
-    """A broken feature module fails browse.cgi's start instead of quietly taking its pages away."""
-    monkeypatch.delattr(browse, "insight", raising=False)
-    monkeypatch.setitem(sys.modules, "webcontrol.web.browse.insight", None)
-    with pytest.raises(ImportError):
-        create_app(site.config)
+def test_a_page_module_that_cannot_be_imported_stops_browse_cgi_loading():
+    """A broken feature module fails loading browse.cgi (the daemon's start) instead of quietly taking its pages away."""
+    child = (
+        "import runpy, sys\n"
+        "sys.modules['webcontrol.web.browse.insight'] = None  # as if the module could not be imported\n"
+        f"runpy.run_path({str(CGI)!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "import of webcontrol.web.browse.insight halted" in done.stderr
