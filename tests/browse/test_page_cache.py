@@ -342,3 +342,27 @@ def test_kept_pages_are_counted_in_the_metrics_and_as_requests_in_flight(
     assert b"Latest results" in b"".join(body)
     body.close()
     assert live_cache._in_flight == before
+
+
+def test_only_the_pages_asked_for_last_are_kept(cache_site, monkeypatch):
+    monkeypatch.setattr(page_cache, "PAGES", 2)
+    app = create_app(cache_site.config)
+    flask_requests = FlaskRequests(app)
+    client = app.test_client()
+    first, second, third = (run_page(cache_site, index) for index in (0, 1, 4))
+    for path in (first, second, first, third):
+        client.get(path)
+    made = flask_requests.count
+    client.get(first)
+    client.get(third)
+    assert flask_requests.count == made
+    client.get(second)
+    assert flask_requests.count == made + 1, "the page asked for least lately was not let go"
+
+
+def test_a_page_bigger_than_the_limit_is_not_kept(app, flask_requests, cache_site, monkeypatch, live_files_ageless):
+    monkeypatch.setattr(page_cache, "MAX_BODY", 1000)
+    client = app.test_client()
+    for _turn in range(2):
+        assert client.get(run_page(cache_site, 0)).status_code == 200
+    assert flask_requests.count == 2
