@@ -26,6 +26,7 @@ from werkzeug.test import Client, EnvironBuilder
 
 from tests.insight import site as sitemod
 from webcontrol import config as configmod
+from webcontrol.atomicfile import write_json_atomic
 from webcontrol.web.browse import create_app, live_cache, page_cache
 
 
@@ -93,12 +94,17 @@ def live_files_ageless(cache_site):
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-@pytest.mark.parametrize("page", ["home", "passing run", "failing run", "failing run without result.tar"])
+@pytest.mark.parametrize("page", ["home", "statistics", "passing run", "failing run", "failing run without result.tar"])
 def test_a_kept_page_is_the_status_headers_and_bytes_flask_sends(
     app, flask_requests, cache_site, live_files_ageless, method, page
 ):
     site = cache_site
-    path = {"home": "/", "passing run": run_page(site, 0), "failing run": run_page(site, 2)}.get(page)
+    path = {
+        "home": "/",
+        "statistics": "/statistics",
+        "passing run": run_page(site, 0),
+        "failing run": run_page(site, 2),
+    }.get(page)
     moved = None
     if page == "failing run without result.tar":
         path = run_page(site, 9)
@@ -266,6 +272,22 @@ def test_the_ages_of_the_live_files_shown_are_those_of_now(app, cache_site):
         ages.add(shown)
         time.sleep(0.2)
     assert len(ages) >= 2
+
+
+def test_new_statistics_show_on_the_next_request(app, cache_site):
+    stats = cache_site.root / "cache" / "stats.json"
+    client = app.test_client()
+    try:
+        for _turn in range(2):
+            assert "Statistics have not been computed yet" in client.get("/statistics").data.decode()
+        for numpkgs in (10, 12):
+            entry = {"numpkgs": numpkgs, "numpkgspass": 5, "passruns": 50, "failruns": 7}
+            write_json_atomic(stats, {"noble": {"amd64": entry}})  # as autopkgtest-stats writes it
+            for _turn in range(2):
+                page = client.get("/statistics").data.decode()
+                assert f"<td>noble</td><td>amd64</td><td>{numpkgs}</td><td>5</td>" in page
+    finally:
+        stats.unlink(missing_ok=True)
 
 
 def test_a_result_tar_that_appears_shows_on_the_next_request(app, flask_requests, cache_site, live_files_ageless):

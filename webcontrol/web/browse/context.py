@@ -191,8 +191,8 @@ def file_ages() -> dict[str, int | None]:
     return livestate.file_ages(cfg.get("web", "amqp_queue_cache"), cfg.get("web", "running_cache"))
 
 
-def stats_path() -> str | None:
-    folder = config().get("web", "stats_cache_dir")
+def stats_path(cfg: Config | None = None) -> str | None:
+    folder = (cfg or config()).get("web", "stats_cache_dir")
     return os.path.join(folder, "stats.json") if folder else None
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The home page and ``/run/<uuid>`` for anonymous visitors, kept as the bytes sent (docs/architecture.rst).
+"""The home page, ``/run/<uuid>`` and ``/statistics`` for anonymous visitors, kept as the bytes sent (docs/architecture.rst).
 
 What these pages show is already kept per published DB file; what a
 request still cost was Flask itself (request context, session, hooks) and
@@ -9,7 +9,7 @@ status, headers and body Flask sent and sends them again for the same
 request while nothing the page is made of has changed.
 
 Only a GET or HEAD with no cookie, no Authorization header and no query
-string, of ``/`` or ``/run/<uuid>``, is looked up here; every other
+string, of ``/``, ``/run/<uuid>`` or ``/statistics``, is looked up here; every other
 request goes through Flask as before. An entry is kept per request
 (path, method, scheme and X-Forwarded-Proto, Host, server name and port,
 script name: all the layout's links and its login form are made of) with
@@ -18,6 +18,7 @@ the state of what the page was made from, looked at again on every hit:
 - the public DB file (inode, mtime, size) and the alert banner's file;
 - for the home page, queued.json, running.json and their indexes, and the
   files' ages in whole seconds, as the page shows them;
+- for ``/statistics``, stats.json;
 - any file the page said was missing while it was made (a result.tar not in
   the local result store, see :func:`depends_on_missing`): kept while it
   still is missing.
@@ -39,6 +40,7 @@ import flask
 from webcontrol import livestate, results
 from webcontrol.config import Config
 from webcontrol.liveindex import index_path
+from webcontrol.web.browse import context
 from webcontrol.web.browse.live_cache import RecentValues
 
 #: Where the Flask path finds this request's :class:`_Notes` (in the WSGI environ).
@@ -101,7 +103,7 @@ def _request_key(environ) -> tuple | None:
     if environ.get("HTTP_COOKIE") or environ.get("HTTP_AUTHORIZATION") or environ.get("QUERY_STRING"):
         return None
     path = environ.get("PATH_INFO", "")
-    if path != "/" and not (path.startswith(_RUN_PREFIX) and results.UUID_RE.match(path[len(_RUN_PREFIX) :])):
+    if _page_kind(path) is None:
         return None
     host = environ.get("HTTP_HOST", "")
     proto = environ.get("HTTP_X_FORWARDED_PROTO", "")
@@ -110,6 +112,17 @@ def _request_key(environ) -> tuple | None:
         return None
     server = (environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
     return (path, method, environ.get("wsgi.url_scheme"), proto, host, server, script)
+
+
+def _page_kind(path: str) -> str | None:
+    """ "home", "statistics" or "run" for the pages kept, else None."""
+    if path == "/":
+        return "home"
+    if path == "/statistics":
+        return "statistics"
+    if path.startswith(_RUN_PREFIX) and results.UUID_RE.match(path[len(_RUN_PREFIX) :]):
+        return "run"
+    return None
 
 
 def _identity(path: str | None) -> tuple[int, int, int] | None:
@@ -123,14 +136,16 @@ def _identity(path: str | None) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def _state(config: Config, home: bool) -> tuple | None:
+def _state(config: Config, kind: str) -> tuple | None:
     """The versions of the files the page is made from; None without a public DB (Flask answers 503)."""
     database = _identity(config.get("web", "database_public"))
     if database is None:
         return None
     alert = _identity(config.get("web", "alert"))
-    if not home:
+    if kind == "run":
         return database, alert
+    if kind == "statistics":
+        return database, alert, _identity(context.stats_path(config))
     queued, running = config.get("web", "amqp_queue_cache"), config.get("web", "running_cache")
     live = tuple(_identity(path) for each in (queued, running) for path in (each, each and index_path(each)))
     return database, alert, live, livestate.file_ages(queued, running)
@@ -157,7 +172,7 @@ class AnonymousPages:
         key = _request_key(environ)
         if key is None:
             return self.app(environ, start_response)
-        state = _state(self.flask_app.config["AUTOPKGTEST"], key[0] == "/")
+        state = _state(self.flask_app.config["AUTOPKGTEST"], _page_kind(key[0]))
         if state is None:
             return self.app(environ, start_response)
         page = self._pages.find(key)
@@ -197,7 +212,7 @@ class AnonymousPages:
                 close()
         start_response(status, headers)
         # A file renamed into place while the page was made: it may show either version, so it is not kept.
-        if _state(self.flask_app.config["AUTOPKGTEST"], key[0] == "/") == state:
+        if _state(self.flask_app.config["AUTOPKGTEST"], _page_kind(key[0])) == state:
             self._pages.put(key, _Page(state, tuple(notes.absent), notes.endpoint, status, tuple(headers), data))
         return [data]
 
