@@ -115,7 +115,7 @@ def _request_key(environ) -> tuple | None:
 
 
 def _page_kind(path: str) -> str | None:
-    """ "home", "statistics" or "run" for the pages kept, else None."""
+    """The kind of a kept page (home, statistics or run), None for any other path."""
     if path == "/":
         return "home"
     if path == "/statistics":
