@@ -266,6 +266,12 @@ def file_age(path: str | os.PathLike | None) -> float | None:
         return None
 
 
+def file_ages(queued_path: str | None, running_path: str | None) -> dict[str, int | None]:
+    """The ages pages show: ``{"running", "queued"}`` in whole seconds, None for a missing file."""
+    ages = {"running": file_age(running_path), "queued": file_age(queued_path)}
+    return {key: (round(value) if value is not None else None) for key, value in ages.items()}
+
+
 #: The parsed files, shared by every thread of a web process (a missing file is empty).
 running_cache: FileCache[dict] = FileCache(load_running, missing={})
 queued_cache: FileCache[dict] = FileCache(load_queued, missing={})

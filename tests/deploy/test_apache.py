@@ -296,6 +296,32 @@ def test_home_page(site):
     assert PACKAGE.encode() in body  # the latest results list
 
 
+def _without_date(answer) -> tuple:
+    status, headers, body = answer
+    return status, [(name, value) for name, value in headers.items() if name != "Date"], body
+
+
+@pytest.mark.parametrize("page", ["run", "statistics"])
+def test_pages_kept_for_anonymous_visitors_are_the_ones_flask_sends(site, page):
+    """Under mod_wsgi too (docs/architecture.rst): a kept page is what Flask sends for a request with a cookie."""
+    with contextlib.closing(sqlite3.connect(site.public_db)) as conn:
+        run_uuid = conn.execute("SELECT uuid FROM result").fetchone()[0]
+    path = f"/run/{run_uuid}" if page == "run" else "/statistics"
+    # More requests than daemons: each makes the page once, then sends it kept.
+    anonymous = [_without_date(site.request("GET", path)) for _turn in range(12)]
+    from_flask = _without_date(site.request("GET", path, {"Cookie": "unrelated=1"}))
+    assert from_flask[0] == 200, site.explain()
+    assert all(answer == from_flask for answer in anonymous)
+    headers = dict(from_flask[1])
+    assert "Set-Cookie" not in headers and "Content-Security-Policy" in headers
+    assert b"Logout" not in from_flask[2]
+    for _turn in range(2):
+        https = site.request("GET", path, {"X-Forwarded-Proto": "https"})[2]
+        assert f'name="next" value="https://127.0.0.1:{site.server.port}{path}"'.encode() in https
+        plain = site.request("GET", path)[2]
+        assert f'name="next" value="http://127.0.0.1:{site.server.port}{path}"'.encode() in plain
+
+
 def test_wsgi_daemons_run_with_the_shipped_environment(site):
     """The drop-in's MALLOC_ARENA_MAX reaches the mod_wsgi daemons, which inherit Apache's environment."""
     assert site.get("/")[0] == 200, site.explain()

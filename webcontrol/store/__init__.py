@@ -15,6 +15,7 @@ import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -145,6 +146,13 @@ class ResultStore(abc.ABC):
             last_modified=stream.last_modified,
             content_type=stream.content_type,
         )
+
+    def local_file(self, container: str, name: str) -> Path | None:
+        """Where the object is or would be on this machine's disk; None for a remote store.
+
+        Lets a web page that found an object missing look again with one stat. Raises InvalidName.
+        """
+        return None
 
     @abc.abstractmethod
     def get_object(self, container: str, name: str) -> bytes:

@@ -115,6 +115,11 @@ class LocalStore(ResultStore):
             raise ObjectNotFound(f"object {container}/{name} does not exist")
         return path
 
+    def local_file(self, container: str, name: str) -> Path:
+        check_container_name(container)
+        check_object_name(name)
+        return self.root / container / name
+
     # Listings
 
     def list_containers(self, prefix: str | None = None) -> list[str]:

@@ -31,6 +31,7 @@ from webcontrol.web.browse import (
     live_data,
     live_views,
     packages,
+    page_cache,
     pages,
     request_pages,
     results_proxy,
@@ -99,6 +100,8 @@ def create_app(config: Config) -> flask.Flask:
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    # Anonymous requests for the home page and run pages are answered from their kept bytes.
+    page_cache.install(app)
     # Live pages rebuild new versions of the live files in background threads that give way to these.
     app.wsgi_app = live_cache.RequestsInFlight(app.wsgi_app)
     return app

@@ -188,15 +188,11 @@ def queued_raw() -> dict:
 
 def file_ages() -> dict[str, int | None]:
     cfg = config()
-    ages = {
-        "running": livestate.file_age(cfg.get("web", "running_cache")),
-        "queued": livestate.file_age(cfg.get("web", "amqp_queue_cache")),
-    }
-    return {key: (round(value) if value is not None else None) for key, value in ages.items()}
+    return livestate.file_ages(cfg.get("web", "amqp_queue_cache"), cfg.get("web", "running_cache"))
 
 
-def stats_path() -> str | None:
-    folder = config().get("web", "stats_cache_dir")
+def stats_path(cfg: Config | None = None) -> str | None:
+    folder = (cfg or config()).get("web", "stats_cache_dir")
     return os.path.join(folder, "stats.json") if folder else None
 
 

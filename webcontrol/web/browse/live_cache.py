@@ -312,6 +312,9 @@ class EncodedViews(ViewTexts):
         super().__init__(make)
 
 
+_ABSENT = object()
+
+
 class RecentValues:
     """The last few values of one kind, each keyed by the versions of the files it was made from.
 
@@ -332,21 +335,32 @@ class RecentValues:
         values whose key ``supersedes(old_key)`` is true for: values made
         from an earlier version of the same file are never asked for again.
         """
+        value = self.find(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        value = compute()
+        if keep is None or keep(value):
+            self.put(key, value, supersedes)
+        return value
+
+    def find(self, key: tuple, default=None):
+        """The value kept for ``key`` (now the most recent), or ``default``."""
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
                 return self._values[key]
-        value = compute()
-        if keep is not None and not keep(value):
-            return value
+        return default
+
+    def put(self, key: tuple, value, supersedes=None) -> None:
+        """Keep ``value`` for ``key`` in place of any earlier one (see get() for ``supersedes``)."""
         with self._lock:
             if supersedes is not None:
                 for old in [old for old in self._values if supersedes(old)]:
                     del self._values[old]
             self._values[key] = value
+            self._values.move_to_end(key)
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
-        return value
 
 
 def app_values(name: str, size: int) -> RecentValues:

@@ -19,7 +19,7 @@ import logging
 from webcontrol import history, insight, results, resulttar
 from webcontrol.store import ContainerNotFound, InvalidRequest, ObjectNotFound, StoreError
 from webcontrol.web.appbase import NotFound
-from webcontrol.web.browse import context, links
+from webcontrol.web.browse import context, links, page_cache
 from webcontrol.web.browse.api import page
 from webcontrol.web.browse.insight import bp
 from webcontrol.web.browse.insight.common import check_package, check_prefix, check_release_arch, check_run_id
@@ -50,19 +50,36 @@ def _testbed_packages(release: str, arch: str, package: str, run_id: str) -> dic
 def _read_testbed_packages(release: str, arch: str, package: str, run_id: str) -> dict[str, str]:
     name = f"{results.run_dir(release, arch, package, run_id)}/result.tar"
     container = results.distro_container(release)
+    store = context.store()
     try:
-        tar = resulttar.parse(context.store().get_object(container, name))
+        tar = resulttar.parse(store.get_object(container, name))
     except (ObjectNotFound, ContainerNotFound, InvalidRequest):
+        _page_shows_missing(store, container, name)
         raise Unavailable(f"result.tar of run {run_id} is not in the result store") from None
     except StoreError as err:
         log.warning("cannot fetch %s/%s: %s", container, name, err)
+        page_cache.not_kept()
         raise Unavailable("the result store is not answering") from None
     except resulttar.DamagedResult as err:
         log.warning("%s/%s: %s", container, name, err)
+        page_cache.not_kept()
         raise Unavailable(f"result.tar of run {run_id} is damaged") from None
     if tar.testbed_packages is None:
+        page_cache.not_kept()
         raise Unavailable(f"run {run_id} did not record its testbed packages")
     return insight.parse_testbed_packages(tar.testbed_packages)
+
+
+def _page_shows_missing(store, container: str, name: str) -> None:
+    """A page that says the object is missing is kept for anonymous visitors only while a stat says so."""
+    try:
+        path = store.local_file(container, name)
+    except InvalidRequest:
+        path = None
+    if path is None:
+        page_cache.not_kept()
+    else:
+        page_cache.depends_on_missing(path)
 
 
 def run_changes(conn, found: history.Result) -> dict:
