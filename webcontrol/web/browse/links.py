@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from webcontrol.classindex import Freshness
 from webcontrol.history import Result, classify_results
 from webcontrol.web.appbase import app_config, site_url
 from webcontrol.web.browse import context
-from webcontrol.web.browse.api import StreamedList
+from webcontrol.web.browse.api import JSON_BLOCK, StreamedList
 
 LAUNCHPAD = "https://launchpad.net"
 EXCUSES = "https://ubuntu-archive-team.ubuntu.com/proposed-migration"
@@ -317,7 +318,7 @@ def _classify(conn, rows: list[Result], index: Freshness | None) -> list[str | N
     their history, cheaper than finding them among all results in the
     index; rows the index cannot tell are computed too.
     """
-    if index is None or len({(row.package, row.release, row.arch) for row in rows}) < 2:
+    if index is None or len(set(map(_TEST_KEY, rows))) < 2:
         return classify_results(conn, rows)
     found = classindex.classifications(conn, context.CLASSINDEX_SCHEMA, index, rows)
     missing = [number for number, value in enumerate(found) if value is None]
@@ -326,6 +327,10 @@ def _classify(conn, rows: list[Result], index: Freshness | None) -> list[str | N
             found[number] = value
     return found
 
+
+_TEST_KEY = operator.attrgetter("package", "release", "arch")
+_DURATION = operator.attrgetter("duration")
+_EXITCODE = operator.attrgetter("exitcode")
 
 #: Pages with more rows than this are sent while they are rendered (see LazyViews).
 STREAM_ROWS = 500
@@ -400,6 +405,22 @@ class LazyViews(StreamedList):
     def blocks(self) -> Iterator[tuple[list[Result], list[str | None], list[bool]]]:
         """The rows a chunk at a time, with each row's classification and whether it keeps its ♻ link."""
         return iter(self._blocks)
+
+    def json_blocks(self) -> Iterator[tuple[list[dict], bool]]:
+        """The views, JSON_BLOCK at a time: plain data (api.plain_json) unless a row holds a float.
+
+        A view's values are str, bool, None, lists of str and the row's
+        duration and exit code: a float only if the DB holds one there.
+        """
+        if self._kept is not None:
+            yield from super().json_blocks()
+            return
+        maker = ViewMaker()
+        for block, classes, retries in self._blocks:
+            plain = float not in set(map(type, itertools.chain(map(_DURATION, block), map(_EXITCODE, block))))
+            views = list(map(maker.view, block, classes, retries))
+            for start in range(0, len(views), JSON_BLOCK):
+                yield views[start : start + JSON_BLOCK], plain
 
     @property
     def views_kept(self) -> bool:
