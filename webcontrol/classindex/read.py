@@ -261,15 +261,15 @@ def classifications(
         replaced = {entry[2] for entry in fresh.pending}
         found = [entry for entry in found if entry[4] not in replaced]
         found += [(run_id, release, arch, code, rid) for code, run_id, rid, release, arch, *_rest in fresh.pending]
-    codes: dict[tuple, int | None] = {(run_id, release, arch): code for run_id, release, arch, code, _rid in found}
+    # (run_id, release, arch) -> class, made and read through C-level map()s (10,000 entries a page).
+    codes: dict[tuple, int | None] = dict(zip(map(_ENTRY_KEY, found), map(_ENTRY_CLASS, found), strict=True))
     if len(codes) < len(found):  # a key of two results (one run id, two packages): neither can be told
         seen: set[tuple] = set()
-        for run_id, release, arch, _code, _rid in found:
-            key = (run_id, release, arch)
+        for key in map(_ENTRY_KEY, found):
             if key in seen:
                 codes[key] = None
             seen.add(key)
-    return [None if code is None else _NAMES[code] for code in map(codes.get, map(_KEY, rows))]
+    return list(map(_NAMES.get, map(codes.get, map(_KEY, rows))))
 
 
 _REQUESTER = operator.attrgetter("requester")
@@ -278,3 +278,5 @@ _RELEASE = operator.attrgetter("release")
 _ARCH = operator.attrgetter("arch")
 _EXITCODE = operator.attrgetter("exitcode")
 _KEY = operator.attrgetter("run_id", "release", "arch")
+_ENTRY_KEY = operator.itemgetter(0, 1, 2)
+_ENTRY_CLASS = operator.itemgetter(3)

@@ -14,6 +14,7 @@ against the macro it replaced, for every kind of field.
 
 from __future__ import annotations
 
+import operator
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -162,6 +163,11 @@ class _DirectRows:
         self._show_package, self._show_where, self._icons, self._cells = show_package, show_where, icons, cells
         self._maker = links.ViewMaker()
         self._site = _escape(links.site())
+        # A test's links are the site's or the results' URL and quoted path segments and query values
+        # (links.path_segment, links.query_value), which hold nothing escaping changes.
+        self._plain_links = not _NEEDS_ESCAPE.search(f"{links.site()}{links.results_base()}")
+        #: Whether the uuids of the block being made need no quoting in a URL (checked per block).
+        self._plain_uuids = False
         self._tests: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
         self._triggers: dict[str | None, str] = {}
         self._people: dict[tuple[str | None, int | None], tuple[str, bool]] = {}
@@ -171,18 +177,15 @@ class _DirectRows:
     def _test(self, package: str, release: str, arch: str) -> tuple[str, str, str, str]:
         """(the leading cells, history link, run objects' folder, retry link up to its triggers), escaped."""
         history, folder, retry_base = self._maker.test_links(package, release, arch)
-        parts = (history, folder, package, release, arch)
-        if _NEEDS_ESCAPE.search("".join(parts)):  # a page of one requester has thousands of tests: mostly not
-            escaped = list(map(_escape, parts))
-            retry_base = _escape(retry_base)
+        if self._plain_links:
+            retry_base = retry_base.replace("&", "&amp;")  # the query's own "&"s: nothing else to escape
         else:
-            escaped = parts
-            # The site has nothing to escape (the history link holds it) and query values never have:
-            # only the query's own "&"s are left.
-            retry_base = retry_base.replace("&", "&amp;")
-        history, folder, name, where_release, where_arch = escaped
-        lead = f'<td><a href="{history}">{name}</a></td>' if self._show_package else ""
-        where = f"<td>{where_release}</td><td>{where_arch}</td>" if self._show_where else ""
+            history, folder, retry_base = _escape(history), _escape(folder), _escape(retry_base)
+        names = (package, release, arch)
+        if _NEEDS_ESCAPE.search(f"{package}{release}{arch}"):  # a page of one requester has thousands of tests
+            names = tuple(map(_escape, names))
+        lead = f'<td><a href="{history}">{names[0]}</a></td>' if self._show_package else ""
+        where = f"<td>{names[1]}</td><td>{names[2]}</td>" if self._show_where else ""
         found = self._tests[(package, release, arch)] = (f"\n<tr>\n{lead}\n{where}\n", history, folder, retry_base)
         return found
 
@@ -220,6 +223,7 @@ class _DirectRows:
         if _NEEDS_ESCAPE.search("".join([f"{r.version}{r.env}{r.run_id}{r.uuid}" for r in block])):
             views = list(map(self._maker.view, block, classes, retries))
             return rows_html(views, self._show_package, self._show_where, self._icons, self._cells)
+        self._plain_uuids = bool(_URL_SAFE.match("".join(filter(None, map(_UUID, block)))))
         return "".join(map(self._row, block, classes, retries))
 
     def _row(self, result: Result, classification: str | None, retry: bool) -> str:
@@ -232,7 +236,7 @@ class _DirectRows:
         )
         people, retryable = self._people.get((requester, exitcode)) or self._person(requester, exitcode)
         if uuid:
-            run_url = f"{self._site}/run/{_path_segment(uuid)}"
+            run_url = f"{self._site}/run/{uuid if self._plain_uuids else _path_segment(uuid)}"
             uuid_link = f'<a href="{run_url}">{uuid}</a>'
         else:
             run_url, uuid_link = f"{history}/{run_id}", ""
@@ -261,11 +265,18 @@ _RESULT_NAMES = results.RESULT_NAMES
 _NO_RETRY = results.NO_RETRY_RESULTS
 _RUN_ID_RE = results.RUN_ID_RE
 _path_segment = links.path_segment
+#: Text that links.path_segment leaves as it is.
+_URL_SAFE = re.compile(r"^[A-Za-z0-9._~@+:-]*\Z")
+_UUID = operator.attrgetter("uuid")
 _query_value = links.query_value
 
 
-def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[Markup]:
-    """The rows of a results table, PIECE_ROWS rows per piece (a template global)."""
+def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[str]:
+    """The rows of a results table as HTML, PIECE_ROWS rows per piece (a template global).
+
+    Plain str, every field escaped: partials/results_table.html outputs them
+    with autoescape off, without a copy of each piece into a Markup.
+    """
     icons = _icons()
     cells = _Cells(links.site())
     if isinstance(views, links.LazyViews) and not views.views_kept:
@@ -273,11 +284,11 @@ def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> I
         for block, classes, retries in views.blocks():
             for start in range(0, len(block), PIECE_ROWS):
                 end = start + PIECE_ROWS
-                yield Markup(direct.html(block[start:end], classes[start:end], retries[start:end]))
+                yield direct.html(block[start:end], classes[start:end], retries[start:end])
         return
     pending = iter(views)
     while block := list(islice(pending, PIECE_ROWS)):
-        yield Markup(rows_html(block, show_package, show_where, icons, cells))
+        yield rows_html(block, show_package, show_where, icons, cells)
 
 
 def live_rows(running: Sequence[dict], queued: Sequence[dict], show_package: bool, show_where: bool) -> Markup:
