@@ -127,6 +127,8 @@ def _qv(value: str) -> str:
 #: same links as :class:`ViewMaker` without views).
 path_segment = _q
 query_value = _qv
+#: Text that path_segment leaves as it is.
+PATH_SAFE = _URL_SAFE
 
 
 def launchpad_source_url(package: str, release: str | None = None) -> str:

@@ -265,8 +265,7 @@ _RESULT_NAMES = results.RESULT_NAMES
 _NO_RETRY = results.NO_RETRY_RESULTS
 _RUN_ID_RE = results.RUN_ID_RE
 _path_segment = links.path_segment
-#: Text that links.path_segment leaves as it is.
-_URL_SAFE = re.compile(r"^[A-Za-z0-9._~@+:-]*\Z")
+_URL_SAFE = links.PATH_SAFE
 _UUID = operator.attrgetter("uuid")
 _query_value = links.query_value
 
