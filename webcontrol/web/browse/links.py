@@ -320,11 +320,14 @@ def _classify(conn, rows: list[Result], index: Freshness | None) -> list[str | N
     their history, cheaper than finding them among all results in the
     index; rows the index cannot tell are computed too.
     """
-    if index is None or len(set(map(_TEST_KEY, rows))) < 2:
+    if index is None or not rows:
+        return classify_results(conn, rows)
+    first = _TEST_KEY(rows[0])
+    if all(_TEST_KEY(row) == first for row in rows):  # stops at the first other test (a user's next row)
         return classify_results(conn, rows)
     found = classindex.classifications(conn, context.CLASSINDEX_SCHEMA, index, rows)
-    missing = [number for number, value in enumerate(found) if value is None]
-    if missing:
+    if None in found:
+        missing = [number for number, value in enumerate(found) if value is None]
         for number, value in zip(missing, classify_results(conn, [rows[n] for n in missing]), strict=True):
             found[number] = value
     return found
