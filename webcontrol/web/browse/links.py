@@ -190,27 +190,29 @@ class ViewMaker:
         key = (package, release, arch)
         found = self._tests.get(key)
         if found is None:
-            if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
-                prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
-                folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
-                found = (
-                    f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
-                    f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
-                    f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
-                )
-            else:
-                # A page of one requester's results has thousands of tests of a few releases and arches:
-                # the parts of a package and of a release/arch pair are made once each.
-                path, quoted = self._packages.get(package) or self._package_parts(package)
-                where, container, query = self._places.get((release, arch)) or self._place_parts(release, arch)
-                found = (
-                    # history_url(), without its look-ups of the site in the request context
-                    f"{self._site}/packages/{path}/{where}",
-                    f"{container}/{where}/{path}",
-                    f"{query}&package={quoted}",
-                )
-            self._tests[key] = found
+            found = self._tests[key] = self.make_test_links(package, release, arch)
         return found
+
+    def make_test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
+        """:meth:`test_links`, not kept (for a caller that keeps what it makes of them)."""
+        if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
+            prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
+            folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
+            return (
+                f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
+                f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
+                f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
+            )
+        # A page of one requester's results has thousands of tests of a few releases and arches:
+        # the parts of a package and of a release/arch pair are made once each.
+        path, quoted = self._packages.get(package) or self._package_parts(package)
+        where, container, query = self._places.get((release, arch)) or self._place_parts(release, arch)
+        return (
+            # history_url(), without its look-ups of the site in the request context
+            f"{self._site}/packages/{path}/{where}",
+            f"{container}/{where}/{path}",
+            f"{query}&package={quoted}",
+        )
 
     def _package_parts(self, package: str) -> tuple[str, str]:
         """(``<prefix>/<package>`` quoted as a path, the package quoted as a query value)."""

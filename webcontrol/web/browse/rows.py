@@ -176,7 +176,8 @@ class _DirectRows:
 
     def _test(self, package: str, release: str, arch: str) -> tuple[str, str, str, str]:
         """(the leading cells, history link, run objects' folder, retry link up to its triggers), escaped."""
-        history, folder, retry_base = self._maker.test_links(package, release, arch)
+        # Kept here, escaped, not in the maker too (a page of one requester has thousands of tests).
+        history, folder, retry_base = self._maker.make_test_links(package, release, arch)
         if self._plain_links:
             retry_base = retry_base.replace("&", "&amp;")  # the query's own "&"s: nothing else to escape
         else:
