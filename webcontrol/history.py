@@ -67,7 +67,7 @@ def _result(row: sqlite3.Row | tuple) -> Result:
 
 
 _make_result = Result._make
-#: A Result from a row of _RESULT_COLUMNS without a Python call (Result._make's length check: the SQL gives 11 columns).
+#: A Result made in C from a row of _RESULT_COLUMNS (Result._make checks its length in Python: the SQL gives 11).
 _new_result = functools.partial(tuple.__new__, Result)
 
 

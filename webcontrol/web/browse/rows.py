@@ -150,13 +150,13 @@ class _DirectRows:
     For big pages (links.LazyViews), whose views no one else reads: the same
     bytes as :func:`rows_html` of their views. HTML escaping replaces single
     characters, so the escape of a joined string is the join of the escapes:
-    the parts that repeat (a test's links and cells, a row's trigger cells
-    and their part of the ♻ link, its requester and result cells, its
-    classification and duration cells) are made and escaped once per table,
-    and a block whose per-row fields (version, env, run id, uuid) have
-    nothing to escape joins them as they are. A row is then one string
-    format and five dictionary look-ups. A block that has something to
-    escape, and a row whose run id is not a valid one, go through the views.
+    the parts that repeat (a test's links and cells, a row's trigger cells,
+    its requester and result cells, its classification and duration cells)
+    are made and escaped once per table, and a block whose per-row fields
+    (version, env, run id, uuid) have nothing to escape joins them as they
+    are. A row is then one string format and five dictionary look-ups. A
+    block that has something to escape, and a row whose run id is not a
+    valid one, go through the views.
     """
 
     def __init__(self, show_package: bool, show_where: bool, icons: dict[str, str], cells: _Cells) -> None:
@@ -183,7 +183,7 @@ class _DirectRows:
         else:
             history, folder, retry_base = _escape(history), _escape(folder), _escape(retry_base)
         names = (package, release, arch)
-        if _NEEDS_ESCAPE.search(f"{package}{release}{arch}"):  # a page of one requester has thousands of tests
+        if _NEEDS_ESCAPE.search(f"{package}{release}{arch}"):
             names = tuple(map(_escape, names))
         lead = f'<td><a href="{history}">{names[0]}</a></td>' if self._show_package else ""
         where = f"<td>{names[1]}</td><td>{names[2]}</td>" if self._show_where else ""
