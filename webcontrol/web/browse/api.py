@@ -106,10 +106,10 @@ class StreamedList:
         return _blocks(self)
 
 
-def _blocks(values: Iterable) -> Iterator[tuple[list, bool]]:
+def _blocks(values: Iterable, plain: bool = False) -> Iterator[tuple[list, bool]]:
     pending = iter(values)
     while block := list(itertools.islice(pending, JSON_BLOCK)):
-        yield block, False
+        yield block, plain
 
 
 #: Items of a streamed JSON list serialised per call (see stream_json).
@@ -205,11 +205,12 @@ def keep_db(response: flask.Response) -> flask.Response:
     return response
 
 
-def stream_json(data: dict | Iterable) -> flask.Response:
+def stream_json(data: dict | Iterable, plain: bool = False) -> flask.Response:
     """A JSON response written while it is sent: StreamedList values item by item.
 
     The same text ``flask.jsonify`` makes (keys sorted, compact), without
-    holding it all in memory.
+    holding it all in memory. ``plain``: ``data`` is a list of plain data
+    (see :func:`plain_json`).
     """
     json_provider = flask.current_app.json
 
@@ -220,8 +221,8 @@ def stream_json(data: dict | Iterable) -> flask.Response:
         # A few hundred items per dumps() call: the same text as one call per item, for less CPU.
         yield "["
         first = True
-        for block, plain in values.json_blocks() if isinstance(values, StreamedList) else _blocks(values):
-            yield ("" if first else ",") + ((plain and plain_json(block, json_provider)) or dumps(block))[1:-1]
+        for block, plain_block in values.json_blocks() if isinstance(values, StreamedList) else _blocks(values, plain):
+            yield ("" if first else ",") + ((plain_block and plain_json(block, json_provider)) or dumps(block))[1:-1]
             first = False
         yield "]"
 
