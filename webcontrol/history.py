@@ -12,9 +12,10 @@ Connections come from :func:`webcontrol.db.connect_ro`; nothing here writes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -66,6 +67,23 @@ def _result(row: sqlite3.Row | tuple) -> Result:
 
 
 _make_result = Result._make
+#: A Result made in C from a row of _RESULT_COLUMNS (Result._make checks its length in Python: the SQL gives 11).
+_new_result = functools.partial(tuple.__new__, Result)
+
+
+def read_results(conn: sqlite3.Connection, sql: str, args: Sequence = ()) -> list[Result]:
+    """The rows of ``sql`` (selecting _RESULT_COLUMNS) as Results.
+
+    Read as plain tuples, not the connection's sqlite3.Row: a big page reads
+    10,000 rows, and a Row object and a Python call to make each Result were
+    a third of the time to read them.
+    """
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    try:
+        return list(map(_new_result, cursor.execute(sql, args)))
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -156,7 +174,7 @@ def history(
         args.append(before)
     sql += " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
     args += [limit, offset]
-    return [_result(row) for row in conn.execute(sql, args)]
+    return read_results(conn, sql, args)
 
 
 def result_by_uuid(conn: sqlite3.Connection, uuid: str) -> Result | None:

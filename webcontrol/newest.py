@@ -134,9 +134,7 @@ class LazyRows:
                 bound, bound_args = (" AND result.run_id <= ?" if inclusive else " AND result.run_id < ?"), [upper]
             want = min(LAZY_CHUNK, left)
             sql = self._sql.format(bound=bound)
-            rows = [
-                _result(row) for row in self._conn.execute(sql, [*self._args, self._floor, *bound_args, want + skip])
-            ]
+            rows = read_results(self._conn, sql, [*self._args, self._floor, *bound_args, want + skip])
             chunk = rows[skip:]
             yield from chunk
             if len(chunk) < want:
@@ -253,7 +251,7 @@ def recent_page(
             f"SELECT {_RESULT_COLUMNS} FROM result INDEXED BY result_run_ix JOIN test ON test.id = result.test_id"
             f"{bound.replace('run_id', 'result.run_id')} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
         )
-        rows = [_result(row) for row in conn.execute(sql, [*bound_args, limit, offset])]
+        rows = read_results(conn, sql, [*bound_args, limit, offset])
         return Page(rows, rows[-1].run_id if len(rows) == limit else None)
     floor = _window_floor(conn, "", [], bound_args, RECENT_SCAN_MAX + offset)
     sql = (
@@ -262,7 +260,7 @@ def recent_page(
         " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
     )
     with _mapped(conn):
-        rows = [_result(row) for row in conn.execute(sql, [floor or "", *bound_args, *args, limit, offset])]
+        rows = read_results(conn, sql, [floor or "", *bound_args, *args, limit, offset])
     return Page(rows, rows[-1].run_id if len(rows) == limit else floor)
 
 
@@ -330,7 +328,7 @@ def user_page(
             )
             args = [requester, floor or "", *bound_args, *extra_args, limit, offset]
             with _mapped(conn):
-                rows = [_result(r) for r in conn.execute(sql, args)]
+                rows = read_results(conn, sql, args)
             return Page(rows, rows[-1].run_id if len(rows) == limit else floor)
         if offset:
             start = _window_floor(conn, "requester = ?", [requester], bound_args, offset)
@@ -352,7 +350,7 @@ def user_page(
             f" JOIN test ON test.id = result.test_id WHERE result.requester = ?{bound}"
             " ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
         )
-        rows = [_result(r) for r in conn.execute(sql, [requester, *bound_args, limit, offset])]
+        rows = read_results(conn, sql, [requester, *bound_args, limit, offset])
         return Page(rows, rows[-1].run_id if len(rows) == limit else None)
     where = ["result.requester = ?", *extra_where]
     count = user_result_count(conn, requester)
@@ -366,9 +364,9 @@ def user_page(
         f"SELECT {_RESULT_COLUMNS} FROM result{hint} JOIN test ON test.id = result.test_id"
         f" WHERE {' AND '.join(where)}{bound} ORDER BY result.run_id DESC LIMIT ? OFFSET ?"
     )
-    rows = [_result(row) for row in conn.execute(sql, [requester, *extra_args, *bound_args, limit, offset])]
+    rows = read_results(conn, sql, [requester, *extra_args, *bound_args, limit, offset])
     return Page(rows, rows[-1].run_id if len(rows) == limit else None)
 
 
 # At the end: webcontrol.history re-exports this module's names, so either may be imported first.
-from webcontrol.history import _RESULT_COLUMNS, Result, _result  # noqa: E402
+from webcontrol.history import _RESULT_COLUMNS, Result, _result, read_results  # noqa: E402

@@ -87,8 +87,12 @@ def show_retry(exitcode: int | None) -> bool:
 
 # Names -----------------------------------------------------------------------
 
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+\Z")
-VERSION_RE = re.compile(r"^[a-zA-Z0-9.+:~-]+\Z")
+_PACKAGE = r"[a-z0-9][a-z0-9.+-]+"
+_VERSION = r"[a-zA-Z0-9.+:~-]+"
+PACKAGE_RE = re.compile(rf"^{_PACKAGE}\Z")
+VERSION_RE = re.compile(rf"^{_VERSION}\Z")
+#: ``source/version``, both parts as above (neither holds a "/"): a trigger naming an upload.
+SOURCE_VERSION_RE = re.compile(rf"^{_PACKAGE}/{_VERSION}\Z")
 #: Releases, arches and contexts never contain "-" (workers split queue names on it).
 SERIES_RE = re.compile(r"^[a-z0-9][a-z0-9.+]*\Z")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\Z")

@@ -91,6 +91,8 @@ def _cases() -> list[tuple[Result, str | None, bool]]:
         ),
         # A run id that is not one (no date to slice from it), with characters a path must quote.
         (_result(run_id="not a run id/x"), "pass", True),
+        # A uuid a link must quote, with nothing to escape (its block is made directly).
+        (_result(uuid="not a uuid/ü"), "flaky", True),
     ]
 
 
@@ -152,17 +154,25 @@ class _Blocks(links.LazyViews):
             yield [c[0] for c in block], [c[1] for c in block], [c[2] for c in block]
 
 
+#: Site and results URLs as configured: plain, and with characters HTML escaping changes in both.
+SITE_URLS = [None, ("https://example.org/a&b'c", 'https://swift.example.org/v1/"x"&<y>')]
+
+
+@pytest.mark.parametrize("urls", SITE_URLS)
 @pytest.mark.parametrize("show_package,show_where", [(True, True), (False, False), (True, False), (False, True)])
-def test_big_pages_rows_made_without_views_are_the_same_bytes(app, monkeypatch, show_package, show_where):
+def test_big_pages_rows_made_without_views_are_the_same_bytes(app, monkeypatch, show_package, show_where, urls):
     """A big page's table is made from its results directly: the bytes of the rows of its views.
 
     Blocks of plain rows take the direct path; a block with something to escape in a row's own fields,
-    and a row whose run id is not one, go through the views: all of them are checked here.
+    and a row whose run id is not one, go through the views: all of them are checked here, with a plain
+    site URL and one whose links must be escaped.
     """
     monkeypatch.setattr(rows, "PIECE_ROWS", 3)
-    plain = [case for case in _cases() if SPECIAL not in repr(case[0])]
+    plain = [case for case in _cases() if not any(SPECIAL in str(field) for field in case[0])]
     cases = plain * 3 + _cases()
     with app.test_request_context("/"):
+        if urls:
+            flask.g.links_site, flask.g.links_results = urls
         views = [links.result_view(*case) for case in cases]
         expected = "".join(rows.table_rows(views, show_package, show_where))
         through_views = []
@@ -175,6 +185,10 @@ def test_big_pages_rows_made_without_views_are_the_same_bytes(app, monkeypatch, 
     assert len(direct) == -(-len(cases) // 3)
     assert expected.count("<tr>") == len(cases) and "♻" in expected and 'title="exit code None"' in expected
     assert 0 < len(through_views) < len(cases) // 2  # most rows were made directly
+    assert "/run/not%20a%20uuid%2F%C3%BC" in expected
+    if urls:
+        assert "https://example.org/a&amp;b&#39;c/packages/" in expected and urls[0] not in expected
+        assert "https://swift.example.org/v1/&#34;x&#34;&amp;&lt;y&gt;/" in expected
 
 
 def test_rows_of_a_big_page_keep_the_newest_retry_link_of_each_version_and_triggers(app):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
+import flask
 import pytest
 
 from tests.browse import site as sitemod
 from webcontrol import db, newest
-from webcontrol.web.browse import context, links
+from webcontrol.history import Result
+from webcontrol.web.browse import api, context, links
 
 BIG_PAGES = [
     "/packages/hello/noble/amd64?limit=200",
@@ -85,3 +87,59 @@ def test_long_history_sends_its_head_before_reading_its_rows(client, monkeypatch
     response.close()
     assert (first if isinstance(first, bytes) else first.encode()) + rest == whole
     assert whole.count(b"log.gz") > 7  # more rows than a chunk or a streamed piece of views
+
+
+def _row(**fields) -> Result:
+    values = {
+        "package": "hello",
+        "release": "noble",
+        "arch": "amd64",
+        "run_id": "20240201_100000_abcde@",
+        "version": "2.10-3",
+        "triggers": "hello/2.10-3 glibc/2.40-1",
+        "duration": 125,
+        "exitcode": 4,
+        "requester": "bryce",
+        "env": "all-proposed=1",
+        "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
+    }
+    values.update(fields)
+    return Result(**values)
+
+
+#: Rows whose views hold every kind of value a big page's JSON carries, some that orjson writes
+#: differently from Flask's provider (a float, non-ASCII text, DEL, an int beyond 64 bits).
+JSON_ROWS = [
+    _row(),
+    _row(version=None, triggers=None, duration=None, exitcode=None, requester=None, env=None, uuid=None),
+    _row(env='testname="a\\b"\x00\x01\x1f\n\t/</b>', version="1.0~rc1+dfsg-1"),
+    _row(duration=1e-05),
+    _row(version="1.0-1ü", triggers="pkg/1.0-1ü", env="x=😐"),
+    _row(env="a\x7fb"),
+    _row(exitcode=2**70),
+    _row(run_id="not a run id/x", exitcode=0),
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 500])
+def test_big_pages_json_is_the_text_of_flasks_provider(app, chunk):
+    """A big page's JSON twin is written by orjson where it can be: the same bytes as flask.jsonify, whatever the rows."""
+    page = links.LazyViews(None, JSON_ROWS * 2, chunk=chunk, classification="regression")
+    with app.test_request_context("/"):
+        streamed = api.stream_json({"results": page, "limit": 5}).get_data()
+        views = [links.result_view(row, "regression") for row in JSON_ROWS * 2]
+        whole = flask.jsonify({"results": views, "limit": 5}).get_data()
+    assert streamed == whole
+    assert b"1e-05" in whole and b"\\u00fc" in whole and b"\\u007f" in whole and str(2**70).encode() in whole
+
+
+def test_plain_json_is_orjsons_text_only_when_it_is_the_providers(app):
+    with app.test_request_context("/"):
+        json_provider = flask.current_app.json
+        plain = [{"b": 'x"\\/\x00\n', "a": [None, True, False, -1, 2**63 - 1], "A": {}, "_": []}]
+        assert api.plain_json(plain, json_provider) == json_provider.dumps(plain, separators=(",", ":"))
+        for value in ("ü", "\x7f", "\ud800", 2**64):
+            assert api.plain_json([{"a": value}], json_provider) is None
+    page = links.LazyViews(None, [_row(), _row(duration=1.5), _row()], chunk=1, classification="pass")
+    with app.test_request_context("/"):
+        assert [plain for _views, plain in page.json_blocks()] == [True, False, True]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from webcontrol.classindex import Freshness
 from webcontrol.history import Result, classify_results
 from webcontrol.web.appbase import app_config, site_url
 from webcontrol.web.browse import context
-from webcontrol.web.browse.api import StreamedList
+from webcontrol.web.browse.api import JSON_BLOCK, StreamedList
 
 LAUNCHPAD = "https://launchpad.net"
 EXCUSES = "https://ubuntu-archive-team.ubuntu.com/proposed-migration"
@@ -126,6 +127,8 @@ def _qv(value: str) -> str:
 #: same links as :class:`ViewMaker` without views).
 path_segment = _q
 query_value = _qv
+#: Text that path_segment leaves as it is.
+PATH_SAFE = _URL_SAFE
 
 
 def launchpad_source_url(package: str, release: str | None = None) -> str:
@@ -187,27 +190,29 @@ class ViewMaker:
         key = (package, release, arch)
         found = self._tests.get(key)
         if found is None:
-            if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
-                prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
-                folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
-                found = (
-                    f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
-                    f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
-                    f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
-                )
-            else:
-                # A page of one requester's results has thousands of tests of a few releases and arches:
-                # the parts of a package and of a release/arch pair are made once each.
-                path, quoted = self._packages.get(package) or self._package_parts(package)
-                where, container, query = self._places.get((release, arch)) or self._place_parts(release, arch)
-                found = (
-                    # history_url(), without its look-ups of the site in the request context
-                    f"{self._site}/packages/{path}/{where}",
-                    f"{container}/{where}/{path}",
-                    f"{query}&package={quoted}",
-                )
-            self._tests[key] = found
+            found = self._tests[key] = self.make_test_links(package, release, arch)
         return found
+
+    def make_test_links(self, package: str, release: str, arch: str) -> tuple[str, str, str]:
+        """:meth:`test_links`, not kept (for a caller that keeps what it makes of them)."""
+        if "/" in package or "/" in release or "/" in arch:  # not from validated names: as run_dir() splits
+            prefix, name, rel, where = _qn(results.srchash(package)), _qn(package), _qn(release), _qn(arch)
+            folder = "/".join(_q(part) for part in results.run_dir(release, arch, package, "").split("/")[:-1])
+            return (
+                f"{self._site}/packages/{prefix}/{name}/{rel}/{where}",
+                f"{self._results}/{_qn(results.distro_container(release))}/{folder}",
+                f"{self._site}/request.cgi?release={_qv(release)}&arch={_qv(arch)}&package={_qv(package)}",
+            )
+        # A page of one requester's results has thousands of tests of a few releases and arches:
+        # the parts of a package and of a release/arch pair are made once each.
+        path, quoted = self._packages.get(package) or self._package_parts(package)
+        where, container, query = self._places.get((release, arch)) or self._place_parts(release, arch)
+        return (
+            # history_url(), without its look-ups of the site in the request context
+            f"{self._site}/packages/{path}/{where}",
+            f"{container}/{where}/{path}",
+            f"{query}&package={quoted}",
+        )
 
     def _package_parts(self, package: str) -> tuple[str, str]:
         """(``<prefix>/<package>`` quoted as a path, the package quoted as a query value)."""
@@ -317,15 +322,22 @@ def _classify(conn, rows: list[Result], index: Freshness | None) -> list[str | N
     their history, cheaper than finding them among all results in the
     index; rows the index cannot tell are computed too.
     """
-    if index is None or len({(row.package, row.release, row.arch) for row in rows}) < 2:
+    if index is None or not rows:
+        return classify_results(conn, rows)
+    first = _TEST_KEY(rows[0])
+    if all(_TEST_KEY(row) == first for row in rows):  # stops at the first other test (a user's next row)
         return classify_results(conn, rows)
     found = classindex.classifications(conn, context.CLASSINDEX_SCHEMA, index, rows)
-    missing = [number for number, value in enumerate(found) if value is None]
-    if missing:
+    if None in found:
+        missing = [number for number, value in enumerate(found) if value is None]
         for number, value in zip(missing, classify_results(conn, [rows[n] for n in missing]), strict=True):
             found[number] = value
     return found
 
+
+_TEST_KEY = operator.attrgetter("package", "release", "arch")
+_DURATION = operator.attrgetter("duration")
+_EXITCODE = operator.attrgetter("exitcode")
 
 #: Pages with more rows than this are sent while they are rendered (see LazyViews).
 STREAM_ROWS = 500
@@ -400,6 +412,22 @@ class LazyViews(StreamedList):
     def blocks(self) -> Iterator[tuple[list[Result], list[str | None], list[bool]]]:
         """The rows a chunk at a time, with each row's classification and whether it keeps its ♻ link."""
         return iter(self._blocks)
+
+    def json_blocks(self) -> Iterator[tuple[list[dict], bool]]:
+        """The views, JSON_BLOCK at a time: plain data (api.plain_json) unless a row holds a float.
+
+        A view's values are str, bool, None, lists of str and the row's
+        duration and exit code: a float only if the DB holds one there.
+        """
+        if self._kept is not None:
+            yield from super().json_blocks()
+            return
+        maker = ViewMaker()
+        for block, classes, retries in self._blocks:
+            plain = float not in set(map(type, itertools.chain(map(_DURATION, block), map(_EXITCODE, block))))
+            views = list(map(maker.view, block, classes, retries))
+            for start in range(0, len(views), JSON_BLOCK):
+                yield views[start : start + JSON_BLOCK], plain
 
     @property
     def views_kept(self) -> bool:

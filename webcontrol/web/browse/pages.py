@@ -309,11 +309,12 @@ def experimental_recent():
     # The list has no classification: views without one (classifying reads each test's history).
     items = map(_legacy_item, links.views_of(rows))
     if len(rows) > links.STREAM_ROWS:
-        return keep_db(stream_json(items))
+        return keep_db(stream_json(items, plain=True))  # str, bool and None values (see _legacy_item)
     return flask.jsonify(list(items))
 
 
 def _legacy_item(view: dict) -> dict:
+    """An item of the legacy list: str, bool and None values only (its JSON may be written by orjson)."""
     return {
         "package": view["package"],
         "release": view["release"],

@@ -14,6 +14,7 @@ against the macro it replaced, for every kind of field.
 
 from __future__ import annotations
 
+import operator
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,8 +29,8 @@ from webcontrol.web.browse import links
 from webcontrol.web.browse import triggers as trigger_links
 from webcontrol.web.browse.markup import escape as _escape
 
-#: Rows joined into one piece of the page: 10,000 rows go out in 40 pieces.
-PIECE_ROWS = 250
+#: Rows joined into one piece of the page: 10,000 rows go out in 200 pieces.
+PIECE_ROWS = 50
 
 
 def _icons() -> dict[str, str]:
@@ -149,58 +150,81 @@ class _DirectRows:
     For big pages (links.LazyViews), whose views no one else reads: the same
     bytes as :func:`rows_html` of their views. HTML escaping replaces single
     characters, so the escape of a joined string is the join of the escapes:
-    the parts that repeat (a test's links and cells, a trigger's part of the
-    ♻ link, result, classification and duration cells) are escaped once, and
-    a block whose per-row fields (version, env, run id, uuid) have nothing to
-    escape joins them as they are. A block that has something to escape, and
-    a row whose run id is not a valid one, go through the views.
+    the parts that repeat (a test's links and cells, a row's trigger cells,
+    its requester and result cells, its classification and duration cells)
+    are made and escaped once per table, and a block whose per-row fields
+    (version, env, run id, uuid) have nothing to escape joins them as they
+    are. A row is then one string format and five dictionary look-ups. A
+    block that has something to escape, and a row whose run id is not a
+    valid one, go through the views.
     """
 
     def __init__(self, show_package: bool, show_where: bool, icons: dict[str, str], cells: _Cells) -> None:
         self._show_package, self._show_where, self._icons, self._cells = show_package, show_where, icons, cells
         self._maker = links.ViewMaker()
         self._site = _escape(links.site())
+        # A test's links are the site's or the results' URL and quoted path segments and query values
+        # (links.path_segment, links.query_value), which hold nothing escaping changes.
+        self._plain_links = not _NEEDS_ESCAPE.search(f"{links.site()}{links.results_base()}")
+        #: Whether the uuids of the block being made need no quoting in a URL (checked per block).
+        self._plain_uuids = False
         self._tests: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
+        self._triggers: dict[str | None, str] = {}
+        self._people: dict[tuple[str | None, int | None], tuple[str, bool]] = {}
         self._durations: dict[int | None, str] = {}
-        self._results: dict[int | None, str] = {}
         self._classes: dict[str | None, str] = {}
-        self._retry_triggers: dict[str, str] = {}
 
     def _test(self, package: str, release: str, arch: str) -> tuple[str, str, str, str]:
         """(the leading cells, history link, run objects' folder, retry link up to its triggers), escaped."""
-        history, folder, retry_base = self._maker.test_links(package, release, arch)
-        parts = (history, folder, package, release, arch)
-        if _NEEDS_ESCAPE.search("".join(parts)):  # a page of one requester has thousands of tests: mostly not
-            history, folder, package, release, arch = map(_escape, parts)
-        retry_base = _escape(retry_base)  # a query: its "&"s are escaped
-        lead = f'<td><a href="{history}">{package}</a></td>' if self._show_package else ""
-        where = f"<td>{release}</td><td>{arch}</td>" if self._show_where else ""
+        # Kept here, escaped, not in the maker too (a page of one requester has thousands of tests).
+        history, folder, retry_base = self._maker.make_test_links(package, release, arch)
+        if self._plain_links:
+            retry_base = retry_base.replace("&", "&amp;")  # the query's own "&"s: nothing else to escape
+        else:
+            history, folder, retry_base = _escape(history), _escape(folder), _escape(retry_base)
+        names = (package, release, arch)
+        if _NEEDS_ESCAPE.search(f"{package}{release}{arch}"):
+            names = tuple(map(_escape, names))
+        lead = f'<td><a href="{history}">{names[0]}</a></td>' if self._show_package else ""
+        where = f"<td>{names[1]}</td><td>{names[2]}</td>" if self._show_where else ""
         found = self._tests[(package, release, arch)] = (f"\n<tr>\n{lead}\n{where}\n", history, folder, retry_base)
         return found
 
-    def _duration(self, duration: int | None) -> str:
-        found = self._durations[duration] = f'<td class="nowrap">{_escape(results.human_duration(duration))}</td>'
+    def _trigger_cells(self, triggers: str | None) -> str:
+        found = self._triggers[triggers] = "".join(map(self._cells.trigger, triggers.split() if triggers else []))
         return found
 
-    def _result(self, exitcode: int | None) -> str:
+    def _retry_query(self, triggers: str) -> str:
+        """The triggers' part of the ♻ link (a query value, links.query_value, holds nothing escaping changes)."""
+        return "".join([f"&amp;trigger={_query_value(trigger)}" for trigger in triggers.split()])
+
+    def _person(self, requester: str | None, exitcode: int | None) -> tuple[str, bool]:
+        """(the requester and result cells, whether the result may have a ♻ link)."""
         name = _RESULT_NAMES.get(exitcode, "otherfail")
         title = f' title="exit code {_escape(str(exitcode))}"' if name == "otherfail" else ""
-        found = self._results[exitcode] = f'<td class="{name}"{title}>{_escape(self._icons.get(name, ""))} {name}</td>'
+        icon = _escape(self._icons.get(name, ""))
+        cells = f'<td>{self._cells.requester(requester or "")}</td>\n<td class="{name}"{title}>{icon} {name}</td>\n'
+        found = self._people[(requester, exitcode)] = (cells, name not in _NO_RETRY)
+        return found
+
+    def _duration(self, duration: int | None) -> str:
+        # Digits and letters: nothing to escape.
+        found = self._durations[duration] = f'<td class="nowrap">{results.human_duration(duration)}</td>\n'
         return found
 
     def _class(self, classification: str | None) -> str:
+        """The classification cell and the start of the links cell, up to the log viewer's URL."""
         text = _escape(classification or "")
-        found = self._classes[classification] = f'<td class="classification {text}">{text.replace("_", " ")}</td>'
-        return found
-
-    def _retry_trigger(self, trigger: str) -> str:
-        found = self._retry_triggers[trigger] = f"&amp;trigger={_escape(links.query_value(trigger))}"
+        found = self._classes[classification] = (
+            f'<td class="classification {text}">{text.replace("_", " ")}</td>\n<td class="links nowrap"><a href="'
+        )
         return found
 
     def html(self, block: Sequence[Result], classes: Sequence[str | None], retries: Sequence[bool]) -> str:
         if _NEEDS_ESCAPE.search("".join([f"{r.version}{r.env}{r.run_id}{r.uuid}" for r in block])):
             views = list(map(self._maker.view, block, classes, retries))
             return rows_html(views, self._show_package, self._show_where, self._icons, self._cells)
+        self._plain_uuids = bool(_URL_SAFE.match("".join(filter(None, map(_UUID, block)))))
         return "".join(map(self._row, block, classes, retries))
 
     def _row(self, result: Result, classification: str | None, retry: bool) -> str:
@@ -211,33 +235,28 @@ class _DirectRows:
         lead, history, folder, retry_base = self._tests.get((package, release, arch)) or self._test(
             package, release, arch
         )
-        trigger_list = triggers.split() if triggers else []
-        run_page = f"{history}/{run_id}"
-        objects = f"{folder}/{run_id}"
-        date = f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC"
-        run_url = f"{self._site}/run/{links.path_segment(uuid)}" if uuid else run_page
+        people, retryable = self._people.get((requester, exitcode)) or self._person(requester, exitcode)
+        if uuid:
+            run_url = f"{self._site}/run/{uuid if self._plain_uuids else _path_segment(uuid)}"
+            uuid_link = f'<a href="{run_url}">{uuid}</a>'
+        else:
+            run_url, uuid_link = f"{history}/{run_id}", ""
         retry_link = ""
-        if retry and trigger_list and _RESULT_NAMES.get(exitcode, "otherfail") not in _NO_RETRY:
-            retry_triggers = self._retry_triggers
-            parts = [retry_triggers.get(t) or self._retry_trigger(t) for t in trigger_list]
+        if retry and retryable and triggers and not triggers.isspace():
+            proposed = ""
             if env and "all-proposed" in env and results.parse_env_string(env).get("all-proposed") == "1":
-                parts.append("&amp;all-proposed=1")
-            retry_link = f' <a class="retry" href="{retry_base}{"".join(parts)}" title="retry this test">♻</a>'
-        uuid_link = f'<a href="{run_url}">{uuid}</a>' if uuid else ""
-        cells = self._cells
+                proposed = "&amp;all-proposed=1"
+            retry_link = f' <a class="retry" href="{retry_base}{self._retry_query(triggers)}{proposed}" title="retry this test">♻</a>'
         return (
-            f"{lead}<td>{version or ''}</td>\n"
-            f"<td>{''.join(map(cells.trigger, trigger_list))}</td>\n"
-            f"<td>{env or ''}</td>\n"
-            f'<td class="nowrap"><a href="{run_url}">{date}</a></td>\n'
-            f"{self._durations.get(duration) or self._duration(duration)}\n"
-            f"<td>{cells.requester(requester or '')}</td>\n"
-            f"{self._results.get(exitcode) or self._result(exitcode)}\n"
+            f"{lead}<td>{version or ''}</td>\n<td>{self._triggers.get(triggers) or self._trigger_cells(triggers)}</td>\n<td>{env or ''}</td>\n"
+            f'<td class="nowrap"><a href="{run_url}">'
+            f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC</a></td>\n"
+            f"{self._durations.get(duration) or self._duration(duration)}{people}"
             f'<td class="uuid">{uuid_link}</td>\n'
-            f"{self._classes.get(classification) or self._class(classification)}\n"
-            f'<td class="links nowrap"><a href="{run_page}/log" title="view the log">log</a>'
-            f' <a href="{objects}/log.gz" title="raw log.gz">⬇</a>'
-            f' <a href="{objects}/artifacts.tar.gz" title="artifacts">artifacts</a>{retry_link}</td>\n</tr>\n'
+            f"{self._classes.get(classification) or self._class(classification)}"
+            f'{history}/{run_id}/log" title="view the log">log</a>'
+            f' <a href="{folder}/{run_id}/log.gz" title="raw log.gz">⬇</a>'
+            f' <a href="{folder}/{run_id}/artifacts.tar.gz" title="artifacts">artifacts</a>{retry_link}</td>\n</tr>\n'
         )
 
 
@@ -246,10 +265,18 @@ _NEEDS_ESCAPE = re.compile("[&<>\"']")
 _RESULT_NAMES = results.RESULT_NAMES
 _NO_RETRY = results.NO_RETRY_RESULTS
 _RUN_ID_RE = results.RUN_ID_RE
+_path_segment = links.path_segment
+_URL_SAFE = links.PATH_SAFE
+_UUID = operator.attrgetter("uuid")
+_query_value = links.query_value
 
 
-def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[Markup]:
-    """The rows of a results table, PIECE_ROWS rows per piece (a template global)."""
+def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> Iterator[str]:
+    """The rows of a results table as HTML, PIECE_ROWS rows per piece (a template global).
+
+    Plain str, every field escaped: partials/results_table.html outputs them
+    with autoescape off, without a copy of each piece into a Markup.
+    """
     icons = _icons()
     cells = _Cells(links.site())
     if isinstance(views, links.LazyViews) and not views.views_kept:
@@ -257,11 +284,11 @@ def table_rows(views: Iterable[dict], show_package: bool, show_where: bool) -> I
         for block, classes, retries in views.blocks():
             for start in range(0, len(block), PIECE_ROWS):
                 end = start + PIECE_ROWS
-                yield Markup(direct.html(block[start:end], classes[start:end], retries[start:end]))
+                yield direct.html(block[start:end], classes[start:end], retries[start:end])
         return
     pending = iter(views)
     while block := list(islice(pending, PIECE_ROWS)):
-        yield Markup(rows_html(block, show_package, show_where, icons, cells))
+        yield rows_html(block, show_package, show_where, icons, cells)
 
 
 def live_rows(running: Sequence[dict], queued: Sequence[dict], show_package: bool, show_where: bool) -> Markup:

@@ -125,8 +125,7 @@ def trigger_path(trigger: str) -> str | None:
 
     Neither the path nor the trigger holds a character that URL quoting or HTML escaping changes.
     """
-    source, _, version = trigger.partition("/")
-    if not results.PACKAGE_RE.fullmatch(source) or not results.VERSION_RE.fullmatch(version):
+    if not results.SOURCE_VERSION_RE.match(trigger):
         return None
     # VERSION_RE allows only characters that quote(version, safe="+:~") keeps: the version is its own quoting.
     return f"/trigger/{trigger}"
