@@ -23,7 +23,7 @@ import flask
 
 from webcontrol import classindex, db, history, livestate, newest, results
 from webcontrol.config import Config, ConfigError
-from webcontrol.filecache import FileCache
+from webcontrol.filecache import FileCache, identity
 from webcontrol.web.appbase import BadRequest, ServiceUnavailable, app_config
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,11 @@ def public_db_path() -> str:
 def public_db_identity() -> tuple[str, int, int, int]:
     """The published file: path, inode, mtime and size (publish-db renames a new file over it). Raises ServiceUnavailable."""
     path = public_db_path()
-    try:
-        stat = os.stat(path)
-    except OSError:
+    found = identity(path)
+    if found is None:
         log.error("public DB %s does not exist (has publish-db run?)", path)
-        raise ServiceUnavailable("The results database is not available yet; please try again later.") from None
-    return path, stat.st_ino, stat.st_mtime_ns, stat.st_size
+        raise ServiceUnavailable("The results database is not available yet; please try again later.")
+    return (path, *found)
 
 
 #: This thread's connection to the public DB between requests: ``(file identity, connection)``.
@@ -62,10 +61,10 @@ _kept = threading.local()
 def get_db() -> sqlite3.Connection:
     """The request's read-only connection to the public DB. Raises ServiceUnavailable."""
     if "browse_db" not in flask.g:
-        identity = public_db_identity()
-        path = identity[0]
+        published = public_db_identity()
+        path = published[0]
         kept = getattr(_kept, "db", None)
-        if kept is not None and kept[0] == identity:
+        if kept is not None and kept[0] == published:
             conn = kept[1]
         else:
             _kept.db = None
@@ -76,7 +75,7 @@ def get_db() -> sqlite3.Connection:
             except db.DatabaseError as err:
                 log.error("%s", err)
                 raise ServiceUnavailable("The results database is not available; please try again later.") from None
-            _kept.db = (identity, conn)
+            _kept.db = (published, conn)
         flask.g.browse_db = conn
     return flask.g.browse_db
 

@@ -39,6 +39,7 @@ import flask
 
 from webcontrol import livestate, results
 from webcontrol.config import Config
+from webcontrol.filecache import identity
 from webcontrol.liveindex import index_path
 from webcontrol.web.browse import context
 from webcontrol.web.browse.live_cache import RecentValues
@@ -125,29 +126,18 @@ def _page_kind(path: str) -> str | None:
     return None
 
 
-def _identity(path: str | None) -> tuple[int, int, int] | None:
-    """A file's inode, mtime and size (writers rename new files into place), or None."""
-    if not path:
-        return None
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
-
-
 def _state(config: Config, kind: str) -> tuple | None:
     """The versions of the files the page is made from; None without a public DB (Flask answers 503)."""
-    database = _identity(config.get("web", "database_public"))
+    database = identity(config.get("web", "database_public"))
     if database is None:
         return None
-    alert = _identity(config.get("web", "alert"))
+    alert = identity(config.get("web", "alert"))
     if kind == "run":
         return database, alert
     if kind == "statistics":
-        return database, alert, _identity(context.stats_path(config))
+        return database, alert, identity(context.stats_path(config))
     queued, running = config.get("web", "amqp_queue_cache"), config.get("web", "running_cache")
-    live = tuple(_identity(path) for each in (queued, running) for path in (each, each and index_path(each)))
+    live = tuple(identity(path) for each in (queued, running) for path in (each, each and index_path(each)))
     return database, alert, live, livestate.file_ages(queued, running)
 
 
