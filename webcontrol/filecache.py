@@ -32,13 +32,8 @@ LOAD = object()
 
 def stamp(path: str | os.PathLike | None) -> Stamp | None:
     """The version of a file, or None when there is no path or the file cannot be stat'ed."""
-    if not path:
-        return None
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
+    found = identity(path)
+    return None if found is None else found[1:]
 
 
 def identity(path: str | os.PathLike | None) -> tuple[int, int, int] | None:

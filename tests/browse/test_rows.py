@@ -17,7 +17,8 @@ from webcontrol.web.browse.api import StreamedList
 SPECIAL = "<b>&amp;\"'</b>"
 
 
-def _result(**fields) -> Result:
+def sample_result(**fields) -> Result:
+    """A passing result of hello on noble/amd64; ``fields`` replace its values."""
     values = {
         "package": "hello",
         "release": "noble",
@@ -38,31 +39,35 @@ def _result(**fields) -> Result:
 def _cases() -> list[tuple[Result, str | None, bool]]:
     """(result, classification, keeps its ♻ link) with every kind of field the table shows."""
     return [
-        (_result(), "pass", True),
+        (sample_result(), "pass", True),
         # A failure with a retry link, several triggers (one with an epoch, tilde and plus), all-proposed.
         (
-            _result(exitcode=4, triggers="glib2.0/2.80-1 hello/1:2.10~rc1+dfsg-1", env="all-proposed=1", requester=""),
+            sample_result(
+                exitcode=4, triggers="glib2.0/2.80-1 hello/1:2.10~rc1+dfsg-1", env="all-proposed=1", requester=""
+            ),
             "always_failed",
             True,
         ),
         # The same, its ♻ link dropped (an older row of a history page).
-        (_result(exitcode=4), "regression", False),
+        (sample_result(exitcode=4), "regression", False),
         # Missing values: exit code (otherfail, "exit code None"), version, duration, uuid, requester, triggers.
         (
-            _result(exitcode=None, version=None, duration=None, uuid=None, requester=None, triggers=None, env=None),
+            sample_result(
+                exitcode=None, version=None, duration=None, uuid=None, requester=None, triggers=None, env=None
+            ),
             None,
             True,
         ),
-        (_result(exitcode=12, requester="o'hara+co"), "flaky", True),
-        (_result(exitcode=8), "neutral", True),
-        (_result(exitcode=16), "tmpfail", True),
-        (_result(exitcode=20), "regression", True),
-        (_result(exitcode=99), "denylisted", True),
-        (_result(exitcode=2, duration=0), "fixed", True),
-        (_result(env="testname=a\x00b"), "pass", True),  # the character rows.py joins a block's fields with
+        (sample_result(exitcode=12, requester="o'hara+co"), "flaky", True),
+        (sample_result(exitcode=8), "neutral", True),
+        (sample_result(exitcode=16), "tmpfail", True),
+        (sample_result(exitcode=20), "regression", True),
+        (sample_result(exitcode=99), "denylisted", True),
+        (sample_result(exitcode=2, duration=0), "fixed", True),
+        (sample_result(env="testname=a\x00b"), "pass", True),  # the character rows.py joins a block's fields with
         # A PPA run (private or not: the table shows the same fields), triggers that are not source/version.
         (
-            _result(
+            sample_result(
                 package="libfoo",
                 triggers="ppa:user/ppa hello/1.0~ppa1 migration-reference/0",
                 env="ppas=user/ppa:0123ABCD,private=1",
@@ -74,7 +79,7 @@ def _cases() -> list[tuple[Result, str | None, bool]]:
         ),
         # HTML special characters in every text field (none of these come from validated names).
         (
-            _result(
+            sample_result(
                 package=f"pkg{SPECIAL}",
                 release=f"rel{SPECIAL}",
                 arch=f"arch{SPECIAL}",
@@ -90,9 +95,9 @@ def _cases() -> list[tuple[Result, str | None, bool]]:
             True,
         ),
         # A run id that is not one (no date to slice from it), with characters a path must quote.
-        (_result(run_id="not a run id/x"), "pass", True),
+        (sample_result(run_id="not a run id/x"), "pass", True),
         # A uuid a link must quote, with nothing to escape (its block is made directly).
-        (_result(uuid="not a uuid/ü"), "flaky", True),
+        (sample_result(uuid="not a uuid/ü"), "flaky", True),
     ]
 
 
@@ -193,8 +198,8 @@ def test_big_pages_rows_made_without_views_are_the_same_bytes(app, monkeypatch, 
 
 def test_rows_of_a_big_page_keep_the_newest_retry_link_of_each_version_and_triggers(app):
     """A big history page: only the newest row of each (version, triggers) keeps its ♻ link, whichever path."""
-    failed = [_result(exitcode=4, run_id=f"20240201_1000{n:02d}_abcde@") for n in range(12)]
-    failed[5] = _result(exitcode=4, run_id="20240201_100005_abcde@", version="2.10-4")
+    failed = [sample_result(exitcode=4, run_id=f"20240201_1000{n:02d}_abcde@") for n in range(12)]
+    failed[5] = sample_result(exitcode=4, run_id="20240201_100005_abcde@", version="2.10-4")
     page = links.LazyViews(None, failed, newest_retry_only=True, chunk=5, classification="regression")
     with app.test_request_context("/"):
         direct = "".join(rows.table_rows(page, False, False))
@@ -205,7 +210,7 @@ def test_rows_of_a_big_page_keep_the_newest_retry_link_of_each_version_and_trigg
 
 def test_a_big_page_is_freed_when_it_is_sent(app):
     """A history's kept views (10,000 of them, tens of MB) go with the page, without waiting for a cycle collection."""
-    page = links.LazyViews(None, [_result()] * 20, chunk=5, classification="pass")
+    page = links.LazyViews(None, [sample_result()] * 20, chunk=5, classification="pass")
     with app.test_request_context("/"):
         list(reversed(page))  # the chart's reading, which keeps the views
         "".join(rows.table_rows(page, True, True))

@@ -9,6 +9,7 @@ import flask
 import pytest
 
 from tests.browse import site as sitemod
+from tests.browse.test_rows import sample_result
 from webcontrol import db, newest
 from webcontrol.history import Result
 from webcontrol.web.browse import api, context, links
@@ -90,21 +91,7 @@ def test_long_history_sends_its_head_before_reading_its_rows(client, monkeypatch
 
 
 def _row(**fields) -> Result:
-    values = {
-        "package": "hello",
-        "release": "noble",
-        "arch": "amd64",
-        "run_id": "20240201_100000_abcde@",
-        "version": "2.10-3",
-        "triggers": "hello/2.10-3 glibc/2.40-1",
-        "duration": 125,
-        "exitcode": 4,
-        "requester": "bryce",
-        "env": "all-proposed=1",
-        "uuid": "8c1f6a3e-1d2b-4c6e-9a77-0f3d2e5b9c10",
-    }
-    values.update(fields)
-    return Result(**values)
+    return sample_result(**{"triggers": "hello/2.10-3 glibc/2.40-1", "exitcode": 4, "env": "all-proposed=1", **fields})
 
 
 #: Rows whose views hold every kind of value a big page's JSON carries, some that orjson writes

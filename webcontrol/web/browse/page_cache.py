@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 import flask
 
@@ -84,16 +85,15 @@ def depends_on_missing(path: str | os.PathLike) -> None:
         notes.absent.append(os.fspath(path))
 
 
-class _Page:
-    __slots__ = ("absent", "body", "endpoint", "headers", "state", "status")
+class _Page(NamedTuple):
+    """A kept answer, with the state of the files it was made from."""
 
-    def __init__(self, state: tuple, absent: tuple[str, ...], endpoint: str, status: str, headers, body: bytes):
-        self.state = state
-        self.absent = absent
-        self.endpoint = endpoint
-        self.status = status
-        self.headers = headers
-        self.body = body
+    state: tuple
+    absent: tuple[str, ...]
+    endpoint: str
+    status: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
 
 
 def _request_key(environ) -> tuple | None:
