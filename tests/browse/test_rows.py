@@ -10,8 +10,9 @@ from pathlib import Path
 import flask
 import pytest
 
+from webcontrol import results
 from webcontrol.history import Result
-from webcontrol.web.browse import links, rows
+from webcontrol.web.browse import links, pages, rows
 from webcontrol.web.browse.api import StreamedList
 
 SPECIAL = "<b>&amp;\"'</b>"
@@ -307,3 +308,33 @@ def test_live_rows_are_the_templates_bytes(app, show_package, show_where):
         assert made == "\n"
         made = str(rows.live_rows(running, queued, show_package, show_where))
     assert made.count('<tr class="live">') == 5 and SPECIAL not in made
+
+
+def _legacy_item_of_view(view: dict) -> dict:
+    """An item of the legacy recent.json list as it was made from the row's view."""
+    return {
+        "package": view["package"],
+        "release": view["release"],
+        "arch": view["arch"],
+        "version": view["version"],
+        "triggers": view["triggers"],
+        "additional_params": view["env"],
+        "human_date": view["date"],
+        "human_sec": view["human_duration"],
+        "requester": view["requester"],
+        "code": view["result"],
+        "url": view["log_url"],
+        "show_retry": results.show_retry(view["exitcode"]),
+        "all_proposed": view["all_proposed"],
+        "uuid": view["uuid"],
+        "run_id": view["run_id"],
+    }
+
+
+def test_legacy_recent_items_are_those_of_the_rows_views(app):
+    """The legacy list's items, made without views, for every kind of field."""
+    rows_ = [result for result, _classification, _retry in _cases()]
+    rows_.append(sample_result(duration=3600 * 25 + 61, env="all-proposed=1,testname=x"))
+    with app.test_request_context("/"):
+        expected = [_legacy_item_of_view(view) for view in links.views_of(rows_)]
+        assert list(pages._legacy_items(rows_)) == expected

@@ -237,15 +237,7 @@ class ViewMaker:
         triggers = result.triggers.split() if result.triggers else []
         show_retry = retry and name not in _NO_RETRY and bool(triggers)
         history, folder, retry_base = self.test_links(package, release, arch)
-        if _RUN_ID_RE.match(run_id):
-            run_page = f"{history}/{run_id}"
-            objects = f"{folder}/{run_id}"
-            date = f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC"
-        else:
-            quoted = _q(run_id)
-            run_page = f"{history}/{quoted}"
-            objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
-            date = results.human_date(run_id)
+        run_page, objects, date = run_places(history, folder, run_id)
         all_proposed = bool(env) and "all-proposed" in env and result.all_proposed
         retry_link = None
         if show_retry:
@@ -281,6 +273,16 @@ class ViewMaker:
             "show_retry": show_retry,
             "retry_url": retry_link,
         }
+
+
+def run_places(history: str, folder: str, run_id: str) -> tuple[str, str, str]:
+    """(run page, run objects' folder, date shown) of a run of the test whose links are these (test_links)."""
+    if _RUN_ID_RE.match(run_id):  # a valid run id's characters need no quoting
+        date = f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} UTC"
+        return f"{history}/{run_id}", f"{folder}/{run_id}", date
+    quoted = _q(run_id)
+    objects = f"{folder}/{quoted if '/' not in run_id else '/'.join(_q(part) for part in run_id.split('/'))}"
+    return f"{history}/{quoted}", objects, results.human_date(run_id)
 
 
 def result_views(conn, rows: list[Result], newest_retry_only: bool = False) -> list[dict]:

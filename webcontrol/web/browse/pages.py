@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import string
 import urllib.parse
+from collections.abc import Iterable, Iterator
 
 import flask
 from markupsafe import Markup, escape
@@ -306,32 +307,45 @@ def recent():
 def experimental_recent():
     """The historical JSON list (docs/formats.rst, Routes), kept exactly as it was."""
     conn, rows, _filters, _next = _recent_rows()
-    # The list has no classification: views without one (classifying reads each test's history).
-    items = map(_legacy_item, links.views_of(rows))
+    items = _legacy_items(rows)
     if len(rows) > links.STREAM_ROWS:
-        return keep_db(stream_json(items, plain=True))  # str, bool and None values (see _legacy_item)
+        return keep_db(stream_json(items, plain=True))  # str, bool and None values (see _legacy_items)
     return flask.jsonify(list(items))
 
 
-def _legacy_item(view: dict) -> dict:
-    """An item of the legacy list: str, bool and None values only (its JSON may be written by orjson)."""
-    return {
-        "package": view["package"],
-        "release": view["release"],
-        "arch": view["arch"],
-        "version": view["version"],
-        "triggers": view["triggers"],
-        "additional_params": view["env"],
-        "human_date": view["date"],
-        "human_sec": view["human_duration"],
-        "requester": view["requester"],
-        "code": view["result"],
-        "url": view["log_url"],
-        "show_retry": results.show_retry(view["exitcode"]),
-        "all_proposed": view["all_proposed"],
-        "uuid": view["uuid"],
-        "run_id": view["run_id"],
-    }
+def _legacy_items(rows: Iterable[history.Result]) -> Iterator[dict]:
+    """The items of the legacy list: str, bool and None values only (its JSON may be written by orjson).
+
+    The fields are those of the rows' views (links.ViewMaker.view), made
+    without the rest of a view: the list has no classification, links but
+    the log's, or retry link.
+    """
+    maker = links.ViewMaker()
+    durations: dict[int | None, str] = {}
+    for result in rows:
+        history_url, folder, _retry = maker.test_links(result.package, result.release, result.arch)
+        _run_page, objects, date = links.run_places(history_url, folder, result.run_id)
+        env, duration = result.env, result.duration
+        human_duration = durations.get(duration)
+        if human_duration is None:
+            human_duration = durations[duration] = results.human_duration(duration)
+        yield {
+            "package": result.package,
+            "release": result.release,
+            "arch": result.arch,
+            "version": result.version,
+            "triggers": result.triggers or "",
+            "additional_params": env or "",
+            "human_date": date,
+            "human_sec": human_duration,
+            "requester": result.requester or "",
+            "code": result.result_name,
+            "url": f"{objects}/log.gz",
+            "show_retry": results.show_retry(result.exitcode),
+            "all_proposed": bool(env) and "all-proposed" in env and result.all_proposed,
+            "uuid": result.uuid,
+            "run_id": result.run_id,
+        }
 
 
 # Statistics -----------------------------------------------------------------------------------------
