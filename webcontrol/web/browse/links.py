@@ -214,6 +214,13 @@ class ViewMaker:
             f"{query}&package={quoted}",
         )
 
+    def duration_text(self, duration: int | None) -> str:
+        """``results.human_duration(duration)``, made once per duration (they repeat across a page's rows)."""
+        found = self._durations.get(duration)
+        if found is None:
+            found = self._durations[duration] = results.human_duration(duration)
+        return found
+
     def _package_parts(self, package: str) -> tuple[str, str]:
         """(``<prefix>/<package>`` quoted as a path, the package quoted as a query value)."""
         found = self._packages[package] = (f"{_qn(results.srchash(package))}/{_qn(package)}", _qv(package))
@@ -244,9 +251,7 @@ class ViewMaker:
             retry_link = f"{retry_base}&trigger={'&trigger='.join(map(_qv, triggers))}"  # show_retry: triggers
             if all_proposed:
                 retry_link += "&all-proposed=1"
-        human_duration = self._durations.get(duration)
-        if human_duration is None:
-            human_duration = self._durations[duration] = results.human_duration(duration)
+        human_duration = self.duration_text(duration)
         return {
             "package": package,
             "release": release,

@@ -321,14 +321,10 @@ def _legacy_items(rows: Iterable[history.Result]) -> Iterator[dict]:
     the log's, or retry link.
     """
     maker = links.ViewMaker()
-    durations: dict[int | None, str] = {}
     for result in rows:
         history_url, folder, _retry = maker.test_links(result.package, result.release, result.arch)
         _run_page, objects, date = links.run_places(history_url, folder, result.run_id)
-        env, duration = result.env, result.duration
-        human_duration = durations.get(duration)
-        if human_duration is None:
-            human_duration = durations[duration] = results.human_duration(duration)
+        env = result.env
         yield {
             "package": result.package,
             "release": result.release,
@@ -337,7 +333,7 @@ def _legacy_items(rows: Iterable[history.Result]) -> Iterator[dict]:
             "triggers": result.triggers or "",
             "additional_params": env or "",
             "human_date": date,
-            "human_sec": human_duration,
+            "human_sec": maker.duration_text(result.duration),
             "requester": result.requester or "",
             "code": result.result_name,
             "url": f"{objects}/log.gz",
