@@ -45,7 +45,7 @@ def home():
     base = site_url()
     return {
         "version": webcontrol.__version__,
-        "latest": _latest(base).views,
+        "latest": _latest(base).data,
         "alert": context.alert(),
         "live": live_views.counts(),
         "index": [{"prefix": p, "url": f"{base}/testlist#index-{p}"} for p in INDEX_LETTERS],
@@ -58,16 +58,25 @@ def home():
     }
 
 
-class _Latest:
-    """The home page's newest results on one published DB file and site URL, and once rendered, their HTML."""
+class _KeptPage:
+    """What a page shows, kept per published DB file and site URL (``key``), and the HTML made from it alone."""
 
-    def __init__(self, key: tuple, views: list[dict]) -> None:
+    def __init__(self, data, key: tuple = ()) -> None:
         self.key = key
-        self.views = views
+        self.data = data
         self.html: Markup | None = None
 
 
-def _latest(base: str) -> _Latest:
+def _rendered_once(kept: _KeptPage | None, template: str, **context) -> Markup:
+    """``template`` rendered with ``context``, kept with ``kept`` (None: the context is not what it keeps)."""
+    if kept is None:
+        return Markup(flask.render_template(template, **context))
+    if kept.html is None:
+        kept.html = Markup(flask.render_template(template, **context))
+    return kept.html
+
+
+def _latest(base: str) -> _KeptPage:
     """The home page's newest results, read and classified once per published DB file and site URL.
 
     They change only when publish-db replaces the file (every minute), and
@@ -78,7 +87,7 @@ def _latest(base: str) -> _Latest:
     if cached is not None and cached.key == key:
         return cached
     conn = context.get_db()
-    latest = _Latest(key, links.result_views(conn, history.recent(conn, HOME_RESULTS)))
+    latest = _KeptPage(links.result_views(conn, history.recent(conn, HOME_RESULTS)), key)
     flask.current_app.extensions["browse_home_latest"] = latest
     return latest
 
@@ -93,39 +102,27 @@ def home_results_html(latest: list[dict], index: list[dict], data_links: dict, v
     ``latest`` it was made from, and made anew whenever that is replaced.
     """
     cached = flask.current_app.extensions.get("browse_home_latest")
-    if cached is not None and cached.views is latest and cached.html is not None:
-        return cached.html
-    html = Markup(
-        flask.render_template("_home_results.html", latest=latest, index=index, data_links=data_links, version=version)
+    kept = cached if cached is not None and cached.data is latest else None
+    return _rendered_once(
+        kept, "_home_results.html", latest=latest, index=index, data_links=data_links, version=version
     )
-    if cached is not None and cached.views is latest:
-        cached.html = html
-    return html
 
 
 #: /run/<uuid> pages kept per process (a few kB each): clients poll the uuids they wait for.
 RUN_PAGES = 256
 
 
-class _RunPage:
-    """The data of a /run/<uuid> page on one published DB file and site URL, and once rendered, its table."""
-
-    def __init__(self, data: dict) -> None:
-        self.data = data
-        self.html: Markup | None = None
-
-
-def _load_run_page(_path: str, _file: tuple, _site: str, uuid: str) -> _RunPage:
+def _load_run_page(_path: str, _file: tuple, _site: str, uuid: str) -> _KeptPage:
     """Raises NotFound (with the live state of the uuid, never kept), ServiceUnavailable."""
     found = history.result_by_uuid(context.get_db(), uuid) if results.UUID_RE.match(uuid) else None
     if found is None:
         state = live_views.find_live_uuid(uuid) if results.UUID_RE.match(uuid) else None
         message = f"uuid {uuid} not found"
         raise NotFound(f"{message}\n{state}" if state else message)
-    return _RunPage(run_view_data(found))
+    return _KeptPage(run_view_data(found))
 
 
-def _run_pages() -> FileCache[_RunPage]:
+def _run_pages() -> FileCache[_KeptPage]:
     """Per app (a page's links follow its config). A stored result never changes, but a new DB file may
     classify it anew (a backfilled history): kept per DB file, told apart by inode too (publish-db renames
     a new file into place), as the kept connections are."""
@@ -153,13 +150,9 @@ def run_table_html(run: dict, package_url: str) -> Markup:
     the "changes since the last pass" below it are not kept (they read the
     result store, whose answers may change).
     """
-    kept = flask.g.get("browse_run_page")
-    if kept is not None and kept.data["run"] is run and kept.html is not None:
-        return kept.html
-    html = Markup(flask.render_template("_run_table.html", run=run, package_url=package_url))
-    if kept is not None and kept.data["run"] is run:
-        kept.html = html
-    return html
+    page = flask.g.get("browse_run_page")
+    kept = page if page is not None and page.data["run"] is run else None
+    return _rendered_once(kept, "_run_table.html", run=run, package_url=package_url)
 
 
 # Recent -------------------------------------------------------------------------------------------
