@@ -96,15 +96,16 @@ class _Page(NamedTuple):
     body: bytes
 
 
-def _request_key(environ) -> tuple | None:
-    """What the bytes of an anonymous page depend on in the request, or None when it goes through Flask."""
+def _request_key(environ) -> tuple[str, tuple] | None:
+    """(the kind of page, what its bytes depend on in the request), or None when it goes through Flask."""
     method = environ.get("REQUEST_METHOD")
     if method != "GET" and method != "HEAD":
         return None
     if environ.get("HTTP_COOKIE") or environ.get("HTTP_AUTHORIZATION") or environ.get("QUERY_STRING"):
         return None
     path = environ.get("PATH_INFO", "")
-    if _page_kind(path) is None:
+    kind = _page_kind(path)
+    if kind is None:
         return None
     host = environ.get("HTTP_HOST", "")
     proto = environ.get("HTTP_X_FORWARDED_PROTO", "")
@@ -112,7 +113,7 @@ def _request_key(environ) -> tuple | None:
     if len(host) > MAX_HEADER or len(proto) > MAX_HEADER or len(script) > MAX_HEADER:
         return None
     server = (environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
-    return (path, method, environ.get("wsgi.url_scheme"), proto, host, server, script)
+    return kind, (path, method, environ.get("wsgi.url_scheme"), proto, host, server, script)
 
 
 def _page_kind(path: str) -> str | None:
@@ -159,10 +160,11 @@ class AnonymousPages:
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
-        key = _request_key(environ)
-        if key is None:
+        found = _request_key(environ)
+        if found is None:
             return self.app(environ, start_response)
-        state = _state(self.flask_app.config["AUTOPKGTEST"], _page_kind(key[0]))
+        kind, key = found
+        state = _state(self.flask_app.config["AUTOPKGTEST"], kind)
         if state is None:
             return self.app(environ, start_response)
         page = self._pages.find(key)
@@ -172,9 +174,9 @@ class AnonymousPages:
             if metrics is not None:
                 metrics.page_latency.labels(endpoint=page.endpoint).observe(time.perf_counter() - started)
             return [page.body]
-        return self._make(environ, start_response, key, state)
+        return self._make(environ, start_response, kind, key, state)
 
-    def _make(self, environ, start_response, key: tuple, state: tuple):
+    def _make(self, environ, start_response, kind: str, key: tuple, state: tuple):
         """The page from Flask; kept when it may be (see the module)."""
         notes = _Notes()
         environ[ENVIRON_KEY] = notes
@@ -202,7 +204,7 @@ class AnonymousPages:
                 close()
         start_response(status, headers)
         # A file renamed into place while the page was made: it may show either version, so it is not kept.
-        if _state(self.flask_app.config["AUTOPKGTEST"], _page_kind(key[0])) == state:
+        if _state(self.flask_app.config["AUTOPKGTEST"], kind) == state:
             self._pages.put(key, _Page(state, tuple(notes.absent), notes.endpoint, status, tuple(headers), data))
         return [data]
 
