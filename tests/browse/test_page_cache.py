@@ -78,6 +78,10 @@ def answer(response) -> tuple:
     return response.status, list(response.headers.items()), response.get_data()
 
 
+#: The historical JSON list, polled by scripts: kept too.
+LEGACY_RECENT = "/api/experimental/recent.json"
+
+
 def run_page(site, index: int) -> str:
     return f"/run/{site.hello[index].uuid}"
 
@@ -94,7 +98,9 @@ def live_files_ageless(cache_site):
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-@pytest.mark.parametrize("page", ["home", "statistics", "passing run", "failing run", "failing run without result.tar"])
+@pytest.mark.parametrize(
+    "page", ["home", "statistics", "passing run", "failing run", "failing run without result.tar", "legacy recent.json"]
+)
 def test_a_kept_page_is_the_status_headers_and_bytes_flask_sends(
     app, flask_requests, cache_site, live_files_ageless, method, page
 ):
@@ -104,6 +110,7 @@ def test_a_kept_page_is_the_status_headers_and_bytes_flask_sends(
         "statistics": "/statistics",
         "passing run": run_page(site, 0),
         "failing run": run_page(site, 2),
+        "legacy recent.json": LEGACY_RECENT,
     }.get(page)
     moved = None
     if page == "failing run without result.tar":
@@ -126,12 +133,18 @@ def test_a_kept_page_is_the_status_headers_and_bytes_flask_sends(
     assert status == "200 OK"
     names = [name.lower() for name, _value in headers]
     assert "set-cookie" not in names
-    assert ("Content-Security-Policy", page_cache_csp()) in headers
     assert ("X-Content-Type-Options", "nosniff") in headers and ("X-Frame-Options", "DENY") in headers
-    assert ("Vary", "Cookie") in headers
+    if page == "legacy recent.json":
+        assert ("Content-Type", "application/json") in headers
+    else:
+        assert ("Content-Security-Policy", page_cache_csp()) in headers
+        assert ("Vary", "Cookie") in headers
     assert ("Content-Length", str(len(full))) in headers
     if method == "HEAD":
         assert body == b""
+    elif page == "legacy recent.json":
+        newest = sqlite3.connect(site.public).execute("SELECT run_id FROM result ORDER BY run_id DESC").fetchone()
+        assert json.loads(body)[0]["run_id"] == newest[0]
     else:
         assert b"Welcome" in body and b"Logout" not in body
     if page == "failing run without result.tar":
@@ -225,6 +238,7 @@ def test_a_republished_db_shows_on_the_next_request(app, cache_site, live_files_
         home = client.get("/").data.decode()
         assert trigger in home and changed_trigger not in home
         assert f"<td>{changed_version}</td>" not in client.get(run).data.decode()
+        assert changed_trigger not in {item["triggers"] for item in client.get(LEGACY_RECENT).json}
     republish_same_size_and_mtime(
         site,
         "UPDATE result SET triggers = replace(triggers, ?, ?) WHERE run_id = ?",
@@ -235,6 +249,7 @@ def test_a_republished_db_shows_on_the_next_request(app, cache_site, live_files_
     )
     assert changed_trigger in client.get("/").data.decode()
     assert f"<td>{changed_version}</td>" in client.get(run).data.decode()
+    assert newest[1].replace(trigger, changed_trigger) in {item["triggers"] for item in client.get(LEGACY_RECENT).json}
 
 
 def test_a_new_version_of_the_live_files_shows_on_the_next_request(app, cache_site, live_files_ageless):

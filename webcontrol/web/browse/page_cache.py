@@ -1,21 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The home page, ``/run/<uuid>`` and ``/statistics`` for anonymous visitors, kept as the bytes sent (docs/architecture.rst).
+"""The home page, ``/run/<uuid>``, ``/statistics`` and the legacy recent.json for anonymous visitors, kept as the bytes
+sent (docs/architecture.rst).
 
-What these pages show is already kept per published DB file; what a
-request still cost was Flask itself (request context, session, hooks) and
-the layout around that content, three quarters of its time under Apache.
+What these pages show is already kept per published DB file, or is made
+from it alone; what a request still cost was Flask itself (request
+context, session, hooks) and the layout around that content, three
+quarters of its time under Apache. The legacy recent.json, which scripts
+poll, is the newest 100 results of the published DB.
 :class:`AnonymousPages`, a WSGI layer in front of the Flask app, keeps the
 status, headers and body Flask sent and sends them again for the same
 request while nothing the page is made of has changed.
 
 Only a GET or HEAD with no cookie, no Authorization header and no query
-string, of ``/``, ``/run/<uuid>`` or ``/statistics``, is looked up here; every other
+string, of ``/``, ``/run/<uuid>``, ``/statistics`` or ``/api/experimental/recent.json``, is looked up here; every other
 request goes through Flask as before. An entry is kept per request
 (path, method, scheme and X-Forwarded-Proto, Host, server name and port,
 script name: all the layout's links and its login form are made of) with
 the state of what the page was made from, looked at again on every hit:
 
-- the public DB file (inode, mtime, size) and the alert banner's file;
+- the public DB file (inode, mtime, size) and, for the HTML pages, the
+  alert banner's file;
 - for the home page, queued.json, running.json and their indexes, and the
   files' ages in whole seconds, as the page shows them;
 - for ``/statistics``, stats.json;
@@ -54,6 +58,7 @@ MAX_BODY = 64 * 1024
 #: Longer Host or X-Forwarded-Proto headers, or script name, are not looked up (a key stays small).
 MAX_HEADER = 255
 _RUN_PREFIX = "/run/"
+_LEGACY_RECENT = "/api/experimental/recent.json"
 
 
 class _Notes:
@@ -117,11 +122,13 @@ def _request_key(environ) -> tuple[str, tuple] | None:
 
 
 def _page_kind(path: str) -> str | None:
-    """The kind of a kept page (home, statistics or run), None for any other path."""
+    """The kind of a kept page (home, statistics, run or recent.json), None for any other path."""
     if path == "/":
         return "home"
     if path == "/statistics":
         return "statistics"
+    if path == _LEGACY_RECENT:
+        return "recent.json"
     if path.startswith(_RUN_PREFIX) and results.UUID_RE.match(path[len(_RUN_PREFIX) :]):
         return "run"
     return None
@@ -132,6 +139,8 @@ def _state(config: Config, kind: str) -> tuple | None:
     database = identity(config.get("web", "database_public"))
     if database is None:
         return None
+    if kind == "recent.json":
+        return (database,)
     alert = identity(config.get("web", "alert"))
     if kind == "run":
         return database, alert
