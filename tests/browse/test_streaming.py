@@ -130,3 +130,35 @@ def test_plain_json_is_orjsons_text_only_when_it_is_the_providers(app):
     page = links.LazyViews(None, [_row(), _row(duration=1.5), _row()], chunk=1, classification="pass")
     with app.test_request_context("/"):
         assert [plain for _views, plain in page.json_blocks()] == [True, False, True]
+
+
+@pytest.mark.parametrize("jobs", [0, 1, 3, 2_000])
+def test_encoded_members_are_sent_as_the_text_of_jsonify(app, jobs):
+    """Live JSON routes send members encoded once per version: the bytes are flask.jsonify's, in bounded writes."""
+    values = [
+        {"id": f"job{n}", "logtail": "x" * (n * 37 % 900), "duration": n, "hints": ["ü"] if n % 7 == 0 else []}
+        for n in range(jobs)
+    ]
+    if jobs > 1:
+        values[1]["logtail"] = "long " * api.STREAM_PIECE  # one item longer than a piece
+    big = {"queue": ["q" * 1000] * 300}  # a plain member longer than a piece
+    with app.test_request_context("/"):
+        dumps = flask.current_app.json.dumps
+        texts = [dumps(value, separators=(",", ":")).encode() for value in values]
+        pairs = sorted(dumps(value["id"]).encode() + b":" + text for value, text in zip(values, texts, strict=True))
+        response = api.members_response(
+            {"jobs": api.encoded_member("jobs", texts), "by_id": api.encoded_member("by_id", pairs, True)},
+            api.encode_members(big),
+            count=jobs,
+            updated={"running": 3},
+        )
+        writes = list(response.response)
+        whole = flask.jsonify(
+            jobs=values, by_id={value["id"]: value for value in values}, count=jobs, updated={"running": 3}, **big
+        ).get_data()
+    assert b"".join(writes) == whole
+    assert int(response.headers["Content-Length"]) == len(whole)
+    assert max(len(write) for write in writes) <= 3 * api.STREAM_PIECE
+    if jobs == 2_000:
+        assert len(writes) > len(whole) // (3 * api.STREAM_PIECE), "small pieces go out together, not one each"
+        assert len(writes) < len(whole) // api.STREAM_PIECE * 2

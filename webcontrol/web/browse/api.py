@@ -278,7 +278,40 @@ def encode_members(values: dict) -> dict[str, bytes]:
     }
 
 
-def encoded_member(key: str, items: list[bytes], object_items: bool = False) -> list[bytes]:
+class EncodedMember(list):
+    """The pieces of a member made by :func:`encoded_member`, with how to send them worked out once.
+
+    A live route sends the same member (thousands of encoded jobs) in every
+    request until the next version of its file: its size and its runs (the
+    pieces that go out together, about STREAM_PIECE bytes each) are found
+    when it is made, so a request joins each run in one call instead of
+    looking at each of its pieces.
+    """
+
+    __slots__ = ("runs", "size")
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        super().__init__(pieces)
+        #: (start, end, bytes) of each run; a piece longer than STREAM_PIECE is a run of its own
+        self.runs: list[tuple[int, int, int]] = []
+        start = size = 0
+        for number, piece in enumerate(pieces):
+            if len(piece) > STREAM_PIECE:
+                if number > start:
+                    self.runs.append((start, number, size))
+                self.runs.append((number, number + 1, len(piece)))
+                start, size = number + 1, 0
+                continue
+            size += len(piece)
+            if size >= STREAM_PIECE:
+                self.runs.append((start, number + 1, size))
+                start, size = number + 1, 0
+        if len(pieces) > start:
+            self.runs.append((start, len(pieces), size))
+        self.size = sum(run[2] for run in self.runs)
+
+
+def encoded_member(key: str, items: list[bytes], object_items: bool = False) -> EncodedMember:
     """A member whose value is a JSON array (or object) of items encoded beforehand, kept as its pieces.
 
     ``items`` are encoded values (or ``"key":value`` pairs, for an object);
@@ -292,32 +325,50 @@ def encoded_member(key: str, items: list[bytes], object_items: bool = False) -> 
             pieces.append(b",")
         pieces.append(item)
     pieces.append(closing)
-    return pieces
+    return EncodedMember(pieces)
 
 
-def members_response(*encoded: dict[str, bytes | list[bytes]], **values) -> flask.Response:
+def _slices(chunk: bytes) -> Iterator[bytes]:
+    """``chunk`` in slices of STREAM_PIECE (a member megabytes long is never copied whole)."""
+    if len(chunk) <= STREAM_PIECE:
+        yield chunk
+        return
+    for start in range(0, len(chunk), STREAM_PIECE):
+        yield chunk[start : start + STREAM_PIECE]
+
+
+def members_response(*encoded: dict[str, bytes | EncodedMember], **values) -> flask.Response:
     """The JSON object of the encoded members and ``values``: the text ``flask.jsonify`` makes of them.
 
     Keys sorted, compact, one newline at the end. A member megabytes long
     goes out in slices of STREAM_PIECE as it is sent, never copied whole.
     """
-    members: dict[str, bytes | list[bytes]] = {key: piece for part in encoded for key, piece in part.items()}
+    members: dict[str, bytes | EncodedMember] = {key: piece for part in encoded for key, piece in part.items()}
     members.update(encode_members(values))
-    chunks: list[bytes] = []
+    parts: list[bytes | EncodedMember] = []
     for number, key in enumerate(sorted(members)):
         if number:
-            chunks.append(b",")
-        member = members[key]
-        chunks.extend(member if isinstance(member, list) else (member,))
+            parts.append(b",")
+        parts.append(members[key])
 
     def body() -> Iterator[bytes]:
         pending = [b"{"]
         size = 1
-        for chunk in chunks:
-            for start in range(0, len(chunk), STREAM_PIECE):
-                piece = chunk[start : start + STREAM_PIECE] if len(chunk) > STREAM_PIECE else chunk
-                pending.append(piece)
-                size += len(piece)
+        for part in parts:
+            if type(part) is EncodedMember:
+                runs = ((part[start:end], run_size) for start, end, run_size in part.runs)
+            else:
+                runs = (((piece,), len(piece)) for piece in _slices(part))
+            for pieces, run_size in runs:
+                if run_size > STREAM_PIECE and len(pieces) == 1:  # one long piece: sliced
+                    for piece in _slices(pieces[0]):
+                        pending.append(piece)
+                        yield b"".join(pending)
+                        pending = []
+                    size = 0
+                    continue
+                pending.extend(pieces)
+                size += run_size
                 if size >= STREAM_PIECE:  # small pieces go out together, not one write each
                     yield b"".join(pending)
                     pending, size = [], 0
@@ -325,7 +376,8 @@ def members_response(*encoded: dict[str, bytes | list[bytes]], **values) -> flas
         yield b"".join(pending)
 
     response = flask.Response(body(), mimetype="application/json")
-    response.headers["Content-Length"] = str(3 + sum(len(chunk) for chunk in chunks))
+    length = 3 + sum(part.size if type(part) is EncodedMember else len(part) for part in parts)
+    response.headers["Content-Length"] = str(length)
     return response
 
 
