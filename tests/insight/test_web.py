@@ -147,6 +147,32 @@ def test_history_chart_svg_and_its_json_twin(client, insight_site):
     assert client.get(f"{HELLO_URL}/history.svg?limit=0").status_code == 400
 
 
+def chart_bar_links(page: str) -> list[str]:
+    """The run links of a page's chart bars, left to right."""
+    svg = page[page.index("<svg") : page.index("</svg>") + len("</svg>")]
+    root = ET.fromstring(svg)
+    return [a.get("href") for a in root.iter(f"{SVG}a") if any("ic-bar" in (r.get("class") or "") for r in a)]
+
+
+@pytest.mark.parametrize("stream_rows", [100, 2])
+def test_a_long_history_page_charts_its_newest_runs(client, insight_site, monkeypatch, stream_rows):
+    """A page of more runs than a chart shows (limit=10000) charts its newest, as history.svg does; its table has all."""
+    from webcontrol.web.browse import links
+
+    runs = len(insight_site.hello)
+    everything = client.get(f"{HELLO_URL}?limit={runs}").data.decode()
+    monkeypatch.setattr(links, "STREAM_ROWS", stream_rows)  # 2: the page's views are made as it is sent
+    monkeypatch.setattr(charts, "LIMIT_MAX", 3)
+    page = client.get(f"{HELLO_URL}?limit={runs}").data.decode()
+    newest = chart_bar_links(client.get(f"{HELLO_URL}?limit=3").data.decode())
+    assert len(newest) == 3
+    assert chart_bar_links(page) == newest
+    assert chart_bar_links(everything)[-3:] == newest and len(chart_bar_links(everything)) == runs
+    table = everything[everything.index("</svg>") :]
+    assert page[page.index("</svg>") :] == table
+    assert table.count("<tr") > runs
+
+
 # Changes since the last pass ------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ inline in a page (``partials/history_chart.html``) or alone at
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import flask
@@ -24,6 +25,8 @@ from webcontrol.web.browse.insight.common import check_package, check_prefix, ch
 from webcontrol.web.browse.markup import escape as _escape
 
 LIMIT_DEFAULT = 100
+#: Runs a chart shows at most: history.svg's limit, and the newest runs of a longer history page
+#: (``limit=10000``), whose 800-pixel plot could not tell more bars apart.
 LIMIT_MAX = 1000
 WIDTH = 800
 HEIGHT = 180
@@ -85,6 +88,14 @@ def _short(seconds: int) -> str:
 
 @bp.app_template_global("insight_history_chart")
 def insight_history_chart(views: Sequence[dict]) -> dict:
+    """The chart of a history page's results (newest first): of its newest LIMIT_MAX when it has more.
+
+    A page of 10,000 rows makes its views as it is sent (links.LazyViews):
+    only the charted ones are made for the chart, and its table is made
+    from the rows.
+    """
+    if len(views) > LIMIT_MAX:
+        views = list(itertools.islice(views, LIMIT_MAX))
     return chart_geometry(views)
 
 
