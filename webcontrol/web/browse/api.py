@@ -337,6 +337,18 @@ def _slices(chunk: bytes) -> Iterator[bytes]:
         yield chunk[start : start + STREAM_PIECE]
 
 
+def _runs(part: bytes | EncodedMember) -> Iterator[tuple[list[bytes] | tuple[bytes], int]]:
+    """``(pieces, bytes)`` of a member, none longer than STREAM_PIECE but a run of shorter pieces."""
+    if type(part) is not EncodedMember:
+        yield from (((piece,), len(piece)) for piece in _slices(part))
+        return
+    for start, end, size in part.runs:
+        if size > STREAM_PIECE and end - start == 1:
+            yield from (((piece,), len(piece)) for piece in _slices(part[start]))
+        else:
+            yield part[start:end], size
+
+
 def members_response(*encoded: dict[str, bytes | EncodedMember], **values) -> flask.Response:
     """The JSON object of the encoded members and ``values``: the text ``flask.jsonify`` makes of them.
 
@@ -355,18 +367,7 @@ def members_response(*encoded: dict[str, bytes | EncodedMember], **values) -> fl
         pending = [b"{"]
         size = 1
         for part in parts:
-            if type(part) is EncodedMember:
-                runs = ((part[start:end], run_size) for start, end, run_size in part.runs)
-            else:
-                runs = (((piece,), len(piece)) for piece in _slices(part))
-            for pieces, run_size in runs:
-                if run_size > STREAM_PIECE and len(pieces) == 1:  # one long piece: sliced
-                    for piece in _slices(pieces[0]):
-                        pending.append(piece)
-                        yield b"".join(pending)
-                        pending = []
-                    size = 0
-                    continue
+            for pieces, run_size in _runs(part):
                 pending.extend(pieces)
                 size += run_size
                 if size >= STREAM_PIECE:  # small pieces go out together, not one write each
