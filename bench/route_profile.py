@@ -10,7 +10,10 @@ body iterated and closed), with an environ made once per URL and copied per
 request, so neither a test client nor a server adds to the figures. The site
 and live files are those of bench/browse_latency.py (``--queued`` requests,
 ``--running`` jobs). A route is a name of bench/browse_latency.py (``home``,
-``run/<uuid>``, ``package`` ...) or a path. Printed per route:
+``run/<uuid>``, ``package`` ...) or a path; ``run first views`` asks for the
+pages of ``--requests`` uuids never asked before (nothing kept yet), newest
+first, and prints the median and p95 of passing and of failing runs apart
+(a failing run's page also compares its testbed with the last pass). Printed per route:
 
 - thread CPU per request (median of 5 rounds of ``--requests``/5), with no profiler;
 - ``os.stat`` calls per request (every file-version check is one);
@@ -124,6 +127,44 @@ def profile_route(caller: Caller, name: str, paths: list[str], requests: int, to
             print(line.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/", "")[:170])
 
 
+def first_views(caller: Caller, db_path: str, requests: int, top: int) -> None:
+    """Pages of runs never asked for before, by verdict, then a profile of as many others."""
+    import sqlite3
+
+    from webcontrol import results
+
+    conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=ro", uri=True)
+    found = conn.execute(
+        "SELECT uuid, exitcode FROM result WHERE uuid IS NOT NULL AND uuid != '' ORDER BY run_id DESC LIMIT ?",
+        (2 * requests + 50,),
+    ).fetchall()
+    conn.close()
+    for uuid, _code in found[:50]:
+        caller.get(f"/run/{uuid}")
+    times: dict[str, list[float]] = {}
+    for uuid, code in found[50 : 50 + requests]:
+        started = time.thread_time()
+        caller.get(f"/run/{uuid}")
+        times.setdefault(results.verdict(code), []).append((time.thread_time() - started) * 1000)
+    print(f"\n== run first views ({requests} uuids, each asked once); load {os.getloadavg()[0]:.1f}")
+    for verdict, values in sorted(times.items()):
+        values.sort()
+        print(
+            f"  {verdict:8} n={len(values):5}  CPU median {statistics.median(values):.3f} ms,"
+            f" p95 {browse_latency.percentile(values, 0.95):.3f} ms"
+        )
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    for uuid, _code in found[50 + requests :]:
+        caller.get(f"/run/{uuid}")
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    for line in out.getvalue().splitlines():
+        if line.strip() and not line.startswith(("   Ordered by", "   List reduced")):
+            print(line.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/", "")[:170])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True, help="DB made by bench/gen_big_db.py (with its .json)")
@@ -143,7 +184,10 @@ def main() -> None:
         known = browse_latency.pages(args.db)
         print(f"DB {args.db}; {args.queued:,} queued, {args.running:,} running; load {os.getloadavg()[0]:.1f}")
         for route in args.route:
-            profile_route(caller, route, known.get(route, [route]), args.requests, args.top)
+            if route == "run first views":
+                first_views(caller, args.db, args.requests, args.top)
+            else:
+                profile_route(caller, route, known.get(route, [route]), args.requests, args.top)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
