@@ -100,7 +100,8 @@ def create_app(config: Config) -> flask.Flask:
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    # Anonymous requests for the home page and run pages are answered from their kept bytes.
+    # Anonymous requests for the pages page_cache lists (home, run, statistics, legacy recent.json) are answered
+    # from their kept bytes.
     page_cache.install(app)
     # Live pages rebuild new versions of the live files in background threads that give way to these.
     app.wsgi_app = live_cache.RequestsInFlight(app.wsgi_app)

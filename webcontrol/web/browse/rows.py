@@ -154,9 +154,10 @@ class _DirectRows:
     its requester and result cells, its classification and duration cells)
     are made and escaped once per table, and a block whose per-row fields
     (version, env, run id, uuid) have nothing to escape joins them as they
-    are. A row is then one string format and five dictionary look-ups. A
-    block that has something to escape, and a row whose run id is not a
-    valid one, go through the views.
+    are. A row is then one string format and five dictionary look-ups (a
+    row with a ♻ link also joins its triggers' query values, which
+    links.query_value keeps). A block that has something to escape, and a
+    row whose run id is not a valid one, go through the views.
     """
 
     def __init__(self, show_package: bool, show_where: bool, icons: dict[str, str], cells: _Cells) -> None:
