@@ -196,6 +196,25 @@ def test_requests_with_a_cookie_authorization_or_query_go_through_flask(app, fla
     assert flask_requests.count == made + 4
 
 
+def test_the_kept_recent_json_answers_only_the_bare_list(app, flask_requests, cache_site):
+    """Scripts poll the bare list; what a client or a broken peer adds to it gets what it asks for, or its error."""
+    client = app.test_client()
+    whole = client.get(LEGACY_RECENT).json
+    assert client.get(LEGACY_RECENT).json == whole
+    made = flask_requests.count
+    assert len(client.get(f"{LEGACY_RECENT}?limit=2").json) == 2
+    assert client.get(f"{LEGACY_RECENT}?limit=nonsense").status_code == 400
+    assert client.get(f"{LEGACY_RECENT}?limit=100&release=<script>").status_code == 400
+    forged = app.test_client()
+    forged.set_cookie("session", "forged", domain="localhost")
+    assert forged.get(LEGACY_RECENT).json == whole
+    assert client.get(LEGACY_RECENT + "/").status_code == 404
+    assert client.post(LEGACY_RECENT).status_code == 405
+    assert flask_requests.count == made + 6
+    assert client.get(LEGACY_RECENT).json == whole
+    assert flask_requests.count == made + 6
+
+
 def test_the_host_and_forwarded_scheme_are_part_of_what_is_kept(app, live_files_ageless):
     client = app.test_client()
     for _turn in range(2):
