@@ -426,9 +426,6 @@ class LazyViews(StreamedList):
         A view's values are str, bool, None, lists of str and the row's
         duration and exit code: a float only if the DB holds one there.
         """
-        if self._kept is not None:
-            yield from super().json_blocks()
-            return
         maker = ViewMaker()
         for block, classes, retries in self._blocks:
             plain = float not in set(map(type, itertools.chain(map(_DURATION, block), map(_EXITCODE, block))))
